@@ -74,29 +74,32 @@ def implicit_reward(policy_probs: Tensor, ref_probs: Tensor, beta: float) -> Ten
 
 
 def maximize_kl_objective(
-    ref_probs: Tensor, rewards: Tensor, beta: float, steps: int = 5000, lr: float = 0.5
+    ref_probs: Tensor, rewards: Tensor, beta: float, steps: int = 200
 ) -> tuple[Tensor, list[float]]:
-    """Solve max_pi J(pi) numerically, without the closed form: gradient ascent on softmax logits.
+    """Solve max_pi J(pi) numerically, without the closed form: L-BFGS ascent on softmax logits.
 
     An independent check of `kl_constrained_optimum`. The policy is parameterised as softmax(theta),
-    started at pi_ref, and optimised with Adam in float64. Returns the final policy and the mean
-    objective per step.
+    started at pi_ref, and optimised in float64. Returns the final policy and the mean objective after
+    each L-BFGS iteration.
     """
     _check_beta(beta)
     ref = torch.as_tensor(ref_probs, dtype=torch.float64)
     r = torch.as_tensor(rewards, dtype=torch.float64)
     theta = torch.log(ref).clone().requires_grad_(True)
-    opt = torch.optim.Adam([theta], lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    history = []
-    for _ in range(steps):
-        pi = torch.softmax(theta, -1)
-        objective = kl_regularized_objective(pi, ref, r, beta).mean()
+    opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=20, tolerance_grad=1e-14, tolerance_change=1e-16,
+                            line_search_fn="strong_wolfe")
+    history: list[float] = []
+
+    def negative_objective() -> Tensor:
         opt.zero_grad()
-        (-objective).backward()
-        opt.step()
-        sched.step()
-        history.append(objective.item())
+        loss = -kl_regularized_objective(torch.softmax(theta, -1), ref, r, beta).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(steps // 20 or 1):
+        opt.step(negative_objective)
+        with torch.no_grad():
+            history.append(kl_regularized_objective(torch.softmax(theta, -1), ref, r, beta).mean().item())
     return torch.softmax(theta.detach(), -1), history
 
 

