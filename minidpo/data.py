@@ -135,7 +135,7 @@ def validate_records(
             continue
         name, reason = problem
         report.problems.append(f"record {rid}, field {name!r}: {reason}")
-        report.dropped[f"{name}: {reason}"] += 1
+        report.dropped[f"field {name!r}: {reason}"] += 1
     if report.problems and not drop_invalid:
         shown = "\n  ".join(report.problems[:10])
         more = f"\n  ... and {len(report.problems) - 10} more" if len(report.problems) > 10 else ""
