@@ -1,0 +1,138 @@
+import copy
+import json
+
+import pytest
+import torch
+
+from minidpo.logprobs import precompute_reference_logprobs
+from minidpo.train import DPOConfig, SFTConfig, load_checkpoint, train_dpo, train_sft, with_reference_logprobs
+
+
+def _params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(learning_rate=0.0), "learning_rate must be"),
+        (dict(learning_rate=-1e-5), "learning_rate must be"),
+        (dict(batch_size=0), "batch_size must be an integer >= 1"),
+        (dict(gradient_accumulation_steps=0), "gradient_accumulation_steps"),
+        (dict(optimizer="sgd"), "optimizer must be"),
+        (dict(max_steps=0), "max_steps must be"),
+        (dict(beta=0.0), "beta must be"),
+        (dict(loss_type="nope"), "loss_type must be one of"),
+        (dict(label_smoothing=0.7), "label_smoothing must be in"),
+    ],
+)
+def test_config_errors_name_the_option(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DPOConfig(**kwargs)
+
+
+def test_sft_fits_the_chosen_replies(tiny, tokenized, tmp_path):
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    cfg = SFTConfig(output_dir=str(tmp_path), max_steps=30, batch_size=4, learning_rate=3e-3, warmup_steps=0,
+                    eval_every=10, save_every=10, show_progress=False)
+    history = train_sft(model, tokenized.select(range(8)), tokenized.select(range(8, 12)), cfg, tok.pad_token_id)
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert losses[-1] < 0.6 * losses[0]
+    assert sum("eval_loss" in h for h in history) == 3
+    assert (tmp_path / "checkpoint.pt").exists() and json.loads((tmp_path / "history.json").read_text()) == history
+
+
+def _dpo_run(tiny, tokenized, out_dir, steps=6, precompute=True, **overrides):
+    policy, tok = copy.deepcopy(tiny[0]), tiny[1]
+    ref = copy.deepcopy(tiny[0]).eval()
+    data = tokenized.select(range(8))
+    if precompute:
+        data = with_reference_logprobs(data, *precompute_reference_logprobs(ref, data, tok.pad_token_id, show_progress=False))
+    fields = dict(output_dir=str(out_dir), max_steps=steps, batch_size=4, learning_rate=1e-3, warmup_steps=2,
+                  eval_every=3, save_every=2, optimizer="adamw", show_progress=False)
+    fields.update(overrides)
+    cfg = DPOConfig(**fields)
+    history = train_dpo(policy, data, data.select(range(4)), cfg, tok.pad_token_id, ref_model=None if precompute else ref)
+    return policy, history
+
+
+def test_dpo_learns_the_preferences_and_logs_trl_metrics(tiny, tokenized, tmp_path):
+    _, history = _dpo_run(tiny, tokenized, tmp_path, steps=12)
+    train = [h for h in history if "rewards/margins" in h]
+    assert train[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 1
+    assert train[-1]["rewards/margins"] > 0.1 and train[-1]["rewards/accuracies"] >= 0.75
+    assert {"rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected", "grad_norm", "learning_rate"} <= set(train[-1])
+    assert any("eval_rewards/accuracies" in h for h in history)
+
+
+def test_precomputed_reference_equals_live_reference(tiny, tokenized, tmp_path):
+    a, ha = _dpo_run(tiny, tokenized, tmp_path / "a", precompute=True)
+    b, hb = _dpo_run(tiny, tokenized, tmp_path / "b", precompute=False)
+    la = [h["loss"] for h in ha if "loss" in h]
+    lb = [h["loss"] for h in hb if "loss" in h]
+    assert la == pytest.approx(lb, abs=1e-5)
+    torch.testing.assert_close(_params(a), _params(b), atol=1e-5, rtol=1e-4)
+
+
+def test_gradient_accumulation_matches_a_big_batch(tiny, tokenized, tmp_path):
+    a, ha = _dpo_run(tiny, tokenized, tmp_path / "a", steps=2, batch_size=4, gradient_accumulation_steps=2, length_bucketing=False)
+    b, hb = _dpo_run(tiny, tokenized, tmp_path / "b", steps=2, batch_size=8, gradient_accumulation_steps=1, length_bucketing=False)
+    # equal up to summation order (Adam divides by sqrt(v), which magnifies rounding on near-zero gradients)
+    torch.testing.assert_close(_params(a), _params(b), atol=1e-5, rtol=1e-4)
+    assert [h["loss"] for h in ha if "loss" in h] == pytest.approx([h["loss"] for h in hb if "loss" in h], abs=1e-6)
+
+
+def test_resume_after_interruption_gives_identical_results(tiny, tokenized, tmp_path, monkeypatch):
+    full, h_full = _dpo_run(tiny, tokenized, tmp_path / "full", steps=6)
+    # interrupt the second run in step 5, after the checkpoint written at step 4
+    import minidpo.train as train_module
+
+    real = train_module.DPOStep.__call__
+    calls = {"n": 0}
+
+    def crash_in_step_5(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(self, model, batch)
+
+    monkeypatch.setattr(train_module.DPOStep, "__call__", crash_in_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        _dpo_run(tiny, tokenized, tmp_path / "resumed", steps=6, eval_every=100)
+    monkeypatch.setattr(train_module.DPOStep, "__call__", real)
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["step"] == 4
+    resumed, h_resumed = _dpo_run(tiny, tokenized, tmp_path / "resumed", steps=6, eval_every=100)
+    assert torch.equal(_params(full), _params(resumed))  # bitwise
+    strip = lambda h: [x for x in h if not any(k.startswith("eval_") for k in x)]  # noqa: E731
+    assert strip(h_full) == strip(h_resumed)
+
+
+def test_non_finite_loss_stops_with_the_step_named(tiny, tokenized, tmp_path, monkeypatch):
+    import minidpo.train as train_module
+
+    real = train_module.DPOStep.__call__
+    calls = {"n": 0}
+
+    def nan_at_3(self, model, batch):
+        calls["n"] += 1
+        loss, metrics = real(self, model, batch)
+        return (loss * float("nan"), metrics) if calls["n"] == 3 else (loss, metrics)
+
+    monkeypatch.setattr(train_module.DPOStep, "__call__", nan_at_3)
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 3, micro-batch 0 .*last good checkpoint"):
+        _dpo_run(tiny, tokenized, tmp_path, steps=6, eval_every=100)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
+
+
+def test_corrupt_checkpoint_is_reported(tiny, tokenized, tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="corrupt or unreadable"):
+        _dpo_run(tiny, tokenized, tmp_path, steps=2)
+
+
+def test_same_seed_same_numbers(tiny, tokenized, tmp_path):
+    a, ha = _dpo_run(tiny, tokenized, tmp_path / "a", steps=3)
+    b, hb = _dpo_run(tiny, tokenized, tmp_path / "b", steps=3)
+    assert torch.equal(_params(a), _params(b)) and ha == hb
+    c, hc = _dpo_run(tiny, tokenized, tmp_path / "c", steps=3, seed=1)
+    assert not torch.equal(_params(a), _params(c))
