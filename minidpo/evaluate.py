@@ -104,8 +104,13 @@ def sampled_sequence_kl(policy, ref, tokenizer, prompts: list[str], completions:
     for p, c in zip(prompt_ids, completions):
         ids = tokenizer(c, add_special_tokens=False)["input_ids"] + [eos]
         examples.append({"prompt_ids": p, "chosen_ids": ids})
+    modes = policy.training, ref.training
+    policy.eval()  # dropout off: scoring must be deterministic
+    ref.eval()
     diffs = []
     for s in range(0, len(examples), batch_size):
         batch = collate_sft(examples[s : s + batch_size], tokenizer.pad_token_id)
         diffs.append(model_sequence_logprobs(policy, batch) - model_sequence_logprobs(ref, batch))
+    policy.train(modes[0])
+    ref.train(modes[1])
     return float(torch.cat(diffs).mean())

