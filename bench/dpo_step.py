@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minidpo.data import collate_preferences  # noqa: E402
 from minidpo.logprobs import model_sequence_logprobs  # noqa: E402
 from minidpo.models import tiny_gpt2, tiny_tokenizer  # noqa: E402
-from minidpo.train import DPOConfig, DPOStep  # noqa: E402
+from minidpo.train import DPOConfig, DPOStep, disable_dropout  # noqa: E402
 
 
 def make_batch(n_pairs: int, vocab: int, seed: int) -> list[dict]:
@@ -61,6 +61,7 @@ def main() -> None:
     shape.update(vocab_size=50257, n_positions=512)
     torch.manual_seed(0)
     ref = tiny_gpt2(**shape).eval()
+    disable_dropout(ref)  # as both training loops do (TRL: disable_dropout=True); copies inherit it
     tok = tiny_tokenizer()
     examples = make_batch(args.pairs, shape["vocab_size"], seed=0)
     batch = collate_preferences(examples, tok.pad_token_id)
@@ -80,11 +81,12 @@ def main() -> None:
     text = Dataset.from_dict({"prompt": ["a"], "chosen": ["b"], "rejected": ["c"]})
     trainer = trl.DPOTrainer(model=trl_policy, ref_model=copy.deepcopy(ref), args=trl_args, train_dataset=text, processing_class=tok)
     trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    trainer.current_gradient_accumulation_steps = 1  # normally set inside Trainer.train()
     trl_batch = trainer.data_collator(examples)
 
     # --- agreement before timing
     with torch.no_grad():
-        trl_c, trl_r = trainer.compute_ref_log_probs(ref, trl_batch)
+        trl_c, trl_r = trainer.compute_ref_log_probs(trainer.ref_model, trl_batch)  # TRL patched its copy
     ours = model_sequence_logprobs(ref, batch)
     logp_diff = (ours - torch.cat([trl_c, trl_r])).abs().max().item()
     ours_policy = copy.deepcopy(ref).train()

@@ -177,7 +177,8 @@ def _make_optimizer(model, cfg: TrainConfig):
     return opt, sched
 
 
-def _disable_dropout(model) -> None:
+def disable_dropout(model) -> None:
+    """Set every dropout probability to 0 (TRL does the same for DPO by default)."""
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
@@ -219,7 +220,7 @@ def train_loop(
     out_dir = Path(config.output_dir)
     ckpt_path = out_dir / "checkpoint.pt"
     if config.disable_dropout:
-        _disable_dropout(model)
+        disable_dropout(model)
     model.train()
     batches, total_steps = _micro_batches(len(train_data), pair_lengths(train_data), config)
     optimizer, scheduler = _make_optimizer(model, config)
