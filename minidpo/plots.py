@@ -62,3 +62,24 @@ def plot_win_rates(win_rates: dict, head_to_head: dict | None = None, path: str 
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def figures_dir() -> Path:
+    """`$MINIDPO_FIGURES_DIR`, else the nearest `figures/` folder at or above the working directory
+    (notebooks run from notebooks/), else ./figures."""
+    import os
+
+    if os.environ.get("MINIDPO_FIGURES_DIR"):
+        return Path(os.environ["MINIDPO_FIGURES_DIR"])
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "figures").is_dir() and (d / "minidpo").is_dir():
+            return d / "figures"
+    return here / "figures"
+
+
+def save_figure(fig, name: str) -> Path:
+    """Save `fig` as figures/<name>.png (for the report) and return the path."""
+    path = figures_dir() / f"{name}.png"
+    _save(fig, path)
+    return path

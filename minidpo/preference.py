@@ -167,3 +167,74 @@ def plackett_luce_logprob(scores: Tensor, ranking: Tensor) -> Tensor:
     # logsumexp over the items still unranked at each stage: a reversed cumulative logsumexp.
     tail_lse = ordered.flip(-1).logcumsumexp(-1).flip(-1)
     return (ordered - tail_lse).sum(-1)
+
+
+def simulate_gumbel_choices(r_a: float, r_b: float, n: int, seed: int = 0) -> float:
+    """Where Bradley-Terry comes from: each item has utility r + Gumbel(0, 1) noise and the larger one is
+    chosen. Returns the fraction of n simulated choices won by a, which tends to sigma(r_a - r_b)
+    (the difference of two standard Gumbels is logistic)."""
+    g = torch.Generator().manual_seed(seed)
+    gumbel = lambda: -torch.log(-torch.log(torch.rand(n, generator=g, dtype=torch.float64)))  # noqa: E731
+    return float(((r_a + gumbel()) > (r_b + gumbel())).double().mean())
+
+
+def bradley_terry_recovery_curve(planted: Tensor, comparison_counts: list[int], seeds: list[int]) -> dict[str, list[float]]:
+    """Max |fitted - planted| (both mean-zero) after n random comparisons, averaged over seeds, for each n."""
+    planted = planted.double() - planted.double().mean()
+    out: dict[str, list[float]] = {"n_comparisons": [], "max_abs_error": []}
+    for n in comparison_counts:
+        errs = []
+        for seed in seeds:
+            w, l = sample_bradley_terry_comparisons(planted, n, seed=seed)
+            errs.append((fit_bradley_terry(w, l, planted.numel(), l2=1e-6) - planted).abs().max().item())
+        out["n_comparisons"].append(n)
+        out["max_abs_error"].append(sum(errs) / len(errs))
+    return out
+
+
+# ----------------------------------------------------------------------------- a learned reward model
+
+
+def build_vocabulary(texts: list[str], min_count: int = 3, max_size: int = 2000) -> list[str]:
+    """The most frequent lower-cased words of `texts` (at least `min_count` occurrences)."""
+    from collections import Counter
+
+    counts = Counter(w for t in texts for w in _words(t))
+    return [w for w, c in counts.most_common(max_size) if c >= min_count]
+
+
+def _words(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"[a-z']+|[!?]", text.lower())
+
+
+def bag_of_words(texts: list[str], vocabulary: list[str]) -> Tensor:
+    """(len(texts), len(vocabulary)) word counts: the features of a linear reward model."""
+    index = {w: i for i, w in enumerate(vocabulary)}
+    out = torch.zeros(len(texts), len(vocabulary), dtype=torch.float64)
+    for row, text in enumerate(texts):
+        for w in _words(text):
+            if w in index:
+                out[row, index[w]] += 1
+    return out
+
+
+def fit_linear_reward_model(features_chosen: Tensor, features_rejected: Tensor, l2: float = 1e-2, steps: int = 100) -> Tensor:
+    """A reward model r(y) = w . f(y) trained with the Bradley-Terry loss (eq. 2):
+
+        min_w  mean_i -log sigma(w . (f(y_w,i) - f(y_l,i))) + (l2 / 2) ||w||^2,
+
+    i.e. logistic regression on feature differences, solved with L-BFGS. Returns w."""
+    diff = (features_chosen - features_rejected).double()
+    w = torch.zeros(diff.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = -F.logsigmoid(diff @ w).mean() + 0.5 * l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach()
