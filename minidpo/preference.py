@@ -178,17 +178,25 @@ def simulate_gumbel_choices(r_a: float, r_b: float, n: int, seed: int = 0) -> fl
     return float(((r_a + gumbel()) > (r_b + gumbel())).double().mean())
 
 
-def bradley_terry_recovery_curve(planted: Tensor, comparison_counts: list[int], seeds: list[int]) -> dict[str, list[float]]:
-    """Max |fitted - planted| (both mean-zero) after n random comparisons, averaged over seeds, for each n."""
+def bradley_terry_recovery_curve(planted: Tensor, comparison_counts: list[int], seeds: list[int]) -> dict[str, list]:
+    """Max |fitted - planted| (both mean-zero) after n random comparisons, for each n.
+
+    For each n and seed a data set is drawn; where its MLE does not exist (see `fit_bradley_terry`) it is
+    counted in `n_without_mle` and left out of the mean error (None when no data set had an MLE).
+    """
     planted = planted.double() - planted.double().mean()
-    out: dict[str, list[float]] = {"n_comparisons": [], "max_abs_error": []}
+    out: dict[str, list] = {"n_comparisons": [], "max_abs_error": [], "n_without_mle": []}
     for n in comparison_counts:
-        errs = []
+        errs, missing = [], 0
         for seed in seeds:
             w, l = sample_bradley_terry_comparisons(planted, n, seed=seed)
-            errs.append((fit_bradley_terry(w, l, planted.numel(), l2=1e-6) - planted).abs().max().item())
+            try:
+                errs.append((fit_bradley_terry(w, l, planted.numel()) - planted).abs().max().item())
+            except ValueError:
+                missing += 1
         out["n_comparisons"].append(n)
-        out["max_abs_error"].append(sum(errs) / len(errs))
+        out["max_abs_error"].append(sum(errs) / len(errs) if errs else None)
+        out["n_without_mle"].append(missing)
     return out
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .data import collate_preferences, collate_sft, length_grouped_batches, pair_lengths
 from .logprobs import model_sequence_logprobs, response_token_logprobs

@@ -60,7 +60,9 @@ def test_gumbel_noise_gives_the_logistic_choice_rule():
 
 def test_recovery_curve_improves():
     c = bradley_terry_recovery_curve(torch.linspace(-1, 1, 6), [100, 10000], seeds=[0, 1])
-    assert c["max_abs_error"][1] < c["max_abs_error"][0] / 3
+    assert c["max_abs_error"][1] < c["max_abs_error"][0] / 3 and c["n_without_mle"] == [0, 0]
+    tiny = bradley_terry_recovery_curve(torch.linspace(-3, 3, 10), [5], seeds=[0, 1, 2])
+    assert tiny["n_without_mle"] == [3] and tiny["max_abs_error"] == [None]  # 5 comparisons cannot tie 10 items together
 
 
 def test_linear_reward_model_learns_a_planted_word():
