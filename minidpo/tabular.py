@@ -62,12 +62,17 @@ def train_tabular_policy(
     log_ref = torch.log(torch.as_tensor(ref_probs, dtype=torch.float64))
     theta = log_ref.clone().requires_grad_(True)
     history: dict[str, list[float]] = {"loss": [], "margin": []}
+    # A table has at most P * Y * (Y - 1) distinct pairs: sum the loss over distinct (x, y_w, y_l) weighted by
+    # how often each occurs. Exactly the mean over all pairs, at a cost independent of their number.
+    triples, counts = torch.unique(torch.stack([x, y_w, y_l], 1), dim=0, return_counts=True)
+    ux, uw, ul = triples.unbind(1)
+    weights = counts.double() / counts.sum()
 
     def objective() -> tuple[Tensor, Tensor]:
         logp = torch.log_softmax(theta, -1)
-        out = dpo_loss(logp[x, y_w], logp[x, y_l], log_ref[x, y_w], log_ref[x, y_l], beta, loss_type, label_smoothing)
-        margin = (out.chosen_rewards - out.rejected_rewards).mean() / beta
-        return out.losses.mean(), margin
+        out = dpo_loss(logp[ux, uw], logp[ux, ul], log_ref[ux, uw], log_ref[ux, ul], beta, loss_type, label_smoothing)
+        margin = ((out.chosen_rewards - out.rejected_rewards) * weights).sum() / beta
+        return (out.losses * weights).sum(), margin
 
     if optimizer == "lbfgs":
         opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=20, tolerance_grad=1e-12, tolerance_change=1e-14,
