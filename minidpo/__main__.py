@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="SFT then DPO on the instruction preference data, win rates and figures")
     run.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
+    run.add_argument("--seed", type=int, default=None, help="override the profile's seed (data split, training, sampling)")
     run.add_argument("--run-dir", default=None, help="checkpoints and caches (default runs/<profile>)")
     run.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     run.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from .pipeline import run_pipeline
     from .profiles import get_profile
 
-    profile = get_profile(args.profile)
+    profile = get_profile(args.profile) if args.seed is None else get_profile(args.profile, seed=args.seed)
     # smoke runs must not overwrite the committed results and figures of a real run
     scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
     results = run_pipeline(

@@ -135,20 +135,27 @@ def validate_records(
     """Check every record; raise `PreferenceDataError` listing the bad ones, or drop them when asked.
 
     Rules: each of `fields` (prompt/chosen/rejected) present, a string, not empty or whitespace-only,
-    and chosen != rejected. With `drop_invalid=True` bad records are removed and counted by reason in
+    chosen != rejected, and no record repeating an earlier one. With `drop_invalid=True` bad records are removed and counted by reason in
     the returned report (nothing is skipped silently). Returns the kept (record id, record) pairs.
     """
     ids = list(range(len(records))) if record_ids is None else list(record_ids)
     report = ValidationReport(source=source, n_in=len(records))
     kept = []
+    first_seen: dict[tuple, int] = {}  # a repeated pair would count twice in the loss
     for rid, record in zip(ids, records):
         problem = _record_problem(record, fields, optional)
+        if problem is None:
+            key = tuple(record[f] for f in fields)
+            if key in first_seen:
+                problem = "<record>", f"duplicates record {first_seen[key]} (same {', '.join(fields)})"
+            else:
+                first_seen[key] = rid
         if problem is None:
             kept.append((rid, record))
             continue
         name, reason = problem
         report.problems.append(f"record {rid}, field {name!r}: {reason}")
-        report.dropped[f"field {name!r}: {reason}"] += 1
+        report.dropped[f"field {name!r}: " + ("duplicate of an earlier record" if reason.startswith("duplicates") else reason)] += 1
     if report.problems and not drop_invalid:
         shown = "\n  ".join(report.problems[:10])
         more = f"\n  ... and {len(report.problems) - 10} more" if len(report.problems) > 10 else ""

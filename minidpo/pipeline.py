@@ -103,6 +103,16 @@ def run_pipeline(
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     for d in (run_dir, results_dir, figures_dir):
         d.mkdir(parents=True, exist_ok=True)
+    # Cached stages are only valid for the configuration that made them.
+    stamp, config = run_dir / "profile.json", json.loads(json.dumps(asdict(profile)))
+    if stamp.exists() and json.loads(stamp.read_text()) != config:
+        old = json.loads(stamp.read_text())
+        changed = sorted(k for k in config if old.get(k) != config[k])
+        raise ValueError(
+            f"{run_dir} holds a run made with a different configuration (changed: {', '.join(changed)}); "
+            f"resuming would mix the two. Use another --run-dir or delete {run_dir}."
+        )
+    stamp.write_text(json.dumps(config, indent=1))
     torch.manual_seed(profile.seed)
 
     # 1. data: validate (dropping the 6 chosen == rejected rows, with a count), split, tokenize
