@@ -13,6 +13,10 @@ if "MINIDPO_DATA_DIR" not in os.environ and _shared.exists():
 os.environ.setdefault("MINIDPO_PROFILE", "smoke")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# notebooks executed by the tests (nbval, test_notebooks) must not overwrite the committed figures
+import tempfile  # noqa: E402
+
+os.environ.setdefault("MINIDPO_FIGURES_DIR", tempfile.mkdtemp(prefix="minidpo-figures-"))
 
 
 @pytest.fixture(scope="session")

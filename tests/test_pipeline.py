@@ -17,8 +17,8 @@ def test_profiles_and_bad_profile_name(monkeypatch):
         get_profile("huge")
 
 
-def _run(tmp_path, name):
-    cmd = [sys.executable, "-m", "minidpo", "run", "--profile", "smoke", "--run-dir", str(tmp_path / name / "run"),
+def _run(tmp_path, name, *extra):
+    cmd = [sys.executable, "-m", "minidpo", "run", "--profile", "smoke", *extra, "--run-dir", str(tmp_path / name / "run"),
            "--results-dir", str(tmp_path / name / "results"), "--figures-dir", str(tmp_path / name / "figures")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -42,6 +42,10 @@ def test_smoke_pipeline_writes_results_and_figures_and_is_deterministic(tmp_path
     for key in ("win_rates_vs_data", "head_to_head", "examples"):
         assert results[key] == again[key]
     assert results["dpo"]["train"] == again["dpo"]["train"]
+    # a different seed changes the split, the training and the samples
+    other, _ = _run(tmp_path, "c", "--seed", "1")
+    assert other["seed"] == 1 and other["dpo"]["train"] != results["dpo"]["train"]
+    assert other["examples"] != results["examples"]
 
 
 def test_interrupted_pipeline_resumes_from_saved_stages(tmp_path):

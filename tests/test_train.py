@@ -136,3 +136,22 @@ def test_same_seed_same_numbers(tiny, tokenized, tmp_path):
     assert torch.equal(_params(a), _params(b)) and ha == hb
     c, hc = _dpo_run(tiny, tokenized, tmp_path / "c", steps=3, seed=1)
     assert not torch.equal(_params(a), _params(c))
+
+
+def test_non_finite_gradient_stops_with_the_step_named(tiny, tokenized, tmp_path, monkeypatch):
+    import minidpo.train as train_module
+
+    real = train_module.DPOStep.__call__
+    calls = {"n": 0}
+
+    def bad_grad_at_2(self, model, batch):
+        calls["n"] += 1
+        loss, metrics = real(self, model, batch)
+        if calls["n"] == 2:  # finite loss, NaN gradient: d sqrt(t)/dt at t = 0 is inf, times 0
+            loss = loss + torch.sqrt(0 * next(model.parameters()).sum())
+        return loss, metrics
+
+    monkeypatch.setattr(train_module.DPOStep, "__call__", bad_grad_at_2)
+    with pytest.raises(FloatingPointError, match=r"gradient norm is nan at step 2 .*fp16 overflow"):
+        _dpo_run(tiny, tokenized, tmp_path, steps=4, eval_every=100, save_every=1)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 1  # the last good one is kept
