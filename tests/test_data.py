@@ -86,10 +86,11 @@ def test_split_hh_dialogue():
     ],
 )
 def test_each_validation_rule_names_record_and_field(bad, message):
+    other = {**GOOD, "chosen": "Hi!"}
     with pytest.raises(PreferenceDataError) as e:
-        load_preference_records([GOOD, bad, GOOD])
+        load_preference_records([GOOD, bad, other])
     assert message in str(e.value)
-    ds, report = load_preference_records([GOOD, bad, GOOD], drop_invalid=True)
+    ds, report = load_preference_records([GOOD, bad, other], drop_invalid=True)
     assert len(ds) == 2 and sum(report.dropped.values()) == 1 and list(ds["record_id"]) == [0, 2]
 
 
