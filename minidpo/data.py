@@ -342,7 +342,8 @@ def tokenize_preferences(
     Truncation keeps the response: a prompt longer than `max_prompt_length` loses its *start* (a BOS, if
     any, is kept). If prompt + the longer response still exceeds `max_length`, the pair is over-long and
     `overlong` decides: "error" raises naming the record, "drop" drops it (counted in the returned dict),
-    "truncate" cuts the responses' ends (they then lose their EOS).
+    "truncate" cuts the responses' ends (they then lose their EOS). The returned counts say how many pairs
+    were over-long and how many prompts were shortened.
     """
     if overlong not in ("error", "drop", "truncate"):
         raise ValueError(f"overlong must be 'error', 'drop' or 'truncate', got {overlong!r}")
@@ -366,12 +367,13 @@ def tokenize_preferences(
         return out
 
     tokenized = ds.map(encode, batched=True, desc="tokenizing")
+    n_cut = sum(len(tokenizer(p)["input_ids"]) > max_prompt_length for p in ds["prompt"])
     lengths = [
         (len(p) + len(c), len(p) + len(r))
         for p, c, r in zip(tokenized["prompt_ids"], tokenized["chosen_ids"], tokenized["rejected_ids"])
     ]
     too_long = [i for i, (lc, lr) in enumerate(lengths) if max(lc, lr) > max_length]
-    counts = {"overlong": len(too_long)}
+    counts = {"overlong": len(too_long), "prompt_truncated": n_cut}  # nothing changes silently
     if not too_long:
         return tokenized, counts
     if overlong == "error":

@@ -121,12 +121,12 @@ def run_pipeline(
     splits = split_dataset(records, profile.n_validation, profile.n_test, seed=profile.seed, n_train=profile.n_train)
     model, tokenizer = _load_base(profile, [r["prompt"] + r["chosen"] for r in splits["train"]])
     tok = {}
-    overlong = {}
+    overlong: dict[str, dict] = {}
     for split in ("train", "validation"):
         tok[split], counts = tokenize_preferences(
             splits[split], tokenizer, profile.max_length, profile.max_prompt_length, overlong="drop"
         )
-        overlong[split] = counts["overlong"]
+        overlong[split] = counts
     pad = tokenizer.pad_token_id
     timing["data_and_model_s"] = time.time() - t
 
@@ -211,7 +211,7 @@ def run_pipeline(
             "n_train": len(tok["train"]),
             "n_validation": len(tok["validation"]),
             "n_test": len(prompts),
-            "overlong_dropped": overlong,
+            "tokenization": overlong,  # per split: over-long pairs dropped, prompts shortened
         },
         "sft": {"config": asdict(sft_cfg), "train": _last(sft_history), "eval": _last(sft_history, "eval_"), "history": sft_history},
         "dpo": {"config": asdict(dpo_cfg), "train": _last(dpo_history), "eval": _last(dpo_history, "eval_"), "history": dpo_history},

@@ -190,7 +190,7 @@ def test_long_prompts_lose_their_start_not_the_response(tiny):
     ds = Dataset.from_list([{"prompt": "word " * 200 + "END:", "chosen": "yes", "rejected": "no", "record_id": 0}])
     out, counts = tokenize_preferences(ds, tok, max_length=40, max_prompt_length=30)
     assert len(out[0]["prompt_ids"]) == 30 and tok.decode(out[0]["prompt_ids"]).endswith("END:")
-    assert tok.decode(out[0]["chosen_ids"]) == "yes" + tok.eos_token and counts["overlong"] == 0
+    assert tok.decode(out[0]["chosen_ids"]) == "yes" + tok.eos_token and counts == {"overlong": 0, "prompt_truncated": 1}
 
 
 def test_overlong_pairs_error_drop_or_truncate(tiny):
