@@ -355,11 +355,12 @@ def tokenize_preferences(
 
     def encode(batch):
         prompts = tokenize_prompts(tokenizer, batch["prompt"])
-        out = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []}
+        out = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": [], "prompt_truncated": []}
         for name in ("chosen", "rejected"):
             for ids in tokenizer(batch[name], add_special_tokens=False)["input_ids"]:
                 out[f"{name}_ids"].append(ids if ids and ids[-1] == eos else ids + [eos])
         for ids in prompts:
+            out["prompt_truncated"].append(len(ids) > max_prompt_length)
             if len(ids) > max_prompt_length:
                 keep_bos = bos is not None and ids[0] == bos and bos != eos
                 ids = ids[:1] + ids[-(max_prompt_length - 1) :] if keep_bos else ids[-max_prompt_length:]
@@ -367,7 +368,8 @@ def tokenize_preferences(
         return out
 
     tokenized = ds.map(encode, batched=True, desc="tokenizing")
-    n_cut = sum(len(tokenizer(p)["input_ids"]) > max_prompt_length for p in ds["prompt"])
+    n_cut = sum(tokenized["prompt_truncated"])
+    tokenized = tokenized.remove_columns("prompt_truncated")
     lengths = [
         (len(p) + len(c), len(p) + len(r))
         for p, c, r in zip(tokenized["prompt_ids"], tokenized["chosen_ids"], tokenized["rejected_ids"])
