@@ -44,14 +44,17 @@ def _load_base(profile: Profile, train_texts: list[str]):
     return load_model(profile.model, device=profile.device)
 
 
-def _train_stage(name: str, run_dir: Path, train_fn, model, tokenizer) -> tuple[object, list[dict], bool]:
-    """Train unless `run_dir/name/model` holds a finished result; return the model, its history and
-    whether it was trained now (False: loaded from an earlier run)."""
+def _train_stage(name: str, run_dir: Path, train_fn, make_model, tokenizer, device: str) -> tuple[object, list[dict], bool]:
+    """Train `make_model()` unless `run_dir/name/model` holds a finished result; return the model, its
+    history and whether it was trained now (False: loaded from an earlier run, and make_model not called)."""
     stage_dir = run_dir / name
     final = stage_dir / "model"
     if (final / "config.json").exists() and (stage_dir / "history.json").exists():
-        model = type(model).from_pretrained(final, dtype=torch.float32).to(next(model.parameters()).device)
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32).to(device)
         return model, json.loads((stage_dir / "history.json").read_text()), False
+    model = make_model()
     history = train_fn(model)
     tmp = stage_dir / "model.tmp"
     model.save_pretrained(tmp)
@@ -135,7 +138,7 @@ def run_pipeline(
     sft_cfg = SFTConfig(output_dir=str(run_dir / "sft"), seed=profile.seed, show_progress=show_progress, **profile.sft)
     base_model = copy.deepcopy(model)
     sft_model, sft_history, sft_trained = _train_stage(
-        "sft", run_dir, lambda m: train_sft(m, tok["train"], tok["validation"], sft_cfg, pad), model, tokenizer
+        "sft", run_dir, lambda m: train_sft(m, tok["train"], tok["validation"], sft_cfg, pad), lambda: model, tokenizer, profile.device
     )
     timing["sft_s"] = time.time() - t
 
@@ -154,8 +157,9 @@ def run_pipeline(
         "dpo",
         run_dir,
         lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], dpo_cfg, pad),
-        copy.deepcopy(sft_model),
+        lambda: copy.deepcopy(sft_model),  # the SFT model stays intact: it is the reference and is evaluated
         tokenizer,
+        profile.device,
     )
     timing["dpo_s"] = time.time() - t
 
@@ -246,6 +250,4 @@ def run_pipeline(
     }
     (results_dir / f"pipeline_{profile.name}.json").write_text(json.dumps(results, indent=1))
     make_figures(results, figures_dir)
-    (run_dir / "sft" / "history.json").write_text(json.dumps(sft_history, indent=1))
-    (run_dir / "dpo" / "history.json").write_text(json.dumps(dpo_history, indent=1))
     return results

@@ -254,9 +254,9 @@ def train_loop(
     bar = tqdm(range(start_step, total_steps), desc=desc, initial=start_step, total=total_steps, disable=not config.show_progress)
     for step in bar:
         sums: dict[str, float] = {}
-        n_examples = 0
-        for k in range(accum):
-            index = batches[step * accum + k]
+        step_batches = batches[step * accum : (step + 1) * accum]
+        n_examples = sum(len(index) for index in step_batches)
+        for k, index in enumerate(step_batches):
             batch = collate([train_data[i] for i in index])
             loss, metrics = objective(model, batch)
             if not torch.isfinite(loss):
@@ -265,15 +265,14 @@ def train_loop(
                     f"Training stopped; the last good checkpoint is {ckpt_path}. Usual causes: learning rate too "
                     f"high, fp16 overflow, or a degenerate batch."
                 )
-            (loss * len(index) / sum(len(batches[step * accum + j]) for j in range(accum))).backward()
+            (loss * len(index) / n_examples).backward()  # weight micro-batches by size: one big batch's mean
             for key, v in metrics.items():
                 sums[key] = sums.get(key, 0.0) + v * len(index)
-            n_examples += len(index)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         if not torch.isfinite(grad_norm):
             raise FloatingPointError(
                 f"{desc}: gradient norm is {grad_norm.item()} at step {step + 1} (examples "
-                f"{[batches[step * accum + j] for j in range(accum)]}). Training stopped; the last good checkpoint "
+                f"{step_batches}). Training stopped; the last good checkpoint "
                 f"is {ckpt_path}. Usual causes: learning rate too high or fp16 overflow."
             )
         lr = scheduler.get_last_lr()[0]

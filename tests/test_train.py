@@ -56,6 +56,26 @@ def _dpo_run(tiny, tokenized, out_dir, steps=6, precompute=True, **overrides):
     return policy, history
 
 
+def _alter_nth_dpo_step(monkeypatch, n: int, alter):
+    """Make the n-th call of DPOStep return alter(model, loss, metrics) instead of its own result."""
+    import minidpo.train as train_module
+
+    real = train_module.DPOStep.__call__
+    calls = {"n": 0}
+
+    def patched(self, model, batch):
+        calls["n"] += 1
+        loss, metrics = real(self, model, batch)
+        return alter(model, loss, metrics) if calls["n"] == n else (loss, metrics)
+
+    monkeypatch.setattr(train_module.DPOStep, "__call__", patched)
+    return real
+
+
+def _crash(model, loss, metrics):
+    raise KeyboardInterrupt
+
+
 def test_dpo_learns_the_preferences_and_logs_trl_metrics(tiny, tokenized, tmp_path):
     _, history = _dpo_run(tiny, tokenized, tmp_path, steps=12)
     train = [h for h in history if "rewards/margins" in h]
@@ -87,16 +107,7 @@ def test_resume_after_interruption_gives_identical_results(tiny, tokenized, tmp_
     # interrupt the second run in step 5, after the checkpoint written at step 4
     import minidpo.train as train_module
 
-    real = train_module.DPOStep.__call__
-    calls = {"n": 0}
-
-    def crash_in_step_5(self, model, batch):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real(self, model, batch)
-
-    monkeypatch.setattr(train_module.DPOStep, "__call__", crash_in_step_5)
+    real = _alter_nth_dpo_step(monkeypatch, 5, _crash)
     with pytest.raises(KeyboardInterrupt):
         _dpo_run(tiny, tokenized, tmp_path / "resumed", steps=6, eval_every=100)
     monkeypatch.setattr(train_module.DPOStep, "__call__", real)
@@ -108,17 +119,7 @@ def test_resume_after_interruption_gives_identical_results(tiny, tokenized, tmp_
 
 
 def test_non_finite_loss_stops_with_the_step_named(tiny, tokenized, tmp_path, monkeypatch):
-    import minidpo.train as train_module
-
-    real = train_module.DPOStep.__call__
-    calls = {"n": 0}
-
-    def nan_at_3(self, model, batch):
-        calls["n"] += 1
-        loss, metrics = real(self, model, batch)
-        return (loss * float("nan"), metrics) if calls["n"] == 3 else (loss, metrics)
-
-    monkeypatch.setattr(train_module.DPOStep, "__call__", nan_at_3)
+    _alter_nth_dpo_step(monkeypatch, 3, lambda model, loss, metrics: (loss * float("nan"), metrics))
     with pytest.raises(FloatingPointError, match=r"loss is nan at step 3, micro-batch 0 .*last good checkpoint"):
         _dpo_run(tiny, tokenized, tmp_path, steps=6, eval_every=100)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
@@ -139,19 +140,10 @@ def test_same_seed_same_numbers(tiny, tokenized, tmp_path):
 
 
 def test_non_finite_gradient_stops_with_the_step_named(tiny, tokenized, tmp_path, monkeypatch):
-    import minidpo.train as train_module
-
-    real = train_module.DPOStep.__call__
-    calls = {"n": 0}
-
-    def bad_grad_at_2(self, model, batch):
-        calls["n"] += 1
-        loss, metrics = real(self, model, batch)
-        if calls["n"] == 2:  # finite loss, NaN gradient: d sqrt(t)/dt at t = 0 is inf, times 0
-            loss = loss + torch.sqrt(0 * next(model.parameters()).sum())
-        return loss, metrics
-
-    monkeypatch.setattr(train_module.DPOStep, "__call__", bad_grad_at_2)
+    # finite loss, NaN gradient: d sqrt(t)/dt at t = 0 is inf, times 0
+    _alter_nth_dpo_step(
+        monkeypatch, 2, lambda model, loss, metrics: (loss + torch.sqrt(0 * next(model.parameters()).sum()), metrics)
+    )
     with pytest.raises(FloatingPointError, match=r"gradient norm is nan at step 2 .*fp16 overflow"):
         _dpo_run(tiny, tokenized, tmp_path, steps=4, eval_every=100, save_every=1)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 1  # the last good one is kept
