@@ -7,10 +7,15 @@ grad-norm clipping, a tqdm bar, a metrics history with TRL's names, periodic eva
 validation split, atomic checkpoints and exact resume. The batch order is a pure function of the
 seed, so a run resumed from a checkpoint replays the same batches and gives the same numbers as an
 uninterrupted one.
+
+Scale-out: the loop runs unchanged under `accelerate launch` (or `torchrun`). Each process takes an equal
+share of every micro-batch, gradients are averaged by DistributedDataParallel, and the loss is weighted
+so that N processes compute exactly the gradient of the same global batch as one process would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -42,6 +47,8 @@ class TrainConfig:
     save_every: int = 50  # optimizer steps between checkpoints (and one at the end)
     length_bucketing: bool = True  # batch pairs of similar length together so less padding is computed
     disable_dropout: bool = True  # TRL's default: dropout makes the policy/reference log-ratio noisy
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    bf16: bool = False  # bf16 autocast, GPUs only (on CPUs without bf16 units it is ~100x slower than fp32)
     seed: int = 0
     show_progress: bool = True
 
@@ -106,13 +113,15 @@ class DPOStep:
         cfg = self.config
         policy_chosen, policy_rejected = model_sequence_logprobs(model, batch).chunk(2)
         if "ref_chosen_logps" in batch:
-            ref_chosen, ref_rejected = batch["ref_chosen_logps"], batch["ref_rejected_logps"]
+            device = policy_chosen.device
+            ref_chosen, ref_rejected = batch["ref_chosen_logps"].to(device), batch["ref_rejected_logps"].to(device)
         elif self.ref_model is not None:
             with torch.no_grad():
-                ref_chosen, ref_rejected = model_sequence_logprobs(self.ref_model, batch).chunk(2)
+                ref_logps = model_sequence_logprobs(self.ref_model, batch).to(policy_chosen.device)
+            ref_chosen, ref_rejected = ref_logps.chunk(2)
         else:
             raise ValueError("DPO needs reference log-probs: pass ref_model or precompute them into the dataset")
-        lengths = batch["response_mask"][:, 1:].sum(1).chunk(2)
+        lengths = batch["response_mask"][:, 1:].sum(1).to(policy_chosen.device).chunk(2)
         out = dpo_loss(
             policy_chosen,
             policy_rejected,
@@ -169,7 +178,9 @@ def _micro_batches(n_examples: int, lengths: list[int], cfg: TrainConfig) -> tup
 def _make_optimizer(model, cfg: TrainConfig):
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        # the fused kernel does the whole update in one pass over the weights (same maths, ~3x less time)
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16) for p in params)
+        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused)
     else:
         opt = torch.optim.RMSprop(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     warmup = cfg.warmup_steps
@@ -185,7 +196,9 @@ def disable_dropout(model) -> None:
 
 
 @torch.no_grad()
-def evaluate_objective(model, objective: Callable, data, collate: Callable, batch_size: int) -> dict[str, float]:
+def evaluate_objective(
+    model, objective: Callable, data, collate: Callable, batch_size: int, autocast=contextlib.nullcontext
+) -> dict[str, float]:
     """Mean of the objective's metrics over a dataset, weighted by batch size, under eval mode."""
     was_training = model.training
     model.eval()
@@ -193,7 +206,8 @@ def evaluate_objective(model, objective: Callable, data, collate: Callable, batc
     n = 0
     for start in range(0, len(data), batch_size):
         examples = [data[i] for i in range(start, min(start + batch_size, len(data)))]
-        _, metrics = objective(model, collate(examples))
+        with autocast():
+            _, metrics = objective(model, collate(examples))
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0.0) + v * len(examples)
         n += len(examples)
@@ -217,12 +231,25 @@ def train_loop(
     same weights and history as an uninterrupted run. Stops with a FloatingPointError naming the step and
     batch if the loss or gradient norm is not finite (the last good checkpoint is kept).
     """
+    from accelerate import Accelerator
+
+    # cpu=True on machines without a GPU lets `accelerate launch`/torchrun start CPU processes (gloo)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if config.bf16 and accelerator.device.type != "cuda":
+        raise ValueError("bf16=True is for GPUs: on this CPU bf16 is ~100x slower than fp32. Set bf16=False.")
+    if config.batch_size % world:
+        raise ValueError(f"batch_size ({config.batch_size}) must be a multiple of the number of processes ({world})")
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if config.bf16 else contextlib.nullcontext
     out_dir = Path(config.output_dir)
     ckpt_path = out_dir / "checkpoint.pt"
     if config.disable_dropout:
         disable_dropout(model)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     batches, total_steps = _micro_batches(len(train_data), pair_lengths(train_data), config)
+    model.to(accelerator.device)
     optimizer, scheduler = _make_optimizer(model, config)
     history: list[dict] = []
     start_step = 0
@@ -234,42 +261,65 @@ def train_loop(
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         history, start_step = state["history"], state["step"]
+    # wraps the model in DistributedDataParallel (or FSDP, per the accelerate config) when launched on
+    # several processes; one process: the same objects. The scheduler is ours, stepped once per step.
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
 
     def checkpoint(step: int) -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "history": history,
-                "step": step,
-                "config": asdict(config),
-            },
-        )
-        (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+        model_state = accelerator.get_state_dict(wrapped)  # every process takes part (FSDP gathers shards)
+        if accelerator.is_main_process:
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "model": model_state,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "history": history,
+                    "step": step,
+                    "config": asdict(config),
+                },
+            )
+            (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+        accelerator.wait_for_everyone()
+
+    def all_finite(value: torch.Tensor) -> bool:
+        finite = torch.isfinite(value.detach()).all().float().to(accelerator.device)
+        return bool(accelerator.reduce(finite, "min")) if world > 1 else bool(finite)  # every process stops together
 
     accum = config.gradient_accumulation_steps
-    bar = tqdm(range(start_step, total_steps), desc=desc, initial=start_step, total=total_steps, disable=not config.show_progress)
+    bar = tqdm(
+        range(start_step, total_steps), desc=desc, initial=start_step, total=total_steps,
+        disable=not (config.show_progress and accelerator.is_main_process),
+    )
     for step in bar:
         sums: dict[str, float] = {}
         step_batches = batches[step * accum : (step + 1) * accum]
         n_examples = sum(len(index) for index in step_batches)
         for k, index in enumerate(step_batches):
-            batch = collate([train_data[i] for i in index])
-            loss, metrics = objective(model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"{desc}: loss is {loss.item()} at step {step + 1}, micro-batch {k} (examples {index}). "
-                    f"Training stopped; the last good checkpoint is {ckpt_path}. Usual causes: learning rate too "
-                    f"high, fp16 overflow, or a degenerate batch."
-                )
-            (loss * len(index) / n_examples).backward()  # weight micro-batches by size: one big batch's mean
+            # this process's share; a share left empty by a short last batch runs one example at weight 0
+            # so that every process still takes part in the gradient all-reduce
+            share = index[rank::world]
+            weight = len(share) / n_examples * world  # DDP averages over processes: x world makes it a sum
+            batch = collate([train_data[i] for i in (share or index[:1])])
+            sync = k == len(step_batches) - 1 or world == 1
+            with contextlib.nullcontext() if sync else accelerator.no_sync(wrapped):
+                with autocast():
+                    loss, metrics = objective(wrapped, batch)
+                if not all_finite(loss):
+                    raise FloatingPointError(
+                        f"{desc}: loss is {loss.item()} at step {step + 1}, micro-batch {k} (examples {index}). "
+                        f"Training stopped; the last good checkpoint is {ckpt_path}. Usual causes: learning rate too "
+                        f"high, fp16 overflow, or a degenerate batch."
+                    )
+                accelerator.backward(loss * weight)  # weight micro-batches by size: one big batch's mean
             for key, v in metrics.items():
-                sums[key] = sums.get(key, 0.0) + v * len(index)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        if not torch.isfinite(grad_norm):
+                sums[key] = sums.get(key, 0.0) + v * len(share)
+        if world > 1:  # metrics of the whole global batch
+            totals = accelerator.reduce(torch.tensor(list(sums.values()), dtype=torch.float64, device=accelerator.device), "sum")
+            sums = dict(zip(sums, totals.tolist()))
+        grad_norm = accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
+        if not all_finite(grad_norm):
             raise FloatingPointError(
                 f"{desc}: gradient norm is {grad_norm.item()} at step {step + 1} (examples "
                 f"{step_batches}). Training stopped; the last good checkpoint "
@@ -286,9 +336,13 @@ def train_loop(
         bar.set_postfix(loss=f"{record['loss']:.4f}")
         last = step + 1 == total_steps
         if eval_data is not None and len(eval_data) and ((step + 1) % config.eval_every == 0 or last):
-            history.append({"step": step + 1, **evaluate_objective(model, objective, eval_data, collate, config.batch_size)})
+            # every process evaluates the whole (small) validation split: same numbers everywhere
+            metrics = evaluate_objective(wrapped, objective, eval_data, collate, config.batch_size, autocast)
+            history.append({"step": step + 1, **metrics})
         if (step + 1) % config.save_every == 0 or last:
             checkpoint(step + 1)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
     return history
 
 

@@ -25,7 +25,9 @@ from minidpo.train import DPOConfig, DPOStep  # noqa: E402
 
 @pytest.fixture(scope="module")
 def setup(tiny, tokenized, tmp_path_factory):
-    ref, tok = tiny
+    # TRL (through accelerate) patches the forward of the models it is given, and deep copies of a patched
+    # model still run the original's forward: give it copies so the shared fixture stays clean.
+    ref, tok = copy.deepcopy(tiny[0]), tiny[1]
     policy = copy.deepcopy(ref)
     with torch.no_grad():  # make the policy differ from the reference so log-ratios are not zero
         for p in policy.parameters():
