@@ -195,11 +195,17 @@ def disable_dropout(model) -> None:
             module.p = 0.0
 
 
+def _size(examples: list[dict], example_weight: Callable[[dict], float] | None) -> float:
+    return float(len(examples)) if example_weight is None else float(sum(example_weight(ex) for ex in examples))
+
+
 @torch.no_grad()
 def evaluate_objective(
-    model, objective: Callable, data, collate: Callable, batch_size: int, autocast=contextlib.nullcontext
+    model, objective: Callable, data, collate: Callable, batch_size: int, autocast=contextlib.nullcontext,
+    example_weight: Callable[[dict], float] | None = None,
 ) -> dict[str, float]:
-    """Mean of the objective's metrics over a dataset, weighted by batch size, under eval mode."""
+    """Mean of the objective's metrics over a dataset under eval mode: batches weighted by their number of
+    examples, or by `example_weight` summed over them (response tokens for SFT's token-mean loss)."""
     was_training = model.training
     model.eval()
     totals: dict[str, float] = {}
@@ -209,8 +215,8 @@ def evaluate_objective(
         with autocast():
             _, metrics = objective(model, collate(examples))
         for k, v in metrics.items():
-            totals[k] = totals.get(k, 0.0) + v * len(examples)
-        n += len(examples)
+            totals[k] = totals.get(k, 0.0) + v * _size(examples, example_weight)
+        n += _size(examples, example_weight)
     model.train(was_training)
     return {f"eval_{k}": v / n for k, v in totals.items()}
 
@@ -224,6 +230,7 @@ def train_loop(
     collate: Callable,
     resume: bool = True,
     desc: str = "train",
+    example_weight: Callable[[dict], float] | None = None,
 ) -> list[dict]:
     """Run `config`'s schedule of optimizer steps; return the metrics history (one dict per step/eval).
 
@@ -295,13 +302,15 @@ def train_loop(
     for step in bar:
         sums: dict[str, float] = {}
         step_batches = batches[step * accum : (step + 1) * accum]
-        n_examples = sum(len(index) for index in step_batches)
+        examples = [[train_data[i] for i in index] for index in step_batches]
+        step_size = sum(_size(ex, example_weight) for ex in examples)
         for k, index in enumerate(step_batches):
             # this process's share; a share left empty by a short last batch runs one example at weight 0
             # so that every process still takes part in the gradient all-reduce
-            share = index[rank::world]
-            weight = len(share) / n_examples * world  # DDP averages over processes: x world makes it a sum
-            batch = collate([train_data[i] for i in (share or index[:1])])
+            share = examples[k][rank::world]
+            size = _size(share, example_weight)
+            weight = size / step_size * world  # DDP averages over processes: x world makes it a sum
+            batch = collate(share or examples[k][:1])
             sync = k == len(step_batches) - 1 or world == 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(wrapped):
                 with autocast():
@@ -312,9 +321,9 @@ def train_loop(
                         f"Training stopped; the last good checkpoint is {ckpt_path}. Usual causes: learning rate too "
                         f"high, fp16 overflow, or a degenerate batch."
                     )
-                accelerator.backward(loss * weight)  # weight micro-batches by size: one big batch's mean
+                accelerator.backward(loss * weight)  # micro-batches weighted by size: one global batch's mean
             for key, v in metrics.items():
-                sums[key] = sums.get(key, 0.0) + v * len(share)
+                sums[key] = sums.get(key, 0.0) + v * size
         if world > 1:  # metrics of the whole global batch
             totals = accelerator.reduce(torch.tensor(list(sums.values()), dtype=torch.float64, device=accelerator.device), "sum")
             sums = dict(zip(sums, totals.tolist()))
@@ -330,14 +339,14 @@ def train_loop(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         record = {"step": step + 1, "epoch": (step + 1) * accum * config.batch_size / len(train_data)}
-        record.update({k: v / n_examples for k, v in sums.items()})
+        record.update({k: v / step_size for k, v in sums.items()})
         record.update({"grad_norm": grad_norm.item(), "learning_rate": lr})
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}")
         last = step + 1 == total_steps
         if eval_data is not None and len(eval_data) and ((step + 1) % config.eval_every == 0 or last):
             # every process evaluates the whole (small) validation split: same numbers everywhere
-            metrics = evaluate_objective(wrapped, objective, eval_data, collate, config.batch_size, autocast)
+            metrics = evaluate_objective(wrapped, objective, eval_data, collate, config.batch_size, autocast, example_weight)
             history.append({"step": step + 1, **metrics})
         if (step + 1) % config.save_every == 0 or last:
             checkpoint(step + 1)
@@ -349,7 +358,10 @@ def train_loop(
 def train_sft(model, train_data, eval_data, config: SFTConfig, pad_token_id: int, resume: bool = True) -> list[dict]:
     """Supervised fine-tuning on the chosen replies of tokenized preference pairs."""
     collate = lambda ex: collate_sft(ex, pad_token_id)  # noqa: E731
-    return train_loop(model, train_data, eval_data, config, sft_step, collate, resume=resume, desc="SFT")
+    # the loss is a token mean: weighting micro-batches (and processes) by their response tokens makes it the
+    # token mean of the whole step's batch, however the batch is split
+    n_tokens = lambda ex: len(ex["chosen_ids"])  # noqa: E731  (the EOS is included in chosen_ids)
+    return train_loop(model, train_data, eval_data, config, sft_step, collate, resume=resume, desc="SFT", example_weight=n_tokens)
 
 
 def train_dpo(
