@@ -1,22 +1,37 @@
-"""Time one DPO optimizer step: minidpo vs TRL's DPOTrainer on the same model and batch, in one process.
+"""Time one DPO optimizer step: minidpo vs TRL's DPOTrainer on the same model and batch, in one run.
 
-    python bench/dpo_step.py           # GPT-2-small shape (12 layers, width 768, vocab 50257), 4 pairs
-    python bench/dpo_step.py --quick   # 4 layers, width 256: a couple of minutes
+    python bench/dpo_step.py                    # GPT-2-small shape (random init), then SmolLM2-135M: ~20 min
+    python bench/dpo_step.py --quick            # 4 layers, width 256: under 3 minutes
+    python bench/dpo_step.py --model gpt2       # one model only (gpt2 | smollm2 | all)
+    python bench/dpo_step.py --device cuda --bf16 --shape gpt2-medium --pairs 16   # on a GPU
 
-Both sides run fp32 with AdamW at the same learning rate, start from the same weights and see the same
-batch (random token ids; prompts 32-128 and responses 16-128 tokens, seeded). The runs alternate
-(TRL, minidpo live reference, minidpo cached reference), the first round is a warm-up and is not
-counted, and the median and the spread (min-max) of the rest are printed. Before timing, the script
-checks that both compute the same log-probs and loss. The last line is JSON.
+Every variant starts from the same weights, sees the same batch (random token ids; prompts 32-128 and
+responses 16-128 tokens, seeded) and updates with AdamW at the same learning rate:
+
+  trl                  TRL's DPOTrainer, default loss, explicit reference model run every step
+  trl_precompute       TRL's DPOTrainer with precompute_ref_log_probs=True (reference log-probs in the batch)
+  minidpo_live_ref     minidpo's DPOStep, reference model run every step
+  minidpo              minidpo's DPOStep with reference log-probs precomputed (the pipeline's default)
+  ablation_padded      minidpo, but on the padded batch (packing off)
+  ablation_full_logits minidpo, but the LM head and log-softmax over every position of the padded batch
+
+The runs alternate, the first round is a warm-up and is not counted; median, min and max of the rest are
+printed. Before timing, the script checks that TRL and minidpo compute the same log-probs and loss. Peak
+memory is measured per variant in a fresh child process that builds only what that variant needs and runs
+two steps (CPU: peak RSS; GPU: peak allocated). MFU counts 6N FLOPs per policy token plus 2N per
+reference token actually computed (N = parameters), over the fp32 (or bf16) matmul peak measured in the
+same run. The last line is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,12 +42,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minidpo.data import collate_preferences  # noqa: E402
-from minidpo.logprobs import model_sequence_logprobs  # noqa: E402
+from minidpo.logprobs import model_sequence_logprobs, sequence_logprobs  # noqa: E402
+from minidpo.losses import dpo_loss  # noqa: E402
 from minidpo.models import tiny_gpt2, tiny_tokenizer  # noqa: E402
-from minidpo.train import DPOConfig, DPOStep, disable_dropout  # noqa: E402
+from minidpo.train import DPOConfig, DPOStep, _make_optimizer, disable_dropout  # noqa: E402
+
+SHAPES = {
+    "tiny": dict(n_layer=4, n_embd=256, n_head=4),
+    "gpt2-small": dict(n_layer=12, n_embd=768, n_head=12),
+    "gpt2-medium": dict(n_layer=24, n_embd=1024, n_head=16),
+}
+VARIANTS = ("trl", "trl_precompute", "minidpo_live_ref", "minidpo", "ablation_padded", "ablation_full_logits")
+LR = 1e-6
 
 
-def make_batch(n_pairs: int, vocab: int, seed: int) -> list[dict]:
+def make_examples(n_pairs: int, vocab: int, seed: int) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
     rand = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=g))  # noqa: E731
     ids = lambda n: torch.randint(1, vocab, (n,), generator=g).tolist()  # noqa: E731
@@ -40,111 +64,282 @@ def make_batch(n_pairs: int, vocab: int, seed: int) -> list[dict]:
             for _ in range(n_pairs)]
 
 
-def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak_gflops(device: str, dtype: torch.dtype, n: int = 1024, reps: int = 20) -> float:
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     a @ b
+    sync()
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync()
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def build_model(args):
+    """(reference model in eval mode, tokenizer, description)."""
+    torch.manual_seed(0)
+    if args.model == "smollm2":
+        from minidpo.models import load_model
+
+        model, tok = load_model("smollm2-135m-instruct")
+        desc = "SmolLM2-135M-Instruct (real weights)"
+    else:
+        shape = dict(SHAPES["tiny" if args.quick else args.shape], vocab_size=50257, n_positions=1024)
+        model, tok = tiny_gpt2(**shape), tiny_tokenizer()
+        desc = f"GPT-2 shape {args.shape if not args.quick else 'tiny'} {shape} (random init)"
+    disable_dropout(model)  # as both training loops do (TRL: disable_dropout=True); copies inherit it
+    return model.to(args.device).eval(), tok, desc
+
+
+class Setup:
+    """Builds, on demand, what each variant needs: so a memory child builds only its own variant's models."""
+
+    def __init__(self, args):
+        self.args = args
+        self.ref, self.tok, self.desc = build_model(args)
+        self.examples = make_examples(args.pairs, self.ref.config.vocab_size, seed=0)
+        self.batch = collate_preferences(self.examples, self.tok.pad_token_id)
+        with torch.no_grad():
+            rc, rr = model_sequence_logprobs(self.ref, self.batch).chunk(2)
+        self.cached = dict(self.batch, ref_chosen_logps=rc.cpu(), ref_rejected_logps=rr.cpu())
+        self.cached_examples = [dict(ex, ref_chosen_logps=float(c), ref_rejected_logps=float(r))
+                                for ex, c, r in zip(self.examples, rc, rr)]
+
+    def policy(self):
+        return copy.deepcopy(self.ref).train()
+
+    def trl_trainer(self, precompute: bool):
+        import trl
+        from datasets import Dataset
+
+        a = self.args
+        policy = self.policy()
+        # TRL's defaults, except fp32 on CPU and no gradient checkpointing (its bf16 + checkpointing
+        # defaults make a CPU step ~5x slower), and no grad clipping (minidpo's bench step does not clip)
+        cfg = trl.DPOConfig(output_dir=tempfile.mkdtemp(), beta=0.1, learning_rate=LR, per_device_train_batch_size=a.pairs,
+                            report_to="none", bf16=a.bf16, fp16=False, use_cpu=a.device == "cpu", gradient_checkpointing=False,
+                            max_length=None, precompute_ref_log_probs=precompute, max_grad_norm=1e9)
+        text = Dataset.from_dict({"prompt": ["a"], "chosen": ["b"], "rejected": ["c"]})
+        trainer = trl.DPOTrainer(model=policy, ref_model=copy.deepcopy(self.ref), args=cfg, train_dataset=text,
+                                 processing_class=self.tok)
+        trainer.create_optimizer_and_scheduler(num_training_steps=100)
+        trainer.current_gradient_accumulation_steps = 1  # normally set inside Trainer.train()
+        batch = trainer.data_collator(self.cached_examples if precompute else self.examples)
+
+        def step():
+            trainer.training_step(policy, batch)
+            trainer.optimizer.step()
+            trainer.optimizer.zero_grad()
+
+        return step, trainer, batch
+
+    def minidpo_step(self, variant: str):
+        policy = self.policy()
+        optimizer, _ = _make_optimizer(policy, DPOConfig(optimizer="adamw", learning_rate=LR, warmup_steps=0))
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.args.bf16 else _null()
+        if variant == "minidpo_live_ref":
+            objective, batch = DPOStep(DPOConfig(beta=0.1), ref_model=self.ref), self.batch
+        elif variant == "minidpo":
+            objective, batch = DPOStep(DPOConfig(beta=0.1)), self.cached
+        elif variant == "ablation_padded":
+            objective, batch = _padded_objective, self.cached
+        else:
+            objective, batch = _full_logits_objective, self.cached
+
+        def step(timers: dict | None = None):
+            clock = _Clock(self.args.device, timers)
+            with autocast:
+                loss, _ = objective(policy, batch)
+            clock("forward")
+            loss.backward()
+            clock("backward")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            clock("optimizer")
+
+        return step
+
+    def runner(self, variant: str):
+        if variant.startswith("trl"):
+            return self.trl_trainer(precompute=variant == "trl_precompute")[0]
+        return self.minidpo_step(variant)
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Clock:
+    def __init__(self, device: str, timers: dict | None):
+        self.device, self.timers, self.t = device, timers, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.timers is None:
+            return
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.timers[name] = self.timers.get(name, 0.0) + now - self.t
+        self.t = now
+
+
+def _dpo_from_logps(logps, batch):
+    c, r = logps.chunk(2)
+    device = c.device
+    out = dpo_loss(c, r, batch["ref_chosen_logps"].to(device), batch["ref_rejected_logps"].to(device), beta=0.1)
+    return out.losses.mean(), {}
+
+
+def _padded_objective(model, batch):
+    return _dpo_from_logps(model_sequence_logprobs(model, batch, packing=False), batch)
+
+
+def _full_logits_objective(model, batch):
+    device = next(model.parameters()).device
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    return _dpo_from_logps(sequence_logprobs(logits, ids, batch["response_mask"].to(device)), batch)
+
+
+def peak_memory_gib(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    # VmHWM, the high-water mark of this process's own memory: ru_maxrss would also count the pages of the
+    # parent that forked us (Linux carries the pre-exec peak over), so every child would report the parent's
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def memory_child(args) -> None:
+    """Child process: build only this variant's models, run two steps, print the peak memory as JSON."""
+    setup = Setup(args)
+    step = setup.runner(args.memory_of)
+    if args.memory_of != "minidpo_live_ref":  # the others hold their own copy of the reference, or need none
+        setup.ref = None
+        gc.collect()
+    for _ in range(2):
+        step()
+    print(json.dumps({"variant": args.memory_of, "peak_gib": peak_memory_gib(args.device)}))
+
+
+def measure_memory(args, variant: str) -> float:
+    cmd = [sys.executable, __file__, "--memory-of", variant, "--model", args.model, "--pairs", str(args.pairs),
+           "--device", args.device, "--shape", args.shape] + (["--quick"] if args.quick else []) + (["--bf16"] if args.bf16 else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_gib"]
+
+
+def bench_one(args) -> dict:
+    import trl
+
+    setup = Setup(args)
+    batch = setup.batch
+    # --- agreement before timing: TRL's log-probs and loss against ours, same weights and batch
+    step, trainer, trl_batch = setup.trl_trainer(precompute=False)
+    with torch.no_grad():
+        trl_c, trl_r = trainer.compute_ref_log_probs(trainer.ref_model, trl_batch)
+        ours = model_sequence_logprobs(setup.ref, batch)
+        logp_diff = (ours - torch.cat([trl_c, trl_r])).abs().max().item()
+        probe = setup.policy()
+        loss_ours = DPOStep(DPOConfig(beta=0.1), ref_model=setup.ref)(probe, batch)[0].item()
+        loss_trl = trainer._compute_loss(trainer.model, trl_batch, False).item()
+    del probe
+    runners = {"trl": step}
+    for v in VARIANTS[1:]:
+        runners[v] = setup.runner(v)
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    for round_ in range(args.rounds + 1):
+        for name, fn in runners.items():
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            if round_:  # round 0 is the warm-up
+                times[name].append(time.perf_counter() - t)
+    timers: dict[str, float] = {}
+    for _ in range(2):  # where the headline step's time goes (extra rounds, synchronised timers)
+        runners["minidpo"](timers)
+    timers = {k: v / 2 for k, v in timers.items()}
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    n_params = sum(p.numel() for p in setup.ref.parameters())
+    tokens = int(batch["attention_mask"].sum())
+    padded_tokens = batch["attention_mask"].numel()
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    peak = matmul_peak_gflops(args.device, dtype)
+    ref_tokens = {"trl": padded_tokens, "minidpo_live_ref": tokens}  # reference tokens actually computed per step
+    mfu = {k: (6 * n_params * tokens + 2 * n_params * ref_tokens.get(k, 0)) / med[k] / (peak * 1e9) for k in med}
+    memory = {} if args.no_memory else {v: measure_memory(args, v) for v in VARIANTS[:4]}
+
+    print(f"\nmodel: {setup.desc}, {n_params / 1e6:.1f}M params; device {args.device}, {dtype}")
+    print(f"batch: {args.pairs} pairs, {tokens} real tokens ({padded_tokens} when padded); "
+          f"TRL optimizer: {type(trainer.optimizer).__name__}; matmul peak {peak:.0f} GFLOP/s")
+    print(f"agreement: max |log-prob diff| {logp_diff:.2e} nats, |loss diff| {abs(loss_ours - loss_trl):.2e}")
+    print(f"{'step':<22}{'median s':>9}{'min s':>8}{'max s':>8}{'vs trl':>8}{'vs trl_pre':>11}{'MFU':>6}{'peak GiB':>9}")
+    for k, v in times.items():
+        mem = f"{memory[k]:>9.2f}" if k in memory else f"{'':>9}"
+        print(f"{k:<22}{med[k]:>9.2f}{min(v):>8.2f}{max(v):>8.2f}{med['trl'] / med[k]:>7.2f}x"
+              f"{med['trl_precompute'] / med[k]:>10.2f}x{mfu[k]:>6.2f}{mem}")
+    total = sum(timers.values())
+    print("minidpo step, where the time goes: " + ", ".join(f"{k} {v:.2f} s ({v / total:.0%})" for k, v in timers.items()))
+    return {
+        "model": setup.desc,
+        "speedup_vs_trl": med["trl"] / med["minidpo"],
+        "speedup_vs_trl_precompute": med["trl_precompute"] / med["minidpo"],
+        "speedup_vs_trl_live_ref": med["trl"] / med["minidpo_live_ref"],
+        "tokens_per_s": tokens / med["minidpo"],
+        "peak_rss_gib" if args.device == "cpu" else "peak_gpu_gib": memory.get("minidpo"),
+        "peak_gib_trl": memory.get("trl"),
+        "peak_gib_trl_precompute": memory.get("trl_precompute"),
+        "mfu": mfu["minidpo"],
+        "matmul_peak_gflops": peak,
+        "median_s": med,
+        "step_breakdown_s": timers,
+        "logp_max_abs_diff": logp_diff,
+        "loss_abs_diff": abs(loss_ours - loss_trl),
+        "pairs": args.pairs,
+        "tokens": tokens,
+        "torch": torch.__version__,
+        "trl": trl.__version__,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="tiny GPT-2 shape only")
+    ap.add_argument("--model", choices=("gpt2", "smollm2", "all"), default="all")
+    ap.add_argument("--shape", choices=tuple(SHAPES), default="gpt2-small", help="GPT-2 shape (random init)")
     ap.add_argument("--pairs", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=4, help="timed rounds after one warm-up round")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up round")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs only)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory children")
+    ap.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    import trl
-
-    shape = dict(n_layer=4, n_embd=256, n_head=4) if args.quick else dict(n_layer=12, n_embd=768, n_head=12)
-    shape.update(vocab_size=50257, n_positions=512)
-    torch.manual_seed(0)
-    ref = tiny_gpt2(**shape).eval()
-    disable_dropout(ref)  # as both training loops do (TRL: disable_dropout=True); copies inherit it
-    tok = tiny_tokenizer()
-    examples = make_batch(args.pairs, shape["vocab_size"], seed=0)
-    batch = collate_preferences(examples, tok.pad_token_id)
-    with torch.no_grad():
-        rc, rr = model_sequence_logprobs(ref, batch).chunk(2)
-    cached = dict(batch, ref_chosen_logps=rc, ref_rejected_logps=rr)
-    lr = 1e-6
-
-    # --- TRL: default config but fp32 on CPU and no gradient checkpointing, explicit reference model
-    from datasets import Dataset
-
-    trl_policy = copy.deepcopy(ref).train()
-    tmp = tempfile.mkdtemp()
-    trl_args = trl.DPOConfig(output_dir=tmp, beta=0.1, learning_rate=lr, per_device_train_batch_size=args.pairs,
-                             report_to="none", bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=False,
-                             max_length=None, precompute_ref_log_probs=False, max_grad_norm=1e9)
-    text = Dataset.from_dict({"prompt": ["a"], "chosen": ["b"], "rejected": ["c"]})
-    trainer = trl.DPOTrainer(model=trl_policy, ref_model=copy.deepcopy(ref), args=trl_args, train_dataset=text, processing_class=tok)
-    trainer.create_optimizer_and_scheduler(num_training_steps=100)
-    trainer.current_gradient_accumulation_steps = 1  # normally set inside Trainer.train()
-    trl_batch = trainer.data_collator(examples)
-
-    # --- agreement before timing
-    with torch.no_grad():
-        trl_c, trl_r = trainer.compute_ref_log_probs(trainer.ref_model, trl_batch)  # TRL patched its copy
-    ours = model_sequence_logprobs(ref, batch)
-    logp_diff = (ours - torch.cat([trl_c, trl_r])).abs().max().item()
-    ours_policy = copy.deepcopy(ref).train()
-    step_live = DPOStep(DPOConfig(beta=0.1), ref_model=ref)
-    step_cached = DPOStep(DPOConfig(beta=0.1))
-    with torch.no_grad():
-        loss_diff = abs(step_live(ours_policy, batch)[0].item() - trainer._compute_loss(trl_policy, trl_batch, False).item())
-    opt_live = torch.optim.AdamW(ours_policy.parameters(), lr=lr)
-    cached_policy = copy.deepcopy(ref).train()
-    opt_cached = torch.optim.AdamW(cached_policy.parameters(), lr=lr)
-
-    def run_trl():
-        trainer.training_step(trl_policy, trl_batch)
-        trainer.optimizer.step()
-        trainer.optimizer.zero_grad()
-
-    def run_ours(model, opt, step, b):
-        def go():
-            loss, _ = step(model, b)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        return go
-
-    runners = {"trl": run_trl, "minidpo": run_ours(ours_policy, opt_live, step_live, batch),
-               "minidpo_cached_ref": run_ours(cached_policy, opt_cached, step_cached, cached)}
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for round_ in range(args.rounds + 1):
-        for name, fn in runners.items():
-            t = time.perf_counter()
-            fn()
-            if round_:  # round 0 is the warm-up
-                times[name].append(time.perf_counter() - t)
-
-    med = {k: statistics.median(v) for k, v in times.items()}
-    n_params = sum(p.numel() for p in ref.parameters())
-    policy_tokens = int(batch["attention_mask"].sum())
-    peak = matmul_peak_gflops()
-    useful = 6 * n_params * policy_tokens  # policy forward + backward; the cached-ref step runs no reference
-    print(f"model: GPT-2 shape {shape}, {n_params / 1e6:.1f}M params; batch: {args.pairs} pairs, {policy_tokens} tokens")
-    print(f"agreement: max |log-prob diff| {logp_diff:.2e} nats, |loss diff| {loss_diff:.2e}")
-    print(f"{'step':<20}{'median s':>10}{'min s':>9}{'max s':>9}{'vs TRL':>9}")
-    for k, v in times.items():
-        print(f"{k:<20}{med[k]:>10.3f}{min(v):>9.3f}{max(v):>9.3f}{med['trl'] / med[k]:>8.2f}x")
-    result = {
-        "speedup_vs_trl": med["trl"] / med["minidpo_cached_ref"],
-        "speedup_vs_trl_live_ref": med["trl"] / med["minidpo"],
-        "tokens_per_s": policy_tokens / med["minidpo_cached_ref"],
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        "mfu": useful / med["minidpo_cached_ref"] / (peak * 1e9),
-        "matmul_peak_gflops": peak,
-        "logp_max_abs_diff": logp_diff,
-        "loss_abs_diff": loss_diff,
-        "quick": args.quick,
-        "torch": torch.__version__,
-        "trl": trl.__version__,
-    }
-    print(json.dumps(result))
+    if args.bf16 and args.device == "cpu":
+        ap.error("--bf16 is for GPUs: on this CPU bf16 is ~100x slower than fp32")
+    if args.memory_of:
+        return memory_child(args)
+    models = ["gpt2"] if args.quick or args.model == "gpt2" else ["smollm2"] if args.model == "smollm2" else ["gpt2", "smollm2"]
+    results = []
+    for m in models:
+        args.model = m
+        results.append(bench_one(args))
+    headline = dict(results[0])
+    if len(results) > 1:
+        headline["smollm2"] = {k: results[1][k] for k in ("speedup_vs_trl", "speedup_vs_trl_precompute", "tokens_per_s", "mfu")}
+    headline["quick"] = args.quick
+    print(json.dumps(headline))
 
 
 if __name__ == "__main__":

@@ -261,7 +261,13 @@ def train_loop(
     history: list[dict] = []
     start_step = 0
     torch.manual_seed(config.seed)  # only dropout draws from the global generator
+    fsdp = accelerator.distributed_type == "FSDP"
     if resume and ckpt_path.exists():
+        if fsdp:
+            raise RuntimeError(
+                f"{ckpt_path} exists, but resuming under FSDP is not supported (the optimizer state is sharded "
+                f"across processes and not saved): delete it, or resume without FSDP"
+            )
         state = load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -279,7 +285,7 @@ def train_loop(
                 ckpt_path,
                 {
                     "model": model_state,
-                    "optimizer": optimizer.state_dict(),
+                    "optimizer": None if fsdp else optimizer.state_dict(),  # FSDP: only this process's shard
                     "scheduler": scheduler.state_dict(),
                     "rng": torch.get_rng_state(),
                     "history": history,

@@ -73,3 +73,65 @@ def test_precomputed_reference_logprobs_and_cache(tiny, tokenized, tmp_path):
     other = type(model)(model.config)
     precompute_reference_logprobs(other, data, tok.pad_token_id, cache_dir=tmp_path, show_progress=False)
     assert len(list(tmp_path.glob("ref_logps-*.pt"))) == 2
+
+
+def test_pack_sequences_layout(tiny, tokenized):
+    from minidpo.logprobs import pack_sequences
+
+    batch = collate_preferences([tokenized[i] for i in range(5)], tiny[1].pad_token_id)
+    lengths = batch["attention_mask"].sum(1)
+    p = pack_sequences(batch)
+    assert p["input_ids"].shape[1] <= 2 * int(lengths.max())  # rows respect the capacity
+    assert p["input_ids"].numel() < batch["input_ids"].numel()  # less compute than the padded batch
+    # every real token appears exactly once, and every sequence restarts at position 0
+    starts = (p["position_ids"] == 0).sum()
+    assert starts >= len(lengths)
+    for i, n in enumerate(lengths.tolist()):
+        seq = batch["input_ids"][i, :n]
+        found = [(r, c) for r in range(p["input_ids"].shape[0]) for c in range(p["input_ids"].shape[1] - n + 1)
+                 if p["position_ids"][r, c] == 0 and torch.equal(p["input_ids"][r, c : c + n], seq)]
+        assert found, f"sequence {i} is missing from the packed rows"
+    # the scored positions are exactly the response tokens, with the right targets and owners
+    assert len(p["target"]) == int(batch["response_mask"][:, 1:].sum())
+    for i in range(len(lengths)):
+        expected = batch["input_ids"][i][batch["response_mask"][i].bool()]
+        expected = expected if batch["response_mask"][i, 0] == 0 else expected[1:]
+        assert torch.equal(p["target"][p["owner"] == i], expected)
+
+
+def test_packed_equals_padded_values_and_gradients(tiny, tokenized):
+    import copy
+
+    model = copy.deepcopy(tiny[0]).eval()
+    batch = collate_preferences([tokenized[i] for i in range(6)], tiny[1].pad_token_id)
+    grads = []
+    for packing in (False, True):
+        model.zero_grad()
+        logps = model_sequence_logprobs(model, batch, packing=packing)
+        (logps * torch.arange(1.0, 13.0)).sum().backward()  # distinct weights: rows must not be mixed up
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        if packing:
+            torch.testing.assert_close(logps, padded, rtol=1e-5, atol=1e-4)
+        padded = logps.detach()
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-5 * float(grads[0].abs().max()))
+
+
+def test_packing_falls_back_when_an_architecture_ignores_it(tiny, tokenized, recwarn):
+    """A model whose attention ignores position-id packing must not get wrong numbers silently."""
+    import copy
+
+    from minidpo import logprobs
+
+    class LeakyGPT2(type(tiny[0])):
+        def forward(self, input_ids=None, position_ids=None, attention_mask=None, **kw):
+            # drops the packed layout: every token attends to every earlier token in its row
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask, **kw)
+
+    model = LeakyGPT2(tiny[0].config)
+    model.load_state_dict(copy.deepcopy(tiny[0].state_dict()))
+    model.eval()
+    batch = collate_preferences([tokenized[i] for i in range(4)], tiny[1].pad_token_id)
+    with torch.no_grad():
+        torch.testing.assert_close(model_sequence_logprobs(model, batch), model_sequence_logprobs(tiny[0].eval(), batch, packing=False))
+    assert logprobs._PACKING_OK[LeakyGPT2] is False
+    assert any("does not isolate packed sequences" in str(w.message) for w in recwarn)
