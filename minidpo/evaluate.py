@@ -11,6 +11,7 @@ This judge measures *similarity to the preferred reply*, not quality: length and
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import torch
@@ -92,17 +93,25 @@ def head_to_head_win_rate(encoder, a: list[str], b: list[str], chosen: list[str]
     return win_rate(_compare((ea * ec).sum(-1), (eb * ec).sum(-1)), seed=seed)
 
 
-@torch.no_grad()
-def sampled_sequence_kl(policy, ref, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 8) -> float:
-    """Monte-Carlo estimate of KL(pi || pi_ref) per prompt: mean of log pi(y|x) - log pi_ref(y|x).
+@torch.inference_mode()
+def sampled_sequence_kl(
+    policy, ref, tokenizer, prompts: list[str], completions: list[str] | list[list[int]], batch_size: int = 8
+) -> float:
+    """Monte-Carlo estimate of KL(pi || pi_ref) per prompt: the mean over prompts of
+    log pi(y|x) - log pi_ref(y|x), y ~ pi(.|x).
 
-    Unbiased only when `completions` were sampled from `policy` at temperature 1 with top-p 1.
+    `completions` are best the sampled token ids themselves (`generate_responses(..., return_token_ids=True)`):
+    then the estimate is unbiased for the KL between the two distributions over replies of at most
+    max_new_tokens tokens, provided they were sampled from `policy` at temperature 1 with top-p 1. Given as
+    text, they are re-tokenized and an EOS appended, which is only approximately what was sampled.
     """
     prompt_ids = tokenize_prompts(tokenizer, prompts)
     eos = tokenizer.eos_token_id
     examples = []
     for p, c in zip(prompt_ids, completions):
-        ids = tokenizer(c, add_special_tokens=False)["input_ids"] + [eos]
+        ids = list(c) if not isinstance(c, str) else tokenizer(c, add_special_tokens=False)["input_ids"] + [eos]
+        if not ids:
+            raise ValueError("an empty completion cannot be scored: sample at least one token")
         examples.append({"prompt_ids": p, "chosen_ids": ids})
     modes = policy.training, ref.training
     policy.eval()  # dropout off: scoring must be deterministic
@@ -110,7 +119,39 @@ def sampled_sequence_kl(policy, ref, tokenizer, prompts: list[str], completions:
     diffs = []
     for s in range(0, len(examples), batch_size):
         batch = collate_sft(examples[s : s + batch_size], tokenizer.pad_token_id)
-        diffs.append(model_sequence_logprobs(policy, batch) - model_sequence_logprobs(ref, batch))
+        logp = model_sequence_logprobs(policy, batch)
+        diffs.append((logp - model_sequence_logprobs(ref, batch).to(logp.device)).cpu())
     policy.train(modes[0])
     ref.train(modes[1])
     return float(torch.cat(diffs).mean())
+
+
+POLITENESS = re.compile(r"\b(happy to|glad to|please|I'd|I would|certainly|of course|thank)", re.IGNORECASE)
+PREAMBLE = "I'd be happy to help you with that. "
+
+
+def politeness_rate(replies: list[str]) -> float:
+    """Share of replies with a politeness marker (happy to, glad to, please, I'd, I would, certainly, of course,
+    thank): the contrast the instruction data's chosen/rejected pairs teach, measured on the outputs."""
+    return sum(bool(POLITENESS.search(r)) for r in replies) / max(1, len(replies))
+
+
+def judge_probe(encoder, replies: list[str], chosen: list[str], seed: int = 0) -> dict:
+    """Two checks of what the Sentence-BERT head-to-head judge rewards, on edits whose quality we know.
+
+    - `preamble_vs_plain`: each reply with "I'd be happy to help you with that. " prepended, against the same
+      reply. The answer is unchanged, so a judge of content alone would give 0.5.
+    - `shuffled_reference_vs_reply`: the human-preferred reply with its words in random order (unreadable,
+      same words) against the model's reply. A judge of quality would rank word salad last.
+    """
+    g = torch.Generator().manual_seed(seed)
+    shuffled = []
+    for text in chosen:
+        words = text.split()
+        shuffled.append(" ".join(words[i] for i in torch.randperm(len(words), generator=g).tolist()))
+    prefixed = [PREAMBLE + r for r in replies]
+    return {
+        "preamble": PREAMBLE,
+        "preamble_vs_plain": head_to_head_win_rate(encoder, prefixed, replies, chosen, seed=seed).as_dict(),
+        "shuffled_reference_vs_reply": head_to_head_win_rate(encoder, shuffled, replies, chosen, seed=seed).as_dict(),
+    }

@@ -19,13 +19,15 @@ def generate_responses(
     seed: int = 0,
     batch_size: int = 16,
     show_progress: bool = True,
-) -> list[str]:
+    return_token_ids: bool = False,
+) -> list[str] | tuple[list[str], list[list[int]]]:
     """One sampled response per prompt (temperature 0 = greedy), in the order of `prompts`.
 
     Prompts are tokenized exactly as in training (`minidpo.data.tokenize_prompts`). Each batch reseeds
     torch with (seed, batch number), so the same seed gives the same text whatever ran before. Top-k is
     off: only temperature and top-p shape the distribution. Generation stops at EOS; the EOS and anything
-    after it are not returned.
+    after it are not returned. With `return_token_ids`, also the sampled token ids of each reply, exactly as
+    drawn (ending in the EOS when one was sampled), for scoring them without re-tokenizing.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -38,6 +40,7 @@ def generate_responses(
     model.eval()
     device = next(model.parameters()).device
     outputs: dict[int, str] = {}
+    token_ids: dict[int, list[int]] = {}
     starts = range(0, len(order), batch_size)
     for b, start in enumerate(tqdm(starts, desc=f"sampling T={temperature}", disable=not show_progress)):
         index = order[start : start + batch_size]
@@ -60,7 +63,11 @@ def generate_responses(
         for row, i in enumerate(index):
             new = generated[row, width:].tolist()
             if tokenizer.eos_token_id in new:
+                token_ids[i] = new[: new.index(tokenizer.eos_token_id) + 1]
                 new = new[: new.index(tokenizer.eos_token_id)]
+            else:
+                token_ids[i] = new  # stopped at max_new_tokens (generate pads only after an EOS)
             outputs[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
     model.train(was_training)
-    return [outputs[i] for i in range(len(prompts))]
+    texts = [outputs[i] for i in range(len(prompts))]
+    return (texts, [token_ids[i] for i in range(len(prompts))]) if return_token_ids else texts

