@@ -216,7 +216,7 @@ def dpo_stage(exp: Experiment, sft_model, ref_data: dict, beta: float | None = N
         name, exp.run_dir, lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], cfg, exp.pad),
         lambda: copy.deepcopy(sft_model), exp.tokenizer, exp.profile.device,
     )
-    exp.timing[f"{name}_s"] = time.time() - t
+    exp.timing.setdefault(f"{name}_s", time.time() - t)  # the first call trains; the sweep's later call only reloads
     return model, history, cfg, trained
 
 
