@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="SFT then DPO on the instruction preference data, win rates and figures")
     run.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
     run.add_argument("--seed", type=int, default=None, help="override the profile's seed (data split, training, sampling)")
-    run.add_argument("--run-dir", default=None, help="checkpoints and caches (default runs/<profile>)")
+    run.add_argument("--run-dir", default=None, help="checkpoints and caches (default runs/<profile>; smoke: runs/smoke-<config hash>)")
     run.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     run.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
     figs = sub.add_parser("figures", help="redraw the figures from results/pipeline_<profile>.json")

@@ -13,7 +13,6 @@ import copy
 import hashlib
 import json
 import platform
-import shutil
 import resource
 import sys
 import time
@@ -147,13 +146,16 @@ def prepare_experiment(profile: Profile, run_dir: str | Path | None = None, show
     """Stage 1 (notebook 04): load and validate the pairs (the 6 chosen == rejected rows are dropped with a
     count), split them with the profile's seed, load the base model, tokenize."""
     t = time.time()
-    run_dir = Path(run_dir or default_run_dir(profile.name))
+    config = json.loads(json.dumps(asdict(profile)))
+    if run_dir is None:
+        # smoke runs are seconds of scratch work: their default folder is per configuration, so an old one
+        # never blocks a changed profile (tests, notebooks in CI); cpu/gpu runs are too costly to scatter
+        key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+        run_dir = default_run_dir(profile.name if profile.name != "smoke" else f"smoke-{key}")
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     # Cached stages are only valid for the configuration that made them.
-    stamp, config = run_dir / "profile.json", json.loads(json.dumps(asdict(profile)))
-    if stamp.exists() and json.loads(stamp.read_text()) != config and profile.name == "smoke":
-        shutil.rmtree(run_dir)  # smoke runs are seconds of scratch work: start over rather than refuse
-        run_dir.mkdir(parents=True)
+    stamp = run_dir / "profile.json"
     if stamp.exists() and json.loads(stamp.read_text()) != config:
         old = json.loads(stamp.read_text())
         changed = sorted(k for k in config if old.get(k) != config[k])
