@@ -38,26 +38,33 @@ def plot_history(history: list[dict], keys: list[str], path: str | Path | None =
     return _save(fig, path)
 
 
+def _rates_and_errors(items: list[dict]) -> tuple[list[float], list[list[float]]]:
+    """Win rates and their asymmetric 95% error bars, from `WinRate.as_dict()` entries."""
+    return [x["rate"] for x in items], [[x["rate"] - x["ci_low"] for x in items], [x["ci_high"] - x["rate"] for x in items]]
+
+
+def _win_rate_axis(ax) -> None:
+    ax.axhline(0.5, color="grey", lw=0.8)  # parity
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot_win_rates(win_rates: dict, head_to_head: dict | None = None, path: str | Path | None = None, title: str = ""):
     """Win rate against the data (closer to chosen than rejected) vs temperature, one line per model,
     with 95% bootstrap intervals; head-to-head rates dashed."""
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for name, by_temp in win_rates.items():
         temps = sorted(by_temp, key=float)
-        rates = [by_temp[t]["rate"] for t in temps]
-        err = [[by_temp[t]["rate"] - by_temp[t]["ci_low"] for t in temps], [by_temp[t]["ci_high"] - by_temp[t]["rate"] for t in temps]]
-        ax.errorbar([float(t) for t in temps], rates, yerr=err, marker="o", capsize=3, label=f"{name} vs data")
+        ax.errorbar([float(t) for t in temps], *_rates_and_errors([by_temp[t] for t in temps]), marker="o", capsize=3,
+                    label=f"{name} vs data")
     for name, by_temp in (head_to_head or {}).items():
         temps = sorted(by_temp, key=float)
-        rates = [by_temp[t]["rate"] for t in temps]
-        err = [[by_temp[t]["rate"] - by_temp[t]["ci_low"] for t in temps], [by_temp[t]["ci_high"] - by_temp[t]["rate"] for t in temps]]
-        ax.errorbar([float(t) for t in temps], rates, yerr=err, fmt="k--", marker="s", capsize=3, label=name.replace("_", " "))
-    ax.axhline(0.5, color="grey", lw=0.8)
+        ax.errorbar([float(t) for t in temps], *_rates_and_errors([by_temp[t] for t in temps]), fmt="k--", marker="s",
+                    capsize=3, label=name.replace("_", " "))
     ax.set_xlabel("sampling temperature")
     ax.set_ylabel("win rate (Sentence-BERT judge)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _win_rate_axis(ax)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -75,18 +82,13 @@ def plot_beta_sweep(sweep: list[dict], path: str | Path | None = None, title: st
     ax1.set_xlabel("beta (higher keeps the policy closer to the reference)")
     ax1.set_ylabel("KL(pi || pi_ref) per prompt, nats")
     ax1.grid(alpha=0.3)
-    h = [r["dpo_vs_sft_at_t1"] for r in rows]
-    err = [[x["rate"] - x["ci_low"] for x in h], [x["ci_high"] - x["rate"] for x in h]]
-    ax2.errorbar(kls, [x["rate"] for x in h], yerr=err, marker="o", capsize=3, label="DPO vs SFT (T=1)")
+    ax2.errorbar(kls, *_rates_and_errors([r["dpo_vs_sft_at_t1"] for r in rows]), marker="o", capsize=3, label="DPO vs SFT (T=1)")
     ax2.plot(kls, [r["politeness_rate"] for r in rows], "s--", label="share of polite replies")
     for r, k in zip(rows, kls):
         ax2.annotate(f"beta={r['beta']:g}\n{r['mean_words']:.0f} words", (k, r["dpo_vs_sft_at_t1"]["rate"]),
                      fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax2.axhline(0.5, color="grey", lw=0.8)
     ax2.set_xlabel("KL(pi || pi_ref) per prompt, nats")
-    ax2.set_ylim(0, 1)
-    ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=8)
+    _win_rate_axis(ax2)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
