@@ -16,6 +16,7 @@ same numbers faster, in two ways:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -138,6 +139,11 @@ def _packing_supported(model) -> bool:
     return _PACKING_OK[kind]
 
 
+@functools.cache
+def _takes_logits_to_keep(kind: type) -> bool:
+    return "logits_to_keep" in inspect.signature(kind.forward).parameters
+
+
 def _forward_hidden(model, body, **inputs) -> Tensor:
     """Last hidden states of `body`, obtained through the (possibly wrapped) model's own forward.
 
@@ -147,7 +153,7 @@ def _forward_hidden(model, body, **inputs) -> Tensor:
     captured = []
     handle = body.register_forward_hook(lambda module, args, out: captured.append(out[0]))
     try:
-        extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(_unwrap(model).forward).parameters else {}
+        extra = {"logits_to_keep": 1} if _takes_logits_to_keep(type(_unwrap(model))) else {}
         model(**inputs, use_cache=False, **extra)
     finally:
         handle.remove()
@@ -163,12 +169,14 @@ def response_token_logprobs(model, batch: dict[str, Tensor], packing: bool = Tru
     the padded batch up to float rounding. The batch is moved to the model's device.
     """
     device = next(_unwrap(model).parameters()).device
-    batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "response_mask")}
+    batch = {k: batch[k] for k in ("input_ids", "attention_mask", "response_mask")}
     if packing and (_checked or _packing_supported(model)):
-        p = {k: v.to(device) for k, v in pack_sequences({k: v.cpu() for k, v in batch.items()}).items()}
+        # the layout is built on the host (the collator's tensors live there), then moved once
+        p = {k: v.to(device) for k, v in pack_sequences(batch).items()}
         inputs = {"input_ids": p["input_ids"], "position_ids": p["position_ids"]}
         where, targets, rows = (p["row"], p["col"]), p["target"], p["owner"]
     else:
+        batch = {k: v.to(device) for k, v in batch.items()}
         input_ids = batch["input_ids"]
         inputs = {"input_ids": input_ids, "attention_mask": batch["attention_mask"]}
         scored = batch["response_mask"][:, 1:].bool()  # position t-1 predicts token t

@@ -34,7 +34,7 @@ from .evaluate import (
 from .generate import generate_responses
 from .logprobs import precompute_reference_logprobs
 from .models import GPT2_MEDIUM_SHAPE, load_model, tiny_gpt2, tiny_tokenizer
-from .plots import plot_beta_sweep, plot_history, plot_win_rates
+from .plots import plot_beta_sweep, plot_history, plot_win_rates, repository_root
 from .profiles import Profile
 from .train import DPOConfig, SFTConfig, train_dpo, train_sft, with_reference_logprobs
 
@@ -111,11 +111,7 @@ def make_figures(results: dict, figures_dir: str | Path = "figures") -> dict[str
 def default_run_dir(profile_name: str) -> Path:
     """`runs/<profile>` at the repository root when inside the repository (so notebooks, which run from
     notebooks/, share the CLI's trained stages), else under the working directory."""
-    here = Path.cwd().resolve()
-    for d in (here, *here.parents):
-        if (d / "minidpo").is_dir() and (d / "pyproject.toml").is_file():
-            return d / "runs" / profile_name
-    return here / "runs" / profile_name
+    return (repository_root() or Path.cwd().resolve()) / "runs" / profile_name
 
 
 @dataclass
@@ -218,7 +214,7 @@ def dpo_stage(exp: Experiment, sft_model, ref_data: dict, beta: float | None = N
         name, exp.run_dir, lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], cfg, exp.pad),
         lambda: copy.deepcopy(sft_model), exp.tokenizer, exp.profile.device,
     )
-    exp.timing.setdefault(f"{name}_s", time.time() - t)  # the first call trains; the sweep's later call only reloads
+    exp.timing.setdefault(f"{name}_s", time.time() - t)  # a later call (a notebook re-running a cell) only reloads
     return model, history, cfg, trained
 
 
@@ -262,12 +258,15 @@ def judge_stage(exp: Experiment, samples: dict, encoder=None) -> tuple[dict, dic
     return win_rates, head_to_head
 
 
-def beta_sweep_stage(exp: Experiment, sft_model, ref_data: dict, samples: dict, encoder=None) -> list[dict]:
+def beta_sweep_stage(
+    exp: Experiment, sft_model, ref_data: dict, samples: dict, encoder=None, default_run: tuple | None = None
+) -> list[dict]:
     """Stage 7 (notebook 06): DPO at each of the profile's `sweep_betas`, from the same SFT model on the same
     pairs. For each: validation reward metrics, KL(pi || pi_ref) on the held-out prompts estimated from
     completions sampled from pi at temperature 1 (mean of log pi(y|x) - log pi_ref(y|x), an unbiased
     estimate of the sequence-level KL), the head-to-head win rate against SFT at temperature 1, reply length
-    and the share of replies with a politeness preamble."""
+    and the share of replies with a politeness preamble. `default_run`, the (model, history) of the profile's
+    own-beta DPO run when the caller already holds it, saves reloading that model."""
     t = time.time()
     encoder = encoder or load_sentence_encoder(exp.profile.sentence_encoder)
     prompts, chosen = exp.test_prompts, list(exp.splits["test"]["chosen"])
@@ -277,8 +276,11 @@ def beta_sweep_stage(exp: Experiment, sft_model, ref_data: dict, samples: dict, 
         samples.update(sample_stage(exp, {"sft": sft_model}, temperatures=(1.0,)))
     rows = []
     for beta in exp.profile.sweep_betas:
-        model, history, _, _ = dpo_stage(exp, sft_model, ref_data, beta=beta)
         name = "dpo" if beta == default_beta else f"dpo_beta{beta:g}"
+        if name == "dpo" and default_run is not None:
+            model, history = default_run
+        else:
+            model, history, _, _ = dpo_stage(exp, sft_model, ref_data, beta=beta)
         samples.update(sample_stage(exp, {name: model}, temperatures=(1.0,)))
         replies = samples[f"{name}@1.0"]
         ids = json.loads((exp.run_dir / "sample_token_ids.json").read_text())[f"{name}@1.0"]
@@ -318,7 +320,7 @@ def run_pipeline(
     samples = sample_stage(exp, {"base": exp.base_model, "sft": sft_model, "dpo": dpo_model})
     encoder = load_sentence_encoder(profile.sentence_encoder)
     win_rates, head_to_head = judge_stage(exp, samples, encoder)
-    sweep = beta_sweep_stage(exp, sft_model, ref_data, samples, encoder) if profile.sweep_betas else []
+    sweep = beta_sweep_stage(exp, sft_model, ref_data, samples, encoder, (dpo_model, dpo_history)) if profile.sweep_betas else []
     chosen, rejected = list(exp.splits["test"]["chosen"]), list(exp.splits["test"]["rejected"])
     probe = judge_probe(encoder, samples[f"sft@{profile.temperatures[0]}"], chosen, seed=profile.seed)
     timing = exp.timing

@@ -54,14 +54,11 @@ def plot_win_rates(win_rates: dict, head_to_head: dict | None = None, path: str 
     """Win rate against the data (closer to chosen than rejected) vs temperature, one line per model,
     with 95% bootstrap intervals; head-to-head rates dashed."""
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for name, by_temp in win_rates.items():
+    series = [(f"{name} vs data", by_temp, dict(marker="o")) for name, by_temp in win_rates.items()]
+    series += [(name.replace("_", " "), by_temp, dict(fmt="k--", marker="s")) for name, by_temp in (head_to_head or {}).items()]
+    for label, by_temp, style in series:
         temps = sorted(by_temp, key=float)
-        ax.errorbar([float(t) for t in temps], *_rates_and_errors([by_temp[t] for t in temps]), marker="o", capsize=3,
-                    label=f"{name} vs data")
-    for name, by_temp in (head_to_head or {}).items():
-        temps = sorted(by_temp, key=float)
-        ax.errorbar([float(t) for t in temps], *_rates_and_errors([by_temp[t] for t in temps]), fmt="k--", marker="s",
-                    capsize=3, label=name.replace("_", " "))
+        ax.errorbar([float(t) for t in temps], *_rates_and_errors([by_temp[t] for t in temps]), capsize=3, label=label, **style)
     ax.set_xlabel("sampling temperature")
     ax.set_ylabel("win rate (Sentence-BERT judge)")
     _win_rate_axis(ax)
@@ -95,18 +92,19 @@ def plot_beta_sweep(sweep: list[dict], path: str | Path | None = None, title: st
     return _save(fig, path)
 
 
+def repository_root() -> Path | None:
+    """The minidpo checkout at or above the working directory (notebooks run from notebooks/), if any."""
+    here = Path.cwd().resolve()
+    return next((d for d in (here, *here.parents) if (d / "minidpo").is_dir() and (d / "pyproject.toml").is_file()), None)
+
+
 def figures_dir() -> Path:
-    """`$MINIDPO_FIGURES_DIR`, else the nearest `figures/` folder at or above the working directory
-    (notebooks run from notebooks/), else ./figures."""
+    """`$MINIDPO_FIGURES_DIR`, else the repository's `figures/` when inside the repository, else ./figures."""
     import os
 
     if os.environ.get("MINIDPO_FIGURES_DIR"):
         return Path(os.environ["MINIDPO_FIGURES_DIR"])
-    here = Path.cwd().resolve()
-    for d in (here, *here.parents):
-        if (d / "figures").is_dir() and (d / "minidpo").is_dir():
-            return d / "figures"
-    return here / "figures"
+    return (repository_root() or Path.cwd().resolve()) / "figures"
 
 
 def save_figure(fig, name: str) -> Path:

@@ -214,9 +214,10 @@ def evaluate_objective(
         examples = [data[i] for i in range(start, min(start + batch_size, len(data)))]
         with autocast():
             _, metrics = objective(model, collate(examples))
+        size = _size(examples, example_weight)
         for k, v in metrics.items():
-            totals[k] = totals.get(k, 0.0) + v * _size(examples, example_weight)
-        n += _size(examples, example_weight)
+            totals[k] = totals.get(k, 0.0) + v * size
+        n += size
     model.train(was_training)
     return {f"eval_{k}": v / n for k, v in totals.items()}
 
