@@ -1,4 +1,4 @@
-"""Command line: `python -m minidpo run [--profile smoke|cpu|gpu]`."""
+"""Command line: `python -m minidpo run|frontier [--profile smoke|cpu|gpu]`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--run-dir", default=None, help="checkpoints and caches (default runs/<profile>; smoke: runs/smoke-<config hash>)")
     run.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     run.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
+    fr = sub.add_parser("frontier", help="notebooks 08-09: DPO vs PPO, best-of-N, preferred-FT and DPO variants on controlled sentiment")
+    fr.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
+    fr.add_argument("--run-dir", default=None, help="default runs/<profile>/frontier")
+    fr.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
+    fr.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
     figs = sub.add_parser("figures", help="redraw the figures from results/pipeline_<profile>.json")
     figs.add_argument("--profile", default=None)
     figs.add_argument("--results-dir", default="results")
@@ -32,6 +37,18 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads((Path(args.results_dir) / f"pipeline_{name}.json").read_text())
         for path in make_figures(results, args.figures_dir).values():
             print(path)
+        return 0
+
+    if args.command == "frontier":
+        from .frontier import run_frontier
+        from .profiles import get_profile
+
+        profile = get_profile(args.profile)
+        scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
+        results = run_frontier(profile, run_dir=args.run_dir, results_dir=args.results_dir or os.path.join(scratch, "results"),
+                               figures_dir=args.figures_dir or os.path.join(scratch, "figures"))
+        summary = {method: [f"KL {p['kl']:.2f} reward {p['reward']:.3f}" for p in points] for method, points in results["frontier"].items()}
+        print(json.dumps({"profile": profile.name, "frontier": summary, "total_s": round(results["total_s"], 1)}, indent=1))
         return 0
 
     from .pipeline import run_pipeline

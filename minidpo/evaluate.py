@@ -93,12 +93,20 @@ def head_to_head_win_rate(encoder, a: list[str], b: list[str], chosen: list[str]
     return win_rate(_compare((ea * ec).sum(-1), (eb * ec).sum(-1)), seed=seed)
 
 
-@torch.inference_mode()
 def sampled_sequence_kl(
     policy, ref, tokenizer, prompts: list[str], completions: list[str] | list[list[int]], batch_size: int = 8
 ) -> float:
     """Monte-Carlo estimate of KL(pi || pi_ref) per prompt: the mean over prompts of
-    log pi(y|x) - log pi_ref(y|x), y ~ pi(.|x).
+    log pi(y|x) - log pi_ref(y|x), y ~ pi(.|x) (see `sampled_log_ratios` for the per-prompt terms)."""
+    return float(sampled_log_ratios(policy, ref, tokenizer, prompts, completions, batch_size).mean())
+
+
+@torch.inference_mode()
+def sampled_log_ratios(
+    policy, ref, tokenizer, prompts: list[str], completions: list[str] | list[list[int]], batch_size: int = 8
+) -> torch.Tensor:
+    """log pi(y|x) - log pi_ref(y|x) for each prompt and its sampled completion y ~ pi(.|x): their mean is the
+    Monte-Carlo estimate of the sequence-level KL(pi || pi_ref), their spread gives its standard error.
 
     `completions` are best the sampled token ids themselves (`generate_responses(..., return_token_ids=True)`):
     then the estimate is unbiased for the KL between the two distributions over replies of at most
@@ -123,7 +131,7 @@ def sampled_sequence_kl(
         diffs.append((logp - model_sequence_logprobs(ref, batch).to(logp.device)).cpu())
     policy.train(modes[0])
     ref.train(modes[1])
-    return float(torch.cat(diffs).mean())
+    return torch.cat(diffs)
 
 
 POLITENESS = re.compile(r"\b(happy to|glad to|please|I'd|I would|certainly|of course|thank)", re.IGNORECASE)

@@ -143,6 +143,7 @@ def prepare_experiment(profile: Profile, run_dir: str | Path | None = None, show
     count), split them with the profile's seed, load the base model, tokenize."""
     t = time.time()
     config = json.loads(json.dumps(asdict(profile)))
+    config.pop("frontier")  # the sentiment experiment (minidpo.frontier) stamps its own folder
     if run_dir is None:
         # smoke runs are seconds of scratch work: their default folder is per configuration, so an old one
         # never blocks a changed profile (tests, notebooks in CI); cpu/gpu runs are too costly to scatter

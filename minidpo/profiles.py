@@ -35,7 +35,47 @@ class Profile:
     seed: int = 0
     device: str = "cpu"
     sweep_betas: tuple[float, ...] = ()  # DPO betas for the beta sweep (the profile's own beta among them)
+    frontier: dict = field(default_factory=dict)  # the sentiment experiment of notebooks 08-09 (minidpo.frontier)
 
+
+# The sentiment experiment (notebooks 08-09, `minidpo.frontier`): sizes and knobs per profile.
+_FRONTIER_SMOKE = dict(
+    source="snippets", reward="vader", n_test=8, n_pairs_val=8, n_pairs_train=24, n_sft=32, max_new_tokens=12,
+    draws_per_prompt=6,  # a random tiny model rarely writes a sentiment word: more draws, fewer ties
+    sft=dict(max_steps=3, batch_size=8, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3),
+    dpo=dict(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
+    dpo_betas=(0.1, 1.0),
+    preferred_ft=dict(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2),
+    reward_model=dict(max_steps=3, batch_size=4, learning_rate=1e-3, eval_every=3, save_every=3),
+    ppo=dict(iterations=2, rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, save_every=1),
+    kl_coefs=(0.05, 0.5),
+    best_of=(2, 4),
+    variants=(dict(method="cDPO (eps=0.2)", loss_type="sigmoid", beta=0.1, label_smoothing=0.2),
+              dict(method="IPO", loss_type="ipo", beta=0.5), dict(method="hinge (SLiC)", loss_type="hinge", beta=0.1)),
+    long_runs=(("sigmoid", 0.1), ("ipo", 0.5)),
+    long_epochs=(1, 2),
+)
+_FRONTIER_CPU = dict(  # ~35 min on 2 cores (a DPO step of 8 pairs is ~3.5 s, a PPO iteration ~11 s)
+    source="snippets", reward="vader", n_test=96, n_pairs_val=48, n_pairs_train=256, n_sft=384, max_new_tokens=20,
+    sft=dict(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=12, save_every=12),
+    dpo=dict(num_epochs=1, batch_size=8, learning_rate=2e-5, warmup_steps=4, eval_every=13, save_every=13, optimizer="adamw"),
+    dpo_betas=(0.05, 0.2, 1.0),
+    preferred_ft=dict(num_epochs=1, batch_size=8, learning_rate=2e-5, warmup_steps=4, eval_every=13, save_every=13),
+    reward_model=dict(num_epochs=1, batch_size=8, learning_rate=2e-5, eval_every=13, save_every=13),
+    ppo=dict(iterations=16, rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=1e-5, save_every=4),
+    kl_coefs=(0.02, 0.1, 0.5),
+    best_of=(2, 4, 8),
+    variants=(dict(method="cDPO (eps=0.2)", loss_type="sigmoid", beta=0.2, label_smoothing=0.2),
+              dict(method="IPO", loss_type="ipo", beta=0.5), dict(method="hinge (SLiC)", loss_type="hinge", beta=0.2)),
+    long_runs=(("sigmoid", 0.05),),
+    long_epochs=(1, 2, 4),
+)
+_FRONTIER_GPU = dict(
+    _FRONTIER_CPU, source="imdb", reward="siebert/sentiment-roberta-large-english", n_test=256, n_pairs_val=128,
+    n_pairs_train=2048, n_sft=4096, max_new_tokens=48, dpo_betas=(0.05, 0.1, 0.5, 1.0, 5.0), kl_coefs=(0.01, 0.03, 0.1, 0.3, 1.0),
+    ppo=dict(iterations=128, rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
+    long_runs=(("sigmoid", 0.05), ("ipo", 0.5)), long_epochs=(1, 3, 6, 10),
+)
 
 PROFILES = {
     "smoke": Profile(
@@ -50,6 +90,7 @@ PROFILES = {
         max_new_tokens=8,
         generation_batch_size=8,
         sweep_betas=(0.1, 1.0),
+        frontier=_FRONTIER_SMOKE,
     ),
     "cpu": Profile(
         name="cpu",
@@ -63,6 +104,7 @@ PROFILES = {
             optimizer="adamw", beta=0.1,
         ),
         sweep_betas=(0.1, 0.5, 2.0),
+        frontier=_FRONTIER_CPU,
     ),
     "gpu": Profile(
         name="gpu",
@@ -78,6 +120,7 @@ PROFILES = {
         sentence_encoder="sentence-transformers/all-mpnet-base-v2",
         device="cuda",
         sweep_betas=(0.05, 0.1, 0.5, 1.0),
+        frontier=_FRONTIER_GPU,
     ),
 }
 
