@@ -1,0 +1,101 @@
+"""The sentiment task (review prefixes, VADER reward) and the frontier experiment end to end on the smoke profile."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from minidpo.data import PreferenceDataError
+from minidpo.frontier import MemoryMonitor, frontier_points, run_frontier
+from minidpo.profiles import get_profile
+from minidpo.sentiment import join, load_review_prompts, parse_snippets, split_prefix, vader_reward
+
+
+def test_parse_snippets_names_the_bad_line_and_field():
+    assert parse_snippets("1\t2.5\tA ''great'' film\r\n\n2\t-1\tDull.") == ['A "great" film', "Dull."]
+    with pytest.raises(PreferenceDataError, match=r"line 2: expected 3 tab-separated fields"):
+        parse_snippets("1\t2.5\tok\n2\tbroken")
+    with pytest.raises(PreferenceDataError, match=r"line 1, field 'rating': not a number"):
+        parse_snippets("1\tgood\ttext")
+    with pytest.raises(PreferenceDataError, match=r"line 1, field 'text': empty"):
+        parse_snippets("1\t0.5\t  ")
+
+
+def test_split_prefix_continues_the_text_verbatim():
+    prompt, rest = split_prefix("an utterly charming little film", 2)
+    assert (prompt, rest) == ("an utterly", " charming little film")
+    assert prompt + rest == "an utterly charming little film"
+
+
+def test_review_prompts_are_prefixes_of_real_reviews():
+    ds = load_review_prompts(seed=0, max_texts=200)
+    assert len(ds) == 200 and len(set(ds["record_id"])) == 200
+    words = [len(p.split(" ")) for p in ds["prompt"]]
+    assert min(words) >= 2 and max(words) <= 8 and len(set(words)) > 3  # prefix lengths vary, as in the paper
+    for p, c in zip(ds["prompt"], ds["continuation"]):
+        assert c.startswith(" ") and len((p + c).split(" ")) >= 10
+    assert load_review_prompts(seed=0, max_texts=200)["prompt"] == ds["prompt"]  # same seed, same prompts
+    assert load_review_prompts(seed=1, max_texts=200)["prompt"] != ds["prompt"]
+
+
+def test_vader_reward_orders_sentiment():
+    reward = vader_reward()
+    r = reward([join("The film was", "wonderful, moving and beautifully acted."), join("The film was", "on Tuesday."),
+                join("The film was", "a dull, awful mess.")])
+    assert r[0] > 0.5 and r[1] == 0 and r[2] < -0.5
+
+
+def test_memory_monitor_sees_an_allocation():
+    with MemoryMonitor(interval=0.005) as mem:
+        x = torch.ones(64 * 2**20)  # 256 MiB, touched
+        x += 1
+        del x
+    assert mem.rise_gib is None or mem.rise_gib > 0.2
+    assert mem.seconds > 0
+
+
+def test_frontier_smoke_run(tmp_path):
+    """Every stage of notebooks 08-09 on the smoke profile: shapes, finiteness, files; then a rerun reads the caches."""
+    profile = get_profile("smoke")
+    results = run_frontier(profile, run_dir=tmp_path / "run", results_dir=tmp_path / "results", figures_dir=tmp_path / "figures",
+                           show_progress=False)
+    plan = profile.frontier
+    assert set(results["frontier"]) == {"SFT", "DPO", "Preferred-FT", "PPO", "Best-of-N"}
+    assert len(results["frontier"]["DPO"]) == len(plan["dpo_betas"]) and len(results["frontier"]["PPO"]) == len(plan["kl_coefs"])
+    assert [p["n"] for p in results["frontier"]["Best-of-N"]] == list(plan["best_of"])
+    assert results["frontier"]["SFT"][0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the SFT model against itself
+    for points in results["frontier"].values():
+        for p in points:
+            assert math.isfinite(p["kl"]) and math.isfinite(p["reward"]) and -1 <= p["reward"] <= 1
+            assert p["reward_ci"][0] <= p["reward"] <= p["reward_ci"][1]
+    for run in results["ppo"]:
+        assert len(run["history"]) == plan["ppo"]["iterations"] and run["train"]["seconds"] > 0
+    assert 0 <= results["reward_model"]["held_out_accuracy"] <= 1
+    assert results["pairs"]["train"]["pairs"] + results["pairs"]["train"]["ties_dropped"] == plan["n_pairs_train"]
+    assert [p["epochs"] for p in results["long_runs"][0]["points"]] == list(plan["long_epochs"])
+    assert {r["method"] for r in results["variant_runs"]} == {v["method"] for v in plan["variants"]}
+    saved = json.loads((tmp_path / "results" / "frontier_smoke.json").read_text())
+    assert saved["frontier"] == json.loads(json.dumps(results["frontier"]))
+    for path in results["figures"].values():
+        assert (tmp_path / "figures").joinpath(path.split("/")[-1]).stat().st_size > 10_000
+    again = run_frontier(profile, run_dir=tmp_path / "run", results_dir=tmp_path / "results2", figures_dir=tmp_path / "figures2",
+                         show_progress=False)
+    assert again["frontier"] == results["frontier"]  # every stage came from its cache
+
+
+def test_frontier_refuses_a_changed_plan(tmp_path):
+    profile = get_profile("smoke")
+    from minidpo.frontier import prepare_task
+
+    prepare_task(profile, tmp_path)
+    changed = get_profile("smoke", frontier={**profile.frontier, "max_new_tokens": 5})
+    with pytest.raises(ValueError, match="changed: max_new_tokens"):
+        prepare_task(changed, tmp_path)
+
+
+def test_frontier_points_group_and_sort_by_kl():
+    runs = [{"method": "DPO", "kl": 2.0, "reward": 0.3, "beta": 0.1}, {"method": "DPO", "kl": 0.5, "reward": 0.1, "beta": 1.0},
+            {"method": "PPO", "kl": 1.0, "reward": 0.2, "kl_coef": 0.1}]
+    points = frontier_points(runs)
+    assert [p["beta"] for p in points["DPO"]] == [1.0, 0.1] and points["PPO"][0]["kl_coef"] == 0.1
