@@ -58,11 +58,11 @@ _FRONTIER_SMOKE = dict(
 _FRONTIER_CPU = dict(  # ~35 min on 2 cores (a DPO step of 8 pairs is ~3.5 s, a PPO iteration ~11 s)
     source="snippets", reward="vader", n_test=96, n_pairs_val=48, n_pairs_train=256, n_sft=384, max_new_tokens=20,
     sft=dict(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=12, save_every=12),
-    dpo=dict(num_epochs=1, batch_size=8, learning_rate=2e-5, warmup_steps=4, eval_every=13, save_every=13, optimizer="adamw"),
+    dpo=dict(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13, optimizer="adamw"),
     dpo_betas=(0.05, 0.2, 1.0),
-    preferred_ft=dict(num_epochs=1, batch_size=8, learning_rate=2e-5, warmup_steps=4, eval_every=13, save_every=13),
+    preferred_ft=dict(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13),
     reward_model=dict(num_epochs=1, batch_size=8, learning_rate=2e-5, eval_every=13, save_every=13),
-    ppo=dict(iterations=16, rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=1e-5, save_every=4),
+    ppo=dict(iterations=16, rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=3e-5, save_every=4),
     kl_coefs=(0.02, 0.1, 0.5),
     best_of=(2, 4, 8),
     variants=(dict(method="cDPO (eps=0.2)", loss_type="sigmoid", beta=0.2, label_smoothing=0.2),
@@ -74,6 +74,10 @@ _FRONTIER_GPU = dict(
     _FRONTIER_CPU, source="imdb", reward="siebert/sentiment-roberta-large-english", n_test=256, n_pairs_val=128,
     n_pairs_train=2048, n_sft=4096, max_new_tokens=48, dpo_betas=(0.05, 0.1, 0.5, 1.0, 5.0), kl_coefs=(0.01, 0.03, 0.1, 0.3, 1.0),
     ppo=dict(iterations=128, rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
+    dpo=dict(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
+    preferred_ft=dict(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50),
+    reward_model=dict(num_epochs=1, batch_size=16, learning_rate=1e-5, eval_every=25, save_every=50),
+    sft=dict(num_epochs=1, batch_size=32, learning_rate=2e-5, warmup_steps=20, eval_every=25, save_every=50),
     long_runs=(("sigmoid", 0.05), ("ipo", 0.5)), long_epochs=(1, 3, 6, 10),
 )
 
