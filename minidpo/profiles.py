@@ -61,7 +61,7 @@ _FRONTIER_CPU = dict(  # ~35 min on 2 cores (a DPO step of 8 pairs is ~3.5 s, a 
     dpo=dict(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13, optimizer="adamw"),
     dpo_betas=(0.05, 0.2, 1.0),
     preferred_ft=dict(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13),
-    reward_model=dict(num_epochs=1, batch_size=8, learning_rate=2e-5, eval_every=13, save_every=13),
+    reward_model=dict(num_epochs=2, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=13, save_every=13),
     ppo=dict(iterations=16, rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=3e-5, save_every=4),
     kl_coefs=(0.02, 0.1, 0.5),
     best_of=(2, 4, 8),

@@ -1,0 +1,89 @@
+"""The report cites only results that exist, only references in refs.bib, and builds when LaTeX is present."""
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from minidpo import report as rep
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "report"
+
+
+def test_every_cited_result_exists_in_a_results_file():
+    keys = rep.cited_keys(REPORT)
+    assert len(keys) > 20  # the experiments section cites its numbers
+    cache: dict = {}
+    for key in keys:
+        value = rep.lookup(key, ROOT / "results", cache)  # raises KeyError naming the citation if missing
+        rep.format_value(value, key.partition("|")[2])
+
+
+def test_a_missing_result_is_an_error_naming_it(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "demo.json").write_text(json.dumps({"a": {"b": [1.5, 2.5]}}))
+    assert rep.lookup("demo:a:b:1|.2f", tmp_path / "results") == 2.5
+    with pytest.raises(KeyError, match=r"demo.json has no 'c'"):
+        rep.lookup("demo:a:c", tmp_path / "results")
+    with pytest.raises(KeyError, match="no results file"):
+        rep.lookup("nothing:a", tmp_path / "results")
+    (tmp_path / "report" / "sections").mkdir(parents=True)
+    (tmp_path / "report" / "main.tex").write_text(r"ok \res{demo:a:b:0|.1f}, 95\% sure % \res{commented:out}" "\n" r"bad \res{demo:a:zzz}")
+    assert rep.cited_keys(tmp_path / "report") == ["demo:a:b:0|.1f", "demo:a:zzz"]
+    with pytest.raises(KeyError, match="zzz"):
+        rep.generate(tmp_path)
+
+
+def test_formats():
+    assert rep.format_value(0.8751, ".3f") == "0.875"
+    assert rep.format_value(-0.5, ".2f") == r"\ensuremath{-}0.50"
+    assert rep.format_value(0.16, "pct") == "16.0"
+    assert rep.format_value(2029.9, "min") == "33.8"
+    assert rep.format_value(1e-5, "sci") == r"\ensuremath{1\times 10^{-5}}"
+    with pytest.raises(TypeError):
+        rep.format_value({"a": 1}, ".3f")
+
+
+def test_generated_tables_carry_the_results_numbers(tmp_path):
+    pipeline = json.loads((ROOT / "results" / "pipeline_cpu.json").read_text())
+    table = rep.beta_sweep_table(pipeline)
+    for row in pipeline["beta_sweep"]:
+        assert f"{row['kl_to_reference']:.2f}" in table and f"{row['dpo_vs_sft_at_t1']['rate']:.3f}" in table
+    wins = rep.win_rate_table(pipeline)
+    assert f"{pipeline['head_to_head']['dpo_vs_sft']['1.0']['rate']:.3f}" in wins
+    frontier_file = ROOT / "results" / "frontier_cpu.json"
+    if frontier_file.exists():
+        frontier = json.loads(frontier_file.read_text())
+        table = rep.frontier_table(frontier)
+        assert table.count(r"\\") - 2 == 1 + len(frontier["dpo"]) + len(frontier["ppo"]) + 1 + len(frontier["best_of_n"]["rows"])
+        assert f"{frontier['dpo'][0]['kl']:.2f}" in table
+
+
+def test_every_citation_is_in_the_bibliography():
+    bib = set(re.findall(r"@\w+\{([^,\s]+),", (REPORT / "refs.bib").read_text()))
+    cited = set()
+    for path in rep.tex_sources(REPORT):
+        for group in re.findall(r"\\cite[tp]?\*?(?:\[[^\]]*\])?\{([^}]*)\}", path.read_text()):
+            cited |= {k.strip() for k in group.split(",")}
+    assert cited and not (cited - bib), f"cited but not in refs.bib: {sorted(cited - bib)}"
+
+
+def test_every_figure_exists():
+    for path in rep.tex_sources(REPORT):
+        for name in re.findall(r"\\includegraphics(?:\[[^\]]*\])?\{([^}]*)\}", path.read_text()):
+            assert (ROOT / "figures" / name).exists(), f"{path.name} includes a missing figure {name}"
+
+
+@pytest.mark.skipif(shutil.which("latexmk") is None and not os.environ.get("MINIDPO_REQUIRE_LATEX"),
+                    reason="latexmk not installed (CI installs it and sets MINIDPO_REQUIRE_LATEX=1)")
+def test_the_pdf_builds_without_undefined_references(tmp_path):
+    copy = tmp_path / "repo"
+    shutil.copytree(REPORT, copy / "report", ignore=shutil.ignore_patterns("minidpo.pdf", "*.aux", "*.log", "*.fls", "*.fdb_latexmk", "*.bbl", "*.blg", "*.out"))
+    shutil.copytree(ROOT / "results", copy / "results")
+    shutil.copytree(ROOT / "figures", copy / "figures")
+    pdf = rep.build_pdf(copy)
+    assert pdf.stat().st_size > 100_000
