@@ -391,9 +391,10 @@ def reward_model_stage(task: Task, sft_model, pairs: dict):
     return model.eval(), result
 
 
-def ppo_run(task: Task, sft_model, reward_model, kl_coef: float) -> dict:
-    """PPO from the SFT model against r_phi with per-token KL penalty `kl_coef` towards the SFT model."""
-    name = f"ppo_kl{kl_coef:g}"
+def ppo_run(task: Task, sft_model, reward_model, kl_coef: float, ground_truth: bool = False) -> dict:
+    """PPO from the SFT model against r_phi with per-token KL penalty `kl_coef` towards the SFT model; with
+    `ground_truth`, against the true reward itself (the paper's PPO-GT, an upper reference for RLHF)."""
+    name = f"ppo_gt_kl{kl_coef:g}" if ground_truth else f"ppo_kl{kl_coef:g}"
 
     def run():
         cfg = PPOConfig(output_dir=str(task.run_dir / name), kl_coef=kl_coef, seed=task.profile.seed, show_progress=task.show_progress,
@@ -401,9 +402,10 @@ def ppo_run(task: Task, sft_model, reward_model, kl_coef: float) -> dict:
         policy = PolicyWithValue(copy.deepcopy(sft_model)).to(task.profile.device)
         prompts = list(task.splits["pairs_train"]["prompt"])  # the prompts the pairs came from
         with MemoryMonitor() as mem:
-            history = train_ppo(policy, sft_model, reward_model, task.tokenizer, prompts, cfg, ground_truth=task.true_reward)
+            history = train_ppo(policy, sft_model, None if ground_truth else reward_model, task.tokenizer, prompts, cfg,
+                                ground_truth=task.true_reward, reward_fn=task.true_reward if ground_truth else None)
         t = time.time()
-        return {"method": "PPO", "kl_coef": kl_coef, **evaluate_policy(task, policy.lm, sft_model), "train": mem.as_dict(),
+        return {"method": "PPO-GT (true reward)" if ground_truth else "PPO", "kl_coef": kl_coef, **evaluate_policy(task, policy.lm, sft_model), "train": mem.as_dict(),
                 "eval_seconds": time.time() - t, "history": history, "config": asdict(cfg)}
 
     return _cached_run(task, name, run)
@@ -429,7 +431,9 @@ def best_of_n_stage(task: Task, sft_model, reward_model) -> list[dict]:
             lo, hi = bootstrap_ci(rewards, seed=task.profile.seed)
             rows.append({"method": "Best-of-N", "n": n, "reward": float(rewards.mean()), "reward_ci": [lo, hi], "kl": best_of_n_kl(n),
                          "kl_se": 0.0, "n_prompts": len(prompts)})
-        return {"rows": rows, "sampling": mem.as_dict()}
+        # how well the proxy tracks the truth on replies it did not train on (the SFT model's samples)
+        corr = torch.corrcoef(torch.stack([rm.flatten(), true.flatten()]))[0, 1].item()
+        return {"rows": rows, "sampling": mem.as_dict(), "reward_model_vs_true_correlation": corr, "n_samples": rm.numel()}
 
     return _cached_run(task, "best_of_n", run)
 
@@ -459,6 +463,7 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
     preferred = preferred_ft_run(task, sft_model, pairs)
     reward_model, rm_result = reward_model_stage(task, sft_model, pairs)
     ppo = [ppo_run(task, sft_model, reward_model, c) for c in task.plan["kl_coefs"]]
+    ppo_gt = [ppo_run(task, sft_model, None, c, ground_truth=True) for c in task.plan.get("ppo_gt_kl_coefs", ())]
     best = best_of_n_stage(task, sft_model, reward_model)
     variants = [dpo_run(task, sft_model, ref_data, v["beta"], v["loss_type"], v.get("label_smoothing", 0.0), method=v["method"])
                 for v in task.plan["variants"]]
@@ -469,10 +474,16 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
         "model": profile.model, "seed": profile.seed, "plan": task.plan, "data": task.info,
         "pairs": pairs["stats"], "sft": {"history": sft_history, **sft},
         "reward_model": {k: v for k, v in rm_result.items()},
-        "frontier": frontier_points([sft, *dpo, preferred, *ppo, *best["rows"]]),
-        "dpo": dpo, "ppo": ppo, "preferred_ft": preferred, "best_of_n": best,
+        "frontier": frontier_points([sft, *dpo, preferred, *ppo, *ppo_gt, *best["rows"]]),
+        "dpo": dpo, "ppo": ppo, "ppo_gt": ppo_gt, "preferred_ft": preferred, "best_of_n": best,
         "variants": frontier_points([*[r for r in dpo], *variants]), "variant_runs": variants, "long_runs": long_runs,
-        "timing_s": timings(task), "total_s": time.time() - t0, "peak_rss_gib": peak_rss_gib(),
+        "timing_s": timings(task),
+        # stages are cached, so this invocation's wall time says little: the experiment's compute is the sum of
+        # what each stage and run measured when it ran
+        "compute_s": (sum(v["seconds"] for v in timings(task).values())
+                      + sum(r["train"]["seconds"] + r["eval_seconds"] for r in [*dpo, preferred, *ppo, *ppo_gt, *variants])
+                      + best["sampling"]["seconds"] + sum(r["points"][-1]["train_seconds"] for r in long_runs)),
+        "total_s": time.time() - t0, "peak_rss_gib": peak_rss_gib(),
         "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
     }
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
@@ -498,7 +509,7 @@ def frontier_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
         "over_optimisation": figures_dir / f"09_over_optimisation_{p}.png",
     }
     plot_frontier(results["frontier"], paths["frontier"], title=f"controlled sentiment, {model}, n={n} held-out prompts")
-    plot_ppo_curves(results["ppo"], paths["ppo_curves"], title=f"PPO training ({model})")
+    plot_ppo_curves(results["ppo"] + results.get("ppo_gt", []), paths["ppo_curves"], title=f"PPO training ({model})")
     plot_frontier(results["variants"], paths["variants"], title=f"DPO variants, {model}, n={n} held-out prompts")
     plot_over_optimisation(results["long_runs"], paths["over_optimisation"], title=f"long training ({model})")
     return paths

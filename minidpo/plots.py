@@ -123,7 +123,7 @@ def plot_ppo_curves(runs: list[dict], path: str | Path | None = None, title: str
     for run in runs:
         h = run["history"]
         for ax, (key, label) in zip(axes, keys):
-            ax.plot([x["iteration"] for x in h if key in x], [x[key] for x in h if key in x], lw=1.2, label=f"kl_coef={run['kl_coef']:g}")
+            ax.plot([x["iteration"] for x in h if key in x], [x[key] for x in h if key in x], lw=1.2, label=f"{run.get('method', 'PPO')}, kl_coef={run['kl_coef']:g}")
             ax.set_title(label, fontsize=10)
             ax.set_xlabel("PPO iteration")
             ax.grid(alpha=0.3)

@@ -49,6 +49,7 @@ _FRONTIER_SMOKE = dict(
     reward_model=dict(max_steps=3, batch_size=4, learning_rate=1e-3, eval_every=3, save_every=3),
     ppo=dict(iterations=2, rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, save_every=1),
     kl_coefs=(0.05, 0.5),
+    ppo_gt_kl_coefs=(0.05,),  # PPO on the ground-truth reward itself (the paper's PPO-GT)
     best_of=(2, 4),
     variants=(dict(method="cDPO (eps=0.2)", loss_type="sigmoid", beta=0.1, label_smoothing=0.2),
               dict(method="IPO", loss_type="ipo", beta=0.5), dict(method="hinge (SLiC)", loss_type="hinge", beta=0.1)),
@@ -64,6 +65,7 @@ _FRONTIER_CPU = dict(  # ~35 min on 2 cores (a DPO step of 8 pairs is ~3.5 s, a 
     reward_model=dict(num_epochs=2, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=13, save_every=13),
     ppo=dict(iterations=16, rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=3e-5, save_every=4),
     kl_coefs=(0.02, 0.1, 0.5),
+    ppo_gt_kl_coefs=(0.02, 0.1),  # PPO on the ground-truth reward itself (the paper's PPO-GT)
     best_of=(2, 4, 8),
     variants=(dict(method="cDPO (eps=0.2)", loss_type="sigmoid", beta=0.2, label_smoothing=0.2),
               dict(method="IPO", loss_type="ipo", beta=0.5), dict(method="hinge (SLiC)", loss_type="hinge", beta=0.2)),

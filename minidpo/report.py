@@ -99,6 +99,7 @@ def frontier_table(results: dict) -> str:
     runs = [("SFT", "--", results["sft"], None)]
     runs += [("DPO", f"$\\beta={r['beta']:g}$", r, r["train"]["seconds"]) for r in results["dpo"]]
     runs += [("PPO", f"$\\beta_{{\\mathrm{{KL}}}}={r['kl_coef']:g}$", r, r["train"]["seconds"]) for r in results["ppo"]]
+    runs += [("PPO-GT", f"$\\beta_{{\\mathrm{{KL}}}}={r['kl_coef']:g}$", r, r["train"]["seconds"]) for r in results.get("ppo_gt", [])]
     runs += [("Preferred-FT", "--", results["preferred_ft"], results["preferred_ft"]["train"]["seconds"])]
     runs += [("Best-of-$N$", f"$N={r['n']}$", r, None) for r in results["best_of_n"]["rows"]]
     for method, knob, r, seconds in runs:

@@ -309,8 +309,9 @@ class PPOConfig:
 
 
 def train_ppo(
-    policy: PolicyWithValue, ref_model, reward_model: RewardModel, tokenizer, prompts: list[str], config: PPOConfig,
+    policy: PolicyWithValue, ref_model, reward_model: RewardModel | None, tokenizer, prompts: list[str], config: PPOConfig,
     ground_truth: Callable[[list[str], list[str]], Tensor] | None = None, resume: bool = True,
+    reward_fn: Callable[[list[str], list[str]], Tensor] | None = None,
 ) -> list[dict]:
     """PPO from `policy` (initialised from the SFT model) against `reward_model`, KL-penalised towards `ref_model`.
 
@@ -318,16 +319,20 @@ def train_ppo(
     seeded order); score them with r_phi; compute per-token KL-penalised rewards, values and GAE advantages
     (whitened); then `ppo_epochs` passes of `num_mini_batches` clipped-surrogate steps. Logged per iteration
     with TRL's names; `ground_truth(prompts, replies)` adds the true reward of the rollouts when given.
+    `reward_fn(prompts, replies)` in place of `reward_model` optimises that reward directly (the paper's
+    PPO-GT, with the ground-truth reward).
     Checkpoints every `save_every` iterations; with `resume`, continues from the last one and ends with the
     same weights and history as an uninterrupted run.
     """
     cfg = config
     device = next(policy.parameters()).device
     pad = tokenizer.pad_token_id
+    if (reward_model is None) == (reward_fn is None):
+        raise ValueError("pass exactly one of reward_model (a learned r_phi) and reward_fn (a reward on texts)")
     for m in (policy, ref_model, reward_model):
-        disable_dropout(m)
-    ref_model.eval()
-    reward_model.eval()
+        if m is not None:
+            disable_dropout(m)
+            m.eval()
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     ckpt = Path(cfg.output_dir) / "checkpoint.pt"
     history: list[dict] = []
@@ -364,7 +369,10 @@ def train_ppo(
             ref_logits = ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
             ref_logps = reply_logprobs(ref_logits, batch, width) * mask
             del logits, ref_logits
-            scores = score_replies(reward_model, prompt_ids, reply_ids, pad).to(device)
+            if reward_fn is not None:
+                scores = reward_fn(batch_prompts, replies).to(device)
+            else:
+                scores = score_replies(reward_model, prompt_ids, reply_ids, pad).to(device)
             rewards, log_ratio = kl_penalized_rewards(scores, old_logps, ref_logps, mask, cfg.kl_coef)
             advantages, returns = generalized_advantages(rewards, old_values, mask, cfg.gamma, cfg.lam)
             advantages = masked_whiten(advantages, mask)

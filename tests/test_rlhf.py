@@ -228,6 +228,17 @@ def test_score_replies_scores_token_ids_in_batches():
     assert score_replies(reward, prompts, replies, pad=0, batch_size=2).tolist() == [2.0, 0.0, 1.0]
 
 
+def test_ppo_needs_exactly_one_reward(tmp_path):
+    tok, sft, reward, cfg, prompts = _ppo_setup(tmp_path, 1)
+    policy = PolicyWithValue(tiny_gpt2(vocab_size=len(tok)))
+    with pytest.raises(ValueError, match="exactly one"):
+        train_ppo(policy, sft, None, tok, prompts, cfg)
+    with pytest.raises(ValueError, match="exactly one"):
+        train_ppo(policy, sft, reward, tok, prompts, cfg, reward_fn=lambda p, r: torch.zeros(len(p)))
+    history = train_ppo(policy, sft, None, tok, prompts, cfg, reward_fn=lambda p, r: torch.tensor([float(len(x)) for x in r]))
+    assert history[0]["objective/scores"] > 0  # the text reward was used
+
+
 def test_ppo_config_rejects_bad_values():
     with pytest.raises(ValueError, match="multiple of num_mini_batches"):
         PPOConfig(rollout_batch_size=10, num_mini_batches=3)

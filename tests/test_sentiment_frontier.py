@@ -61,7 +61,7 @@ def test_frontier_smoke_run(tmp_path):
     results = run_frontier(profile, run_dir=tmp_path / "run", results_dir=tmp_path / "results", figures_dir=tmp_path / "figures",
                            show_progress=False)
     plan = profile.frontier
-    assert set(results["frontier"]) == {"SFT", "DPO", "Preferred-FT", "PPO", "Best-of-N"}
+    assert set(results["frontier"]) == {"SFT", "DPO", "Preferred-FT", "PPO", "PPO-GT (true reward)", "Best-of-N"}
     assert len(results["frontier"]["DPO"]) == len(plan["dpo_betas"]) and len(results["frontier"]["PPO"]) == len(plan["kl_coefs"])
     assert [p["n"] for p in results["frontier"]["Best-of-N"]] == list(plan["best_of"])
     assert results["frontier"]["SFT"][0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the SFT model against itself
@@ -72,6 +72,7 @@ def test_frontier_smoke_run(tmp_path):
     for run in results["ppo"]:
         assert len(run["history"]) == plan["ppo"]["iterations"] and run["train"]["seconds"] > 0
     assert 0 <= results["reward_model"]["held_out_accuracy"] <= 1
+    assert -1 <= results["best_of_n"]["reward_model_vs_true_correlation"] <= 1 or math.isnan(results["best_of_n"]["reward_model_vs_true_correlation"])
     assert results["pairs"]["train"]["pairs"] + results["pairs"]["train"]["ties_dropped"] == plan["n_pairs_train"]
     assert [p["epochs"] for p in results["long_runs"][0]["points"]] == list(plan["long_epochs"])
     assert {r["method"] for r in results["variant_runs"]} == {v["method"] for v in plan["variants"]}
