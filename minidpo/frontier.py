@@ -387,7 +387,6 @@ def reward_model_stage(task: Task, sft_model, pairs: dict):
     tmp.replace(weights)
     result_path.write_text(json.dumps(result, indent=1))
     (folder / "checkpoint.pt").unlink(missing_ok=True)
-    _record_time(task, "reward_model", mem)
     return model.eval(), result
 
 
@@ -481,6 +480,7 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
         # stages are cached, so this invocation's wall time says little: the experiment's compute is the sum of
         # what each stage and run measured when it ran
         "compute_s": (sum(v["seconds"] for v in timings(task).values())
+                      + rm_result["train"]["seconds"]
                       + sum(r["train"]["seconds"] + r["eval_seconds"] for r in [*dpo, preferred, *ppo, *ppo_gt, *variants])
                       + best["sampling"]["seconds"] + sum(r["points"][-1]["train_seconds"] for r in long_runs)),
         "total_s": time.time() - t0, "peak_rss_gib": peak_rss_gib(),
