@@ -5,8 +5,8 @@
 
 In the report a number is written `\\res{<file>:<path>|<format>}`: `<file>` is a results file without
 `.json` (e.g. `pipeline_cpu`), `<path>` the keys (and list indices) down to a value, separated by `:`, and
-`<format>` a Python format spec (`.3f`, `d`, ...), `pct` (x100, one decimal), `min` (seconds as minutes) or
-`sci` (1e-05 as 1 x 10^-5).
+`<format>` a Python format spec (`.3f`, `d`, ...), `pct` (x100, one decimal), `min` (seconds as minutes),
+`sci` (1e-05 as 1 x 10^-5) or `list` (a list of numbers, comma-separated).
 This module finds every such citation in report/*.tex and report/sections/*.tex, looks it up, and writes one
 macro per citation to report/generated/results.tex; a citation no results file provides is an error.
 Tables (frontier, beta sweep, win rates) are generated whole from the same files.
@@ -66,14 +66,16 @@ def lookup(key: str, results_dir: Path, _cache: dict | None = None):
 
 
 def format_value(value, fmt: str) -> str:
-    if isinstance(value, (dict, list)):
-        raise TypeError(f"a citation must name a single value, got a {type(value).__name__}")
+    if isinstance(value, dict) or (isinstance(value, list) and fmt != "list"):
+        raise TypeError(f"a citation must name a single value (or a list with |list), got a {type(value).__name__}")
     if fmt == "pct":
         return f"{100 * value:.1f}"
     if fmt == "min":
         return f"{value / 60:.1f}"
     if fmt == "":
         return str(value)
+    if fmt == "list":  # [0.05, 0.2, 1.0] -> 0.05, 0.2, 1
+        return ", ".join(f"{v:g}" for v in value)
     if fmt == "sci":  # 1e-05 -> 1\times 10^{-5}
         mantissa, exponent = f"{value:.0e}".split("e")
         return f"\\ensuremath{{{mantissa}\\times 10^{{{int(exponent)}}}}}"
