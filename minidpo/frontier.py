@@ -483,7 +483,7 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
                       + rm_result["train"]["seconds"]
                       + sum(r["train"]["seconds"] + r["eval_seconds"] for r in [*dpo, preferred, *ppo, *ppo_gt, *variants])
                       + best["sampling"]["seconds"] + sum(r["points"][-1]["train_seconds"] for r in long_runs)),
-        "total_s": time.time() - t0, "peak_rss_gib": peak_rss_gib(),
+        "total_s": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),  # cached stages: per-run peaks are in each run
         "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
     }
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
