@@ -118,7 +118,8 @@ def plot_frontier(frontier: dict[str, list[dict]], path: str | Path | None = Non
 
 def plot_ppo_curves(runs: list[dict], path: str | Path | None = None, title: str = ""):
     """PPO per iteration: reward-model score, true reward of the rollouts, and KL to the reference."""
-    keys = [("objective/scores", "reward-model score"), ("ground_truth_reward", "true reward of rollouts"), ("objective/kl", "KL(pi || pi_ref), nats")]
+    keys = [("objective/scores", "score maximised (r_phi; PPO-GT: r*)"), ("ground_truth_reward", "true reward r* of rollouts"),
+            ("objective/kl", "KL(pi || pi_ref), nats")]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     for run in runs:
         h = run["history"]
@@ -127,7 +128,8 @@ def plot_ppo_curves(runs: list[dict], path: str | Path | None = None, title: str
             ax.set_title(label, fontsize=10)
             ax.set_xlabel("PPO iteration")
             ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.12))
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -50,6 +50,31 @@ def _extract_snippets(sdist: bytes) -> bytes:
         return inner.extractfile(member).read()
 
 
+def _download_sdist() -> bytes:
+    """The vaderSentiment 3.3.2 sdist: straight from PyPI's file host, else through pip (which honours a
+    configured index or proxy)."""
+    try:
+        with urllib.request.urlopen(VADER_SDIST_URL, timeout=60) as response:
+            return response.read()
+    except OSError as e:
+        first = e
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "vaderSentiment==3.3.2", "-d", tmp]
+        if subprocess.run(cmd, capture_output=True).returncode == 0:
+            found = list(Path(tmp).glob("vaderSentiment-3.3.2.tar.gz"))
+            if found:
+                return found[0].read_bytes()
+    raise ConnectionError(
+        f"could not download the review snippets ({VADER_SDIST_URL}: {first}; `pip download` failed too). Offline, put "
+        f"{SNIPPETS_FILE} (from `pip download --no-deps --no-binary :all: vaderSentiment==3.3.2`, inside "
+        f"additional_resources/hutto_ICWSM_2014.tar.gz) into $MINIDPO_DATA_DIR."
+    )
+
+
 def review_snippets_path() -> Path:
     """`$MINIDPO_DATA_DIR/movieReviewSnippets_GroundTruth.txt` if there, else the cached copy, else download
     the vaderSentiment 3.3.2 sdist from PyPI (2.5 MB, sha256-checked) and extract it into the cache."""
@@ -59,15 +84,7 @@ def review_snippets_path() -> Path:
     path = cache_dir() / "data" / SNIPPETS_FILE
     if path.exists():
         return path
-    try:
-        with urllib.request.urlopen(VADER_SDIST_URL, timeout=60) as response:
-            sdist = response.read()
-    except OSError as e:
-        raise ConnectionError(
-            f"could not download the review snippets ({VADER_SDIST_URL}: {e}). Offline, put {SNIPPETS_FILE} "
-            f"(from `pip download --no-deps --no-binary :all: vaderSentiment==3.3.2`, file "
-            f"additional_resources/hutto_ICWSM_2014.tar.gz) into $MINIDPO_DATA_DIR."
-        ) from None
+    sdist = _download_sdist()
     digest = hashlib.sha256(sdist).hexdigest()
     if digest != VADER_SDIST_SHA256:
         raise ValueError(f"{VADER_SDIST_URL} has sha256 {digest}, expected {VADER_SDIST_SHA256}; not using it")

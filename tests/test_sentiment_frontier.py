@@ -102,3 +102,14 @@ def test_frontier_points_group_and_sort_by_kl():
             {"method": "PPO", "kl": 1.0, "reward": 0.2, "kl_coef": 0.1}]
     points = frontier_points(runs)
     assert [p["beta"] for p in points["DPO"]] == [1.0, 0.1] and points["PPO"][0]["kl_coef"] == 0.1
+
+
+def test_snippet_download_is_checked(tmp_path, monkeypatch):
+    import minidpo.sentiment as sentiment
+
+    monkeypatch.delenv("MINIDPO_DATA_DIR", raising=False)
+    monkeypatch.setenv("MINIDPO_CACHE", str(tmp_path))
+    monkeypatch.setattr(sentiment, "_download_sdist", lambda: b"not the sdist")
+    with pytest.raises(ValueError, match="sha256"):
+        sentiment.review_snippets_path()
+    assert not (tmp_path / "data" / sentiment.SNIPPETS_FILE).exists()  # nothing half-written is left to be trusted
