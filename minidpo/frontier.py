@@ -33,13 +33,11 @@ from datasets import Dataset
 from .data import tokenize_preferences, tokenize_prompts
 from .evaluate import bootstrap_ci, sampled_log_ratios
 from .generate import generate_responses
-from .logprobs import precompute_reference_logprobs
-from .models import load_model, tiny_gpt2, tiny_tokenizer
-from .pipeline import _train_stage, default_run_dir, peak_rss_gib
+from .pipeline import RunData, _load_base, _train_stage, claim_run_dir, peak_rss_gib, reference_columns
 from .profiles import Profile
 from .rlhf import PolicyWithValue, PPOConfig, RewardConfig, RewardModel, best_of_n_kl, score_replies, train_ppo, train_reward_model
 from .sentiment import SNIPPETS_FILE, ground_truth_reward, join, load_review_prompts, review_snippets_path
-from .train import DPOConfig, SFTConfig, train_dpo, train_sft, with_reference_logprobs
+from .train import DPOConfig, SFTConfig, train_dpo, train_sft
 
 
 # ----------------------------------------------------------------------------- memory and time per method
@@ -94,7 +92,7 @@ class MemoryMonitor:
 
 
 @dataclass
-class Task:
+class Task(RunData):
     profile: Profile
     plan: dict  # profile.frontier
     run_dir: Path
@@ -104,14 +102,6 @@ class Task:
     reward_fn: object  # texts -> tensor of true rewards
     show_progress: bool = True
     info: dict = field(default_factory=dict)
-
-    @property
-    def pad(self) -> int:
-        return self.tokenizer.pad_token_id
-
-    @property
-    def test_prompts(self) -> list[str]:
-        return list(self.splits["test"]["prompt"])
 
     def true_reward(self, prompts: list[str], replies: list[str]) -> torch.Tensor:
         return self.reward_fn([join(p, r) for p, r in zip(prompts, replies)])
@@ -124,16 +114,7 @@ def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progr
     if not plan:
         raise ValueError(f"profile {profile.name!r} has no frontier plan")
     config = json.loads(json.dumps({"model": profile.model, "seed": profile.seed, **plan}))
-    if run_dir is None:
-        key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
-        run_dir = default_run_dir(profile.name if profile.name != "smoke" else f"smoke-{key}") / "frontier"
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stamp = run_dir / "plan.json"
-    if stamp.exists() and json.loads(stamp.read_text()) != config:
-        changed = sorted(k for k in config if json.loads(stamp.read_text()).get(k) != config[k])
-        raise ValueError(f"{run_dir} holds a frontier run with a different plan (changed: {', '.join(changed)}); use another run_dir or delete it")
-    stamp.write_text(json.dumps(config, indent=1))
+    run_dir = claim_run_dir(run_dir, profile.name, config, "plan.json", subdir="frontier")
     sizes = {name: plan[f"n_{name}"] for name in ("test", "pairs_val", "pairs_train", "sft")}
     data = load_review_prompts(plan["source"], seed=profile.seed, max_texts=sum(sizes.values()))
     if len(data) < sum(sizes.values()):
@@ -143,11 +124,7 @@ def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progr
         splits[name] = data.select(range(start, start + n))
         start += n
     torch.manual_seed(profile.seed)
-    if profile.model == "tiny-gpt2":
-        tokenizer = tiny_tokenizer([p + c for p, c in zip(data["prompt"], data["continuation"])], vocab_size=512)
-        model = tiny_gpt2(vocab_size=len(tokenizer), seed=profile.seed)
-    else:
-        model, tokenizer = load_model(profile.model, device=profile.device)
+    model, tokenizer = _load_base(profile, [p + c for p, c in zip(data["prompt"], data["continuation"])])
     task = Task(profile, plan, run_dir, tokenizer, model, splits, ground_truth_reward(plan["reward"]), show_progress)
     if plan["source"] == "snippets":
         path = review_snippets_path()
@@ -242,12 +219,8 @@ def pairs_stage(task: Task, sft_model) -> dict:
 
 def reference_stage(task: Task, sft_model, pairs: dict) -> dict:
     """log pi_SFT of every pair's replies, computed once (cached by model and data fingerprints)."""
-    out = {}
-    for split in ("train", "validation"):
-        c, r = precompute_reference_logprobs(sft_model, pairs[split], task.pad, batch_size=16, cache_dir=task.run_dir / "ref_cache",
-                                             show_progress=task.show_progress)
-        out[split] = with_reference_logprobs(pairs[split], c, r)
-    return out
+    splits = {split: pairs[split] for split in ("train", "validation")}
+    return reference_columns(sft_model, splits, task.pad, task.run_dir / "ref_cache", 16, task.show_progress)
 
 
 # ----------------------------------------------------------------------------- scoring a policy
@@ -472,7 +445,7 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
         "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo frontier",
         "model": profile.model, "seed": profile.seed, "plan": task.plan, "data": task.info,
         "pairs": pairs["stats"], "sft": {"history": sft_history, **sft},
-        "reward_model": {k: v for k, v in rm_result.items()},
+        "reward_model": rm_result,
         "frontier": frontier_points([sft, *dpo, preferred, *ppo, *ppo_gt, *best["rows"]]),
         "dpo": dpo, "ppo": ppo, "ppo_gt": ppo_gt, "preferred_ft": preferred, "best_of_n": best,
         "variants": frontier_points([*[r for r in dpo], *variants]), "variant_runs": variants, "long_runs": long_runs,
@@ -509,7 +482,10 @@ def frontier_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
         "over_optimisation": figures_dir / f"09_over_optimisation_{p}.png",
     }
     plot_frontier(results["frontier"], paths["frontier"], title=f"controlled sentiment, {model}, n={n} held-out prompts")
-    plot_ppo_curves(results["ppo"] + results.get("ppo_gt", []), paths["ppo_curves"], title=f"PPO training ({model})")
+    # the same titles as notebooks 08-09, which save these files too
+    ppo = results["plan"]["ppo"]
+    plot_ppo_curves(results["ppo"] + results.get("ppo_gt", []), paths["ppo_curves"],
+                    title=f"PPO from the SFT model ({model}); {ppo['iterations']} iterations x {ppo['rollout_batch_size']} prompts")
     plot_frontier(results["variants"], paths["variants"], title=f"DPO variants, {model}, n={n} held-out prompts")
-    plot_over_optimisation(results["long_runs"], paths["over_optimisation"], title=f"long training ({model})")
+    plot_over_optimisation(results["long_runs"], paths["over_optimisation"], title=f"training long ({model})")
     return paths

@@ -114,8 +114,58 @@ def default_run_dir(profile_name: str) -> Path:
     return (repository_root() or Path.cwd().resolve()) / "runs" / profile_name
 
 
+def claim_run_dir(run_dir: str | Path | None, profile_name: str, config: dict, stamp_name: str, subdir: str = "") -> Path:
+    """The folder for a run of `config`: `run_dir` if given, else `runs/<profile>[/subdir]`. Smoke runs are
+    seconds of scratch work: their default folder is per configuration (`runs/smoke-<hash>`), so an old one
+    never blocks a changed profile (tests, notebooks in CI); cpu/gpu runs are too costly to scatter. The folder
+    is stamped with `config`, and one stamped with another configuration is refused: its cached stages are
+    only valid for the configuration that made them."""
+    if run_dir is None:
+        key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+        run_dir = default_run_dir(profile_name if profile_name != "smoke" else f"smoke-{key}") / subdir
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stamp = run_dir / stamp_name
+    if stamp.exists():
+        old = json.loads(stamp.read_text())
+        if old != config:
+            changed = sorted(k for k in config if old.get(k) != config[k])
+            raise ValueError(
+                f"{run_dir} holds a run made with a different configuration (changed: {', '.join(changed)}); "
+                f"resuming would mix the two. Use another --run-dir or delete {run_dir}."
+            )
+    stamp.write_text(json.dumps(config, indent=1))
+    return run_dir
+
+
+class RunData:
+    """What the stage containers of both experiments (`Experiment`, `minidpo.frontier.Task`) offer alike."""
+
+    tokenizer: object
+    splits: object
+
+    @property
+    def pad(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def test_prompts(self) -> list[str]:
+        return list(self.splits["test"]["prompt"])
+
+
+def reference_columns(ref_model, tokenized: dict, pad: int, cache_dir: Path, batch_size: int = 8, show_progress: bool = True) -> dict:
+    """Each split of tokenized pairs with the reference model's `ref_chosen_logps`/`ref_rejected_logps`
+    added, computed once and cached on disk by model and data fingerprints."""
+    out = {}
+    for split, data in tokenized.items():
+        chosen, rejected = precompute_reference_logprobs(ref_model, data, pad, batch_size=batch_size, cache_dir=cache_dir,
+                                                         show_progress=show_progress)
+        out[split] = with_reference_logprobs(data, chosen, rejected)
+    return out
+
+
 @dataclass
-class Experiment:
+class Experiment(RunData):
     """What every stage shares: the profile, the run folder, the data (text and tokenized) and the base model."""
 
     profile: Profile
@@ -129,14 +179,6 @@ class Experiment:
     show_progress: bool = True
     timing: dict = field(default_factory=dict)
 
-    @property
-    def pad(self) -> int:
-        return self.tokenizer.pad_token_id
-
-    @property
-    def test_prompts(self) -> list[str]:
-        return list(self.splits["test"]["prompt"])
-
 
 def prepare_experiment(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True) -> Experiment:
     """Stage 1 (notebook 04): load and validate the pairs (the 6 chosen == rejected rows are dropped with a
@@ -144,23 +186,7 @@ def prepare_experiment(profile: Profile, run_dir: str | Path | None = None, show
     t = time.time()
     config = json.loads(json.dumps(asdict(profile)))
     config.pop("frontier")  # the sentiment experiment (minidpo.frontier) stamps its own folder
-    if run_dir is None:
-        # smoke runs are seconds of scratch work: their default folder is per configuration, so an old one
-        # never blocks a changed profile (tests, notebooks in CI); cpu/gpu runs are too costly to scatter
-        key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
-        run_dir = default_run_dir(profile.name if profile.name != "smoke" else f"smoke-{key}")
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # Cached stages are only valid for the configuration that made them.
-    stamp = run_dir / "profile.json"
-    if stamp.exists() and json.loads(stamp.read_text()) != config:
-        old = json.loads(stamp.read_text())
-        changed = sorted(k for k in config if old.get(k) != config[k])
-        raise ValueError(
-            f"{run_dir} holds a run made with a different configuration (changed: {', '.join(changed)}); "
-            f"resuming would mix the two. Use another --run-dir or delete {run_dir}."
-        )
-    stamp.write_text(json.dumps(config, indent=1))
+    run_dir = claim_run_dir(run_dir, profile.name, config, "profile.json")
     torch.manual_seed(profile.seed)
     records, report = load_instruction_preferences(drop_invalid=True)
     splits = split_dataset(records, profile.n_validation, profile.n_test, seed=profile.seed, n_train=profile.n_train)
@@ -191,13 +217,7 @@ def sft_stage(exp: Experiment) -> tuple[object, list[dict], SFTConfig, bool]:
 def reference_stage(exp: Experiment, ref_model) -> dict:
     """Stage 3: the reference (SFT) model's log-probs of every pair, computed once and cached on disk."""
     t = time.time()
-    out = {}
-    for split in ("train", "validation"):
-        chosen, rejected = precompute_reference_logprobs(
-            ref_model, exp.tokenized[split], exp.pad, batch_size=8, cache_dir=exp.run_dir / "ref_cache",
-            show_progress=exp.show_progress,
-        )
-        out[split] = with_reference_logprobs(exp.tokenized[split], chosen, rejected)
+    out = reference_columns(ref_model, exp.tokenized, exp.pad, exp.run_dir / "ref_cache", 8, exp.show_progress)
     exp.timing["reference_logps_s"] = time.time() - t
     return out
 

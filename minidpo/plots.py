@@ -14,6 +14,14 @@ def _save(fig, path: str | Path | None):
     return fig
 
 
+def _finish(fig, path: str | Path | None, title: str = "", ax=None):
+    """Title (on `ax`, or over the whole figure), tight layout, save: the last lines of every plot."""
+    if title:
+        (ax.set_title if ax is not None else fig.suptitle)(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_history(history: list[dict], keys: list[str], path: str | Path | None = None, title: str = ""):
     """One panel per metric: the training curve and, where logged, the validation points (`eval_<key>`)."""
     cols = min(len(keys), 3)
@@ -32,10 +40,7 @@ def plot_history(history: list[dict], keys: list[str], path: str | Path | None =
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, title)
 
 
 def _rates_and_errors(items: list[dict]) -> tuple[list[float], list[list[float]]]:
@@ -62,10 +67,7 @@ def plot_win_rates(win_rates: dict, head_to_head: dict | None = None, path: str 
     ax.set_xlabel("sampling temperature")
     ax.set_ylabel("win rate (Sentence-BERT judge)")
     _win_rate_axis(ax)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, title, ax)
 
 
 def plot_beta_sweep(sweep: list[dict], path: str | Path | None = None, title: str = ""):
@@ -86,10 +88,7 @@ def plot_beta_sweep(sweep: list[dict], path: str | Path | None = None, title: st
                      fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax2.set_xlabel("KL(pi || pi_ref) per prompt, nats")
     _win_rate_axis(ax2)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, title)
 
 
 def plot_frontier(frontier: dict[str, list[dict]], path: str | Path | None = None, title: str = ""):
@@ -110,10 +109,7 @@ def plot_frontier(frontier: dict[str, list[dict]], path: str | Path | None = Non
     ax.set_ylabel("mean ground-truth reward")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, title, ax)
 
 
 def plot_ppo_curves(runs: list[dict], path: str | Path | None = None, title: str = ""):
@@ -130,10 +126,7 @@ def plot_ppo_curves(runs: list[dict], path: str | Path | None = None, title: str
             ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.12))
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, title)
 
 
 def plot_over_optimisation(long_runs: list[dict], path: str | Path | None = None, title: str = ""):
@@ -151,10 +144,7 @@ def plot_over_optimisation(long_runs: list[dict], path: str | Path | None = None
         ax.set_ylabel(y)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, title)
 
 
 def repository_root() -> Path | None:

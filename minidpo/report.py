@@ -95,6 +95,17 @@ def _num(x: float, fmt: str = "+.3f") -> str:
     return s.replace("-", "$-$").replace("+", "$+$")
 
 
+def _tabular(columns: str, header: str, rows: list[str]) -> str:
+    return "\n".join([f"\\begin{{tabular}}{{{columns}}}", r"\toprule", header + r" \\", r"\midrule", *rows,
+                      r"\bottomrule", r"\end{tabular}"]) + "\n"
+
+
+def _reward_cells(r: dict) -> str:
+    """`true reward & [95% CI]` of one scored run."""
+    lo, hi = r["reward_ci"]
+    return f"{_num(r['reward'])} & [{_num(lo)}, {_num(hi)}]"
+
+
 def frontier_table(results: dict) -> str:
     """One row per run of the frontier experiment: method, knob, true reward [95% CI], KL +- s.e., train time."""
     rows = []
@@ -105,27 +116,19 @@ def frontier_table(results: dict) -> str:
     runs += [("Preferred-FT", "--", results["preferred_ft"], results["preferred_ft"]["train"]["seconds"])]
     runs += [("Best-of-$N$", f"$N={r['n']}$", r, None) for r in results["best_of_n"]["rows"]]
     for method, knob, r, seconds in runs:
-        lo, hi = r["reward_ci"]
         kl = f"{r['kl']:.2f}" + (f" $\\pm$ {r['kl_se']:.2f}" if r.get("kl_se") else " (formula)" if method.startswith("Best") else "")
         time = f"{seconds:.0f}" if seconds is not None else "--"
-        rows.append(f"{method} & {knob} & {_num(r['reward'])} & [{_num(lo)}, {_num(hi)}] & {kl} & {time} \\\\")
-    return "\n".join([
-        r"\begin{tabular}{llrcrr}", r"\toprule",
-        r"method & knob & true reward & 95\% CI & KL (nats) & train (s) \\", r"\midrule", *rows, r"\bottomrule", r"\end{tabular}",
-    ]) + "\n"
+        rows.append(f"{method} & {knob} & {_reward_cells(r)} & {kl} & {time} \\\\")
+    return _tabular("llrcrr", r"method & knob & true reward & 95\% CI & KL (nats) & train (s)", rows)
 
 
 def variants_table(results: dict) -> str:
     rows = []
     for r in [*results["dpo"], *results["variant_runs"]]:
-        lo, hi = r["reward_ci"]
         acc = [h for h in r["history"] if "eval_rewards/accuracies" in h][-1]["eval_rewards/accuracies"]
         method = "DPO (sigmoid)" if r["method"] == "DPO" else _escape(r["method"])
-        rows.append(f"{method} & {r['beta']:g} & {_num(r['reward'])} & [{_num(lo)}, {_num(hi)}] & {r['kl']:.2f} $\\pm$ {r['kl_se']:.2f} & {acc:.2f} \\\\")
-    return "\n".join([
-        r"\begin{tabular}{lrrcrr}", r"\toprule",
-        r"loss & $\beta$ & true reward & 95\% CI & KL (nats) & held-out pair acc. \\", r"\midrule", *rows, r"\bottomrule", r"\end{tabular}",
-    ]) + "\n"
+        rows.append(f"{method} & {r['beta']:g} & {_reward_cells(r)} & {r['kl']:.2f} $\\pm$ {r['kl_se']:.2f} & {acc:.2f} \\\\")
+    return _tabular("lrrcrr", r"loss & $\beta$ & true reward & 95\% CI & KL (nats) & held-out pair acc.", rows)
 
 
 def beta_sweep_table(results: dict) -> str:
@@ -134,11 +137,7 @@ def beta_sweep_table(results: dict) -> str:
         h = r["dpo_vs_sft_at_t1"]
         rows.append(f"{r['beta']:g} & {r['kl_to_reference']:.2f} & {h['rate']:.3f} & [{h['ci_low']:.3f}, {h['ci_high']:.3f}] & "
                     f"{r['eval']['eval_rewards/accuracies']:.3f} & {r['mean_words']:.1f} & {100 * r['politeness_rate']:.0f}\\% \\\\")
-    return "\n".join([
-        r"\begin{tabular}{rrrcrrr}", r"\toprule",
-        r"$\beta$ & KL (nats) & DPO vs SFT & 95\% CI & held-out pair acc. & words & polite \\", r"\midrule", *rows,
-        r"\bottomrule", r"\end{tabular}",
-    ]) + "\n"
+    return _tabular("rrrcrrr", r"$\beta$ & KL (nats) & DPO vs SFT & 95\% CI & held-out pair acc. & words & polite", rows)
 
 
 def win_rate_table(results: dict) -> str:
@@ -148,10 +147,7 @@ def win_rate_table(results: dict) -> str:
         cells = [f"{by_t[t]['rate']:.3f} [{by_t[t]['ci_low']:.2f}, {by_t[t]['ci_high']:.2f}]" for t in temps]
         label = name if name == "DPO vs SFT" else f"{name.upper() if name != 'base' else 'base'} vs data"
         rows.append(f"{label} & " + " & ".join(cells) + r" \\")
-    return "\n".join([
-        r"\begin{tabular}{l" + "c" * len(temps) + "}", r"\toprule",
-        "win rate & " + " & ".join(f"$T={t}$" for t in temps) + r" \\", r"\midrule", *rows, r"\bottomrule", r"\end{tabular}",
-    ]) + "\n"
+    return _tabular("l" + "c" * len(temps), "win rate & " + " & ".join(f"$T={t}$" for t in temps), rows)
 
 
 TABLES = {

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -254,15 +253,13 @@ class PolicyWithValue(nn.Module):
 def reply_logprobs(logits: Tensor, batch: dict[str, Tensor], width: int) -> Tensor:
     """log pi(y_t | x, y_<t) for each reply token, left-aligned into (B, width): position j of row i is the
     j-th reply token, predicted by the logits one position earlier."""
-    idx = batch["prompt_lengths"][:, None] - 1 + torch.arange(width, device=logits.device)[None]
-    idx = idx.clamp(max=logits.shape[1] - 2)
-    rows = torch.arange(len(logits), device=logits.device)[:, None]
-    targets = batch["input_ids"][rows, idx + 1]
-    return torch.log_softmax(logits[rows, idx].float(), -1).gather(-1, targets[..., None]).squeeze(-1)
+    targets = _gather_positions(batch["input_ids"][:, 1:], batch, width)  # the token each position predicts
+    return torch.log_softmax(_gather_positions(logits, batch, width).float(), -1).gather(-1, targets[..., None]).squeeze(-1)
 
 
 def _gather_positions(x: Tensor, batch: dict[str, Tensor], width: int) -> Tensor:
-    idx = (batch["prompt_lengths"][:, None] - 1 + torch.arange(width, device=x.device)[None]).clamp(max=x.shape[1] - 2)
+    """x at the positions that predict the reply tokens (prompt length - 1 + j), left-aligned: (B, width, ...)."""
+    idx = (batch["prompt_lengths"][:, None] - 1 + torch.arange(width, device=x.device)[None]).clamp(max=x.shape[1] - 1)
     return x[torch.arange(len(x), device=x.device)[:, None], idx]
 
 
@@ -371,8 +368,8 @@ def train_ppo(
             del logits, ref_logits
             if reward_fn is not None:
                 scores = reward_fn(batch_prompts, replies).to(device)
-            else:
-                scores = score_replies(reward_model, prompt_ids, reply_ids, pad).to(device)
+            else:  # the rollout batch is already right-padded prompt + reply: score it as it is
+                scores = reward_model(batch["input_ids"], batch["attention_mask"])
             rewards, log_ratio = kl_penalized_rewards(scores, old_logps, ref_logps, mask, cfg.kl_coef)
             advantages, returns = generalized_advantages(rewards, old_values, mask, cfg.gamma, cfg.lam)
             advantages = masked_whiten(advantages, mask)
