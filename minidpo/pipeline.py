@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import platform
 import resource
 import sys
@@ -33,7 +34,7 @@ from .evaluate import (
 )
 from .generate import generate_responses
 from .logprobs import precompute_reference_logprobs
-from .models import GPT2_MEDIUM_SHAPE, load_model, tiny_gpt2, tiny_tokenizer
+from .models import GPT2_MEDIUM_SHAPE, load_model, model_note, tiny_gpt2, tiny_tokenizer
 from .plots import plot_beta_sweep, plot_history, plot_win_rates, repository_root
 from .profiles import Profile
 from .train import DPOConfig, SFTConfig, train_dpo, train_sft, with_reference_logprobs
@@ -106,6 +107,36 @@ def make_figures(results: dict, figures_dir: str | Path = "figures") -> dict[str
     else:
         paths.pop("beta_sweep")
     return paths
+
+
+def portable_path(path: str | Path) -> str:
+    """`path` relative to the repository root (the working directory outside a checkout) when it lies below it,
+    so that results and notebook outputs name no folder of the machine that made them; else unchanged."""
+    base = repository_root() or Path.cwd().resolve()
+    try:
+        return Path(path).resolve().relative_to(base).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def portable(obj):
+    """A copy of a JSON-able results object with every absolute path string made `portable_path`."""
+    if isinstance(obj, dict):
+        return {k: portable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v) for v in obj]
+    if isinstance(obj, (str, Path)) and Path(obj).is_absolute():
+        return portable_path(obj)
+    return obj
+
+
+def write_results(path: Path, results: dict) -> None:
+    """Save `results` as JSON, paths made portable, through a temporary file and a rename (a kill mid-write
+    keeps the previous file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(portable(results), indent=1))
+    os.replace(tmp, path)
 
 
 def default_run_dir(profile_name: str) -> Path:
@@ -205,7 +236,7 @@ def sft_stage(exp: Experiment) -> tuple[object, list[dict], SFTConfig, bool]:
     """Stage 2 (notebook 05): SFT on the chosen replies, from a copy of the base model.
     Returns (model, history, config, trained now?)."""
     t = time.time()
-    cfg = SFTConfig(output_dir=str(exp.run_dir / "sft"), seed=exp.profile.seed, show_progress=exp.show_progress, **exp.profile.sft)
+    cfg = SFTConfig(output_dir=str(exp.run_dir / "sft"), seed=exp.profile.seed, show_progress=exp.show_progress, use_cpu=exp.profile.device == "cpu", **exp.profile.sft)
     model, history, trained = _train_stage(
         "sft", exp.run_dir, lambda m: train_sft(m, exp.tokenized["train"], exp.tokenized["validation"], cfg, exp.pad),
         lambda: copy.deepcopy(exp.base_model), exp.tokenizer, exp.profile.device,
@@ -230,7 +261,7 @@ def dpo_stage(exp: Experiment, sft_model, ref_data: dict, beta: float | None = N
     name = "dpo"
     if beta is not None and beta != overrides.get("beta", 0.1):
         overrides["beta"], name = beta, f"dpo_beta{beta:g}"
-    cfg = DPOConfig(output_dir=str(exp.run_dir / name), seed=exp.profile.seed, show_progress=exp.show_progress, **overrides)
+    cfg = DPOConfig(output_dir=str(exp.run_dir / name), seed=exp.profile.seed, show_progress=exp.show_progress, use_cpu=exp.profile.device == "cpu", **overrides)
     model, history, trained = _train_stage(
         name, exp.run_dir, lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], cfg, exp.pad),
         lambda: copy.deepcopy(sft_model), exp.tokenizer, exp.profile.device,
@@ -265,7 +296,7 @@ def judge_stage(exp: Experiment, samples: dict, encoder=None) -> tuple[dict, dic
     """Stage 6 (notebook 07): Sentence-BERT win rates against the data for base/SFT/DPO and DPO vs SFT
     head to head, at every temperature, each with n and a bootstrap 95% interval."""
     t = time.time()
-    encoder = encoder or load_sentence_encoder(exp.profile.sentence_encoder)
+    encoder = encoder or load_sentence_encoder(exp.profile.sentence_encoder, device=exp.profile.device)
     chosen, rejected = list(exp.splits["test"]["chosen"]), list(exp.splits["test"]["rejected"])
     win_rates: dict = {name: {} for name in ("base", "sft", "dpo")}
     head_to_head: dict = {"dpo_vs_sft": {}}
@@ -289,7 +320,7 @@ def beta_sweep_stage(
     and the share of replies with a politeness preamble. `default_run`, the (model, history) of the profile's
     own-beta DPO run when the caller already holds it, saves reloading that model."""
     t = time.time()
-    encoder = encoder or load_sentence_encoder(exp.profile.sentence_encoder)
+    encoder = encoder or load_sentence_encoder(exp.profile.sentence_encoder, device=exp.profile.device)
     prompts, chosen = exp.test_prompts, list(exp.splits["test"]["chosen"])
     default_beta = exp.profile.dpo.get("beta", 0.1)
     sft_key = "sft@1.0"
@@ -339,7 +370,7 @@ def run_pipeline(
     ref_data = reference_stage(exp, sft_model)
     dpo_model, dpo_history, dpo_cfg, dpo_trained = dpo_stage(exp, sft_model, ref_data)
     samples = sample_stage(exp, {"base": exp.base_model, "sft": sft_model, "dpo": dpo_model})
-    encoder = load_sentence_encoder(profile.sentence_encoder)
+    encoder = load_sentence_encoder(profile.sentence_encoder, device=profile.device)
     win_rates, head_to_head = judge_stage(exp, samples, encoder)
     sweep = beta_sweep_stage(exp, sft_model, ref_data, samples, encoder, (dpo_model, dpo_history)) if profile.sweep_betas else []
     chosen, rejected = list(exp.splits["test"]["chosen"]), list(exp.splits["test"]["rejected"])
@@ -352,10 +383,7 @@ def run_pipeline(
         "profile": profile.name,
         "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo run",
         "model": profile.model,
-        "model_note": (
-            "SmolLM2-135M-Instruct is already instruction- and preference-tuned upstream (SFT + DPO); "
-            "our SFT and DPO continue from it." if profile.model == "smollm2-135m-instruct" else ""
-        ),
+        "model_note": model_note(profile.model),
         "seed": profile.seed,
         "data": {
             "file": INSTRUCTION_FILE,
@@ -406,6 +434,6 @@ def run_pipeline(
             "threads": torch.get_num_threads(),
         },
     }
-    (results_dir / f"pipeline_{profile.name}.json").write_text(json.dumps(results, indent=1))
+    write_results(results_dir / f"pipeline_{profile.name}.json", results)
     make_figures(results, figures_dir)
     return results

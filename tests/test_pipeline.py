@@ -18,6 +18,21 @@ def test_profiles_and_bad_profile_name(monkeypatch):
         get_profile("huge")
 
 
+def test_device_follows_the_machine_not_the_profile(monkeypatch):
+    import torch
+
+    from minidpo.train import DPOConfig
+
+    monkeypatch.delenv("MINIDPO_DEVICE", raising=False)
+    machine = "cuda" if torch.cuda.is_available() else "cpu"
+    assert {get_profile(name).device for name in ("smoke", "cpu", "gpu")} == {machine}
+    monkeypatch.setenv("MINIDPO_DEVICE", "cpu")
+    assert {get_profile(name).device for name in ("smoke", "cpu", "gpu")} == {"cpu"}
+    assert get_profile("gpu", device="cuda:1").device == "cuda:1"  # an explicit override wins
+    # what the experiments hand the training loop: a CPU profile device keeps accelerate off the GPU
+    assert DPOConfig(use_cpu=get_profile("cpu").device == "cpu").use_cpu
+
+
 def _run(tmp_path, name, *extra):
     cmd = [sys.executable, "-m", "minidpo", "run", "--profile", "smoke", *extra, "--run-dir", str(tmp_path / name / "run"),
            "--results-dir", str(tmp_path / name / "results"), "--figures-dir", str(tmp_path / name / "figures")]

@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from precision import EPS64, sum_tol
 
 from minidpo.preference import (
     bradley_terry_nll,
@@ -32,7 +33,7 @@ def test_fit_recovers_planted_rewards_and_improves_with_data():
     for n in (300, 3000, 30000):
         w, l = sample_bradley_terry_comparisons(planted, n, seed=1)
         fit = fit_bradley_terry(w, l, 8)
-        assert abs(fit.mean().item()) < 1e-12  # the gauge: mean zero
+        assert abs(fit.mean().item()) <= sum_tol(fit.abs().sum().item() / 8, 8, EPS64)  # the gauge: mean zero
         errors.append((fit - planted).abs().max().item())
     assert errors[2] < 0.08
     assert errors[0] > errors[2]
@@ -44,7 +45,7 @@ def test_fit_is_a_stationary_point_of_the_likelihood():
     w, l = sample_bradley_terry_comparisons(planted, 500, seed=3)
     r = fit_bradley_terry(w, l, 4).requires_grad_(True)
     bradley_terry_nll(r[w], r[l]).backward()
-    assert r.grad.abs().max() < 1e-9
+    assert r.grad.abs().max() < 1e-9  # Newton stops at a step below tol=1e-10: the gradient is that small too
 
 
 def test_fit_rejects_comparisons_without_a_finite_mle():
