@@ -12,7 +12,8 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minidpo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="SFT then DPO on the instruction preference data, win rates and figures")
+    run = sub.add_parser("run", help="notebooks 04-07: reference, Preferred-FT and DPO at a beta grid on the instruction pairs, "
+                                     "measured by a validated preference judge and guard metrics")
     run.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
     run.add_argument("--seed", type=int, default=None, help="override the profile's seed (data split, training, sampling)")
     run.add_argument("--run-dir", default=None, help="checkpoints and caches (default runs/<profile>; smoke: runs/smoke-<config hash>)")
@@ -23,19 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     fr.add_argument("--run-dir", default=None, help="default runs/<profile>/frontier")
     fr.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     fr.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
-    figs = sub.add_parser("figures", help="redraw the figures from results/pipeline_<profile>.json")
+    figs = sub.add_parser("figures", help="redraw the figures from results/instruction_<profile>.json")
     figs.add_argument("--profile", default=None)
     figs.add_argument("--results-dir", default="results")
     figs.add_argument("--figures-dir", default="figures")
     args = parser.parse_args(argv)
 
     if args.command == "figures":
-        from .pipeline import make_figures
+        from .experiments.instruction_plots import instruction_figures
         from .profiles import get_profile
 
         name = get_profile(args.profile).name
-        results = json.loads((Path(args.results_dir) / f"pipeline_{name}.json").read_text())
-        for path in make_figures(results, args.figures_dir).values():
+        results = json.loads((Path(args.results_dir) / f"instruction_{name}.json").read_text())
+        for path in instruction_figures(results, args.figures_dir).values():
             print(path)
         return 0
 
@@ -51,24 +52,24 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"profile": profile.name, "frontier": summary, "total_s": round(results["total_s"], 1)}, indent=1))
         return 0
 
-    from .pipeline import run_pipeline
+    from .experiments.instruction_eval import run_instruction
     from .profiles import get_profile
 
     profile = get_profile(args.profile) if args.seed is None else get_profile(args.profile, seed=args.seed)
     # smoke runs must not overwrite the committed results and figures of a real run
     scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
-    results = run_pipeline(
-        profile,
-        run_dir=args.run_dir,
-        results_dir=args.results_dir or os.path.join(scratch, "results"),
-        figures_dir=args.figures_dir or os.path.join(scratch, "figures"),
-    )
-    h2h = results["head_to_head"]["dpo_vs_sft"]
+    results = run_instruction(profile, run_dir=args.run_dir, results_dir=args.results_dir or os.path.join(scratch, "results"),
+                              figures_dir=args.figures_dir or os.path.join(scratch, "figures"))
+    fmt = lambda v: f"{v['rate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"  # noqa: E731
+    rows = results["results"]
     summary = {
         "profile": results["profile"],
-        "dpo_vs_sft": {t: f"{v['rate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}] n={v['n']}" for t, v in h2h.items()},
-        "total_s": round(results["timing_s"]["total_s"], 1),
-        "peak_rss_gib": round(results["peak_rss_gib"], 2),
+        "judge_test_pair_accuracy": fmt(results["instruments"]["preference_judge"]["test_pair_accuracy"]),
+        "judge_win_rate_vs_reference": {a: fmt(rows[a]["judge_vs_reference"]) for a in results["arms"] if a != "reference"},
+        "kl_to_reference": {a: round(rows[a]["kl"]["kl"], 2) for a in results["arms"]},
+        "selected_beta (validation)": results["selected_beta"]["beta"],
+        "total_s": round(results["total_s_this_invocation"], 1),
+        "peak_rss_gib": round(results["peak_rss_gib_this_invocation"], 2),
     }
     print(json.dumps(summary, indent=1))
     return 0

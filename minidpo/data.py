@@ -169,8 +169,8 @@ def validate_records(
     return kept, report
 
 
-def _to_dataset(kept: list[tuple[int, dict]]) -> Dataset:
-    return Dataset.from_dict({"record_id": [rid for rid, _ in kept], **{f: [r[f] for _, r in kept] for f in FIELDS}})
+def _to_dataset(kept: list[tuple[int, dict]], extra: Sequence[str] = ()) -> Dataset:
+    return Dataset.from_dict({"record_id": [rid for rid, _ in kept], **{f: [r[f] for _, r in kept] for f in (*FIELDS, *extra)}})
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -187,8 +187,23 @@ def format_alpaca_prompt(instruction: str, input_text: str = "") -> str:
     return prompt + "\n\n### Response:\n"
 
 
+def format_prompt(tokenizer, instruction: str, input_text: str = "") -> str:
+    """The prompt in the model's own format, the one way every experiment renders it: the tokenizer's chat
+    template when it has one (one user turn, the assistant's turn opened, as TRL renders a conversational
+    record's prompt), else Alpaca (`format_alpaca_prompt`). The reply then follows with one EOS (for
+    SmolLM2 `<|im_end|>`, which also closes the assistant's turn)."""
+    if getattr(tokenizer, "chat_template", None):
+        user = instruction + (f"\n\n{input_text}" if input_text.strip() else "")
+        return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+    return format_alpaca_prompt(instruction, input_text)
+
+
 def load_instruction_preferences(drop_invalid: bool = False) -> tuple[Dataset, ValidationReport]:
-    """The 1,100 instruction preference pairs (chosen = the politer reply), prompts in Alpaca format.
+    """The 1,100 instruction preference pairs (chosen = the politer reply), prompts in Alpaca format (render
+    them for a model with `format_prompt`), with the source's `instruction`, `input` and original answer
+    `output`, and `half`: the data is two halves, `"rude_rewrite"` (chosen is the original answer, rejected a
+    rude rewrite of it) and `"polite_rewrite"` (chosen is a polite rewrite, rejected the original answer);
+    `"other"` if neither reply is the original.
 
     Six rows have chosen == rejected; they raise unless `drop_invalid=True`, which drops and counts them.
     """
@@ -196,11 +211,17 @@ def load_instruction_preferences(drop_invalid: bool = False) -> tuple[Dataset, V
     kept, report = validate_records(
         _read_json_or_jsonl(path), drop_invalid, path.name, fields=("instruction", "chosen", "rejected"), optional=("input",)
     )
+    def half(row) -> str:
+        output = row.get("output")
+        return "rude_rewrite" if row["chosen"] == output else "polite_rewrite" if row["rejected"] == output else "other"
+
     formatted = [
-        (rid, {"prompt": format_alpaca_prompt(row["instruction"], row.get("input") or ""), "chosen": row["chosen"], "rejected": row["rejected"]})
+        (rid, {"prompt": format_alpaca_prompt(row["instruction"], row.get("input") or ""), "chosen": row["chosen"],
+               "rejected": row["rejected"], "instruction": row["instruction"], "input": row.get("input") or "",
+               "output": row.get("output") or "", "half": half(row)})
         for rid, row in kept
     ]
-    return _to_dataset(formatted), report
+    return _to_dataset(formatted, extra=("instruction", "input", "output", "half")), report
 
 
 def split_hh_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
@@ -322,12 +343,83 @@ def split_dataset(ds: Dataset, n_validation: int, n_test: int, seed: int = 0, n_
     return DatasetDict(train=ds.select(train), validation=ds.select(val), test=ds.select(test))
 
 
+def stratified_split(ds: Dataset, sizes: dict[str, int | None], by: str, seed: int = 0) -> dict[str, Dataset]:
+    """Disjoint seeded splits of `ds` with the given sizes (in order; one size None takes what is left),
+    each holding every stratum of column `by` in its share of the whole, up to one record.
+
+    Records are ordered by a seeded shuffle within each stratum, interleaved by their relative rank (the
+    i-th of n in its stratum sits at (i + 1/2) / n), then cut into consecutive slices."""
+    fixed = sum(v for v in sizes.values() if v is not None)
+    if fixed > len(ds) or (None not in sizes.values() and fixed != len(ds) and fixed > len(ds)):
+        raise ValueError(f"split sizes {sizes} add up to {fixed}, more than the {len(ds)} records")
+    g = torch.Generator().manual_seed(seed)
+    strata: dict[str, list[int]] = {}
+    for i, v in enumerate(ds[by]):
+        strata.setdefault(v, []).append(i)
+    keyed = []
+    for members in strata.values():
+        perm = torch.randperm(len(members), generator=g).tolist()
+        keyed += [((rank + 0.5) / len(members), members[j]) for rank, j in enumerate(perm)]
+    order = [i for _, i in sorted(keyed)]
+    out, start = {}, 0
+    for name, n in sizes.items():
+        n = len(ds) - fixed if n is None else n
+        out[name] = ds.select(order[start : start + n])
+        start += n
+    return out
+
+
 # ----------------------------------------------------------------------------- tokenization
 
 
 def tokenize_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
     """Prompt token ids as the tokenizer makes them by default: a BOS only if the tokenizer adds one."""
     return tokenizer(prompts)["input_ids"]
+
+
+def _encode_prompts(tokenizer, prompts: list[str], max_prompt_length: int) -> tuple[list[list[int]], list[bool]]:
+    """Prompt ids cut to their last `max_prompt_length` tokens (a BOS, if any, is kept), and which were cut."""
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    out, cut = [], []
+    for ids in tokenize_prompts(tokenizer, prompts):
+        cut.append(len(ids) > max_prompt_length)
+        if len(ids) > max_prompt_length:
+            keep_bos = bos is not None and ids[0] == bos and bos != eos
+            ids = ids[:1] + ids[-(max_prompt_length - 1) :] if keep_bos else ids[-max_prompt_length:]
+        out.append(ids)
+    return out, cut
+
+
+def _encode_responses(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Response ids without special tokens, ending in exactly one EOS."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no EOS token; responses need one so the model learns to stop")
+    eos = tokenizer.eos_token_id
+    return [ids if ids and ids[-1] == eos else ids + [eos] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def tokenize_sft(
+    ds: Dataset, tokenizer, response: str = "chosen", max_length: int = 512, max_prompt_length: int = 256
+) -> tuple[Dataset, dict[str, int]]:
+    """Token ids for supervised fine-tuning on one reply per prompt: `prompt_ids` and `completion_ids` (column
+    `response`, ending in one EOS; TRL's prompt-completion layout). Prompts are cut as in
+    `tokenize_preferences`; examples still longer than `max_length` are dropped and counted."""
+    if not 0 < max_prompt_length < max_length:
+        raise ValueError(f"need 0 < max_prompt_length ({max_prompt_length}) < max_length ({max_length})")
+    if response not in ds.column_names:
+        raise ValueError(f"no column {response!r} to fine-tune on; columns: {ds.column_names}")
+
+    def encode(batch):
+        prompt_ids, cut = _encode_prompts(tokenizer, batch["prompt"], max_prompt_length)
+        return {"prompt_ids": prompt_ids, "completion_ids": _encode_responses(tokenizer, batch[response]), "prompt_truncated": cut}
+
+    keep = [c for c in ("record_id",) if c in ds.column_names]
+    out = ds.map(encode, batched=True, remove_columns=[c for c in ds.column_names if c not in keep], desc="tokenizing")
+    n_cut = sum(out["prompt_truncated"])
+    out = out.remove_columns("prompt_truncated")
+    long = {i for i, (p, c) in enumerate(zip(out["prompt_ids"], out["completion_ids"])) if len(p) + len(c) > max_length}
+    out = out.select([i for i in range(len(out)) if i not in long]) if long else out
+    return out, {"overlong": len(long), "prompt_truncated": n_cut}
 
 
 def tokenize_preferences(
@@ -351,20 +443,10 @@ def tokenize_preferences(
         raise ValueError("the tokenizer has no EOS token; responses need one so the model learns to stop")
     if not 0 < max_prompt_length < max_length:
         raise ValueError(f"need 0 < max_prompt_length ({max_prompt_length}) < max_length ({max_length})")
-    eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
 
     def encode(batch):
-        prompts = tokenize_prompts(tokenizer, batch["prompt"])
-        out = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": [], "prompt_truncated": []}
-        for name in ("chosen", "rejected"):
-            for ids in tokenizer(batch[name], add_special_tokens=False)["input_ids"]:
-                out[f"{name}_ids"].append(ids if ids and ids[-1] == eos else ids + [eos])
-        for ids in prompts:
-            out["prompt_truncated"].append(len(ids) > max_prompt_length)
-            if len(ids) > max_prompt_length:
-                keep_bos = bos is not None and ids[0] == bos and bos != eos
-                ids = ids[:1] + ids[-(max_prompt_length - 1) :] if keep_bos else ids[-max_prompt_length:]
-            out["prompt_ids"].append(ids)
+        out = {f"{name}_ids": _encode_responses(tokenizer, batch[name]) for name in ("chosen", "rejected")}
+        out["prompt_ids"], out["prompt_truncated"] = _encode_prompts(tokenizer, batch["prompt"], max_prompt_length)
         return out
 
     tokenized = ds.map(encode, batched=True, desc="tokenizing")
@@ -399,11 +481,21 @@ def tokenize_preferences(
 
 
 def pair_lengths(tokenized: Dataset) -> list[int]:
-    """Longest of the two sequences of each pair (what padding a batch costs)."""
+    """Tokens of each example's longest sequence (what padding a batch costs): prompt + the longer reply of a
+    pair, or prompt + completion of an SFT example."""
+    if "completion_ids" in tokenized.column_names:
+        return [len(p) + len(c) for p, c in zip(tokenized["prompt_ids"], tokenized["completion_ids"])]
     return [
         len(p) + max(len(c), len(r))
         for p, c, r in zip(tokenized["prompt_ids"], tokenized["chosen_ids"], tokenized["rejected_ids"])
     ]
+
+
+def completions_from_pairs(tokenized: Dataset, side: str = "chosen") -> Dataset:
+    """SFT examples (`prompt_ids`, `completion_ids`) from tokenized pairs: one side of each pair (Preferred-FT
+    fine-tunes on the chosen replies)."""
+    keep = [c for c in ("record_id", "prompt_ids") if c in tokenized.column_names]
+    return tokenized.select_columns(keep + [f"{side}_ids"]).rename_column(f"{side}_ids", "completion_ids")
 
 
 # ----------------------------------------------------------------------------- batching
@@ -451,9 +543,9 @@ def collate_preferences(
 
 
 def collate_sft(examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
-    """Prompt + chosen response only (SFT trains on the preferred replies), right-padded; B rows."""
-    seqs = [list(ex["prompt_ids"]) + list(ex["chosen_ids"]) for ex in examples]
-    resp = [[0] * len(ex["prompt_ids"]) + [1] * len(ex["chosen_ids"]) for ex in examples]
+    """Prompt + completion (`tokenize_sft`'s `completion_ids`), right-padded; B rows."""
+    seqs = [list(ex["prompt_ids"]) + list(ex["completion_ids"]) for ex in examples]
+    resp = [[0] * len(ex["prompt_ids"]) + [1] * len(ex["completion_ids"]) for ex in examples]
     return _collate(seqs, resp, pad_token_id, pad_to_multiple_of)
 
 

@@ -69,7 +69,8 @@ def load_sentence_encoder(name: str | None = None, device: str = "cpu"):
     return SentenceTransformer(name, device=device)
 
 
-def _embed(encoder, texts: list[str]) -> torch.Tensor:
+def embed(encoder, texts: list[str]) -> torch.Tensor:
+    """Unit-norm Sentence-BERT embeddings of `texts` (rows), on the CPU."""
     return encoder.encode(texts, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False).cpu()
 
 
@@ -81,7 +82,7 @@ def preference_win_rate(encoder, candidates: list[str], chosen: list[str], rejec
     """Fraction of candidates closer to the chosen than to the rejected reply (cosine of SBERT embeddings)."""
     if not len(candidates) == len(chosen) == len(rejected):
         raise ValueError(f"need equal lengths, got {len(candidates)}, {len(chosen)}, {len(rejected)}")
-    e, ec, er = _embed(encoder, candidates), _embed(encoder, chosen), _embed(encoder, rejected)
+    e, ec, er = embed(encoder, candidates), embed(encoder, chosen), embed(encoder, rejected)
     return win_rate(_compare((e * ec).sum(-1), (e * er).sum(-1)), seed=seed)
 
 
@@ -89,7 +90,7 @@ def head_to_head_win_rate(encoder, a: list[str], b: list[str], chosen: list[str]
     """Fraction of prompts where reply a is closer to the chosen reply than reply b is."""
     if not len(a) == len(b) == len(chosen):
         raise ValueError(f"need equal lengths, got {len(a)}, {len(b)}, {len(chosen)}")
-    ea, eb, ec = _embed(encoder, a), _embed(encoder, b), _embed(encoder, chosen)
+    ea, eb, ec = embed(encoder, a), embed(encoder, b), embed(encoder, chosen)
     return win_rate(_compare((ea * ec).sum(-1), (eb * ec).sum(-1)), seed=seed)
 
 
@@ -120,7 +121,7 @@ def sampled_log_ratios(
         ids = list(c) if not isinstance(c, str) else tokenizer(c, add_special_tokens=False)["input_ids"] + [eos]
         if not ids:
             raise ValueError("an empty completion cannot be scored: sample at least one token")
-        examples.append({"prompt_ids": p, "chosen_ids": ids})
+        examples.append({"prompt_ids": p, "completion_ids": ids})
     modes = policy.training, ref.training
     policy.eval()  # dropout off: scoring must be deterministic
     ref.eval()

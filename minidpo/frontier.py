@@ -20,9 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import shutil
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,70 +28,23 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-from .data import tokenize_preferences, tokenize_prompts
+from .data import completions_from_pairs, tokenize_prompts, tokenize_sft
 from .evaluate import bootstrap_ci, sampled_log_ratios
+from .experiments.runs import MemoryMonitor, claim_run_dir, load_base, peak_rss_gib, train_stage, write_results
 from .generate import generate_responses
-from .pipeline import RunData, _load_base, _train_stage, claim_run_dir, peak_rss_gib, reference_columns, write_results
+from .logprobs import precompute_reference_logprobs
 from .models import model_note
 from .profiles import Profile
 from .rlhf import PolicyWithValue, PPOConfig, RewardConfig, RewardModel, best_of_n_kl, score_replies, train_ppo, train_reward_model
 from .sentiment import SNIPPETS_FILE, ground_truth_reward, join, load_review_prompts, review_snippets_path
-from .train import DPOConfig, SFTConfig, train_dpo, train_sft
-
-
-# ----------------------------------------------------------------------------- memory and time per method
-
-
-class MemoryMonitor:
-    """Peak resident memory (RSS) of this process while a block runs, sampled every 20 ms from /proc.
-
-    `peak_gib` is the highest RSS seen; `rise_gib` that peak minus the RSS when the block started (what the
-    method added on top of what was already loaded). Linux only; elsewhere both are None."""
-
-    def __init__(self, interval: float = 0.02):
-        self.interval, self.peak_gib, self.rise_gib, self.seconds = interval, None, None, 0.0
-
-    @staticmethod
-    def _rss() -> int | None:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError):
-            return None
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.interval):
-            rss = self._rss()
-            if rss is not None:
-                self._peak = max(self._peak, rss)
-
-    def __enter__(self):
-        self._start = self._rss()
-        self._peak = self._start or 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._t0 = time.time()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.seconds = time.time() - self._t0
-        if self._start is not None:
-            self._peak = max(self._peak, self._rss() or 0)
-            self.peak_gib, self.rise_gib = self._peak / 2**30, (self._peak - self._start) / 2**30
-        return False
-
-    def as_dict(self) -> dict:
-        return {"seconds": self.seconds, "peak_rss_gib": self.peak_gib, "rss_rise_gib": self.rise_gib}
+from .train import DPOConfig, SFTConfig, train_dpo, train_sft, with_reference_logprobs
 
 
 # ----------------------------------------------------------------------------- the task
 
 
 @dataclass
-class Task(RunData):
+class Task:
     profile: Profile
     plan: dict  # profile.frontier
     run_dir: Path
@@ -103,6 +54,14 @@ class Task(RunData):
     reward_fn: object  # texts -> tensor of true rewards
     show_progress: bool = True
     info: dict = field(default_factory=dict)
+
+    @property
+    def pad(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def test_prompts(self) -> list[str]:
+        return list(self.splits["test"]["prompt"])
 
     def true_reward(self, prompts: list[str], replies: list[str]) -> torch.Tensor:
         return self.reward_fn([join(p, r) for p, r in zip(prompts, replies)])
@@ -125,7 +84,7 @@ def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progr
         splits[name] = data.select(range(start, start + n))
         start += n
     torch.manual_seed(profile.seed)
-    model, tokenizer = _load_base(profile, [p + c for p, c in zip(data["prompt"], data["continuation"])])
+    model, tokenizer = load_base(profile.model, profile.device, profile.seed, [p + c for p, c in zip(data["prompt"], data["continuation"])])
     task = Task(profile, plan, run_dir, tokenizer, model, splits, ground_truth_reward(plan["reward"]), show_progress)
     if plan["source"] == "snippets":
         path = review_snippets_path()
@@ -138,10 +97,8 @@ def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progr
 
 
 def _continuation_data(task: Task, split: str) -> Dataset:
-    """Prefix -> true continuation as tokenized SFT examples (chosen = rejected = the continuation)."""
-    ds = task.splits[split]
-    records = Dataset.from_dict({"record_id": ds["record_id"], "prompt": ds["prompt"], "chosen": ds["continuation"], "rejected": ds["continuation"]})
-    tokenized, _ = tokenize_preferences(records, task.tokenizer, max_length=128, max_prompt_length=32, overlong="truncate")
+    """Prefix -> true continuation as tokenized SFT examples."""
+    tokenized, _ = tokenize_sft(task.splits[split], task.tokenizer, "continuation", max_length=128, max_prompt_length=32)
     return tokenized
 
 
@@ -149,7 +106,7 @@ def sft_stage(task: Task):
     """SFT on true continuations of the SFT prompts (the paper fine-tunes GPT-2-large on IMDb reviews)."""
     cfg = SFTConfig(output_dir=str(task.run_dir / "sft"), seed=task.profile.seed, show_progress=task.show_progress, use_cpu=task.profile.device == "cpu", **task.plan["sft"])
     with MemoryMonitor() as mem:
-        model, history, _ = _train_stage(
+        model, history, _ = train_stage(
             "sft", task.run_dir, lambda m: train_sft(m, _continuation_data(task, "sft"), _continuation_data(task, "pairs_val"), cfg, task.pad),
             lambda: copy.deepcopy(task.base_model), task.tokenizer, task.profile.device,
         )
@@ -221,7 +178,12 @@ def pairs_stage(task: Task, sft_model) -> dict:
 def reference_stage(task: Task, sft_model, pairs: dict) -> dict:
     """log pi_SFT of every pair's replies, computed once (cached by model and data fingerprints)."""
     splits = {split: pairs[split] for split in ("train", "validation")}
-    return reference_columns(sft_model, splits, task.pad, task.run_dir / "ref_cache", 16, task.show_progress)
+    out = {}
+    for split, data in splits.items():
+        chosen, rejected = precompute_reference_logprobs(sft_model, data, task.pad, batch_size=16, cache_dir=task.run_dir / "ref_cache",
+                                                         show_progress=task.show_progress)
+        out[split] = with_reference_logprobs(data, chosen, rejected)
+    return out
 
 
 # ----------------------------------------------------------------------------- scoring a policy
@@ -295,7 +257,7 @@ def preferred_ft_run(task: Task, sft_model, pairs: dict) -> dict:
                         **task.plan["preferred_ft"])
         model = copy.deepcopy(sft_model)
         with MemoryMonitor() as mem:
-            history = train_sft(model, pairs["train"], pairs["validation"], cfg, task.pad)
+            history = train_sft(model, completions_from_pairs(pairs["train"]), completions_from_pairs(pairs["validation"]), cfg, task.pad)
         model.eval()
         t = time.time()
         return {"method": "Preferred-FT", **evaluate_policy(task, model, sft_model), "train": mem.as_dict(),

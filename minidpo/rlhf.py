@@ -85,7 +85,7 @@ def train_reward_model(model: RewardModel, train_data, eval_data, config: Reward
 def _right_padded(prompt_ids: list[list[int]], reply_ids: list[list[int]], pad: int) -> dict[str, Tensor]:
     from .data import collate_sft
 
-    return collate_sft([{"prompt_ids": p, "chosen_ids": r} for p, r in zip(prompt_ids, reply_ids)], pad)
+    return collate_sft([{"prompt_ids": p, "completion_ids": r} for p, r in zip(prompt_ids, reply_ids)], pad)
 
 
 @torch.inference_mode()

@@ -364,11 +364,11 @@ def train_loop(
 
 
 def train_sft(model, train_data, eval_data, config: SFTConfig, pad_token_id: int, resume: bool = True) -> list[dict]:
-    """Supervised fine-tuning on the chosen replies of tokenized preference pairs."""
+    """Supervised fine-tuning on prompt-completion examples (`tokenize_sft`, or `completions_from_pairs`)."""
     collate = lambda ex: collate_sft(ex, pad_token_id)  # noqa: E731
     # the loss is a token mean: weighting micro-batches (and processes) by their response tokens makes it the
     # token mean of the whole step's batch, however the batch is split
-    n_tokens = lambda ex: len(ex["chosen_ids"])  # noqa: E731  (the EOS is included in chosen_ids)
+    n_tokens = lambda ex: len(ex["completion_ids"])  # noqa: E731  (the EOS is included in completion_ids)
     return train_loop(model, train_data, eval_data, config, sft_step, collate, resume=resume, desc="SFT", example_weight=n_tokens)
 
 

@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("MINIDPO_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
-from minidpo.data import load_instruction_preferences, tokenize_preferences  # noqa: E402
+from minidpo.data import completions_from_pairs, load_instruction_preferences, tokenize_preferences  # noqa: E402
 from minidpo.logprobs import precompute_reference_logprobs  # noqa: E402
 from minidpo.models import tiny_gpt2, tiny_tokenizer  # noqa: E402
 from minidpo.train import DPOConfig, SFTConfig, train_dpo, train_sft, with_reference_logprobs  # noqa: E402
@@ -37,7 +37,7 @@ def main(job: str, out_dir: str) -> None:
     common = dict(output_dir=out_dir, batch_size=4, gradient_accumulation_steps=2, max_steps=3, warmup_steps=0,
                   eval_every=2, save_every=2, length_bucketing=False, show_progress=False, optimizer="adamw")
     if job == "sft":
-        history = train_sft(model, train, valid, SFTConfig(learning_rate=1e-3, **common), tok.pad_token_id)
+        history = train_sft(model, completions_from_pairs(train), completions_from_pairs(valid), SFTConfig(learning_rate=1e-3, **common), tok.pad_token_id)
     else:
         ref = {}
         for name, split in (("train", train), ("valid", valid)):

@@ -220,7 +220,7 @@ def test_collate_layout_masks_and_round_trip(tiny, tokenized, records):
             resp = b["input_ids"][j][b["response_mask"][j].bool()].tolist()
             assert tok.decode(resp) == records[i][name] + tok.eos_token
             assert tok.decode(b["input_ids"][j, :n].tolist()) == records[i]["prompt"] + records[i][name] + tok.eos_token
-    sft = collate_sft(ex, tok.pad_token_id)
+    sft = collate_sft([{"prompt_ids": e["prompt_ids"], "completion_ids": e["chosen_ids"]} for e in ex], tok.pad_token_id)
     assert torch.equal(sft["input_ids"], b["input_ids"][:3, : sft["input_ids"].shape[1]])
     with pytest.raises(ValueError, match="pad_token_id is None"):
         collate_preferences(ex, None)

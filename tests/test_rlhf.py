@@ -143,7 +143,7 @@ def _pairs_batch(tok, good="great", bad="awful", n=4):
     seqs = []
     for word in [good] * n + [bad] * n:
         ids = tok(f"the film was {word}")["input_ids"]
-        seqs.append({"prompt_ids": ids[:3], "chosen_ids": ids[3:]})
+        seqs.append({"prompt_ids": ids[:3], "completion_ids": ids[3:]})
     return collate_sft(seqs, tok.pad_token_id)
 
 
@@ -181,7 +181,7 @@ def test_reply_logprobs_match_sequence_logprobs_per_row():
     with torch.no_grad():
         logits, values = PolicyWithValue(model)(batch["input_ids"], batch["attention_mask"])
     per_token = reply_logprobs(logits, batch, batch["mask"].shape[1]) * batch["mask"]
-    expected = model_sequence_logprobs(model, collate_sft([{"prompt_ids": p, "chosen_ids": r} for p, r in zip(prompts, replies)], 0))
+    expected = model_sequence_logprobs(model, collate_sft([{"prompt_ids": p, "completion_ids": r} for p, r in zip(prompts, replies)], 0))
     assert_close_tol(per_token.sum(1), expected, logprob_tol(expected, batch["mask"].shape[1], model.config.n_embd))
     assert values.abs().sum() == 0  # zero-initialised value head
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from precision import logprob_tol
 
+from minidpo.data import completions_from_pairs
 from minidpo.logprobs import precompute_reference_logprobs
 from minidpo.train import DPOConfig, SFTConfig, load_checkpoint, train_dpo, train_sft, with_reference_logprobs
 
@@ -37,7 +38,7 @@ def test_sft_fits_the_chosen_replies(tiny, tokenized, tmp_path):
     model, tok = copy.deepcopy(tiny[0]), tiny[1]
     cfg = SFTConfig(output_dir=str(tmp_path), max_steps=30, batch_size=4, learning_rate=3e-3, warmup_steps=0,
                     eval_every=10, save_every=10, show_progress=False)
-    history = train_sft(model, tokenized.select(range(8)), tokenized.select(range(8, 12)), cfg, tok.pad_token_id)
+    history = train_sft(model, completions_from_pairs(tokenized.select(range(8))), completions_from_pairs(tokenized.select(range(8, 12))), cfg, tok.pad_token_id)
     losses = [h["loss"] for h in history if "loss" in h]
     assert losses[-1] < 0.6 * losses[0]
     assert sum("eval_loss" in h for h in history) == 3

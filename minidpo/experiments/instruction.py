@@ -1,0 +1,227 @@
+"""The instruction experiment (notebooks 04-07, `python -m minidpo run`): what DPO adds to its reference.
+
+Data: the 1,094 usable instruction pairs come in two halves -- chosen = the original answer (`output`) vs a
+rude rewrite of it, and a polite rewrite vs the original answer. One seeded split, stratified by half, gives
+four disjoint parts: DPO train, judge train, validation, test.
+
+Arms, all from one base model and the same data: the *base* model; the *reference* = SFT on the original
+answers (`output`, which belong to neither side of the preference, so the reference knows the task and the
+preference is what DPO adds); *Preferred-FT* = SFT on the chosen replies (the paper's baseline); *DPO* from the
+reference at each beta of the plan.
+
+Every arm writes one reply per test and validation prompt at temperature 1, so the same samples give the
+judges' verdicts and the sampled KL to the reference. Beta is chosen on validation, never on test. Every stage
+is cached under `runs/<profile>/`; an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data import format_prompt, load_instruction_preferences, stratified_split, tokenize_preferences, tokenize_sft
+from ..generate import generate_responses
+from ..logprobs import precompute_reference_logprobs
+from ..models import model_note
+from ..profiles import Profile
+from ..train import DPOConfig, SFTConfig, train_dpo, train_sft, with_reference_logprobs
+from .runs import MemoryMonitor, claim_run_dir, derive_seed, load_base, train_stage, write_json
+
+SPLITS = ("dpo_train", "judge_train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class InstructionPlan:
+    """Sizes and knobs of the instruction experiment for one profile."""
+
+    n_test: int
+    n_validation: int
+    n_judge: int
+    n_dpo: int | None  # None: every pair left after the other three splits
+    betas: tuple[float, ...]
+    sft: dict = field(default_factory=dict)  # SFTConfig fields, for the reference and Preferred-FT
+    dpo: dict = field(default_factory=dict)  # DPOConfig fields except beta
+    max_length: int = 512
+    max_prompt_length: int = 256
+    temperature: float = 1.0  # one temperature: the samples also estimate KL(pi || pi_ref), which needs T = 1
+    max_new_tokens: int = 64
+    generation_batch_size: int = 32
+    judge_l2_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
+    judge_refits: int = 5
+    sentence_encoder: str | None = None  # None: offline all-MiniLM-L6-v2
+
+
+_SMOKE_TRAIN = dict(max_steps=3, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3)
+PLANS = {
+    "smoke": InstructionPlan(n_test=8, n_validation=8, n_judge=24, n_dpo=24, betas=(0.1, 1.0), sft=_SMOKE_TRAIN,
+                             dpo=dict(_SMOKE_TRAIN, optimizer="adamw"), max_new_tokens=8, generation_batch_size=8,
+                             judge_refits=2, judge_l2_grid=(1e-3, 1e-1)),
+    # ~45 min on 2 cores (a DPO step of 8 pairs ~5 s, an SFT step ~2.5 s, 100 replies of 64 tokens ~40 s)
+    "cpu": InstructionPlan(n_test=200, n_validation=96, n_judge=398, n_dpo=400, betas=(0.05, 0.1, 0.5, 2.0),
+                           sft=dict(num_epochs=1, batch_size=8, learning_rate=1e-5, warmup_steps=10, eval_every=25, save_every=25),
+                           dpo=dict(num_epochs=1, batch_size=8, learning_rate=5e-6, warmup_steps=10, eval_every=10,
+                                    save_every=25, optimizer="adamw")),
+    "gpu": InstructionPlan(n_test=200, n_validation=96, n_judge=300, n_dpo=None, betas=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+                           sft=dict(num_epochs=2, batch_size=16, learning_rate=1e-5, warmup_steps=20, eval_every=25, save_every=50),
+                           dpo=dict(num_epochs=2, batch_size=8, learning_rate=5e-6, warmup_steps=20, eval_every=25,
+                                    save_every=50, optimizer="adamw"),
+                           sentence_encoder="sentence-transformers/all-mpnet-base-v2"),
+}
+
+
+def dpo_arm(beta: float) -> str:
+    return f"dpo_beta{beta:g}"
+
+
+@dataclass
+class InstructionExperiment:
+    """What every stage shares: profile, plan, run folder, data (text and tokenized), base model, timings."""
+
+    profile: Profile
+    plan: InstructionPlan
+    run_dir: Path
+    tokenizer: object
+    base_model: object
+    splits: dict  # split name -> Dataset of records (prompt in the model's format, instruction, input, output, ...)
+    tokenized: dict  # "dpo_train"/"validation" -> pairs; "sft_reference"/"sft_preferred" -> {train, validation}
+    data_report: dict
+    show_progress: bool = True
+    timing: dict = field(default_factory=dict)
+
+    @property
+    def pad(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def prompts(self, split: str) -> list[str]:
+        return list(self.splits[split]["prompt"])
+
+    def questions(self, split: str) -> list[str]:
+        """The prompt as plain text (instruction and input), what the judges read."""
+        return [q for q in self.splits[split]["question"]]
+
+    def timed(self, name: str):
+        mon = MemoryMonitor()
+        self.timing.setdefault(name, [])
+        self.timing[name].append(mon)
+        return mon
+
+
+def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True) -> InstructionExperiment:
+    """Stage 1 (notebook 04): load and validate the pairs (the 6 chosen == rejected rows dropped and counted),
+    split them stratified by half, load the base model, render prompts in its format, tokenize."""
+    plan = PLANS[profile.name] if profile.name in PLANS else PLANS["gpu"]
+    config = {"experiment": "instruction", "model": profile.model, "seed": profile.seed, "plan": json.loads(json.dumps(asdict(plan)))}
+    run_dir = claim_run_dir(run_dir, profile.name, config, "experiment.json")
+    t = time.time()
+    records, report = load_instruction_preferences(drop_invalid=True)
+    sizes = {"test": plan.n_test, "validation": plan.n_validation, "judge_train": plan.n_judge, "dpo_train": plan.n_dpo}
+    splits = stratified_split(records, sizes, by="half", seed=profile.seed)
+    texts = [r["prompt"] + r["chosen"] + r["output"] for r in splits["dpo_train"]]
+    model, tokenizer = load_base(profile.model, profile.device, profile.seed, texts)
+    for name, ds in splits.items():
+        splits[name] = ds.map(lambda r: {"prompt": format_prompt(tokenizer, r["instruction"], r["input"]),
+                                         "question": r["instruction"] + (f"\n\n{r['input']}" if r["input"] else "")})
+    lengths = dict(max_length=plan.max_length, max_prompt_length=plan.max_prompt_length)
+    tokenized, counts = {}, {}
+    for split in ("dpo_train", "validation"):
+        tokenized[split], counts[split] = tokenize_preferences(splits[split], tokenizer, overlong="drop", **lengths)
+    for arm, column in (("sft_reference", "output"), ("sft_preferred", "chosen")):
+        tokenized[arm] = {s: tokenize_sft(splits[s], tokenizer, column, **lengths)[0] for s in ("dpo_train", "validation")}
+    data_report = {"records_read": report.n_in, "records_kept": report.n_kept, "dropped": dict(report.dropped),
+                   "split_sizes": {k: len(v) for k, v in splits.items()},
+                   "halves": {k: dict(sorted(_count(v["half"]).items())) for k, v in splits.items()},
+                   "tokenization": counts}
+    exp = InstructionExperiment(profile, plan, run_dir, tokenizer, model, splits, tokenized, data_report, show_progress)
+    exp.timing["data_and_model_s"] = time.time() - t
+    return exp
+
+
+def _count(values) -> dict:
+    out: dict = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def _train_cfg(exp: InstructionExperiment, cls, name: str, fields: dict):
+    return cls(output_dir=str(exp.run_dir / name), seed=exp.profile.seed, show_progress=exp.show_progress,
+               use_cpu=exp.profile.device == "cpu", **fields)
+
+
+def sft_arm(exp: InstructionExperiment, arm: str) -> tuple[object, list[dict], bool]:
+    """Stage 2 (notebook 05): SFT from a copy of the base model, on the original answers (`arm="reference"`) or
+    on the chosen replies (`arm="preferred_ft"`). Returns (model, history, trained now?)."""
+    data = exp.tokenized["sft_reference" if arm == "reference" else "sft_preferred"]
+    cfg = _train_cfg(exp, SFTConfig, arm, exp.plan.sft)
+    with exp.timed(arm):
+        return train_stage(arm, exp.run_dir, lambda m: train_sft(m, data["dpo_train"], data["validation"], cfg, exp.pad),
+                           lambda: copy.deepcopy(exp.base_model), exp.tokenizer, exp.profile.device)
+
+
+def reference_logprobs(exp: InstructionExperiment, reference) -> dict:
+    """Stage 3: the reference's log-probs of every DPO pair (train and validation), computed once, cached."""
+    out = {}
+    with exp.timed("reference_logps"):
+        for split in ("dpo_train", "validation"):
+            chosen, rejected = precompute_reference_logprobs(reference, exp.tokenized[split], exp.pad, batch_size=8,
+                                                             cache_dir=exp.run_dir / "ref_cache", show_progress=exp.show_progress)
+            out[split] = with_reference_logprobs(exp.tokenized[split], chosen, rejected)
+    return out
+
+
+def dpo_run(exp: InstructionExperiment, reference, ref_data: dict, beta: float) -> tuple[object, list[dict], bool]:
+    """Stage 4 (notebook 06): DPO at `beta` from a copy of the reference, which is also pi_ref."""
+    arm = dpo_arm(beta)
+    cfg = _train_cfg(exp, DPOConfig, arm, dict(exp.plan.dpo, beta=beta))
+    with exp.timed(arm):
+        return train_stage(arm, exp.run_dir, lambda m: train_dpo(m, ref_data["dpo_train"], ref_data["validation"], cfg, exp.pad),
+                           lambda: copy.deepcopy(reference), exp.tokenizer, exp.profile.device)
+
+
+def samples(exp: InstructionExperiment, arm: str, model, split: str = "test") -> dict:
+    """Stage 5: one reply per prompt of `split` from `model` at the plan's temperature, with its token ids;
+    cached in runs/<profile>/samples/<split>/<arm>.json."""
+    path = exp.run_dir / "samples" / split / f"{arm}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    with exp.timed(f"sampling/{split}/{arm}"):
+        seed = derive_seed(exp.profile.seed, "sample", split, arm)
+        texts, ids = generate_responses(model, exp.tokenizer, exp.prompts(split), max_new_tokens=exp.plan.max_new_tokens,
+                                        temperature=exp.plan.temperature, seed=seed, batch_size=exp.plan.generation_batch_size,
+                                        show_progress=exp.show_progress, return_token_ids=True)
+    out = {"arm": arm, "split": split, "temperature": exp.plan.temperature, "seed": seed, "replies": texts, "token_ids": ids}
+    write_json(path, out, indent=None)
+    return out
+
+
+def train_all(exp: InstructionExperiment) -> dict:
+    """Every arm trained (or reloaded) and sampled: {arm: {"history", "trained_now", "samples": {split: ...}}}.
+    Models are released once sampled and scored, so one policy and the reference are in memory at a time."""
+    from .instruction_eval import sampled_kl
+
+    arms: dict = {}
+    reference, hist, now = sft_arm(exp, "reference")
+    arms["reference"] = {"history": hist, "trained_now": now}
+    arms["base"] = {"history": [], "trained_now": False}
+    for arm, model in (("base", exp.base_model), ("reference", reference)):
+        arms[arm]["samples"] = {s: samples(exp, arm, model, s) for s in ("test", "validation")}
+    arms["base"]["kl"] = sampled_kl(exp, "base", exp.base_model, reference, arms["base"]["samples"]["test"])
+    pft, hist, now = sft_arm(exp, "preferred_ft")
+    arms["preferred_ft"] = {"history": hist, "trained_now": now,
+                            "samples": {s: samples(exp, "preferred_ft", pft, s) for s in ("test", "validation")}}
+    arms["preferred_ft"]["kl"] = sampled_kl(exp, "preferred_ft", pft, reference, arms["preferred_ft"]["samples"]["test"])
+    del pft
+    ref_data = reference_logprobs(exp, reference)
+    for beta in exp.plan.betas:
+        arm = dpo_arm(beta)
+        model, hist, now = dpo_run(exp, reference, ref_data, beta)
+        arms[arm] = {"beta": beta, "history": hist, "trained_now": now,
+                     "samples": {s: samples(exp, arm, model, s) for s in ("test", "validation")}}
+        arms[arm]["kl"] = sampled_kl(exp, arm, model, reference, arms[arm]["samples"]["test"])
+        del model
+    return arms

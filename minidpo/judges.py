@@ -1,0 +1,221 @@
+"""Instruments for the instruction experiment: a preference judge on frozen Sentence-BERT embeddings, its
+validation (held-out accuracy, probes of what fools it), and the guard metrics printed beside it.
+
+**Preference judge.** A Bradley-Terry model (eq. 1 of the DPO paper) whose reward is linear in features of
+the frozen embeddings e(.) (unit vectors) of the prompt x and the reply y,
+
+    r(x, y) = w . phi(x, y),   phi(x, y) = [ e(y),  e(x) * e(y) ],     p(y_1 > y_2 | x) = sigma(r(x, y_1) - r(x, y_2)),
+
+fitted by L2-regularised maximum likelihood on the judge split's pairs. The element-wise product lets the
+reward depend on how the reply relates to its prompt; *relevance negatives* (the prompt's own chosen reply
+against the chosen reply of another prompt, the own one preferred) teach it that an off-topic reply loses,
+however polite. It is an instrument, so it is validated before use: accuracy on held-out pairs (the positive
+control: chosen beats rejected), and probes whose right answer we know.
+
+**Guard metrics**, because a learned judge alone can be fooled: marker rates from lexicons derived from the
+data's own rewrites, reply length, a length-controlled win rate (AlpacaEval 2's idea: regress the outcome on
+the length difference, read it at zero difference) and content fidelity (does the reply still carry the
+original answer).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from .evaluate import bootstrap_ci, embed
+
+
+# ----------------------------------------------------------------------------- the preference judge
+
+
+def judge_features(prompt_emb: torch.Tensor, reply_emb: torch.Tensor) -> torch.Tensor:
+    """phi(x, y) = [e(y), e(x) * e(y)] for unit embeddings (rows), in float64."""
+    return torch.cat([reply_emb, prompt_emb * reply_emb], -1).double()
+
+
+def fit_bradley_terry_linear(diffs: torch.Tensor, l2: float, max_iter: int = 500) -> torch.Tensor:
+    """w minimising mean_i softplus(-w . d_i) + l2 |w|^2, for feature differences d_i = phi(winner) - phi(loser).
+
+    The objective is strictly convex, so L-BFGS finds the unique minimum whatever the start (float64)."""
+    w = torch.zeros(diffs.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], lr=1, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.softplus(-(diffs @ w)).mean() + l2 * (w @ w)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach()
+
+
+@dataclass
+class PreferenceJudge:
+    """A fitted judge: `reward(x, y)` and `prefers(x, a, b)` (1 when a wins, 0 when b wins, 1/2 on a tie)."""
+
+    encoder: object
+    weights: torch.Tensor
+    l2: float
+
+    def reward(self, prompts: list[str], replies: list[str]) -> torch.Tensor:
+        return judge_features(embed(self.encoder, prompts), embed(self.encoder, replies)) @ self.weights
+
+    def prefers(self, prompts: list[str], a: list[str], b: list[str]) -> torch.Tensor:
+        ra, rb = self.reward(prompts, a), self.reward(prompts, b)
+        return (ra > rb).double() + 0.5 * (ra == rb).double()
+
+    def accuracy(self, prompts: list[str], chosen: list[str], rejected: list[str]) -> float:
+        return float(self.prefers(prompts, chosen, rejected).mean())
+
+
+def relevance_negatives(n: int, seed: int) -> list[int]:
+    """For each of n prompts, the index of another prompt whose chosen reply serves as an off-topic reply
+    (a random derangement: no prompt gets its own)."""
+    g = torch.Generator().manual_seed(seed)
+    shift = torch.randint(1, n, (1,), generator=g).item() if n > 1 else 0
+    perm = torch.randperm(n, generator=g)
+    other = torch.empty(n, dtype=torch.long)
+    other[perm] = perm.roll(shift)  # a cyclic shift of a random order never maps an index to itself
+    return other.tolist()
+
+
+def fit_preference_judge(
+    encoder, prompts: list[str], chosen: list[str], rejected: list[str], l2: float = 1e-3, seed: int = 0,
+    resample: bool = False,
+) -> PreferenceJudge:
+    """Fit the judge on (prompt, chosen, rejected) pairs plus one relevance negative per prompt.
+    `resample=True` fits on a bootstrap resample of the pairs (a refit, for the spread of what it measures)."""
+    n = len(prompts)
+    idx = list(range(n))
+    if resample:
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randint(0, n, (n,), generator=g).tolist()
+    ex, ec, er = embed(encoder, prompts), embed(encoder, chosen), embed(encoder, rejected)
+    other = relevance_negatives(n, seed)
+    ex, ec, er, eo = ex[idx], ec[idx], er[idx], ec[[other[i] for i in idx]]
+    diffs = torch.cat([judge_features(ex, ec) - judge_features(ex, er), judge_features(ex, ec) - judge_features(ex, eo)])
+    return PreferenceJudge(encoder, fit_bradley_terry_linear(diffs, l2), l2)
+
+
+# ----------------------------------------------------------------------------- probes and guard metrics
+
+RUDE_PREFIX = "Obviously, "
+RUDE_SUFFIX = " Duh."
+CANNED_OPENER = "I'd be happy to help you with that. "
+
+
+def judge_probes(judge: PreferenceJudge, prompts: list[str], answers: list[str], seed: int = 0) -> dict:
+    """What fools the judge: the share of prompts on which it prefers an edited answer over the answer itself
+    (1/2 = indifferent), each with a bootstrap interval, and the correlation of its reward with length.
+
+    `answers` should be neutral, correct replies (the data's original `output`). Edits: a canned polite opener
+    (the data's polite rewrites use such openers, so a judge *of this data* may fairly like it: the probe says
+    by how much), a rude prefix and a rude suffix (should lose), the answer written twice (adds nothing),
+    and the chosen answer of *another* prompt, politely opened (off-topic: should lose)."""
+    other = relevance_negatives(len(prompts), seed + 1)
+    edits = {
+        "canned_opener": [CANNED_OPENER + a for a in answers],
+        "rude_prefix": [RUDE_PREFIX + a[:1].lower() + a[1:] for a in answers],
+        "rude_suffix": [a + RUDE_SUFFIX for a in answers],
+        "duplicated": [a + " " + a for a in answers],
+        "polite_off_topic": [CANNED_OPENER + answers[j] for j in other],
+    }
+    out = {}
+    for name, edited in edits.items():
+        wins = judge.prefers(prompts, edited, answers)
+        lo, hi = bootstrap_ci(wins, seed=seed)
+        out[name] = {"prefers_edit": float(wins.mean()), "ci_low": lo, "ci_high": hi, "n": len(answers)}
+    rewards = judge.reward(prompts, answers)
+    words = torch.tensor([len(a.split()) for a in answers], dtype=torch.float64)
+    out["reward_length_correlation"] = float(torch.corrcoef(torch.stack([rewards, words]))[0, 1])
+    return out
+
+
+_WORD = re.compile(r"[a-z']+")
+
+
+def _ngrams(text: str) -> set[str]:
+    words = _WORD.findall(text.lower())
+    return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
+
+
+def derive_markers(originals: list[str], rewrites: list[str], min_pairs: int = 5, top_k: int = 40) -> list[str]:
+    """Word 1-2-grams that a rewrite adds to its original, from pairs of (original, rewrite): counted once per
+    pair, kept when added in at least `min_pairs` pairs and (almost) never present in the originals; the
+    `top_k` most frequent, longest first among equals so "get it" wins over "it".
+
+    This reads the data's own contrast (e.g. rude rewrites add "obviously", polite ones "happy to") instead of
+    a hand-written list."""
+    added, in_original = Counter(), Counter()
+    for o, r in zip(originals, rewrites):
+        orig = _ngrams(o)
+        in_original.update(orig)
+        added.update(_ngrams(r) - orig)
+    keep = [m for m, c in added.items() if c >= min_pairs and in_original[m] <= c // 20]
+    keep.sort(key=lambda m: (-added[m], -len(m), m))
+    return keep[:top_k]
+
+
+def marker_rate(replies: list[str], markers: list[str]) -> float:
+    """Share of replies that contain at least one marker (as whole words)."""
+    if not markers:
+        return 0.0
+    pattern = re.compile(r"\b(" + "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)) + r")\b", re.I)
+    return sum(bool(pattern.search(r)) for r in replies) / max(1, len(replies))
+
+
+def strip_opener(reply: str, markers: list[str]) -> str:
+    """The reply without a leading canned sentence: a first sentence of at most 12 words that holds a polite
+    marker ("I'd be happy to help you with that.") is removed, so fidelity scores what follows."""
+    m = re.match(r"\s*([^.!?]*[.!?])\s+", reply)
+    if m and len(m.group(1).split()) <= 12 and marker_rate([m.group(1)], markers) > 0:
+        return reply[m.end():]
+    return reply
+
+
+def content_fidelity(encoder, replies: list[str], originals: list[str], polite_markers: list[str]) -> torch.Tensor:
+    """Per reply: cosine of the Sentence-BERT embeddings of the reply (canned opener stripped) and the data's
+    original answer. High: the reply still carries the answer."""
+    stripped = [strip_opener(r, polite_markers) for r in replies]
+    return (embed(encoder, stripped) * embed(encoder, originals)).sum(-1).double()
+
+
+def length_controlled_rate(outcomes: torch.Tensor, length_diff: torch.Tensor, seed: int = 0) -> dict:
+    """AlpacaEval 2's length control, for paired outcomes (1 win, 0 loss, 1/2 tie) and word-count differences
+    d = |a| - |b|: fit p(win) = sigma(theta_0 + theta_1 d / s) (s the spread of d) by maximum likelihood and
+    report sigma(theta_0), the win rate at equal length, with a bootstrap interval over prompts."""
+    y = torch.as_tensor(outcomes, dtype=torch.float64)
+    d = torch.as_tensor(length_diff, dtype=torch.float64)
+    s = float(d.abs().mean()) or 1.0
+
+    def fit(yy, dd):
+        x = torch.stack([torch.ones_like(dd), dd / s], 1)
+        theta = torch.zeros(2, dtype=torch.float64)
+        for _ in range(50):  # Newton's method on the (ridge-stabilised) logistic likelihood
+            p = torch.sigmoid(x @ theta)
+            grad = x.T @ (yy - p) - 1e-3 * theta
+            hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-3 * torch.eye(2, dtype=torch.float64)
+            step = torch.linalg.solve(hess, grad)
+            theta = theta + step
+            if step.abs().max() < 1e-10:
+                break
+        return float(torch.sigmoid(theta[0])), float(theta[1])
+
+    rate, slope = fit(y, d)
+    g = torch.Generator().manual_seed(seed)
+    boots = [fit(y[i], d[i])[0] for i in torch.randint(0, len(y), (1000, len(y)), generator=g)]
+    lo, hi = torch.quantile(torch.tensor(boots, dtype=torch.float64), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return {"rate": rate, "ci_low": lo, "ci_high": hi, "length_slope": slope, "n": len(y)}
+
+
+def paired_difference(a: torch.Tensor, b: torch.Tensor, seed: int = 0) -> dict:
+    """mean(a - b) over the same prompts, with a paired bootstrap 95% interval (prompts resampled together)."""
+    diff = torch.as_tensor(a, dtype=torch.float64) - torch.as_tensor(b, dtype=torch.float64)
+    lo, hi = bootstrap_ci(diff, seed=seed)
+    return {"mean": float(diff.mean()), "ci_low": lo, "ci_high": hi, "n": int(diff.numel())}
