@@ -32,6 +32,21 @@ from .evaluate import bootstrap_ci, embed
 # ----------------------------------------------------------------------------- the preference judge
 
 
+class CachedEncoder:
+    """A Sentence-BERT encoder that embeds each distinct text once (the judges score the same replies in many
+    comparisons); `encode` takes and returns what `SentenceTransformer.encode` does for a list of texts."""
+
+    def __init__(self, encoder):
+        self.encoder, self.cache = encoder, {}
+
+    def encode(self, texts: list[str], **kwargs) -> torch.Tensor:
+        new = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if new:
+            for t, e in zip(new, self.encoder.encode(new, **kwargs)):
+                self.cache[t] = e
+        return torch.stack([torch.as_tensor(self.cache[t]) for t in texts])
+
+
 def judge_features(prompt_emb: torch.Tensor, reply_emb: torch.Tensor) -> torch.Tensor:
     """phi(x, y) = [e(y), e(x) * e(y)] for unit embeddings (rows), in float64."""
     return torch.cat([reply_emb, prompt_emb * reply_emb], -1).double()

@@ -51,7 +51,7 @@ class InstructionPlan:
     temperature: float = 1.0  # one temperature: the samples also estimate KL(pi || pi_ref), which needs T = 1
     max_new_tokens: int = 64
     generation_batch_size: int = 32
-    judge_l2_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
+    judge_l2_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
     judge_refits: int = 5
     sentence_encoder: str | None = None  # None: offline all-MiniLM-L6-v2
 
@@ -64,8 +64,8 @@ PLANS = {
     # ~45 min on 2 cores (a DPO step of 8 pairs ~5 s, an SFT step ~2.5 s, 100 replies of 64 tokens ~40 s)
     "cpu": InstructionPlan(n_test=200, n_validation=96, n_judge=398, n_dpo=400, betas=(0.05, 0.1, 0.5, 2.0),
                            sft=dict(num_epochs=1, batch_size=8, learning_rate=1e-5, warmup_steps=10, eval_every=25, save_every=25),
-                           dpo=dict(num_epochs=1, batch_size=8, learning_rate=5e-6, warmup_steps=10, eval_every=10,
-                                    save_every=25, optimizer="adamw")),
+                           dpo=dict(num_epochs=1, batch_size=8, learning_rate=5e-6, warmup_steps=10, eval_every=17,
+                                    save_every=17, optimizer="adamw")),
     "gpu": InstructionPlan(n_test=200, n_validation=96, n_judge=300, n_dpo=None, betas=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
                            sft=dict(num_epochs=2, batch_size=16, learning_rate=1e-5, warmup_steps=20, eval_every=25, save_every=50),
                            dpo=dict(num_epochs=2, batch_size=8, learning_rate=5e-6, warmup_steps=20, eval_every=25,

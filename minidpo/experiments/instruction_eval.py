@@ -21,6 +21,7 @@ from .. import __version__
 from ..data import INSTRUCTION_FILE, data_file
 from ..evaluate import judge_probe, load_sentence_encoder, preference_win_rate, sampled_log_ratios
 from ..judges import (
+    CachedEncoder,
     content_fidelity,
     derive_markers,
     fit_preference_judge,
@@ -148,7 +149,7 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
     t0 = time.time()
     exp = prepare(profile, run_dir, show_progress)
     arms = train_all(exp)
-    encoder = load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device)
+    encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
     with exp.timed("instruments"):
         inst = build_instruments(exp, encoder)
         rows = evaluate_arms(exp, arms, inst, encoder)
