@@ -131,30 +131,68 @@ def variants_table(results: dict) -> str:
     return _tabular("lrrcrr", r"loss & $\beta$ & true reward & 95\% CI & KL (nats) & held-out pair acc.", rows)
 
 
-def beta_sweep_table(results: dict) -> str:
-    rows = []
-    for r in sorted(results["beta_sweep"], key=lambda r: r["beta"]):
-        h = r["dpo_vs_sft_at_t1"]
-        rows.append(f"{r['beta']:g} & {r['kl_to_reference']:.2f} & {h['rate']:.3f} & [{h['ci_low']:.3f}, {h['ci_high']:.3f}] & "
-                    f"{r['eval']['eval_rewards/accuracies']:.3f} & {r['mean_words']:.1f} & {100 * r['politeness_rate']:.0f}\\% \\\\")
-    return _tabular("rrrcrrr", r"$\beta$ & KL (nats) & DPO vs SFT & 95\% CI & held-out pair acc. & words & polite", rows)
+def _arm_label(arm: str) -> str:
+    names = {"base": "base", "reference": "reference (SFT on output)", "preferred_ft": "Preferred-FT (SFT on chosen)"}
+    return names.get(arm, arm.replace("dpo_beta", "DPO $\\beta=") + "$" if arm.startswith("dpo_beta") else arm)
 
 
-def win_rate_table(results: dict) -> str:
-    temps = sorted(results["head_to_head"]["dpo_vs_sft"], key=float)
+def _ci(v: dict, key: str = "rate", fmt: str = ".2f") -> str:
+    return f"{v[key]:{fmt}} [{v['ci_low']:{fmt}}, {v['ci_high']:{fmt}}]"
+
+
+def instruction_table(results: dict) -> str:
+    """One row per arm of the instruction experiment: sampled KL to the reference, the preference judge's win
+    rate against the reference (95% CI; range over refits), length-controlled, and against Preferred-FT."""
     rows = []
-    for name, by_t in [*results["win_rates_vs_data"].items(), ("DPO vs SFT", results["head_to_head"]["dpo_vs_sft"])]:
-        cells = [f"{by_t[t]['rate']:.3f} [{by_t[t]['ci_low']:.2f}, {by_t[t]['ci_high']:.2f}]" for t in temps]
-        label = name if name == "DPO vs SFT" else f"{name.upper() if name != 'base' else 'base'} vs data"
-        rows.append(f"{label} & " + " & ".join(cells) + r" \\")
-    return _tabular("l" + "c" * len(temps), "win rate & " + " & ".join(f"$T={t}$" for t in temps), rows)
+    for arm in results["arms"]:
+        r = results["results"][arm]
+        kl = f"{r['kl']['kl']:.2f} $\\pm$ {r['kl']['se']:.2f}"
+        if arm == "reference":
+            vs_ref = lc = spread = "--"
+        else:
+            v = r["judge_vs_reference"]
+            vs_ref, lc = _ci(v), _ci(r["lc_vs_reference"])
+            spread = f"{min(v['refit_rates']):.2f}--{max(v['refit_rates']):.2f}"
+        vs_pft = _ci(r["judge_vs_preferred_ft"]) if "judge_vs_preferred_ft" in r else "--"
+        rows.append(f"{_arm_label(arm)} & {kl} & {vs_ref} & {spread} & {lc} & {vs_pft} \\\\")
+    return _tabular("lrcccc", r"arm & KL (nats) & judge vs reference & refits & length-controlled & judge vs Preferred-FT", rows)
+
+
+def guard_table(results: dict) -> str:
+    """Guard metrics per arm, with the chosen and rejected replies' base rates: rude and polite marker rates,
+    words, content fidelity, and the Sentence-BERT similarity win rate (closeness to chosen vs rejected)."""
+    base = results["instruments"]["marker_base_rates"]
+    rows = [f"chosen replies (data) & {100 * base['rude']['chosen']:.0f}\\% & {100 * base['polite']['chosen']:.0f}\\% & -- & -- & -- \\\\",
+            f"rejected replies (data) & {100 * base['rude']['rejected']:.0f}\\% & {100 * base['polite']['rejected']:.0f}\\% & -- & -- & -- \\\\"]
+    for arm in results["arms"]:
+        r = results["results"][arm]
+        rows.append(f"{_arm_label(arm)} & {100 * r['rude_rate']:.0f}\\% & {100 * r['polite_rate']:.0f}\\% & {r['mean_words']:.1f} & "
+                    f"{_ci(r['fidelity'], 'mean')} & {_ci(r['similarity_win_rate'])} \\\\")
+    return _tabular("lrrrcc", r"replies & rude & polite & words & fidelity & similarity win rate", rows)
+
+
+def judge_validation_table(results: dict) -> str:
+    """The preference judge's validation: held-out pair accuracy (the positive control), relevance, refits,
+    and each probe's rate of preferring the edited answer."""
+    v = results["instruments"]["preference_judge"]
+    rows = [f"chosen beats rejected (test pairs) & {_ci(v['test_pair_accuracy'])} \\\\"]
+    rows += [f"\\quad {h.replace('_', ' ')} half & {a:.2f} \\\\" for h, a in v["test_pair_accuracy_by_half"].items()]
+    rows.append(f"\\quad {v['refits']} bootstrap refits & {min(v['refit_test_pair_accuracy']):.2f}--{max(v['refit_test_pair_accuracy']):.2f} \\\\")
+    rows.append(f"own chosen reply beats another prompt's & {_ci(v['relevance_accuracy'])} \\\\")
+    names = {"canned_opener": "canned polite opener added", "rude_prefix": "rude prefix added", "rude_suffix": "rude suffix added",
+             "duplicated": "answer written twice", "polite_off_topic": "polite reply to another prompt"}
+    for key, name in names.items():
+        rows.append(f"prefers: {name} & {_ci(v['probes'][key], 'prefers_edit')} \\\\")
+    rows.append(f"correlation of reward with length & {v['probes']['reward_length_correlation']:+.2f} \\\\")
+    return _tabular("lc", r"check (test split) & rate [95\% CI]", rows)
 
 
 TABLES = {
     "frontier_table.tex": ("frontier_cpu", frontier_table),
     "variants_table.tex": ("frontier_cpu", variants_table),
-    "beta_sweep_table.tex": ("pipeline_cpu", beta_sweep_table),
-    "win_rate_table.tex": ("pipeline_cpu", win_rate_table),
+    "instruction_table.tex": ("instruction_cpu", instruction_table),
+    "guard_table.tex": ("instruction_cpu", guard_table),
+    "judge_validation_table.tex": ("instruction_cpu", judge_validation_table),
 }
 
 

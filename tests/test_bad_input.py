@@ -119,11 +119,10 @@ def missing_data_file(tmp_path, monkeypatch):
 
 
 def reused_run_dir(tmp_path, monkeypatch):
-    from minidpo.pipeline import run_pipeline
+    from minidpo.experiments.instruction import prepare
 
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "profile.json").write_text(json.dumps({**json.loads(json.dumps(get_profile("smoke").__dict__)), "seed": 5}))
-    run_pipeline(get_profile("smoke"), run_dir=tmp_path / "run", results_dir=tmp_path, figures_dir=tmp_path, show_progress=False)
+    prepare(get_profile("smoke", seed=5), run_dir=tmp_path / "run", show_progress=False)
+    prepare(get_profile("smoke"), run_dir=tmp_path / "run", show_progress=False)
 
 
 def negative_temperature(tmp_path, monkeypatch):

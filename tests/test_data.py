@@ -1,5 +1,7 @@
+import copy
 import gzip
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -246,3 +248,59 @@ def test_instruction_file_problems_name_its_own_fields(tmp_path, monkeypatch):
     assert "record 2, field 'input': must be a string if given, got int" in str(e.value)
     ds, report = load_instruction_preferences(drop_invalid=True)
     assert len(ds) == 1 and report.n_kept == 1
+
+
+def test_the_instruction_data_is_two_halves():
+    from minidpo.data import load_instruction_preferences
+
+    ds, _ = load_instruction_preferences(drop_invalid=True)
+    halves = Counter(ds["half"])
+    assert halves == {"rude_rewrite": 556, "polite_rewrite": 538}  # counted on the file: see DESIGN.md
+    for r in ds.select(range(50)):
+        original = r["chosen"] if r["half"] == "rude_rewrite" else r["rejected"]
+        assert original == r["output"]
+
+
+def test_stratified_split_is_disjoint_seeded_and_keeps_each_half_in_its_share():
+    from minidpo.data import load_instruction_preferences, stratified_split
+
+    ds, _ = load_instruction_preferences(drop_invalid=True)
+    sizes = {"test": 200, "validation": 96, "judge_train": 398, "dpo_train": None}
+    a = stratified_split(ds, sizes, by="half", seed=0)
+    ids = [set(a[k]["record_id"]) for k in sizes]
+    assert sum(map(len, ids)) == len(ds) and len(set().union(*ids)) == len(ds)  # disjoint, complete
+    assert len(a["dpo_train"]) == len(ds) - 694
+    share = 556 / 1094
+    for name, split in a.items():
+        assert abs(Counter(split["half"])["rude_rewrite"] - share * len(split)) <= 1, name
+    assert a["test"]["record_id"] == stratified_split(ds, sizes, by="half", seed=0)["test"]["record_id"]
+    assert a["test"]["record_id"] != stratified_split(ds, sizes, by="half", seed=1)["test"]["record_id"]
+    with pytest.raises(ValueError, match="more than the"):
+        stratified_split(ds, {"a": 2000}, by="half")
+
+
+def test_format_prompt_uses_the_chat_template_when_there_is_one(tiny):
+    from minidpo.data import format_alpaca_prompt, format_prompt
+
+    tok = tiny[1]
+    assert not getattr(tok, "chat_template", None)
+    assert format_prompt(tok, "Add 2 and 3.", "") == format_alpaca_prompt("Add 2 and 3.")
+    chat = copy.deepcopy(tok)
+    chat.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+    assert format_prompt(chat, "Add 2 and 3.", "Use words.") == "<user>Add 2 and 3.\n\nUse words.</s><assistant>"
+
+
+def test_tokenize_sft_gives_prompt_and_completion_with_one_eos(records, tiny):
+    from minidpo.data import completions_from_pairs, tokenize_sft
+
+    tok = tiny[1]
+    sft, counts = tokenize_sft(records.select(range(4)), tok, "chosen", max_length=512, max_prompt_length=384)
+    pairs, _ = tokenize_preferences(records.select(range(4)), tok, max_length=512, max_prompt_length=384)
+    assert counts == {"overlong": 0, "prompt_truncated": 0} and set(sft.column_names) == {"record_id", "prompt_ids", "completion_ids"}
+    assert sft["completion_ids"] == pairs["chosen_ids"] and sft["prompt_ids"] == pairs["prompt_ids"]
+    assert completions_from_pairs(pairs)["completion_ids"] == sft["completion_ids"]
+    assert all(c.count(tok.eos_token_id) == 1 and c[-1] == tok.eos_token_id for c in sft["completion_ids"])
+    short, counts = tokenize_sft(records.select(range(4)), tok, "chosen", max_length=20, max_prompt_length=10)
+    assert counts["overlong"] == 4 - len(short) and all(len(p) + len(c) <= 20 for p, c in zip(short["prompt_ids"], short["completion_ids"]))
+    with pytest.raises(ValueError, match="no column 'output'"):
+        tokenize_sft(records.select(range(2)).remove_columns("output"), tok, "output")

@@ -49,12 +49,16 @@ def test_formats():
 
 
 def test_generated_tables_carry_the_results_numbers(tmp_path):
-    pipeline = json.loads((ROOT / "results" / "pipeline_cpu.json").read_text())
-    table = rep.beta_sweep_table(pipeline)
-    for row in pipeline["beta_sweep"]:
-        assert f"{row['kl_to_reference']:.2f}" in table and f"{row['dpo_vs_sft_at_t1']['rate']:.3f}" in table
-    wins = rep.win_rate_table(pipeline)
-    assert f"{pipeline['head_to_head']['dpo_vs_sft']['1.0']['rate']:.3f}" in wins
+    results = json.loads((ROOT / "results" / "instruction_cpu.json").read_text())
+    table, guard = rep.instruction_table(results), rep.guard_table(results)
+    assert table.count(r"\\") - 1 == len(results["arms"]) and guard.count(r"\\") - 1 == len(results["arms"]) + 2
+    for arm in results["arms"]:
+        row = results["results"][arm]
+        assert f"{row['kl']['kl']:.2f}" in table and f"{row['mean_words']:.1f}" in guard
+        if arm != "reference":
+            assert f"{row['judge_vs_reference']['rate']:.2f} [{row['judge_vs_reference']['ci_low']:.2f}" in table
+    judge = rep.judge_validation_table(results)
+    assert f"{results['instruments']['preference_judge']['test_pair_accuracy']['rate']:.2f}" in judge
     frontier_file = ROOT / "results" / "frontier_cpu.json"
     if frontier_file.exists():
         frontier = json.loads(frontier_file.read_text())

@@ -111,10 +111,17 @@ class InstructionExperiment:
         return mon
 
 
-def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True) -> InstructionExperiment:
+def plan_for(profile: Profile) -> InstructionPlan:
+    """The profile's plan (a profile without one of its own gets the gpu plan)."""
+    return PLANS.get(profile.name, PLANS["gpu"])
+
+
+def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True,
+            plan: InstructionPlan | None = None) -> InstructionExperiment:
     """Stage 1 (notebook 04): load and validate the pairs (the 6 chosen == rejected rows dropped and counted),
-    split them stratified by half, load the base model, render prompts in its format, tokenize."""
-    plan = PLANS[profile.name] if profile.name in PLANS else PLANS["gpu"]
+    split them stratified by half, load the base model, render prompts in its format, tokenize. `plan`
+    overrides the profile's plan (tests run the gpu plan's code path at a small size)."""
+    plan = plan or plan_for(profile)
     config = {"experiment": "instruction", "model": profile.model, "seed": profile.seed, "plan": json.loads(json.dumps(asdict(plan)))}
     run_dir = claim_run_dir(run_dir, profile.name, config, "experiment.json")
     t = time.time()

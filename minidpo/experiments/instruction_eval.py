@@ -101,6 +101,8 @@ def evaluate_arms(exp: InstructionExperiment, arms: dict, inst: dict, encoder) -
     replies = {a: arms[a]["samples"]["test"]["replies"] for a in arms}
     words = {a: torch.tensor([len(r.split()) for r in rs], dtype=torch.float64) for a, rs in replies.items()}
     fidelity = {a: content_fidelity(encoder, rs, output, markers["polite"]) for a, rs in replies.items()}
+    rude = {a: torch.tensor([marker_rate([r], markers["rude"]) for r in rs], dtype=torch.float64) for a, rs in replies.items()}
+    polite = {a: torch.tensor([marker_rate([r], markers["polite"]) for r in rs], dtype=torch.float64) for a, rs in replies.items()}
     out = {}
     for arm, rs in replies.items():
         row = {
@@ -120,6 +122,8 @@ def evaluate_arms(exp: InstructionExperiment, arms: dict, inst: dict, encoder) -
             row[f"lc_vs_{other}"] = length_controlled_rate(wins, words[arm] - words[other], seed=seed)
             row[f"fidelity_minus_{other}"] = paired_difference(fidelity[arm], fidelity[other], seed=seed)
             row[f"words_minus_{other}"] = paired_difference(words[arm], words[other], seed=seed)
+            row[f"rude_minus_{other}"] = paired_difference(rude[arm], rude[other], seed=seed)
+            row[f"polite_minus_{other}"] = paired_difference(polite[arm], polite[other], seed=seed)
         out[arm] = row
     vq = exp.questions("validation")
     val_ref = arms["reference"]["samples"]["validation"]["replies"]
@@ -141,13 +145,14 @@ def displacement(history: list[dict]) -> dict:
             for k in ("logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies")}
 
 
-def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="figures", show_progress: bool = True) -> dict:
+def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="figures", show_progress: bool = True,
+                    plan=None) -> dict:
     """The whole experiment for one profile: results/instruction_<profile>.json, results/samples_<profile>.jsonl
     (every test reply of every arm) and the figures; returns the results dictionary."""
     from .instruction_plots import instruction_figures
 
     t0 = time.time()
-    exp = prepare(profile, run_dir, show_progress)
+    exp = prepare(profile, run_dir, show_progress, plan)
     arms = train_all(exp)
     encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
     with exp.timed("instruments"):
@@ -187,3 +192,23 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
     results["figures"] = {k: str(v) for k, v in instruction_figures(results, figures_dir).items()}
     write_results(results_dir / f"instruction_{profile.name}.json", results)
     return results
+
+
+def comparison(results: dict, arm: str, other: str) -> list[dict]:
+    """What each instrument says about `arm` against `other` on the same test prompts: the estimate, its 95%
+    interval and a reading that only calls a difference when the interval excludes no-difference (a rate of
+    1/2, a difference of 0)."""
+    r = results["results"][arm]
+    out = []
+
+    def add(name, v, key, null):
+        lo, hi = v["ci_low"], v["ci_high"]
+        reading = f"{arm} higher" if lo > null else f"{other} higher" if hi < null else "no clear difference"
+        out.append({"instrument": name, "estimate": v[key], "ci_low": lo, "ci_high": hi, "null": null, "reading": reading})
+
+    add(f"preference judge: P({arm} preferred)", r[f"judge_vs_{other}"], "rate", 0.5)
+    add("same, length-controlled", r[f"lc_vs_{other}"], "rate", 0.5)
+    for key, name in (("rude", "rude-marker rate"), ("polite", "polite-marker rate"), ("words", "words per reply"),
+                      ("fidelity", "content fidelity")):
+        add(f"{name}: {arm} minus {other}", r[f"{key}_minus_{other}"], "mean", 0.0)
+    return out
