@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         "judge_win_rate_vs_reference": {a: fmt(rows[a]["judge_vs_reference"]) for a in results["arms"] if a != "reference"},
         "kl_to_reference": {a: round(rows[a]["kl"]["kl"], 2) for a in results["arms"]},
         "selected_beta (validation)": results["selected_beta"]["beta"],
-        "total_s": round(results["total_s_this_invocation"], 1),
-        "peak_rss_gib": round(results["peak_rss_gib_this_invocation"], 2),
+        "compute_s (all stages, whichever invocation ran them)": round(results["compute_s"], 1),
+        "this_invocation_s": round(results["total_s_this_invocation"], 1),
+        "peak_rss_gib": round(results["peak_rss_gib"], 2),
     }
     print(json.dumps(summary, indent=1))
     return 0

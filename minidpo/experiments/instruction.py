@@ -16,9 +16,11 @@ is cached under `runs/<profile>/`; an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -91,7 +93,6 @@ class InstructionExperiment:
     tokenized: dict  # "dpo_train"/"validation" -> pairs; "sft_reference"/"sft_preferred" -> {train, validation}
     data_report: dict
     show_progress: bool = True
-    timing: dict = field(default_factory=dict)
 
     @property
     def pad(self) -> int:
@@ -104,11 +105,20 @@ class InstructionExperiment:
         """The prompt as plain text (instruction and input), what the judges read."""
         return [q for q in self.splits[split]["question"]]
 
+    @contextmanager
     def timed(self, name: str):
-        mon = MemoryMonitor()
-        self.timing.setdefault(name, [])
-        self.timing[name].append(mon)
-        return mon
+        """Measure a stage that computes (not one read back from the run folder): its wall time and peak
+        memory go to runs/<profile>/timing.json, so results name the compute of the run that made them."""
+        with MemoryMonitor() as mon:
+            yield mon
+        path = self.run_dir / "timing.json"
+        timing = json.loads(path.read_text()) if path.exists() else {}
+        timing[name] = mon.as_dict()
+        write_json(path, timing)
+
+    def timing(self) -> dict:
+        path = self.run_dir / "timing.json"
+        return json.loads(path.read_text()) if path.exists() else {}
 
 
 def plan_for(profile: Profile) -> InstructionPlan:
@@ -143,9 +153,8 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
                    "split_sizes": {k: len(v) for k, v in splits.items()},
                    "halves": {k: dict(sorted(_count(v["half"]).items())) for k, v in splits.items()},
                    "tokenization": counts}
-    exp = InstructionExperiment(profile, plan, run_dir, tokenizer, model, splits, tokenized, data_report, show_progress)
-    exp.timing["data_and_model_s"] = time.time() - t
-    return exp
+    data_report["load_and_tokenize_s"] = time.time() - t  # this invocation's (seconds; not a cached stage)
+    return InstructionExperiment(profile, plan, run_dir, tokenizer, model, splits, tokenized, data_report, show_progress)
 
 
 def _count(values) -> dict:
@@ -165,15 +174,19 @@ def sft_arm(exp: InstructionExperiment, arm: str) -> tuple[object, list[dict], b
     on the chosen replies (`arm="preferred_ft"`). Returns (model, history, trained now?)."""
     data = exp.tokenized["sft_reference" if arm == "reference" else "sft_preferred"]
     cfg = _train_cfg(exp, SFTConfig, arm, exp.plan.sft)
-    with exp.timed(arm):
-        return train_stage(arm, exp.run_dir, lambda m: train_sft(m, data["dpo_train"], data["validation"], cfg, exp.pad),
-                           lambda: copy.deepcopy(exp.base_model), exp.tokenizer, exp.profile.device)
+
+    def train(model):
+        with exp.timed(arm):
+            return train_sft(model, data["dpo_train"], data["validation"], cfg, exp.pad)
+
+    return train_stage(arm, exp.run_dir, train, lambda: copy.deepcopy(exp.base_model), exp.tokenizer, exp.profile.device)
 
 
 def reference_logprobs(exp: InstructionExperiment, reference) -> dict:
     """Stage 3: the reference's log-probs of every DPO pair (train and validation), computed once, cached."""
     out = {}
-    with exp.timed("reference_logps"):
+    cached = (exp.run_dir / "timing.json").exists() and "reference_logps" in exp.timing()
+    with (contextlib.nullcontext() if cached else exp.timed("reference_logps")):
         for split in ("dpo_train", "validation"):
             chosen, rejected = precompute_reference_logprobs(reference, exp.tokenized[split], exp.pad, batch_size=8,
                                                              cache_dir=exp.run_dir / "ref_cache", show_progress=exp.show_progress)
@@ -185,9 +198,12 @@ def dpo_run(exp: InstructionExperiment, reference, ref_data: dict, beta: float) 
     """Stage 4 (notebook 06): DPO at `beta` from a copy of the reference, which is also pi_ref."""
     arm = dpo_arm(beta)
     cfg = _train_cfg(exp, DPOConfig, arm, dict(exp.plan.dpo, beta=beta))
-    with exp.timed(arm):
-        return train_stage(arm, exp.run_dir, lambda m: train_dpo(m, ref_data["dpo_train"], ref_data["validation"], cfg, exp.pad),
-                           lambda: copy.deepcopy(reference), exp.tokenizer, exp.profile.device)
+
+    def train(model):
+        with exp.timed(arm):
+            return train_dpo(model, ref_data["dpo_train"], ref_data["validation"], cfg, exp.pad)
+
+    return train_stage(arm, exp.run_dir, train, lambda: copy.deepcopy(reference), exp.tokenizer, exp.profile.device)
 
 
 def samples(exp: InstructionExperiment, arm: str, model, split: str = "test") -> dict:

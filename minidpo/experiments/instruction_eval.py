@@ -159,6 +159,7 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
         inst = build_instruments(exp, encoder)
         rows = evaluate_arms(exp, arms, inst, encoder)
         sim_probe = judge_probe(encoder, arms["reference"]["samples"]["test"]["replies"], list(exp.splits["test"]["chosen"]), seed=profile.seed)
+    timing = exp.timing()
     betas = exp.plan.betas
     selected = max(betas, key=lambda b: (rows[dpo_arm(b)]["validation_judge_vs_reference"], b))
     results = {
@@ -176,7 +177,9 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
         "training": {arm: {"history": a["history"], "train": last_metrics(a["history"]), "eval": last_metrics(a["history"], "eval_"),
                            "trained_now": a["trained_now"], **({"displacement": displacement(a["history"])} if "beta" in a else {})}
                      for arm, a in arms.items()},
-        "timing": {k: ([m.as_dict() for m in v] if isinstance(v, list) else v) for k, v in exp.timing.items()},
+        # every stage's compute as measured when it ran (runs/<profile>/timing.json), whichever invocation ran it
+        "timing": timing, "compute_s": sum(t["seconds"] for t in timing.values()),
+        "peak_rss_gib": max((t["peak_rss_gib"] or 0.0) for t in timing.values()),
         "total_s_this_invocation": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),
         "environment": {"minidpo": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
                         "threads": torch.get_num_threads()},
