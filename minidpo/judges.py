@@ -160,19 +160,23 @@ def _ngrams(text: str) -> set[str]:
     return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
 
 
-def derive_markers(originals: list[str], rewrites: list[str], min_pairs: int = 5, top_k: int = 40) -> list[str]:
-    """Word 1-2-grams that a rewrite adds to its original, from pairs of (original, rewrite): counted once per
-    pair, kept when added in at least `min_pairs` pairs and (almost) never present in the originals; the
-    `top_k` most frequent, longest first among equals so "get it" wins over "it".
+def derive_markers(originals: list[str], rewrites: list[str], others: list[str] = (), min_pairs: int = 5,
+                   top_k: int = 40, ratio: float = 50.0) -> list[str]:
+    """Word 1-2-grams that a rewrite adds to its original, from pairs of (original, rewrite).
 
-    This reads the data's own contrast (e.g. rude rewrites add "obviously", polite ones "happy to") instead of
-    a hand-written list."""
-    added, in_original = Counter(), Counter()
+    Counted once per pair; kept when added in at least `min_pairs` pairs and at least `ratio` times rarer (per
+    text) among the originals and the `others` (texts without the contrast, e.g. the other half's replies)
+    than among the rewrites, so generic words ("it", "but") drop out; the `top_k` most often added, longer
+    first among equals. This reads the data's own contrast (rude rewrites add "obviously", polite ones
+    "happy to") instead of a hand-written list."""
+    added, seen = Counter(), Counter()
     for o, r in zip(originals, rewrites):
-        orig = _ngrams(o)
-        in_original.update(orig)
-        added.update(_ngrams(r) - orig)
-    keep = [m for m, c in added.items() if c >= min_pairs and in_original[m] <= c // 20]
+        added.update(_ngrams(r) - _ngrams(o))
+    negatives = [*originals, *others]
+    for text in negatives:
+        seen.update(_ngrams(text))
+    keep = [m for m, c in added.items()
+            if c >= min_pairs and seen[m] / max(1, len(negatives)) <= c / max(1, len(rewrites)) / ratio]
     keep.sort(key=lambda m: (-added[m], -len(m), m))
     return keep[:top_k]
 

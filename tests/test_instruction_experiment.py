@@ -69,6 +69,10 @@ def test_smoke_run_writes_results_samples_and_figures_and_is_deterministic(tmp_p
     assert set(json.loads(lines[0])) == {"prompt_id", "arm", "beta", "temperature", "seed", "reply"}
     for name in ("05_sft_loss", "06_dpo_curves", "07_beta_frontier", "07_instrument_rates"):
         assert (tmp_path / "a" / "figures" / f"{name}_smoke.png").stat().st_size > 1000
+    redraw = subprocess.run([sys.executable, "-m", "minidpo", "figures", "--profile", "smoke", "--results-dir",
+                             str(tmp_path / "a" / "results"), "--figures-dir", str(tmp_path / "redrawn")],
+                            capture_output=True, text=True, timeout=300)
+    assert redraw.returncode == 0 and len(list((tmp_path / "redrawn").glob("*_smoke.png"))) == 4, redraw.stderr[-2000:]
     # same seed, same numbers (timings aside); a different seed changes the split, training and samples
     again, _ = _run(tmp_path, "b")
     assert again["results"] == results["results"] and again["instruments"] == results["instruments"]

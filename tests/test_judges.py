@@ -86,8 +86,11 @@ def test_cached_encoder_embeds_each_text_once():
 def test_markers_come_from_what_rewrites_add():
     originals = [f"The answer is {i}." for i in range(30)]
     rude = [f"Obviously the answer is {i}, get it?" for i in range(30)]
-    markers = derive_markers(originals, rude, min_pairs=5)
-    assert {"obviously", "get it"} <= set(markers) and "answer" not in markers and "is" not in markers
+    polite = [f"I think it is {i}, I hope." for i in range(30)]  # "it" is common where there is no rudeness
+    markers = derive_markers(originals, rude, polite, min_pairs=5)
+    assert {"obviously", "get it", "obviously the"} <= set(markers)
+    assert not {"answer", "is", "it"} & set(markers)  # in the originals, or common in the others
+    assert "it" in derive_markers(originals, rude, min_pairs=5)  # without the others, "it" looks like a marker
     assert marker_rate(["Obviously not.", "It is fine.", "forget it"], ["obviously", "get it"]) == 1 / 3  # whole words
 
 

@@ -151,6 +151,7 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
         tokenized[arm] = {s: tokenize_sft(splits[s], tokenizer, column, **lengths)[0] for s in ("dpo_train", "validation")}
     data_report = {"records_read": report.n_in, "records_kept": report.n_kept, "dropped": dict(report.dropped),
                    "split_sizes": {k: len(v) for k, v in splits.items()},
+                   "halves_all": dict(sorted(_count(records["half"]).items())),
                    "halves": {k: dict(sorted(_count(v["half"]).items())) for k, v in splits.items()},
                    "tokenization": counts}
     data_report["load_and_tokenize_s"] = time.time() - t  # this invocation's (seconds; not a cached stage)

@@ -72,9 +72,11 @@ def build_instruments(exp: InstructionExperiment, encoder) -> dict:
     other = [chosen[(i + 1) % len(chosen)] for i in range(len(chosen))]
     polite_half = [i for i, h in enumerate(jt["half"]) if h == "polite_rewrite"]
     rude_half = [i for i, h in enumerate(jt["half"]) if h == "rude_rewrite"]
-    markers = {
-        "rude": derive_markers([jt[i]["output"] for i in rude_half], [jt[i]["rejected"] for i in rude_half]),
-        "polite": derive_markers([jt[i]["output"] for i in polite_half], [jt[i]["chosen"] for i in polite_half]),
+    markers = {  # each lexicon's negatives: the originals and the other half's rewrites
+        "rude": derive_markers([jt[i]["output"] for i in rude_half], [jt[i]["rejected"] for i in rude_half],
+                               [jt[i]["chosen"] for i in polite_half]),
+        "polite": derive_markers([jt[i]["output"] for i in polite_half], [jt[i]["chosen"] for i in polite_half],
+                                 [jt[i]["rejected"] for i in rude_half]),
     }
     validation = {
         "l2": l2, "validation_accuracy_by_l2": {str(k): v for k, v in val_acc.items()},
