@@ -350,8 +350,10 @@ def stratified_split(ds: Dataset, sizes: dict[str, int | None], by: str, seed: i
     Records are ordered by a seeded shuffle within each stratum, interleaved by their relative rank (the
     i-th of n in its stratum sits at (i + 1/2) / n), then cut into consecutive slices."""
     fixed = sum(v for v in sizes.values() if v is not None)
-    if fixed > len(ds) or (None not in sizes.values() and fixed != len(ds) and fixed > len(ds)):
-        raise ValueError(f"split sizes {sizes} add up to {fixed}, more than the {len(ds)} records")
+    if sum(v is None for v in sizes.values()) > 1 or any(v is not None and v < 1 for v in sizes.values()):
+        raise ValueError(f"split sizes {sizes}: each must be >= 1, and at most one None (the rest)")
+    if fixed > len(ds) or (None in sizes.values() and fixed == len(ds)):
+        raise ValueError(f"split sizes {sizes} add up to {fixed}, more than the {len(ds)} records allow")
     g = torch.Generator().manual_seed(seed)
     strata: dict[str, list[int]] = {}
     for i, v in enumerate(ds[by]):

@@ -40,22 +40,25 @@ class CachedEncoder:
         self.encoder, self.cache = encoder, {}
 
     def encode(self, texts: list[str], **kwargs) -> torch.Tensor:
-        new = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        opts = tuple(sorted(kwargs.items()))
+        new = [t for t in dict.fromkeys(texts) if (t, opts) not in self.cache]
         if new:
             for t, e in zip(new, self.encoder.encode(new, **kwargs)):
-                self.cache[t] = e
-        return torch.stack([torch.as_tensor(self.cache[t]) for t in texts])
+                self.cache[t, opts] = e
+        return torch.stack([torch.as_tensor(self.cache[t, opts]) for t in texts])
 
 
 def judge_features(prompt_emb: torch.Tensor, reply_emb: torch.Tensor) -> torch.Tensor:
-    """phi(x, y) = [e(y), e(x) * e(y)] for unit embeddings (rows), in float64."""
-    return torch.cat([reply_emb, prompt_emb * reply_emb], -1).double()
+    """phi(x, y) = [e(y), sqrt(d) e(x) * e(y)] for unit embeddings (rows) of size d, in float64. The product
+    block is scaled by sqrt(d) so both blocks have norm ~1 and one L2 weight treats them alike."""
+    return torch.cat([reply_emb, reply_emb.shape[-1] ** 0.5 * prompt_emb * reply_emb], -1).double()
 
 
 def fit_bradley_terry_linear(diffs: torch.Tensor, l2: float, max_iter: int = 500) -> torch.Tensor:
     """w minimising mean_i softplus(-w . d_i) + l2 |w|^2, for feature differences d_i = phi(winner) - phi(loser).
 
-    The objective is strictly convex, so L-BFGS finds the unique minimum whatever the start (float64)."""
+    The objective is strictly convex, so it has one minimum; L-BFGS (float64) is run until the gradient's
+    largest entry is below 1e-8, and a fit that does not get there raises."""
     w = torch.zeros(diffs.shape[1], dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w], lr=1, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-14,
                             line_search_fn="strong_wolfe")
@@ -66,8 +69,12 @@ def fit_bradley_terry_linear(diffs: torch.Tensor, l2: float, max_iter: int = 500
         loss.backward()
         return loss
 
-    opt.step(closure)
-    return w.detach()
+    for _ in range(20):
+        opt.step(closure)
+        closure()
+        if w.grad.abs().max() < 1e-8:
+            return w.detach()
+    raise RuntimeError(f"the judge's fit did not converge (largest gradient {w.grad.abs().max().item():.2e}, l2={l2})")
 
 
 @dataclass
@@ -90,10 +97,12 @@ class PreferenceJudge:
 
 
 def relevance_negatives(n: int, seed: int) -> list[int]:
-    """For each of n prompts, the index of another prompt whose chosen reply serves as an off-topic reply
+    """For each of n >= 2 prompts, the index of another prompt whose chosen reply serves as an off-topic reply
     (a random derangement: no prompt gets its own)."""
+    if n < 2:
+        raise ValueError(f"relevance negatives need at least 2 prompts, got {n}")
     g = torch.Generator().manual_seed(seed)
-    shift = torch.randint(1, n, (1,), generator=g).item() if n > 1 else 0
+    shift = torch.randint(1, n, (1,), generator=g).item()
     perm = torch.randperm(n, generator=g)
     other = torch.empty(n, dtype=torch.long)
     other[perm] = perm.roll(shift)  # a cyclic shift of a random order never maps an index to itself
@@ -132,7 +141,8 @@ def judge_probes(judge: PreferenceJudge, prompts: list[str], answers: list[str],
     `answers` should be neutral, correct replies (the data's original `output`). Edits: a canned polite opener
     (the data's polite rewrites use such openers, so a judge *of this data* may fairly like it: the probe says
     by how much), a rude prefix and a rude suffix (should lose), the answer written twice (adds nothing),
-    and the chosen answer of *another* prompt, politely opened (off-topic: should lose)."""
+    and the answer to *another* prompt, politely opened (off-topic: should lose). Rates come with Wilson
+    95% intervals."""
     other = relevance_negatives(len(prompts), seed + 1)
     edits = {
         "canned_opener": [CANNED_OPENER + a for a in answers],
@@ -144,7 +154,7 @@ def judge_probes(judge: PreferenceJudge, prompts: list[str], answers: list[str],
     out = {}
     for name, edited in edits.items():
         wins = judge.prefers(prompts, edited, answers)
-        lo, hi = bootstrap_ci(wins, seed=seed)
+        lo, hi = wilson_interval(float(wins.sum()), len(wins))
         out[name] = {"prefers_edit": float(wins.mean()), "ci_low": lo, "ci_high": hi, "n": len(answers)}
     rewards = judge.reward(prompts, answers)
     words = torch.tensor([len(a.split()) for a in answers], dtype=torch.float64)
@@ -152,12 +162,28 @@ def judge_probes(judge: PreferenceJudge, prompts: list[str], answers: list[str],
     return out
 
 
-_WORD = re.compile(r"[a-z']+")
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion (ties counted as 1/2 a success): unlike a percentile bootstrap
+    it does not collapse to a point when every outcome is the same (0 of 200 gives [0, 0.019])."""
+    if n == 0:
+        raise ValueError("no outcomes")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+_SEGMENT = re.compile(r"[.,;:!?()\"\n]+")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 def _ngrams(text: str) -> set[str]:
-    words = _WORD.findall(text.lower())
-    return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
+    """Lower-case words and the pairs of adjacent words within a clause (no pair across punctuation)."""
+    out: set[str] = set()
+    for segment in _SEGMENT.split(text.lower()):
+        words = _WORD.findall(segment)
+        out |= set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
+    return out
 
 
 def derive_markers(originals: list[str], rewrites: list[str], others: list[str] = (), min_pairs: int = 5,
@@ -182,11 +208,10 @@ def derive_markers(originals: list[str], rewrites: list[str], others: list[str] 
 
 
 def marker_rate(replies: list[str], markers: list[str]) -> float:
-    """Share of replies that contain at least one marker (as whole words)."""
-    if not markers:
-        return 0.0
-    pattern = re.compile(r"\b(" + "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)) + r")\b", re.I)
-    return sum(bool(pattern.search(r)) for r in replies) / max(1, len(replies))
+    """Share of replies that contain at least one marker, read with the same words and word pairs that
+    `derive_markers` counted."""
+    wanted = set(markers)
+    return sum(bool(_ngrams(r) & wanted) for r in replies) / max(1, len(replies))
 
 
 def strip_opener(reply: str, markers: list[str]) -> str:

@@ -7,7 +7,7 @@
 
 Notebooks and the CLI read the profile through `get_profile()` and never branch on anything else. The profile
 picks the *size* of a run, not the device: every profile trains and samples on CUDA when a GPU is present (e.g.
-Colab's GPU runtime), else on the CPU; `MINIDPO_DEVICE` (e.g. `cpu`, `cuda`, `cuda:1`) overrides.
+Colab's GPU runtime), else on the CPU; `MINIDPO_DEVICE` (`cpu` or `cuda`) overrides.
 """
 
 from __future__ import annotations

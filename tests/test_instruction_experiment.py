@@ -22,16 +22,12 @@ def test_profiles_and_bad_profile_name(monkeypatch):
 def test_device_follows_the_machine_not_the_profile(monkeypatch):
     import torch
 
-    from minidpo.train import DPOConfig
-
     monkeypatch.delenv("MINIDPO_DEVICE", raising=False)
     machine = "cuda" if torch.cuda.is_available() else "cpu"
     assert {get_profile(name).device for name in ("smoke", "cpu", "gpu")} == {machine}
     monkeypatch.setenv("MINIDPO_DEVICE", "cpu")
     assert {get_profile(name).device for name in ("smoke", "cpu", "gpu")} == {"cpu"}
-    assert get_profile("gpu", device="cuda:1").device == "cuda:1"  # an explicit override wins
-    # what the experiments hand the training loop: a CPU profile device keeps accelerate off the GPU
-    assert DPOConfig(use_cpu=get_profile("cpu").device == "cpu").use_cpu
+    assert get_profile("gpu", device="cuda").device == "cuda"  # an explicit override wins
 
 
 def _run(tmp_path, name, *extra):
@@ -63,7 +59,6 @@ def test_smoke_run_writes_results_samples_and_figures_and_is_deterministic(tmp_p
             assert 0 <= wr["ci_low"] <= wr["rate"] <= wr["ci_high"] <= 1 and wr["n"] == 8 and len(wr["refit_rates"]) == 2
             assert "rate" in row["lc_vs_reference"] and "validation_judge_vs_reference" in row
     assert results["selected_beta"]["beta"] in results["betas"]
-    assert results["results"]["reference"]["kl"]["kl"] == 0.0
     lines = (tmp_path / "a" / "results" / "samples_smoke.jsonl").read_text().splitlines()
     assert len(lines) == 8 * len(results["arms"])
     assert set(json.loads(lines[0])) == {"prompt_id", "arm", "beta", "temperature", "seed", "reply"}
@@ -90,9 +85,10 @@ def test_interrupted_run_resumes_from_saved_stages(tmp_path):
 
 
 def test_gpu_plan_code_path_with_a_random_gpt2_medium(tmp_path):
-    """The gpu plan's configuration (optimizer, warm-up, evaluation cadence) on a random-init model of
-    GPT-2-medium's shape (24 layers, width 1024, 355M parameters), a few steps on the CPU: the Colab path runs
-    end to end without the hub. Only sizes, the beta grid, the device and the hub-only encoder are overridden."""
+    """The gpu plan's code path (its optimizer and learning rates, two SFT arms, DPO, sampling, KL, judges) on a
+    random-init model of GPT-2-medium's shape (24 layers, width 1024, 355M parameters), two steps each on the
+    CPU: the Colab path runs end to end without the hub. Sizes, steps, evaluation cadence, the beta grid, the
+    device and the hub-only encoder are overridden."""
     from dataclasses import replace
 
     from minidpo.experiments.instruction import PLANS

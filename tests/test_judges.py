@@ -45,9 +45,13 @@ def test_linear_bradley_terry_fit_is_the_stationary_point_and_recovers_the_direc
 
 
 def test_relevance_negatives_never_pick_the_own_prompt():
+    import pytest
+
     for n in (2, 3, 10, 101):
         other = relevance_negatives(n, seed=n)
         assert sorted(other) == list(range(n)) and all(o != i for i, o in enumerate(other))
+    with pytest.raises(ValueError, match="at least 2"):
+        relevance_negatives(1, seed=0)
 
 
 def _synthetic(n, seed):
@@ -92,6 +96,7 @@ def test_markers_come_from_what_rewrites_add():
     assert not {"answer", "is", "it"} & set(markers)  # in the originals, or common in the others
     assert "it" in derive_markers(originals, rude, min_pairs=5)  # without the others, "it" looks like a marker
     assert marker_rate(["Obviously not.", "It is fine.", "forget it"], ["obviously", "get it"]) == 1 / 3  # whole words
+    assert marker_rate(["Help, obviously."], ["help obviously"]) == 0  # no word pair across punctuation
 
 
 def test_strip_opener_and_fidelity():
@@ -114,6 +119,20 @@ def test_length_controlled_rate_removes_a_pure_length_effect():
     assert abs(length_controlled_rate(flat, d)["rate"] - flat.mean()) < 0.03
 
 
-def test_paired_difference():
-    out = paired_difference(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, 2.0, 2.0, 3.0]))
-    assert out["mean"] == 0.75 and out["n"] == 4 and out["ci_low"] <= 0.75 <= out["ci_high"]
+def test_paired_difference_uses_the_pairing():
+    g = torch.Generator().manual_seed(0)
+    shared = torch.randn(200, dtype=torch.float64, generator=g) * 10  # prompt difficulty, common to both arms
+    a, b = shared + 0.3 + 0.1 * torch.randn(200, dtype=torch.float64, generator=g), shared
+    out = paired_difference(a, b)
+    assert out["n"] == 200 and abs(out["mean"] - 0.3) < 0.05
+    assert out["ci_high"] - out["ci_low"] < 0.1  # unpaired, the spread of `shared` would make it ~50x wider
+    assert out["ci_low"] > 0
+
+
+def test_wilson_interval_does_not_collapse_at_the_edges():
+    from minidpo.judges import wilson_interval
+
+    lo, hi = wilson_interval(0, 200)
+    assert lo == 0 and 0.01 < hi < 0.03
+    lo, hi = wilson_interval(100, 200)
+    assert abs((lo + hi) / 2 - 0.5) < 1e-12 and abs(hi - lo - 2 * 1.96 * (0.25 / 200) ** 0.5) < 0.002

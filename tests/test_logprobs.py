@@ -151,3 +151,14 @@ def test_packing_falls_back_when_an_architecture_ignores_it(tiny, tokenized, rec
         assert_close_tol(model_sequence_logprobs(model, batch), expected, _tol(model, batch, expected))
     assert logprobs._PACKING_OK[LeakyGPT2] is False
     assert any("does not isolate packed sequences" in str(w.message) for w in recwarn)
+
+
+def test_the_tolerance_check_rejects_nan_and_excess():
+    import pytest
+
+    from precision import assert_close_tol
+
+    assert_close_tol(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-7]), 1e-6)
+    for bad in (torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.1])):
+        with pytest.raises(AssertionError):
+            assert_close_tol(bad, torch.tensor([1.0, 2.0]), 1e-6)

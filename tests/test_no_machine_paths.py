@@ -8,7 +8,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # absolute paths as machines write them: POSIX homes and work/scratch roots, macOS, Windows drives, file URLs
 ABSOLUTE = re.compile(
-    r"(?<![\w.~-])/(?:home|Users|root|work|tmp|mnt|media|content|opt|srv|var|private|data|scratch)/[\w.+-]+"
+    # any absolute POSIX path of two or more components, except system places that name no machine's folders
+    r"(?<![\w.~:/-])/(?!(?:proc|dev|sys|etc|bin|usr/bin|usr/share)/)[A-Za-z_][\w.+-]*/[\w.+-]+"
     r"|\b[A-Za-z]:\\\\?(?:Users|home)\b|file://"
 )
 
@@ -19,7 +20,9 @@ def _texts():
         nb = json.loads(path.read_text())
         for i, cell in enumerate(nb["cells"]):
             for out in cell.get("outputs", []):
-                text = "".join(out.get("text", "")) + json.dumps(out.get("data", {}).get("text/plain", ""))
+                data = out.get("data", {})
+                text = "".join(out.get("text", "")) + "".join(out.get("traceback", [])) + str(out.get("evalue", ""))
+                text += "".join(data.get("text/plain", "")) + "".join(data.get("text/html", ""))
                 yield f"{path.relative_to(ROOT)} cell {i}", text
     for folder in ("results", "report", "bench", "figures"):
         for path in sorted((ROOT / folder).rglob("*")):
@@ -30,9 +33,10 @@ def _texts():
 
 def test_the_rule_finds_machine_paths():
     for text in ['"output_dir": "/work/main/runs/cpu/sft"', "loaded from /home/ana/minidpo/runs", "C:\\Users\\ana",
-                 "/Users/ana/x", "/content/minidpo/figures"]:
+                 "/Users/ana/x", "/content/minidpo/figures", "/kaggle/working/runs", "/usr/lib/python3/site-packages/minidpo"]:
         assert ABSOLUTE.search(text), text
-    for text in ["runs/cpu/sft", "log pi / pi_ref", "https://arxiv.org/abs/2305.18290", "~/.cache/minidpo", "1/2"]:
+    for text in ["runs/cpu/sft", "log pi / pi_ref", "https://arxiv.org/abs/2305.18290", "~/.cache/minidpo", "1/2",
+                 "/proc/self/statm", "/usr/bin/time -v", "rewards/chosen", "12.3 it/s"]:
         assert not ABSOLUTE.search(text), text
 
 

@@ -108,7 +108,8 @@ class InstructionExperiment:
     @contextmanager
     def timed(self, name: str):
         """Measure a stage that computes (not one read back from the run folder): its wall time and peak
-        memory go to runs/<profile>/timing.json, so results name the compute of the run that made them."""
+        memory go to runs/<profile>/timing.json, so results name the compute of the run that made them. A
+        training stage interrupted and resumed records the resumed part only."""
         with MemoryMonitor() as mon:
             yield mon
         path = self.run_dir / "timing.json"
@@ -148,7 +149,9 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
     for split in ("dpo_train", "validation"):
         tokenized[split], counts[split] = tokenize_preferences(splits[split], tokenizer, overlong="drop", **lengths)
     for arm, column in (("sft_reference", "output"), ("sft_preferred", "chosen")):
-        tokenized[arm] = {s: tokenize_sft(splits[s], tokenizer, column, **lengths)[0] for s in ("dpo_train", "validation")}
+        tokenized[arm] = {}
+        for s in ("dpo_train", "validation"):
+            tokenized[arm][s], counts[f"{arm}/{s}"] = tokenize_sft(splits[s], tokenizer, column, **lengths)
     data_report = {"records_read": report.n_in, "records_kept": report.n_kept, "dropped": dict(report.dropped),
                    "split_sizes": {k: len(v) for k, v in splits.items()},
                    "halves_all": dict(sorted(_count(records["half"]).items())),

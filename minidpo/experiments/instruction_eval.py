@@ -29,6 +29,7 @@ from ..judges import (
     length_controlled_rate,
     marker_rate,
     paired_difference,
+    wilson_interval,
 )
 from ..evaluate import bootstrap_ci
 from ..models import model_note
@@ -50,7 +51,8 @@ def sampled_kl(exp: InstructionExperiment, arm: str, policy, reference, test_sam
 
 
 def _rate(outcomes: torch.Tensor, seed: int) -> dict:
-    lo, hi = bootstrap_ci(outcomes, seed=seed)
+    """A rate of 0 / 1/2 / 1 outcomes with its Wilson 95% interval (a bootstrap collapses at 0 or 1)."""
+    lo, hi = wilson_interval(float(outcomes.sum()), int(outcomes.numel()))
     return {"rate": float(outcomes.mean()), "ci_low": lo, "ci_high": hi, "n": int(outcomes.numel())}
 
 
@@ -108,7 +110,7 @@ def evaluate_arms(exp: InstructionExperiment, arms: dict, inst: dict, encoder) -
     out = {}
     for arm, rs in replies.items():
         row = {
-            "kl": arms[arm].get("kl", {"kl": 0.0, "se": 0.0, "n": len(rs)}),
+            "kl": arms[arm].get("kl", {"kl": 0.0, "se": 0.0, "n": len(rs)}),  # the reference against itself: 0
             "mean_words": float(words[arm].mean()),
             "rude_rate": marker_rate(rs, markers["rude"]), "polite_rate": marker_rate(rs, markers["polite"]),
             "fidelity": {"mean": float(fidelity[arm].mean()), **dict(zip(("ci_low", "ci_high"), bootstrap_ci(fidelity[arm], seed=seed)))},
@@ -202,7 +204,8 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
 def comparison(results: dict, arm: str, other: str) -> list[dict]:
     """What each instrument says about `arm` against `other` on the same test prompts: the estimate, its 95%
     interval and a reading that only calls a difference when the interval excludes no-difference (a rate of
-    1/2, a difference of 0)."""
+    1/2, a difference of 0). Six instruments are read at once and the intervals are not corrected for that:
+    one of them crossing its line by chance is not unlikely."""
     r = results["results"][arm]
     out = []
 

@@ -32,12 +32,13 @@ def write_json(path: str | Path, obj, indent: int | None = 1) -> None:
 
 def portable_path(path: str | Path) -> str:
     """`path` relative to the repository root (the working directory outside a checkout) when it lies below it,
-    so that results and notebook outputs name no folder of the machine that made them; else unchanged."""
+    else its last component only, so that results and notebook outputs name no folder of the machine that made
+    them."""
     base = repository_root() or Path.cwd().resolve()
     try:
         return Path(path).resolve().relative_to(base).as_posix()
     except ValueError:
-        return str(path)
+        return Path(path).name
 
 
 def portable(obj):
