@@ -42,8 +42,9 @@ def plot_beta_frontier(results: dict, path: str | Path | None = None, title: str
             ys = [v[0] for v in vals]
             ye = [[v[1][0] for v in vals], [v[1][1] for v in vals]]
             ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt=style, ms=5, capsize=2, lw=1.2, label=lab)
-        for a, b in zip(dpo, results["betas"]):
-            ax.annotate(f"{b:g}", (rows[a]["kl"]["kl"], value(a, key)[0]), fontsize=7, xytext=(4, -9), textcoords="offset points")
+        for i, (a, b) in enumerate(zip(dpo, results["betas"])):  # labels alternate below/above: close points stay legible
+            ax.annotate(f"beta={b:g}", (rows[a]["kl"]["kl"], value(a, key)[0]), fontsize=6.5,
+                        xytext=(4, -10 if i % 2 else 5), textcoords="offset points")
         if parity is not None:
             ax.axhline(parity, color="grey", lw=0.8)
         ax.set_title(name, fontsize=10)
