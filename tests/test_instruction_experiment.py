@@ -44,8 +44,9 @@ def test_smoke_run_writes_results_samples_and_figures_and_is_deterministic(tmp_p
     data = results["data"]
     assert data["records_read"] == 1100 and data["records_kept"] == 1094
     assert data["split_sizes"] == {"test": 8, "validation": 8, "judge_train": 24, "dpo_train": 24}
-    for split, halves in data["halves"].items():  # stratified: each split holds both halves in their share
-        assert abs(halves["rude_rewrite"] - halves["polite_rewrite"]) <= 1, split
+    share = data["halves_all"]["rude_rewrite"] / data["records_kept"]
+    for split, halves in data["halves"].items():  # stratified: each split holds each half in its share, +-1
+        assert abs(halves["rude_rewrite"] - share * sum(halves.values())) <= 1, split
     assert results["arms"] == ["reference", "base", "preferred_ft", "dpo_beta0.1", "dpo_beta1"]
     judge = results["instruments"]["preference_judge"]
     assert judge["test_pair_accuracy"]["n"] == 8 and len(judge["refit_test_pair_accuracy"]) == 2

@@ -136,8 +136,9 @@ def load_base(model_name: str, device: str, seed: int, tokenizer_texts: list[str
     `load_model` (hub name, local folder, or the offline SmolLM2)."""
     if model_name in ("tiny-gpt2", "random-gpt2-medium"):
         tokenizer = tiny_tokenizer(tokenizer_texts, vocab_size=512)
-        shape = GPT2_MEDIUM_SHAPE if model_name == "random-gpt2-medium" else {}
-        return tiny_gpt2(vocab_size=len(tokenizer), seed=seed, **shape).to(device), tokenizer
+        # GPT-2-medium's full shape (its 50,257-token embedding included) with a small tokenizer's ids in it
+        shape = GPT2_MEDIUM_SHAPE if model_name == "random-gpt2-medium" else {"vocab_size": len(tokenizer)}
+        return tiny_gpt2(seed=seed, **shape).to(device), tokenizer
     return load_model(model_name, device=device)
 
 
