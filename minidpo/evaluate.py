@@ -11,7 +11,6 @@ This judge measures *similarity to the preferred reply*, not quality: length and
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 
 import torch
@@ -135,14 +134,7 @@ def sampled_log_ratios(
     return torch.cat(diffs)
 
 
-POLITENESS = re.compile(r"\b(happy to|glad to|please|I'd|I would|certainly|of course|thank)", re.IGNORECASE)
 PREAMBLE = "I'd be happy to help you with that. "
-
-
-def politeness_rate(replies: list[str]) -> float:
-    """Share of replies with a politeness marker (happy to, glad to, please, I'd, I would, certainly, of course,
-    thank): the contrast the instruction data's chosen/rejected pairs teach, measured on the outputs."""
-    return sum(bool(POLITENESS.search(r)) for r in replies) / max(1, len(replies))
 
 
 def judge_probe(encoder, replies: list[str], chosen: list[str], seed: int = 0) -> dict:

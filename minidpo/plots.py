@@ -43,54 +43,6 @@ def plot_history(history: list[dict], keys: list[str], path: str | Path | None =
     return _finish(fig, path, title)
 
 
-def _rates_and_errors(items: list[dict]) -> tuple[list[float], list[list[float]]]:
-    """Win rates and their asymmetric 95% error bars, from `WinRate.as_dict()` entries."""
-    return [x["rate"] for x in items], [[x["rate"] - x["ci_low"] for x in items], [x["ci_high"] - x["rate"] for x in items]]
-
-
-def _win_rate_axis(ax) -> None:
-    ax.axhline(0.5, color="grey", lw=0.8)  # parity
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-
-
-def plot_win_rates(win_rates: dict, head_to_head: dict | None = None, path: str | Path | None = None, title: str = ""):
-    """Win rate against the data (closer to chosen than rejected) vs temperature, one line per model,
-    with 95% bootstrap intervals; head-to-head rates dashed."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    series = [(f"{name} vs data", by_temp, dict(marker="o")) for name, by_temp in win_rates.items()]
-    series += [(name.replace("_", " "), by_temp, dict(fmt="k--", marker="s")) for name, by_temp in (head_to_head or {}).items()]
-    for label, by_temp, style in series:
-        temps = sorted(by_temp, key=float)
-        ax.errorbar([float(t) for t in temps], *_rates_and_errors([by_temp[t] for t in temps]), capsize=3, label=label, **style)
-    ax.set_xlabel("sampling temperature")
-    ax.set_ylabel("win rate (Sentence-BERT judge)")
-    _win_rate_axis(ax)
-    return _finish(fig, path, title, ax)
-
-
-def plot_beta_sweep(sweep: list[dict], path: str | Path | None = None, title: str = ""):
-    """The beta sweep: KL to the reference against beta (left); win rate against SFT (95% intervals), reply
-    length and politeness against that KL (right)."""
-    rows = sorted(sweep, key=lambda r: r["beta"])
-    betas, kls = [r["beta"] for r in rows], [r["kl_to_reference"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.6))
-    ax1.plot(betas, kls, "o-")
-    ax1.set_xscale("log")
-    ax1.set_xlabel("beta (higher keeps the policy closer to the reference)")
-    ax1.set_ylabel("KL(pi || pi_ref) per prompt, nats")
-    ax1.grid(alpha=0.3)
-    ax2.errorbar(kls, *_rates_and_errors([r["dpo_vs_sft_at_t1"] for r in rows]), marker="o", capsize=3, label="DPO vs SFT (T=1)")
-    ax2.plot(kls, [r["politeness_rate"] for r in rows], "s--", label="share of polite replies")
-    for r, k in zip(rows, kls):
-        ax2.annotate(f"beta={r['beta']:g}\n{r['mean_words']:.0f} words", (k, r["dpo_vs_sft_at_t1"]["rate"]),
-                     fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax2.set_xlabel("KL(pi || pi_ref) per prompt, nats")
-    _win_rate_axis(ax2)
-    return _finish(fig, path, title)
-
-
 def plot_frontier(frontier: dict[str, list[dict]], path: str | Path | None = None, title: str = ""):
     """Mean true reward against sequence KL(pi || pi_ref), one curve per method (the DPO paper's figure 2,
     left), with 95% intervals on the reward and +-1 standard error on the KL; points labelled by their knob."""

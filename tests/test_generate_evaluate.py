@@ -101,10 +101,9 @@ def test_sampled_kl_from_token_ids_matches_the_exact_kl(tiny, records):
     assert exact > 0.01  # the two models differ enough for the check to mean something
 
 
-def test_politeness_rate_and_judge_probe():
-    from minidpo.evaluate import judge_probe, politeness_rate
+def test_similarity_judge_probe():
+    from minidpo.evaluate import judge_probe
 
-    assert politeness_rate(["I'd be glad to help.", "No.", "Please see below", "Thanks a lot"]) == 0.75
     encoder = load_sentence_encoder()
     chosen = ["The capital of France is Paris.", "Water boils at 100 degrees Celsius at sea level."]
     replies = ["Paris is the capital of France.", "At sea level water boils at 100 degrees Celsius."]
