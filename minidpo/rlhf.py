@@ -106,8 +106,9 @@ def score_replies(model: RewardModel, prompt_ids: list[list[int]], reply_ids: li
 
 
 def best_of_n_kl(n: int) -> float:
-    """KL(best-of-n || pi_ref) <= log n - (n - 1) / n, with equality when rewards never tie (Stiennon et al.
-    2020, app. G; Beirami et al. 2024 prove the bound). This is the value usually plotted for best-of-N."""
+    """The usual value plotted for best-of-N, log n - (n - 1) / n (Stiennon et al. 2020, app. G): an upper bound
+    on KL(best-of-n || pi_ref) (Beirami et al. 2024), approached only when pi_ref spreads its mass over many
+    distinct replies; with two equally likely replies and n = 2 the exact KL is 0.131, the bound 0.193."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     return math.log(n) - (n - 1) / n
