@@ -59,3 +59,19 @@ def assert_close_tol(actual: torch.Tensor, expected: torch.Tensor, tol) -> None:
         raise AssertionError(f"{int(bad.sum())} of {diff.numel()} values differ beyond their float tolerance; worst at "
                              f"{i}: {actual.flatten()[i].item()!r} vs {expected.flatten()[i].item()!r} "
                              f"(|diff| {diff.flatten()[i].item():.3g} > tol {tol.flatten()[i].item():.3g})")
+
+
+def adam_divergence_bound(learning_rates, betas=(0.9, 0.999)) -> float:
+    """Largest |theta_a - theta_b| two Adam runs can reach when their gradients differ only by rounding. Where a
+    gradient is itself at rounding level, its sign, and so the whole step, can differ between the runs; one Adam
+    step moves a coordinate by at most lr (1 - beta1) / sqrt(1 - beta2) (Kingma & Ba 2015, sec. 2.1), so two
+    runs part by at most twice the sum of those steps."""
+    step = max(1.0, (1 - betas[0]) / math.sqrt(1 - betas[1]))
+    return 2 * step * float(sum(learning_rates))
+
+
+def assert_same_adam_run(pa: torch.Tensor, pb: torch.Tensor, learning_rates) -> None:
+    """Two Adam runs that differ only in rounding (summation order, batch layout): every parameter within
+    `adam_divergence_bound`. Loose by design where gradients sit at rounding level; the tests pair it with the
+    runs' loss trajectories, which must agree tightly."""
+    assert_close_tol(pa, pb, adam_divergence_bound(learning_rates))
