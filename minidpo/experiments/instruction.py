@@ -20,6 +20,7 @@ import contextlib
 import copy
 import json
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,15 +28,13 @@ from pathlib import Path
 import torch
 
 from ..data import format_prompt, load_instruction_preferences, stratified_split, tokenize_preferences, tokenize_sft
+from ..evaluate import sampled_log_ratios
 from ..generate import generate_responses
 from ..logprobs import precompute_reference_logprobs
 from ..models import model_note
 from ..profiles import Profile
 from ..train import DPOConfig, SFTConfig, train_dpo, train_sft, with_reference_logprobs
 from .runs import MemoryMonitor, claim_run_dir, derive_seed, load_base, train_stage, write_json
-
-SPLITS = ("dpo_train", "judge_train", "validation", "test")
-
 
 @dataclass(frozen=True)
 class InstructionPlan:
@@ -154,18 +153,11 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
             tokenized[arm][s], counts[f"{arm}/{s}"] = tokenize_sft(splits[s], tokenizer, column, **lengths)
     data_report = {"records_read": report.n_in, "records_kept": report.n_kept, "dropped": dict(report.dropped),
                    "split_sizes": {k: len(v) for k, v in splits.items()},
-                   "halves_all": dict(sorted(_count(records["half"]).items())),
-                   "halves": {k: dict(sorted(_count(v["half"]).items())) for k, v in splits.items()},
+                   "halves_all": dict(sorted(Counter(records["half"]).items())),
+                   "halves": {k: dict(sorted(Counter(v["half"]).items())) for k, v in splits.items()},
                    "tokenization": counts}
     data_report["load_and_tokenize_s"] = time.time() - t  # this invocation's (seconds; not a cached stage)
     return InstructionExperiment(profile, plan, run_dir, tokenizer, model, splits, tokenized, data_report, show_progress)
-
-
-def _count(values) -> dict:
-    out: dict = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out
 
 
 def _train_cfg(exp: InstructionExperiment, cls, name: str, fields: dict):
@@ -189,7 +181,7 @@ def sft_arm(exp: InstructionExperiment, arm: str) -> tuple[object, list[dict], b
 def reference_logprobs(exp: InstructionExperiment, reference) -> dict:
     """Stage 3: the reference's log-probs of every DPO pair (train and validation), computed once, cached."""
     out = {}
-    cached = (exp.run_dir / "timing.json").exists() and "reference_logps" in exp.timing()
+    cached = "reference_logps" in exp.timing()  # the cache files are read back: time only a real computation
     with (contextlib.nullcontext() if cached else exp.timed("reference_logps")):
         for split in ("dpo_train", "validation"):
             chosen, rejected = precompute_reference_logprobs(reference, exp.tokenized[split], exp.pad, batch_size=8,
@@ -226,11 +218,22 @@ def samples(exp: InstructionExperiment, arm: str, model, split: str = "test") ->
     return out
 
 
+def sampled_kl(exp: InstructionExperiment, arm: str, policy, reference, test_samples: dict) -> dict:
+    """KL(pi || pi_ref) per prompt, estimated from the arm's own test samples (token ids, T = 1): the mean of
+    log pi(y|x) - log pi_ref(y|x), with its standard error; cached in runs/<profile>/kl/<arm>.json."""
+    path = exp.run_dir / "kl" / f"{arm}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    with exp.timed(f"kl/{arm}"):
+        ratios = sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"], batch_size=8)
+    out = {"kl": float(ratios.mean()), "se": float(ratios.std() / len(ratios) ** 0.5), "n": len(ratios)}
+    write_json(path, out)
+    return out
+
+
 def train_all(exp: InstructionExperiment) -> dict:
     """Every arm trained (or reloaded) and sampled: {arm: {"history", "trained_now", "samples": {split: ...}}}.
     Models are released once sampled and scored, so one policy and the reference are in memory at a time."""
-    from .instruction_eval import sampled_kl
-
     arms: dict = {}
     reference, hist, now = sft_arm(exp, "reference")
     arms["reference"] = {"history": hist, "trained_now": now}

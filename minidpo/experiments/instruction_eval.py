@@ -19,7 +19,7 @@ import torch
 
 from .. import __version__
 from ..data import INSTRUCTION_FILE, data_file
-from ..evaluate import judge_probe, load_sentence_encoder, preference_win_rate, sampled_log_ratios
+from ..evaluate import bootstrap_ci, judge_probe, load_sentence_encoder, preference_win_rate
 from ..judges import (
     CachedEncoder,
     content_fidelity,
@@ -31,23 +31,9 @@ from ..judges import (
     paired_difference,
     wilson_interval,
 )
-from ..evaluate import bootstrap_ci
 from ..models import model_note
 from .instruction import InstructionExperiment, dpo_arm, prepare, train_all
 from .runs import last_metrics, peak_rss_gib, write_json, write_results
-
-
-def sampled_kl(exp: InstructionExperiment, arm: str, policy, reference, test_samples: dict) -> dict:
-    """KL(pi || pi_ref) per prompt, estimated from the arm's own test samples (token ids, T = 1): the mean of
-    log pi(y|x) - log pi_ref(y|x), with its standard error; cached in runs/<profile>/kl/<arm>.json."""
-    path = exp.run_dir / "kl" / f"{arm}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    with exp.timed(f"kl/{arm}"):
-        ratios = sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"], batch_size=8)
-    out = {"kl": float(ratios.mean()), "se": float(ratios.std() / len(ratios) ** 0.5), "n": len(ratios)}
-    write_json(path, out)
-    return out
 
 
 def _rate(outcomes: torch.Tensor, seed: int) -> dict:

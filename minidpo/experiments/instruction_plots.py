@@ -58,7 +58,7 @@ def plot_instrument_rates(results: dict, path: str | Path | None = None, title: 
     """Per arm: preference-judge win rate vs the reference (plain and length-controlled) and the Sentence-BERT
     similarity win rate against the data, each with its 95% interval."""
     rows = results["results"]
-    arms = [a for a in results["arms"]]
+    arms = results["arms"]
     series = [("judge_vs_reference", "judge vs reference"), ("lc_vs_reference", "length-controlled, vs reference"),
               ("similarity_win_rate", "similarity to chosen vs rejected")]
     fig, ax = plt.subplots(figsize=(9.5, 3.8))
