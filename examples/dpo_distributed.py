@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minidpo.data import load_instruction_preferences, split_dataset, tokenize_preferences  # noqa: E402
 from minidpo.logprobs import precompute_reference_logprobs  # noqa: E402
 from minidpo.models import load_model, tiny_gpt2, tiny_tokenizer  # noqa: E402
-from minidpo.train import DPOConfig, train_dpo, with_reference_logprobs  # noqa: E402
+from minidpo.logprobs import with_reference_logprobs
+from minidpo.train import DPOConfig, train_dpo  # noqa: E402
 
 
 def main() -> None:

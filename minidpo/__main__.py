@@ -1,80 +1,8 @@
-"""Command line: `python -m minidpo run|frontier [--profile smoke|cpu|gpu]`."""
+"""`python -m minidpo run|frontier|figures`: the experiments' command line (`minidpo.experiments.cli`)."""
 
-from __future__ import annotations
-
-import argparse
-import json
-import os
 import sys
-from pathlib import Path
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minidpo", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="notebooks 04-07: reference, Preferred-FT and DPO at a beta grid on the instruction pairs, "
-                                     "measured by a validated preference judge and guard metrics")
-    run.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
-    run.add_argument("--seed", type=int, default=None, help="override the profile's seed (data split, training, sampling)")
-    run.add_argument("--run-dir", default=None, help="checkpoints and caches (default runs/<profile>; smoke: runs/smoke-<config hash>)")
-    run.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
-    run.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
-    fr = sub.add_parser("frontier", help="notebooks 08-09: DPO vs PPO, best-of-N, preferred-FT and DPO variants on controlled sentiment")
-    fr.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
-    fr.add_argument("--run-dir", default=None, help="default runs/<profile>/frontier")
-    fr.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
-    fr.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
-    figs = sub.add_parser("figures", help="redraw the figures from results/instruction_<profile>.json")
-    figs.add_argument("--profile", default=None)
-    figs.add_argument("--results-dir", default="results")
-    figs.add_argument("--figures-dir", default="figures")
-    args = parser.parse_args(argv)
-
-    if args.command == "figures":
-        from .experiments.instruction_plots import instruction_figures
-        from .profiles import get_profile
-
-        name = get_profile(args.profile).name
-        results = json.loads((Path(args.results_dir) / f"instruction_{name}.json").read_text())
-        for path in instruction_figures(results, args.figures_dir).values():
-            print(path)
-        return 0
-
-    if args.command == "frontier":
-        from .frontier import run_frontier
-        from .profiles import get_profile
-
-        profile = get_profile(args.profile)
-        scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
-        results = run_frontier(profile, run_dir=args.run_dir, results_dir=args.results_dir or os.path.join(scratch, "results"),
-                               figures_dir=args.figures_dir or os.path.join(scratch, "figures"))
-        summary = {method: [f"KL {p['kl']:.2f} reward {p['reward']:.3f}" for p in points] for method, points in results["frontier"].items()}
-        print(json.dumps({"profile": profile.name, "frontier": summary, "total_s": round(results["total_s"], 1)}, indent=1))
-        return 0
-
-    from .experiments.instruction_eval import run_instruction
-    from .profiles import get_profile
-
-    profile = get_profile(args.profile) if args.seed is None else get_profile(args.profile, seed=args.seed)
-    # smoke runs must not overwrite the committed results and figures of a real run
-    scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
-    results = run_instruction(profile, run_dir=args.run_dir, results_dir=args.results_dir or os.path.join(scratch, "results"),
-                              figures_dir=args.figures_dir or os.path.join(scratch, "figures"))
-    fmt = lambda v: f"{v['rate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"  # noqa: E731
-    rows = results["results"]
-    summary = {
-        "profile": results["profile"],
-        "judge_test_pair_accuracy": fmt(results["instruments"]["preference_judge"]["test_pair_accuracy"]),
-        "judge_win_rate_vs_reference": {a: fmt(rows[a]["judge_vs_reference"]) for a in results["arms"] if a != "reference"},
-        "kl_to_reference": {a: round(rows[a]["kl"]["kl"], 2) for a in results["arms"]},
-        "selected_beta (validation)": results["selected_beta"]["beta"],
-        "compute_s (all stages, whichever invocation ran them)": round(results["compute_s"], 1),
-        "this_invocation_s": round(results["total_s_this_invocation"], 1),
-        "peak_rss_gib": round(results["peak_rss_gib"], 2),
-    }
-    print(json.dumps(summary, indent=1))
-    return 0
-
+from minidpo.experiments.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

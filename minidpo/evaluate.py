@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .data import collate_sft, tokenize_prompts
+from .batching import collate_sft, tokenize_prompts
 from .logprobs import model_sequence_logprobs
+from .utils import evaluating
 
 
 @dataclass
@@ -108,7 +109,7 @@ def sampled_log_ratios(
     """log pi(y|x) - log pi_ref(y|x) for each prompt and its sampled completion y ~ pi(.|x): their mean is the
     Monte-Carlo estimate of the sequence-level KL(pi || pi_ref), their spread gives its standard error.
 
-    `completions` are best the sampled token ids themselves (`generate_responses(..., return_token_ids=True)`):
+    `completions` are best the sampled token ids themselves (the second value `generate_responses` returns):
     then the estimate is unbiased for the KL between the two distributions over replies of at most
     max_new_tokens tokens, provided they were sampled from `policy` at temperature 1 with top-p 1. Given as
     text, they are re-tokenized and an EOS appended, which is only approximately what was sampled.
@@ -121,16 +122,12 @@ def sampled_log_ratios(
         if not ids:
             raise ValueError("an empty completion cannot be scored: sample at least one token")
         examples.append({"prompt_ids": p, "completion_ids": ids})
-    modes = policy.training, ref.training
-    policy.eval()  # dropout off: scoring must be deterministic
-    ref.eval()
     diffs = []
-    for s in range(0, len(examples), batch_size):
-        batch = collate_sft(examples[s : s + batch_size], tokenizer.pad_token_id)
-        logp = model_sequence_logprobs(policy, batch)
-        diffs.append((logp - model_sequence_logprobs(ref, batch).to(logp.device)).cpu())
-    policy.train(modes[0])
-    ref.train(modes[1])
+    with evaluating(policy, ref):  # dropout off: scoring must be deterministic
+        for s in range(0, len(examples), batch_size):
+            batch = collate_sft(examples[s : s + batch_size], tokenizer.pad_token_id)
+            logp = model_sequence_logprobs(policy, batch)
+            diffs.append((logp - model_sequence_logprobs(ref, batch).to(logp.device)).cpu())
     return torch.cat(diffs)
 
 

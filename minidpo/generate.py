@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from .data import tokenize_prompts
+from .batching import tokenize_prompts
+from .utils import batch_seed, evaluating
 
 
 @torch.inference_mode()
@@ -19,15 +20,14 @@ def generate_responses(
     seed: int = 0,
     batch_size: int = 16,
     show_progress: bool = True,
-    return_token_ids: bool = False,
-) -> list[str] | tuple[list[str], list[list[int]]]:
+) -> tuple[list[str], list[list[int]]]:
     """One sampled response per prompt (temperature 0 = greedy), in the order of `prompts`.
 
     Prompts are tokenized exactly as in training (`minidpo.data.tokenize_prompts`). Each batch reseeds
-    torch with (seed, batch number), so the same seed gives the same text whatever ran before. Top-k is
+    torch with `utils.batch_seed(seed, batch number)`, so the same seed gives the same text whatever ran before. Top-k is
     off: only temperature and top-p shape the distribution. Generation stops at EOS; the EOS and anything
-    after it are not returned. With `return_token_ids`, also the sampled token ids of each reply, exactly as
-    drawn (ending in the EOS when one was sampled), for scoring them without re-tokenizing.
+    after it are not returned. Returns (texts, token_ids): the decoded replies, and each reply's token ids
+    exactly as drawn (ending in the EOS when one was sampled), for scoring them without re-tokenizing.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -36,38 +36,35 @@ def generate_responses(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = tokenize_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths pad less
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     outputs: dict[int, str] = {}
     token_ids: dict[int, list[int]] = {}
     starts = range(0, len(order), batch_size)
-    for b, start in enumerate(tqdm(starts, desc=f"sampling T={temperature}", disable=not show_progress)):
-        index = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in index)
-        ids = torch.full((len(index), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(index), width), dtype=torch.long)
-        for row, i in enumerate(index):  # left padding: every prompt ends where generation starts
-            ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]) :] = 1
-        torch.manual_seed(seed * 1_000_003 + b)
-        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else dict(do_sample=False)
-        generated = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            pad_token_id=pad,
-            eos_token_id=tokenizer.eos_token_id,
-            **sampling,
-        )
-        for row, i in enumerate(index):
-            new = generated[row, width:].tolist()
-            if tokenizer.eos_token_id in new:
-                token_ids[i] = new[: new.index(tokenizer.eos_token_id) + 1]
-                new = new[: new.index(tokenizer.eos_token_id)]
-            else:
-                token_ids[i] = new  # stopped at max_new_tokens (generate pads only after an EOS)
-            outputs[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
-    model.train(was_training)
-    texts = [outputs[i] for i in range(len(prompts))]
-    return (texts, [token_ids[i] for i in range(len(prompts))]) if return_token_ids else texts
+    with evaluating(model):
+        for b, start in enumerate(tqdm(starts, desc=f"sampling T={temperature}", disable=not show_progress)):
+            index = order[start : start + batch_size]
+            width = max(len(encoded[i]) for i in index)
+            ids = torch.full((len(index), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(index), width), dtype=torch.long)
+            for row, i in enumerate(index):  # left padding: every prompt ends where generation starts
+                ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+                mask[row, width - len(encoded[i]) :] = 1
+            torch.manual_seed(batch_seed(seed, b))
+            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else dict(do_sample=False)
+            generated = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad,
+                eos_token_id=tokenizer.eos_token_id,
+                **sampling,
+            )
+            for row, i in enumerate(index):
+                new = generated[row, width:].tolist()
+                if tokenizer.eos_token_id in new:
+                    token_ids[i] = new[: new.index(tokenizer.eos_token_id) + 1]
+                    new = new[: new.index(tokenizer.eos_token_id)]
+                else:
+                    token_ids[i] = new  # stopped at max_new_tokens (generate pads only after an EOS)
+                outputs[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
+    return [outputs[i] for i in range(len(prompts))], [token_ids[i] for i in range(len(prompts))]

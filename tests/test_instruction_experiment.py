@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from minidpo.profiles import get_profile
+from minidpo.experiments.profiles import get_profile
 
 
 def test_profiles_and_bad_profile_name(monkeypatch):
@@ -92,10 +92,9 @@ def test_gpu_plan_code_path_with_a_random_gpt2_medium(tmp_path):
     device and the hub-only encoder are overridden."""
     from dataclasses import replace
 
-    from minidpo.experiments.instruction import PLANS
     from minidpo.experiments.instruction_eval import run_instruction
 
-    gpu = PLANS["gpu"]
+    gpu = get_profile("gpu").instruction
     few = dict(max_steps=2, batch_size=2, eval_every=1, save_every=2)
     plan = replace(gpu, n_test=2, n_validation=2, n_judge=8, n_dpo=4, betas=gpu.betas[:1], sft={**gpu.sft, **few},
                    dpo={**gpu.dpo, **few}, max_new_tokens=4, generation_batch_size=2, sentence_encoder=None,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from minidpo import report as rep
+from minidpo.experiments import report as rep
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "report"

@@ -2,14 +2,16 @@
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from minidpo.data import PreferenceDataError
-from minidpo.frontier import MemoryMonitor, frontier_points, run_frontier
-from minidpo.profiles import get_profile
-from minidpo.sentiment import join, load_review_prompts, parse_snippets, split_prefix, vader_reward
+from minidpo.experiments.frontier_run import frontier_points, run_frontier
+from minidpo.experiments.runs import MemoryMonitor
+from minidpo.experiments.profiles import get_profile
+from minidpo.experiments.sentiment import join, load_review_prompts, parse_snippets, split_prefix, vader_reward
 
 
 def test_parse_snippets_names_the_bad_line_and_field():
@@ -64,20 +66,20 @@ def test_frontier_smoke_run(tmp_path):
                            show_progress=False)
     plan = profile.frontier
     assert set(results["frontier"]) == {"SFT", "DPO", "Preferred-FT", "PPO", "PPO-GT (true reward)", "Best-of-N"}
-    assert len(results["frontier"]["DPO"]) == len(plan["dpo_betas"]) and len(results["frontier"]["PPO"]) == len(plan["kl_coefs"])
-    assert [p["n"] for p in results["frontier"]["Best-of-N"]] == list(plan["best_of"])
+    assert len(results["frontier"]["DPO"]) == len(plan.dpo_betas) and len(results["frontier"]["PPO"]) == len(plan.kl_coefs)
+    assert [p["n"] for p in results["frontier"]["Best-of-N"]] == list(plan.best_of)
     assert results["frontier"]["SFT"][0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the SFT model against itself
     for points in results["frontier"].values():
         for p in points:
             assert math.isfinite(p["kl"]) and math.isfinite(p["reward"]) and -1 <= p["reward"] <= 1
             assert p["reward_ci"][0] <= p["reward"] <= p["reward_ci"][1]
     for run in results["ppo"]:
-        assert len(run["history"]) == plan["ppo"]["iterations"] and run["train"]["seconds"] > 0
+        assert len(run["history"]) == plan.ppo["iterations"] and run["train"]["seconds"] > 0
     assert 0 <= results["reward_model"]["held_out_accuracy"] <= 1
     assert -1 <= results["best_of_n"]["reward_model_vs_true_correlation"] <= 1 or math.isnan(results["best_of_n"]["reward_model_vs_true_correlation"])
-    assert results["pairs"]["train"]["pairs"] + results["pairs"]["train"]["ties_dropped"] == plan["n_pairs_train"]
-    assert [p["epochs"] for p in results["long_runs"][0]["points"]] == list(plan["long_epochs"])
-    assert {r["method"] for r in results["variant_runs"]} == {v["method"] for v in plan["variants"]}
+    assert results["pairs"]["train"]["pairs"] + results["pairs"]["train"]["ties_dropped"] == plan.n_pairs_train
+    assert [p["epochs"] for p in results["long_runs"][0]["points"]] == list(plan.long_epochs)
+    assert {r["method"] for r in results["variant_runs"]} == {v.method for v in plan.variants}
     saved = json.loads((tmp_path / "results" / "frontier_smoke.json").read_text())
     assert saved["frontier"] == json.loads(json.dumps(results["frontier"]))
     for path in results["figures"].values():
@@ -89,10 +91,10 @@ def test_frontier_smoke_run(tmp_path):
 
 def test_frontier_refuses_a_changed_plan(tmp_path):
     profile = get_profile("smoke")
-    from minidpo.frontier import prepare_task
+    from minidpo.experiments.frontier import prepare_task
 
     prepare_task(profile, tmp_path)
-    changed = get_profile("smoke", frontier={**profile.frontier, "max_new_tokens": 5})
+    changed = get_profile("smoke", frontier=replace(profile.frontier, max_new_tokens=5))
     with pytest.raises(ValueError, match="changed: max_new_tokens"):
         prepare_task(changed, tmp_path)
 
@@ -105,7 +107,7 @@ def test_frontier_points_group_and_sort_by_kl():
 
 
 def test_snippet_download_is_checked(tmp_path, monkeypatch):
-    import minidpo.sentiment as sentiment
+    import minidpo.experiments.sentiment as sentiment
 
     monkeypatch.delenv("MINIDPO_DATA_DIR", raising=False)
     monkeypatch.setenv("MINIDPO_CACHE", str(tmp_path))

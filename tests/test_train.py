@@ -8,7 +8,8 @@ from precision import assert_same_adam_run, logprob_tol
 
 from minidpo.data import completions_from_pairs
 from minidpo.logprobs import precompute_reference_logprobs
-from minidpo.train import DPOConfig, SFTConfig, load_checkpoint, train_dpo, train_sft, with_reference_logprobs
+from minidpo.logprobs import with_reference_logprobs
+from minidpo.train import DPOConfig, SFTConfig, load_checkpoint, train_dpo, train_sft
 
 
 def _params(model):

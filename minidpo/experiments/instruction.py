@@ -21,59 +21,18 @@ import copy
 import json
 import time
 from collections import Counter
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
 
 from ..data import format_prompt, load_instruction_preferences, stratified_split, tokenize_preferences, tokenize_sft
 from ..evaluate import sampled_log_ratios
 from ..generate import generate_responses
-from ..logprobs import precompute_reference_logprobs
-from ..models import model_note
-from ..profiles import Profile
-from ..train import DPOConfig, SFTConfig, train_dpo, train_sft, with_reference_logprobs
-from .runs import MemoryMonitor, claim_run_dir, derive_seed, load_base, train_stage, write_json
-
-@dataclass(frozen=True)
-class InstructionPlan:
-    """Sizes and knobs of the instruction experiment for one profile."""
-
-    n_test: int
-    n_validation: int
-    n_judge: int
-    n_dpo: int | None  # None: every pair left after the other three splits
-    betas: tuple[float, ...]
-    sft: dict = field(default_factory=dict)  # SFTConfig fields, for the reference and Preferred-FT
-    dpo: dict = field(default_factory=dict)  # DPOConfig fields except beta
-    max_length: int = 512
-    max_prompt_length: int = 256
-    temperature: float = 1.0  # one temperature: the samples also estimate KL(pi || pi_ref), which needs T = 1
-    max_new_tokens: int = 64
-    generation_batch_size: int = 32
-    judge_l2_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-    judge_refits: int = 5
-    sentence_encoder: str | None = None  # None: offline all-MiniLM-L6-v2
-
-
-_SMOKE_TRAIN = dict(max_steps=3, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3)
-PLANS = {
-    "smoke": InstructionPlan(n_test=8, n_validation=8, n_judge=24, n_dpo=24, betas=(0.1, 1.0), sft=_SMOKE_TRAIN,
-                             dpo=dict(_SMOKE_TRAIN, optimizer="adamw"), max_new_tokens=8, generation_batch_size=8,
-                             judge_refits=2, judge_l2_grid=(1e-3, 1e-1)),
-    # ~45 min on 2 cores (a DPO step of 8 pairs ~5 s, an SFT step ~2.5 s, 100 replies of 64 tokens ~40 s)
-    "cpu": InstructionPlan(n_test=200, n_validation=96, n_judge=398, n_dpo=400, betas=(0.05, 0.1, 0.5, 2.0),
-                           sft=dict(num_epochs=1, batch_size=8, learning_rate=1e-5, warmup_steps=10, eval_every=25, save_every=25),
-                           dpo=dict(num_epochs=1, batch_size=8, learning_rate=5e-6, warmup_steps=10, eval_every=17,
-                                    save_every=17, optimizer="adamw")),
-    "gpu": InstructionPlan(n_test=200, n_validation=96, n_judge=300, n_dpo=None, betas=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
-                           sft=dict(num_epochs=2, batch_size=16, learning_rate=1e-5, warmup_steps=20, eval_every=25, save_every=50),
-                           dpo=dict(num_epochs=2, batch_size=8, learning_rate=5e-6, warmup_steps=20, eval_every=25,
-                                    save_every=50, optimizer="adamw"),
-                           sentence_encoder="sentence-transformers/all-mpnet-base-v2"),
-}
-
+from ..logprobs import reference_columns
+from ..models import load_model
+from ..train import DPOConfig, SFTConfig, train_dpo, train_sft
+from ..utils import derive_seed
+from .profiles import InstructionPlan, Profile
+from .runs import cached_json, claim_run_dir, timed, timings, train_stage
 
 def dpo_arm(beta: float) -> str:
     return f"dpo_beta{beta:g}"
@@ -104,26 +63,11 @@ class InstructionExperiment:
         """The prompt as plain text (instruction and input), what the judges read."""
         return [q for q in self.splits[split]["question"]]
 
-    @contextmanager
     def timed(self, name: str):
-        """Measure a stage that computes (not one read back from the run folder): its wall time and peak
-        memory go to runs/<profile>/timing.json, so results name the compute of the run that made them. A
-        training stage interrupted and resumed records the resumed part only."""
-        with MemoryMonitor() as mon:
-            yield mon
-        path = self.run_dir / "timing.json"
-        timing = json.loads(path.read_text()) if path.exists() else {}
-        timing[name] = mon.as_dict()
-        write_json(path, timing)
+        return timed(self.run_dir, name)
 
     def timing(self) -> dict:
-        path = self.run_dir / "timing.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
-
-def plan_for(profile: Profile) -> InstructionPlan:
-    """The profile's plan (a profile without one of its own gets the gpu plan)."""
-    return PLANS.get(profile.name, PLANS["gpu"])
+        return timings(self.run_dir)
 
 
 def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True,
@@ -131,7 +75,7 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
     """Stage 1 (notebook 04): load and validate the pairs (the 6 chosen == rejected rows dropped and counted),
     split them stratified by half, load the base model, render prompts in its format, tokenize. `plan`
     overrides the profile's plan (tests run the gpu plan's code path at a small size)."""
-    plan = plan or plan_for(profile)
+    plan = plan or profile.instruction
     config = {"experiment": "instruction", "model": profile.model, "seed": profile.seed, "plan": json.loads(json.dumps(asdict(plan)))}
     run_dir = claim_run_dir(run_dir, profile.name, config, "experiment.json")
     t = time.time()
@@ -139,7 +83,7 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
     sizes = {"test": plan.n_test, "validation": plan.n_validation, "judge_train": plan.n_judge, "dpo_train": plan.n_dpo}
     splits = stratified_split(records, sizes, by="half", seed=profile.seed)
     texts = [r["prompt"] + r["chosen"] + r["output"] for r in splits["dpo_train"]]
-    model, tokenizer = load_base(profile.model, profile.device, profile.seed, texts)
+    model, tokenizer = load_model(profile.model, device=profile.device, seed=profile.seed, tokenizer_texts=texts)
     for name, ds in splits.items():
         splits[name] = ds.map(lambda r: {"prompt": format_prompt(tokenizer, r["instruction"], r["input"]),
                                          "question": r["instruction"] + (f"\n\n{r['input']}" if r["input"] else "")})
@@ -184,9 +128,8 @@ def reference_logprobs(exp: InstructionExperiment, reference) -> dict:
     cached = "reference_logps" in exp.timing()  # the cache files are read back: time only a real computation
     with (contextlib.nullcontext() if cached else exp.timed("reference_logps")):
         for split in ("dpo_train", "validation"):
-            chosen, rejected = precompute_reference_logprobs(reference, exp.tokenized[split], exp.pad, batch_size=8,
-                                                             cache_dir=exp.run_dir / "ref_cache", show_progress=exp.show_progress)
-            out[split] = with_reference_logprobs(exp.tokenized[split], chosen, rejected)
+            out[split] = reference_columns(reference, exp.tokenized[split], exp.pad, batch_size=8,
+                                           cache_dir=exp.run_dir / "ref_cache", show_progress=exp.show_progress)
     return out
 
 
@@ -205,30 +148,26 @@ def dpo_run(exp: InstructionExperiment, reference, ref_data: dict, beta: float) 
 def samples(exp: InstructionExperiment, arm: str, model, split: str = "test") -> dict:
     """Stage 5: one reply per prompt of `split` from `model` at the plan's temperature, with its token ids;
     cached in runs/<profile>/samples/<split>/<arm>.json."""
-    path = exp.run_dir / "samples" / split / f"{arm}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    with exp.timed(f"sampling/{split}/{arm}"):
-        seed = derive_seed(exp.profile.seed, "sample", split, arm)
-        texts, ids = generate_responses(model, exp.tokenizer, exp.prompts(split), max_new_tokens=exp.plan.max_new_tokens,
-                                        temperature=exp.plan.temperature, seed=seed, batch_size=exp.plan.generation_batch_size,
-                                        show_progress=exp.show_progress, return_token_ids=True)
-    out = {"arm": arm, "split": split, "temperature": exp.plan.temperature, "seed": seed, "replies": texts, "token_ids": ids}
-    write_json(path, out, indent=None)
-    return out
+    def sample() -> dict:
+        with exp.timed(f"sampling/{split}/{arm}"):
+            seed = derive_seed(exp.profile.seed, "sample", split, arm)
+            texts, ids = generate_responses(model, exp.tokenizer, exp.prompts(split), max_new_tokens=exp.plan.max_new_tokens,
+                                            temperature=exp.plan.temperature, seed=seed, batch_size=exp.plan.generation_batch_size,
+                                            show_progress=exp.show_progress)
+        return {"arm": arm, "split": split, "temperature": exp.plan.temperature, "seed": seed, "replies": texts, "token_ids": ids}
+
+    return cached_json(exp.run_dir / "samples" / split / f"{arm}.json", sample, indent=None)  # compact: mostly token ids
 
 
 def sampled_kl(exp: InstructionExperiment, arm: str, policy, reference, test_samples: dict) -> dict:
     """KL(pi || pi_ref) per prompt, estimated from the arm's own test samples (token ids, T = 1): the mean of
     log pi(y|x) - log pi_ref(y|x), with its standard error; cached in runs/<profile>/kl/<arm>.json."""
-    path = exp.run_dir / "kl" / f"{arm}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    with exp.timed(f"kl/{arm}"):
-        ratios = sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"], batch_size=8)
-    out = {"kl": float(ratios.mean()), "se": float(ratios.std() / len(ratios) ** 0.5), "n": len(ratios)}
-    write_json(path, out)
-    return out
+    def estimate() -> dict:
+        with exp.timed(f"kl/{arm}"):
+            ratios = sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"], batch_size=8)
+        return {"kl": float(ratios.mean()), "se": float(ratios.std() / len(ratios) ** 0.5), "n": len(ratios)}
+
+    return cached_json(exp.run_dir / "kl" / f"{arm}.json", estimate)
 
 
 def train_all(exp: InstructionExperiment) -> dict:

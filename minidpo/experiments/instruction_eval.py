@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..data import INSTRUCTION_FILE, data_file
+from ..data import INSTRUCTION_FILE
 from ..evaluate import bootstrap_ci, judge_probe, load_sentence_encoder, preference_win_rate
 from ..judges import (
     CachedEncoder,
@@ -33,7 +33,8 @@ from ..judges import (
 )
 from ..models import model_note
 from .instruction import InstructionExperiment, dpo_arm, prepare, train_all
-from .runs import last_metrics, peak_rss_gib, write_json, write_results
+from ..utils import atomic_write, data_file
+from .runs import last_metrics, peak_rss_gib, write_results
 
 
 def _rate(outcomes: torch.Tensor, seed: int) -> dict:
@@ -179,9 +180,7 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
     lines = [json.dumps({"prompt_id": int(exp.splits["test"][i]["record_id"]), "arm": arm, "beta": arms[arm].get("beta"),
                          "temperature": s["temperature"], "seed": s["seed"], "reply": s["replies"][i]})
              for arm in arms for s in [arms[arm]["samples"]["test"]] for i in range(len(s["replies"]))]
-    tmp = results_dir / f"samples_{profile.name}.jsonl.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(results_dir / f"samples_{profile.name}.jsonl")
+    atomic_write(results_dir / f"samples_{profile.name}.jsonl", lambda f: f.write("\n".join(lines) + "\n"), binary=False)
     results["figures"] = {k: str(v) for k, v in instruction_figures(results, figures_dir).items()}
     write_results(results_dir / f"instruction_{profile.name}.json", results)
     return results

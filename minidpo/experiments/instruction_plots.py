@@ -7,7 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ..plots import _finish, plot_history
+from ..plots import finish_figure, plot_history
 
 NAMES = {"base": "base", "reference": "reference (SFT on output)", "preferred_ft": "Preferred-FT (SFT on chosen)"}
 
@@ -51,7 +51,7 @@ def plot_beta_frontier(results: dict, path: str | Path | None = None, title: str
         ax.set_xlabel("KL(pi || pi_ref) per prompt, nats")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
 
 
 def plot_instrument_rates(results: dict, path: str | Path | None = None, title: str = ""):
@@ -80,7 +80,7 @@ def plot_instrument_rates(results: dict, path: str | Path | None = None, title: 
     ax.set_ylabel("win rate")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, loc="upper left")
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
 
 
 def plot_dpo_curves(results: dict, path: str | Path | None = None, title: str = ""):
@@ -99,7 +99,7 @@ def plot_dpo_curves(results: dict, path: str | Path | None = None, title: str = 
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
 
 
 def figure_paths(figures_dir: str | Path, profile: str) -> dict[str, Path]:
@@ -120,7 +120,7 @@ def instruction_figures(results: dict, figures_dir: str | Path = "figures") -> d
     if len(ax.lines) > 2:
         ax.lines[1].set_label("reference validation")
     ax.legend(fontsize=8)
-    _finish(fig, paths["sft_loss"], f"SFT: reference on output, Preferred-FT on chosen ({model})")
+    finish_figure(fig, paths["sft_loss"], f"SFT: reference on output, Preferred-FT on chosen ({model})")
     plt.close(fig)
     for key, fn, title in (
         ("dpo_curves", plot_dpo_curves, f"DPO from the reference ({model})"),

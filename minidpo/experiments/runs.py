@@ -1,6 +1,7 @@
 """Run infrastructure shared by the experiments: run folders stamped with their configuration, one stage cache
-for trained models, timing and peak memory, derived seeds, base-model loading, and results files that are
-written atomically and name no folder of the machine that made them."""
+(`cached_json` for computed results, `train_stage` for trained models), timing and peak memory, and results
+files that are written atomically and name no folder of the machine that made them. Seeds come from
+`minidpo.utils.derive_seed`, base models from `minidpo.models.load_model`."""
 
 from __future__ import annotations
 
@@ -10,24 +11,17 @@ import os
 import resource
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 
-from ..models import GPT2_MEDIUM_SHAPE, load_model, tiny_gpt2, tiny_tokenizer
 from ..plots import repository_root
+from ..utils import read_json, write_json
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def write_json(path: str | Path, obj, indent: int | None = 1) -> None:
-    """Save `obj` as JSON through a temporary file and a rename: a kill mid-write keeps the previous file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent))
-    os.replace(tmp, path)
 
 
 def portable_path(path: str | Path) -> str:
@@ -110,6 +104,17 @@ def train_stage(name: str, run_dir: Path, train_fn, make_model, tokenizer, devic
     return model, history, True
 
 
+def cached_json(path: str | Path, compute: Callable[[], object], indent: int | None = 1):
+    """The stage cache for computed results: `path` read back if it exists, else `compute()` saved there
+    atomically. An interrupted run recomputes only the stages whose file is missing."""
+    path = Path(path)
+    if path.exists():
+        return read_json(path)
+    out = compute()
+    write_json(path, out, indent)
+    return out
+
+
 def last_metrics(history: list[dict], prefix: str = "") -> dict:
     """The last logged value of every metric (train ones, or eval ones with prefix='eval_')."""
     out: dict = {}
@@ -120,29 +125,24 @@ def last_metrics(history: list[dict], prefix: str = "") -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- seeds and models
-
-
-def derive_seed(seed: int, *names: str | int | float) -> int:
-    """A seed for one purpose (`names`, e.g. ("sample", "dpo", 0.1)) derived from the run's seed: different
-    purposes get unrelated streams, and the same purpose always the same one."""
-    text = json.dumps([seed, *names])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
-
-
-def load_base(model_name: str, device: str, seed: int, tokenizer_texts: list[str]):
-    """(model, tokenizer) for a profile's model: the tiny random GPT-2 with a BPE tokenizer trained on
-    `tokenizer_texts` (smoke), a random GPT-2-medium shape (tests of the gpu profile's path), else
-    `load_model` (hub name, local folder, or the offline SmolLM2)."""
-    if model_name in ("tiny-gpt2", "random-gpt2-medium"):
-        tokenizer = tiny_tokenizer(tokenizer_texts, vocab_size=512)
-        # GPT-2-medium's full shape (its 50,257-token embedding included) with a small tokenizer's ids in it
-        shape = GPT2_MEDIUM_SHAPE if model_name == "random-gpt2-medium" else {"vocab_size": len(tokenizer)}
-        return tiny_gpt2(seed=seed, **shape).to(device), tokenizer
-    return load_model(model_name, device=device)
-
-
 # ----------------------------------------------------------------------------- time and memory
+
+
+@contextmanager
+def timed(run_dir: Path, name: str) -> Iterator["MemoryMonitor"]:
+    """Measure a stage that computes (not one read back from the run folder): its wall time and peak memory go
+    to `run_dir/timing.json` under `name`, so results name the compute of the run that made them. A training
+    stage interrupted and resumed records the resumed part only."""
+    with MemoryMonitor() as mon:
+        yield mon
+    path = Path(run_dir) / "timing.json"
+    write_json(path, {**timings(run_dir), name: mon.as_dict()})
+
+
+def timings(run_dir: Path) -> dict:
+    """Every stage's measurement in `run_dir/timing.json` (seconds, peak and rise of resident memory)."""
+    path = Path(run_dir) / "timing.json"
+    return read_json(path) if path.exists() else {}
 
 
 def peak_rss_gib() -> float:

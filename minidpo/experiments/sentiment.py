@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 import tarfile
 import urllib.request
@@ -28,8 +27,8 @@ from typing import Callable
 import torch
 from datasets import Dataset
 
-from .data import PreferenceDataError
-from .models import cache_dir
+from ..utils import data_file
+from ..validation import PreferenceDataError
 
 SNIPPETS_FILE = "movieReviewSnippets_GroundTruth.txt"
 VADER_SDIST_URL = (
@@ -75,24 +74,19 @@ def _download_sdist() -> bytes:
     )
 
 
-def review_snippets_path() -> Path:
-    """`$MINIDPO_DATA_DIR/movieReviewSnippets_GroundTruth.txt` if there, else the cached copy, else download
-    the vaderSentiment 3.3.2 sdist from PyPI (2.5 MB, sha256-checked) and extract it into the cache."""
-    local = os.environ.get("MINIDPO_DATA_DIR")
-    if local and (Path(local).expanduser() / SNIPPETS_FILE).exists():
-        return Path(local).expanduser() / SNIPPETS_FILE
-    path = cache_dir() / "data" / SNIPPETS_FILE
-    if path.exists():
-        return path
+def _fetch_snippets(path: Path) -> None:
+    """The snippet file, extracted from the vaderSentiment 3.3.2 sdist (2.5 MB, sha256-checked)."""
     sdist = _download_sdist()
     digest = hashlib.sha256(sdist).hexdigest()
     if digest != VADER_SDIST_SHA256:
         raise ValueError(f"{VADER_SDIST_URL} has sha256 {digest}, expected {VADER_SDIST_SHA256}; not using it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    tmp.write_bytes(_extract_snippets(sdist))
-    os.replace(tmp, path)
-    return path
+    path.write_bytes(_extract_snippets(sdist))
+
+
+def review_snippets_path() -> Path:
+    """The snippet file by `minidpo.utils.data_file`'s rule: `$MINIDPO_DATA_DIR`, else the cache, else extracted
+    once from the vaderSentiment 3.3.2 sdist downloaded from PyPI."""
+    return data_file(SNIPPETS_FILE, _fetch_snippets, "the vaderSentiment 3.3.2 sdist on PyPI")
 
 
 def parse_snippets(text: str, source: str = SNIPPETS_FILE) -> list[str]:

