@@ -38,7 +38,7 @@ from ..generate import generate_responses
 from ..logprobs import reference_columns
 from ..models import load_model
 from ..train import DPOConfig, SFTConfig, train_dpo, train_sft
-from ..utils import read_json, write_json
+from ..utils import derive_seed, read_json, write_json
 from .profiles import FrontierPlan, Profile
 from .runs import MemoryMonitor, cached_json, claim_run_dir, timed, train_stage
 from .sentiment import SNIPPETS_FILE, ground_truth_reward, join, load_review_prompts, review_snippets_path
@@ -138,7 +138,7 @@ def _sample_pairs(task: Task, sft_model, key: str) -> tuple[list[dict], dict]:
     Ties (equal reward, e.g. two neutral replies) carry no preference and are dropped *and counted*."""
     k = task.plan.draws_per_prompt
     prompts = list(task.splits[key]["prompt"])
-    draws = [task.sample(sft_model, prompts, seed=task.profile.seed * 10 + d + 1) for d in range(k)]
+    draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "pairs", key, d)) for d in range(k)]
     rewards = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)  # (P, k)
     records, ties = [], 0
     for i, prompt in enumerate(prompts):
@@ -191,7 +191,7 @@ def evaluate_policy(task: Task, model, sft_model) -> dict:
     """Mean true reward (bootstrap 95% interval) and sequence KL(pi || pi_SFT) (mean and standard error) of
     one reply per held-out prompt sampled from `model` at temperature 1, plus reply length and examples."""
     prompts = task.test_prompts
-    texts, ids = task.sample(model, prompts, seed=task.profile.seed + 1000)
+    texts, ids = task.sample(model, prompts, seed=derive_seed(task.profile.seed, "evaluate"))
     rewards = task.true_reward(prompts, texts)
     log_ratios = sampled_log_ratios(model, sft_model, task.tokenizer, prompts, ids, batch_size=16)
     lo, hi = bootstrap_ci(rewards, seed=task.profile.seed)

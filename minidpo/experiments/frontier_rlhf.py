@@ -11,8 +11,8 @@ import torch
 
 from ..batching import tokenize_prompts
 from ..rlhf import PolicyWithValue, PPOConfig, RewardConfig, RewardModel, best_of_n_kl, score_replies, train_ppo, train_reward_model
-from ..utils import read_json, save_torch, write_json
 from ..evaluate import bootstrap_ci
+from ..utils import derive_seed, read_json, save_torch, write_json
 from .frontier import Task, cached_run, evaluate_policy
 from .runs import MemoryMonitor
 
@@ -64,7 +64,7 @@ def best_of_n_stage(task: Task, sft_model, reward_model) -> dict:
         n_max = max(task.plan.best_of)
         prompts = task.test_prompts
         with MemoryMonitor() as mem:
-            draws = [task.sample(sft_model, prompts, seed=task.profile.seed + 5000 + k) for k in range(n_max)]
+            draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "best_of_n", k)) for k in range(n_max)]
             pids = tokenize_prompts(task.tokenizer, prompts)
             rm = torch.stack([score_replies(reward_model, pids, ids, task.pad) for _, ids in draws], 1)  # (P, N)
             true = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)

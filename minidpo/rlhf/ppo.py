@@ -18,7 +18,7 @@ from ..batching import tokenize_prompts
 from ..generate import generate_responses
 from ..logprobs import token_logprobs
 from ..loop import disable_dropout, load_checkpoint, save_checkpoint
-from ..utils import epoch_seed, write_json
+from ..utils import derive_seed, epoch_seed, write_json
 from .ppo_maths import generalized_advantages, kl_penalized_rewards, masked_whiten, ppo_loss
 from .reward_model import RewardModel, right_padded
 
@@ -142,7 +142,7 @@ def train_ppo(
         policy.eval()
         replies, reply_ids = generate_responses(
             policy.lm, tokenizer, batch_prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-            seed=cfg.seed * 100_003 + it, batch_size=len(batch_prompts), show_progress=False,
+            seed=derive_seed(cfg.seed, "ppo/sample", it), batch_size=len(batch_prompts), show_progress=False,
         )
         prompt_ids = [prompt_ids_all[i] for i in index]
         batch = rollout_batch(prompt_ids, reply_ids, pad, device)
@@ -162,7 +162,7 @@ def train_ppo(
             advantages, returns = generalized_advantages(rewards, old_values, mask, cfg.gamma, cfg.lam)
             advantages = masked_whiten(advantages, mask)
         policy.train()
-        g = torch.Generator().manual_seed(cfg.seed * 7919 + it)
+        g = torch.Generator().manual_seed(derive_seed(cfg.seed, "ppo/minibatches", it))
         stats_sum: dict[str, float] = {}
         n_updates = 0
         for _ in range(cfg.ppo_epochs):
