@@ -11,8 +11,8 @@ responses 16-128 tokens, seeded) and updates with AdamW at the same learning rat
   trl                  TRL's DPOTrainer, default loss, explicit reference model run every step
   trl_precompute       TRL's DPOTrainer with precompute_ref_log_probs=True (reference log-probs in the batch)
   minidpo_live_ref     minidpo's DPOStep, reference model run every step
-  minidpo              minidpo's DPOStep with reference log-probs precomputed (the pipeline's default)
-  ablation_padded      minidpo, but on the padded batch (packing off)
+  minidpo              minidpo's DPOStep with reference log-probs precomputed (the experiments' default): the
+                       LM head only at the positions that predict a response token
   ablation_full_logits minidpo, but the LM head and log-softmax over every position of the padded batch
 
 The runs alternate, the first round is a warm-up and is not counted; median, min and max of the rest are
@@ -45,14 +45,15 @@ from minidpo.data import collate_preferences  # noqa: E402
 from minidpo.logprobs import model_sequence_logprobs, sequence_logprobs  # noqa: E402
 from minidpo.losses import dpo_loss  # noqa: E402
 from minidpo.models import tiny_gpt2, tiny_tokenizer  # noqa: E402
-from minidpo.train import DPOConfig, DPOStep, _make_optimizer, disable_dropout  # noqa: E402
+from minidpo.loop import disable_dropout, make_optimizer  # noqa: E402
+from minidpo.train import DPOConfig, DPOStep  # noqa: E402
 
 SHAPES = {
     "tiny": dict(n_layer=4, n_embd=256, n_head=4),
     "gpt2-small": dict(n_layer=12, n_embd=768, n_head=12),
     "gpt2-medium": dict(n_layer=24, n_embd=1024, n_head=16),
 }
-VARIANTS = ("trl", "trl_precompute", "minidpo_live_ref", "minidpo", "ablation_padded", "ablation_full_logits")
+VARIANTS = ("trl", "trl_precompute", "minidpo_live_ref", "minidpo", "ablation_full_logits")
 LR = 1e-6
 
 
@@ -136,14 +137,12 @@ class Setup:
 
     def minidpo_step(self, variant: str):
         policy = self.policy()
-        optimizer, _ = _make_optimizer(policy, DPOConfig(optimizer="adamw", learning_rate=LR, warmup_steps=0))
+        optimizer, _ = make_optimizer(policy, DPOConfig(optimizer="adamw", learning_rate=LR, warmup_steps=0))
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.args.bf16 else _null()
         if variant == "minidpo_live_ref":
             objective, batch = DPOStep(DPOConfig(beta=0.1), ref_model=self.ref), self.batch
         elif variant == "minidpo":
             objective, batch = DPOStep(DPOConfig(beta=0.1)), self.cached
-        elif variant == "ablation_padded":
-            objective, batch = _padded_objective, self.cached
         else:
             objective, batch = _full_logits_objective, self.cached
 
@@ -193,10 +192,6 @@ def _dpo_from_logps(logps, batch):
     device = c.device
     out = dpo_loss(c, r, batch["ref_chosen_logps"].to(device), batch["ref_rejected_logps"].to(device), beta=0.1)
     return out.losses.mean(), {}
-
-
-def _padded_objective(model, batch):
-    return _dpo_from_logps(model_sequence_logprobs(model, batch, packing=False), batch)
 
 
 def _full_logits_objective(model, batch):

@@ -60,7 +60,8 @@ def _micro_batches(n_examples: int, lengths: list[int], cfg) -> tuple[list[list[
     return batches[:needed], steps
 
 
-def _make_optimizer(model, cfg):
+def make_optimizer(model, cfg):
+    """AdamW (fused when the parameters allow) or RMSprop, and the linear warm-up schedule of `cfg`."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
         # the fused kernel does the whole update in one pass over the weights (same maths, ~3x less time)
@@ -141,7 +142,7 @@ def train_loop(
     model.train()
     batches, total_steps = _micro_batches(len(train_data), pair_lengths(train_data), config)
     model.to(accelerator.device)
-    optimizer, scheduler = _make_optimizer(model, config)
+    optimizer, scheduler = make_optimizer(model, config)
     history: list[dict] = []
     start_step = 0
     torch.manual_seed(config.seed)  # only dropout draws from the global generator

@@ -37,6 +37,9 @@ class PairLogps(NamedTuple):
     rejected_lengths: Tensor | None = None
 
     def logratios(self) -> tuple[Tensor, Tensor]:
+        """(rho_w, rho_l); a reference-free loss has no pi_ref, and its log-ratios are the policy's log-probs."""
+        if self.ref_chosen is None:
+            return self.chosen, self.rejected
         return self.chosen - self.ref_chosen, self.rejected - self.ref_rejected
 
 

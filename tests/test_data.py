@@ -12,6 +12,7 @@ from minidpo.data import (
     collate_preferences,
     collate_sft,
     data_file,
+    download,
     format_alpaca_prompt,
     length_grouped_batches,
     load_hh_rlhf,
@@ -124,17 +125,38 @@ def test_corrupt_and_non_utf8_jsonl_lines_are_named(tmp_path):
 
 def test_missing_local_file_and_offline_download_give_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIDPO_DATA_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="has no file 'instruction-data-with-preference.json'"):
-        load_instruction_preferences()
-    monkeypatch.delenv("MINIDPO_DATA_DIR")
     monkeypatch.setenv("MINIDPO_CACHE", str(tmp_path / "cache"))
 
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr("urllib.request.urlopen", offline)
+    with pytest.raises(ConnectionError, match=r"has no file 'instruction-data-with-preference.json', and fetching it from https"):
+        load_instruction_preferences()
+    assert not list((tmp_path / "cache").rglob("*.part"))  # nothing half-written is left behind
+    monkeypatch.delenv("MINIDPO_DATA_DIR")
     with pytest.raises(ConnectionError, match="set MINIDPO_DATA_DIR"):
-        data_file("x.json", "https://example.invalid/x.json")
+        data_file("x.json", download("https://example.invalid/x.json"))
+    with pytest.raises(FileNotFoundError, match="no public source"):
+        data_file("x.json")
+
+
+def test_one_rule_for_data_files(tmp_path, monkeypatch):
+    """$MINIDPO_DATA_DIR when it holds the file, else the cache, else fetched once into the cache."""
+    local, cache = tmp_path / "local", tmp_path / "cache"
+    local.mkdir()
+    monkeypatch.setenv("MINIDPO_DATA_DIR", str(local))
+    monkeypatch.setenv("MINIDPO_CACHE", str(cache))
+    fetched = []
+
+    def fetch(path):
+        fetched.append(path)
+        path.write_text("from the source")
+
+    assert data_file("a.txt", fetch).read_text() == "from the source"  # fetched into the cache
+    assert data_file("a.txt", fetch) == cache / "data" / "a.txt" and len(fetched) == 1  # once
+    (local / "a.txt").write_text("local copy")
+    assert data_file("a.txt", fetch) == local / "a.txt"  # the data folder wins
 
 
 # ------------------------------------------------------------------ splits

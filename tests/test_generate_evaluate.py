@@ -60,7 +60,7 @@ def test_sampled_kl_is_zero_against_itself_and_positive_otherwise(tiny, records)
 
     model, tok = tiny
     prompts = list(records["prompt"][:4])
-    completions = generate_responses(model, tok, prompts, max_new_tokens=5, temperature=1.0, show_progress=False)
+    completions, _ = generate_responses(model, tok, prompts, max_new_tokens=5, temperature=1.0, show_progress=False)
     assert sampled_sequence_kl(model, model, tok, prompts, completions) == 0.0  # the same computation twice
     other = copy.deepcopy(model)
     with torch.no_grad():
@@ -84,7 +84,7 @@ def test_sampled_kl_from_token_ids_matches_the_exact_kl(tiny, records):
             p.add_(0.3 * torch.randn_like(p))
     prompts = [records["prompt"][0]] * 600
     texts, ids = generate_responses(model, tok, prompts, max_new_tokens=1, temperature=1.0, batch_size=200,
-                                    show_progress=False, return_token_ids=True)
+                                    show_progress=False)
     assert all(len(i) == 1 for i in ids) and len(texts) == len(prompts)
     x = torch.tensor([tokenize_prompts(tok, prompts[:1])[0]])
     with torch.no_grad():

@@ -87,70 +87,44 @@ def test_precomputed_reference_logprobs_and_cache(tiny, tokenized, tmp_path):
     assert len(list(tmp_path.glob("ref_logps-*.pt"))) == 2
 
 
-def test_pack_sequences_layout(tiny, tokenized):
-    from minidpo.logprobs import pack_sequences
-
-    batch = collate_preferences([tokenized[i] for i in range(5)], tiny[1].pad_token_id)
-    lengths = batch["attention_mask"].sum(1)
-    p = pack_sequences(batch)
-    assert p["input_ids"].shape[1] <= 2 * int(lengths.max())  # rows respect the capacity
-    assert p["input_ids"].numel() < batch["input_ids"].numel()  # less compute than the padded batch
-    # every real token appears exactly once, and every sequence restarts at position 0
-    starts = (p["position_ids"] == 0).sum()
-    assert starts >= len(lengths)
-    for i, n in enumerate(lengths.tolist()):
-        seq = batch["input_ids"][i, :n]
-        found = [(r, c) for r in range(p["input_ids"].shape[0]) for c in range(p["input_ids"].shape[1] - n + 1)
-                 if p["position_ids"][r, c] == 0 and torch.equal(p["input_ids"][r, c : c + n], seq)]
-        assert found, f"sequence {i} is missing from the packed rows"
-    # the scored positions are exactly the response tokens, with the right targets and owners
-    assert len(p["target"]) == int(batch["response_mask"][:, 1:].sum())
-    for i in range(len(lengths)):
-        expected = batch["input_ids"][i][batch["response_mask"][i].bool()]
-        expected = expected if batch["response_mask"][i, 0] == 0 else expected[1:]
-        assert torch.equal(p["target"][p["owner"] == i], expected)
-
-
-def test_packed_equals_padded_values_and_gradients(tiny, tokenized):
+def test_fast_path_equals_the_definition_values_and_gradients(tiny, tokenized):
+    """The head at response positions only (the fast path) against the full logits (the definition): the same
+    log-probs and the same gradients, up to float32 rounding."""
     import copy
 
     model = copy.deepcopy(tiny[0]).eval()
     batch = collate_preferences([tokenized[i] for i in range(6)], tiny[1].pad_token_id)
-    grads = []
-    for packing in (False, True):
+    weights = torch.arange(1.0, 13.0)  # distinct weights: rows must not be mixed up
+    grads, values = [], []
+    for fast in (False, True):
         model.zero_grad()
-        logps = model_sequence_logprobs(model, batch, packing=packing)
-        (logps * torch.arange(1.0, 13.0)).sum().backward()  # distinct weights: rows must not be mixed up
+        if fast:
+            logps = model_sequence_logprobs(model, batch)
+        else:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logps = sequence_logprobs(logits, batch["input_ids"], batch["response_mask"])
+        (logps * weights).sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-        if packing:
-            assert_close_tol(logps, padded, _tol(model, batch, padded))
-        padded = logps.detach()
+        values.append(logps.detach())
+    assert_close_tol(values[1], values[0], _tol(model, batch, values[0]))
     # a parameter's gradient sums over every position of 12 sequences (weights up to 12): its rounding scale
     # is the largest gradient entry, accumulated over the batch's tokens and the width
     n_terms = int(batch["attention_mask"].sum()) + model.config.n_embd
     assert_close_tol(grads[1], grads[0], sum_tol(grads[0].abs() + grads[0].abs().max(), n_terms))
 
 
-def test_packing_falls_back_when_an_architecture_ignores_it(tiny, tokenized, recwarn):
-    """A model whose attention ignores position-id packing must not get wrong numbers silently."""
-    import copy
+def test_token_logprobs_are_what_the_sequence_sums_add_up():
+    from minidpo.logprobs import token_logprobs
 
-    from minidpo import logprobs
-
-    class LeakyGPT2(type(tiny[0])):
-        def forward(self, input_ids=None, position_ids=None, attention_mask=None, **kw):
-            # drops the packed layout: every token attends to every earlier token in its row
-            return super().forward(input_ids=input_ids, attention_mask=attention_mask, **kw)
-
-    model = LeakyGPT2(tiny[0].config)
-    model.load_state_dict(copy.deepcopy(tiny[0].state_dict()))
-    model.eval()
-    batch = collate_preferences([tokenized[i] for i in range(4)], tiny[1].pad_token_id)
-    with torch.no_grad():
-        expected = model_sequence_logprobs(tiny[0].eval(), batch, packing=False)
-        assert_close_tol(model_sequence_logprobs(model, batch), expected, _tol(model, batch, expected))
-    assert logprobs._PACKING_OK[LeakyGPT2] is False
-    assert any("does not isolate packed sequences" in str(w.message) for w in recwarn)
+    g = torch.Generator().manual_seed(1)
+    logits, ids = torch.randn(2, 5, 7, generator=g), torch.randint(0, 7, (2, 5), generator=g)
+    mask = torch.tensor([[0, 1, 1, 1, 0], [0, 0, 1, 1, 1]])
+    per_token = token_logprobs(logits, ids)
+    assert per_token.shape == (2, 4)
+    for b in range(2):
+        for t in range(1, 5):
+            assert float(per_token[b, t - 1]) == float(torch.log_softmax(logits[b, t - 1], -1)[ids[b, t]])
+    torch.testing.assert_close((per_token * mask[:, 1:]).sum(1), sequence_logprobs(logits, ids, mask))
 
 
 def test_the_tolerance_check_rejects_nan_and_excess():

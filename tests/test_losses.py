@@ -4,6 +4,7 @@ import pytest
 import torch
 from precision import EPS64, assert_close_tol, sum_tol
 
+from minidpo.logprobs import token_logprobs
 from minidpo.losses import dpo_loss, dpo_metrics, sft_loss
 from minidpo.logprobs import sequence_logprobs
 
@@ -121,6 +122,9 @@ def test_sft_loss_is_token_mean_nll_over_response_tokens():
         for t in range(1, 6):
             if mask[b, t]:
                 terms.append(-torch.log_softmax(logits[b, t - 1], -1)[ids[b, t]])
-    torch.testing.assert_close(sft_loss(logits, ids, mask), torch.stack(terms).mean())
+    token_logps = token_logprobs(logits, ids)[mask[:, 1:].bool()]  # the 5 reply tokens
+    torch.testing.assert_close(sft_loss(token_logps), torch.stack(terms).mean())
     # and it agrees with the sequence sums divided by the token count
-    torch.testing.assert_close(sft_loss(logits, ids, mask), -sequence_logprobs(logits, ids, mask).sum() / 5)
+    torch.testing.assert_close(sft_loss(token_logps), -sequence_logprobs(logits, ids, mask).sum() / 5)
+    with pytest.raises(ValueError, match="no reply tokens"):
+        sft_loss(token_logps[:0])
