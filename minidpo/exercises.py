@@ -62,10 +62,10 @@ def check_plackett_luce_logprob(fn: Callable) -> bool:
     """fn(scores, ranking) -> log-probability of a full ranking (best first) under Plackett-Luce."""
     scores = torch.tensor([0.2, 1.5, -0.3, 0.8], dtype=torch.float64)
     ranking = torch.tensor([1, 3, 0, 2])
+    want = preference.plackett_luce_logprob(scores, ranking)
     got, err = _call(fn, scores, ranking)
     if err:
         return _verdict(False, "", err)
-    want = preference.plackett_luce_logprob(scores, ranking)
     if _close(got, want):
         return _verdict(True, "log p(tau) = sum_k [s_tau_k - log sum_{j >= k} exp(s_tau_j)].")
     return _verdict(False, "", "at stage k only the items not yet ranked compete: the denominator sums over "
@@ -75,11 +75,16 @@ def check_plackett_luce_logprob(fn: Callable) -> bool:
 # ----------------------------------------------------------------------------- notebook 02
 
 
+def _reference_and_rewards(seed: int, prompts: int, answers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random pi_ref(y|x) (rows normalised) and rewards r(x, y), float64."""
+    g = torch.Generator().manual_seed(seed)
+    ref = torch.softmax(torch.randn(prompts, answers, generator=g, dtype=torch.float64), -1)
+    return ref, torch.randn(prompts, answers, generator=g, dtype=torch.float64)
+
+
 def check_kl_constrained_optimum(fn: Callable) -> bool:
     """fn(ref_probs, rewards, beta) -> pi*(y|x), rows normalised."""
-    g = torch.Generator().manual_seed(0)
-    ref = torch.softmax(torch.randn(3, 5, generator=g, dtype=torch.float64), -1)
-    r = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    ref, r = _reference_and_rewards(0, 3, 5)
     got, err = _call(fn, ref, r, 0.5)
     if err:
         return _verdict(False, "", err)
@@ -95,9 +100,7 @@ def check_kl_constrained_optimum(fn: Callable) -> bool:
 
 def check_optimal_value(fn: Callable) -> bool:
     """fn(ref_probs, rewards, beta) -> the maximum of E_pi[r] - beta KL(pi || pi_ref), one per prompt."""
-    g = torch.Generator().manual_seed(1)
-    ref = torch.softmax(torch.randn(4, 6, generator=g, dtype=torch.float64), -1)
-    r = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    ref, r = _reference_and_rewards(1, 4, 6)
     got, err = _call(fn, ref, r, 0.3)
     if err:
         return _verdict(False, "", err)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..batching import collate_preferences, collate_sft
 from ..loop import train_loop
 from ..preference import bradley_terry_nll
-from ..train import TrainConfig
+from ..train import SFTConfig
 from ..utils import evaluating
 
 
@@ -37,10 +37,10 @@ class RewardModel(nn.Module):
 
 
 @dataclass
-class RewardConfig(TrainConfig):
+class RewardConfig(SFTConfig):
+    """SFT's defaults (AdamW, lr 1e-5), without warm-up."""
+
     output_dir: str = "runs/reward"
-    learning_rate: float = 1e-5
-    optimizer: str = "adamw"
     warmup_steps: int = 0
 
 
