@@ -1,6 +1,6 @@
 """DPO with minidpo's training loop, on one process or many. The script is the same either way:
 
-    python examples/dpo_distributed.py --model tiny --steps 4                       # seconds, any machine
+    python examples/dpo_distributed.py --model tiny-gpt2 --steps 4                      # seconds, any machine
     python examples/dpo_distributed.py --model smollm2-135m-instruct --steps 50     # offline default model
     accelerate launch --multi_gpu --num_processes 2 examples/dpo_distributed.py --model gpt2-medium
     accelerate launch --config_file configs/fsdp_gpt2_large.yaml examples/dpo_distributed.py --model gpt2-large
@@ -16,23 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from minidpo.data import load_instruction_preferences, split_dataset, tokenize_preferences  # noqa: E402
-from minidpo.logprobs import precompute_reference_logprobs  # noqa: E402
-from minidpo.models import load_model, tiny_gpt2, tiny_tokenizer  # noqa: E402
-from minidpo.logprobs import with_reference_logprobs
-from minidpo.train import DPOConfig, train_dpo  # noqa: E402
+from minidpo.data import load_instruction_preferences, split_dataset, tokenize_preferences
+from minidpo.logprobs import reference_columns
+from minidpo.models import MODELS, load_model
+from minidpo.train import DPOConfig, train_dpo
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m-instruct", help="hub name, local folder, smollm2-135m-instruct or tiny")
+    ap.add_argument("--model", default="smollm2-135m-instruct", help=f"one of {sorted(MODELS)}, a hub name or a local folder")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--batch-size", type=int, default=8, help="pairs per optimizer step, over all processes")
     ap.add_argument("--lr", type=float, default=5e-6)
@@ -45,18 +41,12 @@ def main() -> None:
 
     records, _ = load_instruction_preferences(drop_invalid=True)
     splits = split_dataset(records, n_validation=48, n_test=100, seed=0, n_train=args.n_train)
-    if args.model == "tiny":
-        torch.manual_seed(0)
-        tokenizer = tiny_tokenizer([r["prompt"] + r["chosen"] for r in splits["train"]])
-        model = tiny_gpt2(vocab_size=len(tokenizer))
-    else:
-        model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, tokenizer_texts=[r["prompt"] + r["chosen"] for r in splits["train"]])
     data = {}
     for split in ("train", "validation"):
         tokenized, _ = tokenize_preferences(splits[split], tokenizer, max_length=512, max_prompt_length=256, overlong="drop")
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        chosen, rejected = precompute_reference_logprobs(model.to(device), tokenized, tokenizer.pad_token_id)
-        data[split] = with_reference_logprobs(tokenized, chosen, rejected)
+        data[split] = reference_columns(model.to(device), tokenized, tokenizer.pad_token_id)
     config = DPOConfig(
         output_dir=str(Path(args.output_dir) / "checkpoints"), max_steps=args.steps, batch_size=args.batch_size,
         learning_rate=args.lr, beta=args.beta, optimizer="adamw", warmup_steps=min(10, args.steps // 5),
