@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from .evaluate import bootstrap_ci, embed
+from .utils import derive_seed
 
 
 # ----------------------------------------------------------------------------- the preference judge
@@ -143,7 +144,7 @@ def judge_probes(judge: PreferenceJudge, prompts: list[str], answers: list[str],
     by how much), a rude prefix and a rude suffix (should lose), the answer written twice (adds nothing),
     and the answer to *another* prompt, politely opened (off-topic: should lose). Rates come with Wilson
     95% intervals."""
-    other = relevance_negatives(len(prompts), seed + 1)
+    other = relevance_negatives(len(prompts), derive_seed(seed, "probe: off-topic answers"))
     edits = {
         "canned_opener": [CANNED_OPENER + a for a in answers],
         "rude_prefix": [RUDE_PREFIX + a[:1].lower() + a[1:] for a in answers],

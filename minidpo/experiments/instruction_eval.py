@@ -33,7 +33,7 @@ from ..judges import (
 )
 from ..models import model_note
 from .instruction import InstructionExperiment, dpo_arm, prepare, train_all
-from ..utils import atomic_write, data_file
+from ..utils import atomic_write, data_file, derive_seed
 from .runs import last_metrics, peak_rss_gib, write_results
 
 
@@ -54,7 +54,7 @@ def build_instruments(exp: InstructionExperiment, encoder) -> dict:
                for l2 in exp.plan.judge_l2_grid}
     l2 = max(val_acc, key=lambda k: (val_acc[k], k))  # ties: the stronger regularisation
     judge = fit(l2)
-    refits = [fit(l2, seed + 1 + i, True) for i in range(exp.plan.judge_refits)]
+    refits = [fit(l2, derive_seed(seed, "judge refit", i), True) for i in range(exp.plan.judge_refits)]
     q, chosen, rejected, output = exp.questions("test"), list(test["chosen"]), list(test["rejected"]), list(test["output"])
     correct = judge.prefers(q, chosen, rejected)
     halves = list(test["half"])
