@@ -132,6 +132,10 @@ def pair_lengths(tokenized: Dataset) -> list[int]:
     pair, or prompt + completion of an SFT example."""
     if "completion_ids" in tokenized.column_names:
         return [len(p) + len(c) for p, c in zip(tokenized["prompt_ids"], tokenized["completion_ids"])]
+    if "ranked_ids" in tokenized.column_names:
+        return [len(p) + max(map(len, r)) for p, r in zip(tokenized["prompt_ids"], tokenized["ranked_ids"])]
+    if "chosen_ids" not in tokenized.column_names:  # prompts only (online DPO samples the replies)
+        return [len(p) for p in tokenized["prompt_ids"]]
     return [
         len(p) + max(len(c), len(r))
         for p, c, r in zip(tokenized["prompt_ids"], tokenized["chosen_ids"], tokenized["rejected_ids"])
@@ -166,32 +170,52 @@ def _collate(seqs: list[list[int]], response_masks: list[list[int]], pad_token_i
     }
 
 
+def _prompt_reply_rows(prompts: list, replies: list, pad_token_id: int, multiple: int | None) -> dict:
+    seqs = [list(p) + list(r) for p, r in zip(prompts, replies)]
+    resp = [[0] * len(p) + [1] * len(r) for p, r in zip(prompts, replies)]
+    return _collate(seqs, resp, pad_token_id, multiple)
+
+
 def collate_preferences(
-    examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None
+    examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None, mismatched: bool = False
 ) -> dict[str, torch.Tensor]:
     """Stack chosen and rejected sequences into one right-padded batch of 2B rows: [chosen..., rejected...].
 
     Returns `input_ids`, `attention_mask` (1 on real tokens) and `response_mask` (1 on response tokens,
     including the EOS) -- TRL's `completion_mask` -- plus `ref_chosen_logps`/`ref_rejected_logps` when the
-    examples carry precomputed reference log-probs.
+    examples carry precomputed reference log-probs. With `mismatched=True` (KTO's KL estimate) also
+    `mismatched_*`: the same 2B prompts, each with the reply of the row before it (replies cycled by one, as
+    TRL's KTO collator does), so no prompt meets its own reply; needs B >= 2.
     """
-    seqs, resp = [], []
-    for name in ("chosen_ids", "rejected_ids"):
-        for ex in examples:
-            seqs.append(list(ex["prompt_ids"]) + list(ex[name]))
-            resp.append([0] * len(ex["prompt_ids"]) + [1] * len(ex[name]))
-    batch = _collate(seqs, resp, pad_token_id, pad_to_multiple_of)
+    prompts = [ex["prompt_ids"] for ex in examples] * 2
+    replies = [ex["chosen_ids"] for ex in examples] + [ex["rejected_ids"] for ex in examples]
+    batch = _prompt_reply_rows(prompts, replies, pad_token_id, pad_to_multiple_of)
     for key in ("ref_chosen_logps", "ref_rejected_logps"):
         if key in examples[0]:
             batch[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float32)
+    if mismatched:
+        if len(examples) < 2:
+            raise ValueError("mismatched pairs need at least 2 pairs per batch (with one, a prompt meets its own reply)")
+        rows = _prompt_reply_rows(prompts, replies[-1:] + replies[:-1], pad_token_id, pad_to_multiple_of)
+        batch.update({f"mismatched_{k}": v for k, v in rows.items()})
     return batch
+
+
+def collate_rankings(examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None) -> dict:
+    """K-way rankings (`prompt_ids`, `ranked_ids`: K replies, best first) as K*B right-padded rows stacked rank
+    by rank: [best of each prompt...; second...; ...; worst...], plus `num_ranked` = K."""
+    k = len(examples[0]["ranked_ids"])
+    if any(len(ex["ranked_ids"]) != k for ex in examples):
+        raise ValueError("every ranking in a batch needs the same number of replies")
+    prompts = [ex["prompt_ids"] for ex in examples] * k
+    replies = [ex["ranked_ids"][rank] for rank in range(k) for ex in examples]
+    return {**_prompt_reply_rows(prompts, replies, pad_token_id, pad_to_multiple_of), "num_ranked": k}
 
 
 def collate_sft(examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
     """Prompt + completion (`tokenize_sft`'s `completion_ids`), right-padded; B rows."""
-    seqs = [list(ex["prompt_ids"]) + list(ex["completion_ids"]) for ex in examples]
-    resp = [[0] * len(ex["prompt_ids"]) + [1] * len(ex["completion_ids"]) for ex in examples]
-    return _collate(seqs, resp, pad_token_id, pad_to_multiple_of)
+    return _prompt_reply_rows([ex["prompt_ids"] for ex in examples], [ex["completion_ids"] for ex in examples],
+                              pad_token_id, pad_to_multiple_of)
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, bucket: bool = True) -> list[list[int]]:

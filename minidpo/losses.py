@@ -9,6 +9,16 @@ h = rho_w - rho_l:
     ipo (Azar et al. 2023): (h / |y| - 1 / (2 beta))^2, h per reply token (see `ipo_loss`)
     hinge (SLiC, Zhao et al. 2023): max(0, 1 - beta h)
 
+and DPO's wider family (notebook 10), with |y| a reply's tokens and lbar = log pi(y|x) / |y|:
+
+    sigmoid_norm (TRL):          -log sigma(beta (rho_w / |y_w| - rho_l / |y_l|))
+    rpo (Pang et al. 2024):      DPO + alpha * NLL of the chosen replies
+    rdpo (Park et al. 2024):     -log sigma(beta h - alpha (|y_w| - |y_l|))
+    simpo (Meng et al. 2024):    -log sigma(beta (lbar_w - lbar_l) - gamma)                   no reference
+    orpo (Hong et al. 2024):     NLL - lambda log sigma(log odds(lbar_w) - log odds(lbar_l))  no reference
+    kto (Ethayarajh et al. 2024): 1 - sigma(beta (rho_w - z)) and 1 - sigma(beta (z - rho_l)), z the batch KL
+    Plackett-Luce DPO (DPO paper, App. A.3): K-way rankings (`plackett_luce_loss`, outside the pair registry)
+
 The implicit rewards are r_w = beta rho_w and r_l = beta rho_l (eq. 5).
 
 `LOSSES` maps each `loss_type` to its function and what it needs (reference log-probs, reply lengths, extra
@@ -35,12 +45,23 @@ class PairLogps(NamedTuple):
     ref_rejected: Tensor | None = None
     chosen_lengths: Tensor | None = None  # reply tokens of y_w (the EOS included)
     rejected_lengths: Tensor | None = None
+    mismatched: Tensor | None = None  # log pi(y'|x) - log pi_ref(y'|x) of mismatched pairs (KTO's KL estimate)
 
     def logratios(self) -> tuple[Tensor, Tensor]:
         """(rho_w, rho_l); a reference-free loss has no pi_ref, and its log-ratios are the policy's log-probs."""
         if self.ref_chosen is None:
             return self.chosen, self.rejected
         return self.chosen - self.ref_chosen, self.rejected - self.ref_rejected
+
+    def lengths(self) -> tuple[Tensor, Tensor]:
+        """(|y_w|, |y_l|), at least 1; a loss registered with uses_lengths=True is always given them."""
+        if self.chosen_lengths is None or self.rejected_lengths is None:
+            raise ValueError("this loss needs chosen_lengths and rejected_lengths (reply tokens)")
+        return self.chosen_lengths.clamp(min=1), self.rejected_lengths.clamp(min=1)
+
+    def chosen_nll(self) -> Tensor:
+        """Token-mean NLL of the batch's chosen replies, -sum log pi(y_w|x) / sum |y_w| (TRL's RPO and ORPO term)."""
+        return -self.chosen.sum() / self.lengths()[0].sum()
 
 
 @dataclass(frozen=True)
@@ -50,17 +71,23 @@ class LossSpec:
     needs_reference: bool = True
     uses_lengths: bool = False  # the step passes reply lengths
     hyperparameters: tuple[str, ...] = ()  # extra keyword arguments the loss accepts, e.g. ("label_smoothing",)
+    needs_mismatched: bool = False  # the step passes log-ratios of mismatched (prompt, reply) pairs (KTO)
 
 
 LOSSES: dict[str, LossSpec] = {}
 
 
+# Hyperparameters a loss may take besides beta, with their defaults (`DPOConfig` has a field for each).
+HYPERPARAMETERS = {"label_smoothing": 0.0, "rpo_alpha": 1.0, "rdpo_alpha": 0.01, "simpo_gamma": 0.5,
+                   "desirable_weight": 1.0, "undesirable_weight": 1.0}
+
+
 def register_loss(name: str, paper: str, needs_reference: bool = True, uses_lengths: bool = False,
-                  hyperparameters: tuple[str, ...] = ()) -> Callable:
+                  hyperparameters: tuple[str, ...] = (), needs_mismatched: bool = False) -> Callable:
     """Decorator: add a loss function to `LOSSES` under `name` (its `loss_type`)."""
 
     def add(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        LOSSES[name] = LossSpec(fn, paper, needs_reference, uses_lengths, hyperparameters)
+        LOSSES[name] = LossSpec(fn, paper, needs_reference, uses_lengths, hyperparameters, needs_mismatched)
         return fn
 
     return add
@@ -86,7 +113,8 @@ def ipo_loss(lp: PairLogps, beta: float) -> Tensor:
     if (lp.chosen_lengths is None) != (lp.rejected_lengths is None):
         raise ValueError("give both chosen_lengths and rejected_lengths, or neither")
     if lp.chosen_lengths is not None:
-        chosen, rejected = chosen / lp.chosen_lengths.clamp(min=1), rejected / lp.rejected_lengths.clamp(min=1)
+        n_w, n_l = lp.lengths()
+        chosen, rejected = chosen / n_w, rejected / n_l
     return (chosen - rejected - 1 / (2 * beta)) ** 2
 
 
@@ -97,7 +125,89 @@ def hinge_loss(lp: PairLogps, beta: float) -> Tensor:
     return torch.relu(1 - beta * (chosen - rejected))
 
 
-LOSS_TYPES = tuple(LOSSES)
+# ----------------------------------------------------------------------------- DPO's wider family
+
+
+@register_loss("sigmoid_norm", "length-normalised DPO (TRL's sigmoid_norm)", uses_lengths=True)
+def sigmoid_norm_loss(lp: PairLogps, beta: float) -> Tensor:
+    """DPO on per-token log-ratios: L = -log sigma(beta (rho_w / |y_w| - rho_l / |y_l|)). A long reply no longer
+    moves the margin more than a short one; beta is per token (DPO's beta times a typical length)."""
+    (chosen, rejected), (n_w, n_l) = lp.logratios(), lp.lengths()
+    return -F.logsigmoid(beta * (chosen / n_w - rejected / n_l))
+
+
+@register_loss("rpo", "Pang et al. 2024 (RPO: DPO + NLL; TRL's loss_type=['sigmoid', 'sft'])", uses_lengths=True,
+               hyperparameters=("rpo_alpha",))
+def rpo_loss(lp: PairLogps, beta: float, rpo_alpha: float = 1.0) -> Tensor:
+    """L = -log sigma(beta h) + alpha * NLL(y_w), the NLL a token mean over the batch's chosen replies (as TRL):
+    the NLL term keeps the chosen reply's likelihood from falling while the margin grows."""
+    return sigmoid_loss(lp, beta) + rpo_alpha * lp.chosen_nll()
+
+
+@register_loss("rdpo", "Park et al. 2024 (R-DPO), eq. 9", uses_lengths=True, hyperparameters=("rdpo_alpha",))
+def rdpo_loss(lp: PairLogps, beta: float, rdpo_alpha: float = 0.01) -> Tensor:
+    """L = -log sigma(beta h - alpha (|y_w| - |y_l|)): a longer chosen reply must win by more, so the margin
+    cannot be bought with length."""
+    (chosen, rejected), (n_w, n_l) = lp.logratios(), lp.lengths()
+    return -F.logsigmoid(beta * (chosen - rejected) - rdpo_alpha * (n_w - n_l))
+
+
+@register_loss("simpo", "Meng et al. 2024 (SimPO), eq. 6", needs_reference=False, uses_lengths=True,
+               hyperparameters=("simpo_gamma",))
+def simpo_loss(lp: PairLogps, beta: float, simpo_gamma: float = 0.5) -> Tensor:
+    """L = -log sigma(beta (log pi(y_w|x) / |y_w| - log pi(y_l|x) / |y_l|) - gamma): the length-averaged
+    log-likelihood is the reward (what generation ranks by), no reference model, a target margin gamma."""
+    (chosen, rejected), (n_w, n_l) = lp.logratios(), lp.lengths()
+    return -F.logsigmoid(beta * (chosen / n_w - rejected / n_l) - simpo_gamma)
+
+
+def log1mexp(x: Tensor) -> Tensor:
+    """log(1 - e^x) for x < 0, stable at both ends (Maechler 2012): log(-expm1(x)) near 0, log1p(-e^x) far."""
+    return torch.where(x > -0.6931471805599453, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+@register_loss("orpo", "Hong et al. 2024 (ORPO), eqs. 6-7; lambda is beta, as in TRL", needs_reference=False, uses_lengths=True)
+def orpo_loss(lp: PairLogps, beta: float) -> Tensor:
+    """L = NLL(y_w) - lambda log sigma(log odds(y_w) - log odds(y_l)), odds(y) = P / (1 - P) with P =
+    exp(log pi(y|x) / |y|), the NLL a token mean over the batch's chosen replies. SFT and preference in one
+    stage: no SFT model, no reference."""
+    (chosen, rejected), (n_w, n_l) = lp.logratios(), lp.lengths()
+    avg_w, avg_l = chosen / n_w, rejected / n_l
+    log_odds = (avg_w - avg_l) - (log1mexp(avg_w) - log1mexp(avg_l))
+    return lp.chosen_nll() - beta * F.logsigmoid(log_odds)
+
+
+@register_loss("kto", "Ethayarajh et al. 2024 (KTO), eq. 7", needs_mismatched=True,
+               hyperparameters=("desirable_weight", "undesirable_weight"))
+def kto_loss(lp: PairLogps, beta: float, desirable_weight: float = 1.0, undesirable_weight: float = 1.0) -> Tensor:
+    """Each pair read as two unpaired examples, y_w desirable and y_l undesirable, against the reference point
+    z = max(0, mean rho(x, y')) over mismatched pairs (a batch estimate of KL(pi || pi_ref), no gradient):
+
+        L = (lambda_D (1 - sigma(beta (rho_w - z))) + lambda_U (1 - sigma(beta (z - rho_l)))) / 2
+
+    (the mean over the 2B examples, as TRL). Needs only a good/bad label per reply, not pairs."""
+    if lp.mismatched is None:
+        raise ValueError("kto needs the log-ratios of mismatched (prompt, reply) pairs for its KL estimate")
+    chosen, rejected = lp.logratios()
+    z = lp.mismatched.detach().mean().clamp(min=0)
+    desirable = 1 - torch.sigmoid(beta * (chosen - z))
+    undesirable = 1 - torch.sigmoid(beta * (z - rejected))
+    return (desirable_weight * desirable + undesirable_weight * undesirable) / 2
+
+
+def plackett_luce_loss(logratios: Tensor, beta: float) -> Tensor:
+    """DPO for K-way rankings (DPO paper, App. A.3, eq. 18): with the K replies of a prompt ordered best first
+    and rho_k = log pi(y_k|x) - log pi_ref(y_k|x),
+
+        L = - sum_{k=1}^{K} [ beta rho_k - log sum_{j>=k} exp(beta rho_j) ]
+
+    `logratios` is (B, K); returns (B,). With K = 2 it is DPO's eq. 7."""
+    if logratios.dim() != 2 or logratios.shape[1] < 2:
+        raise ValueError(f"logratios must be (B, K) with K >= 2, got shape {tuple(logratios.shape)}")
+    scaled = beta * logratios
+    tail = torch.logcumsumexp(scaled.flip(-1), dim=-1).flip(-1)  # log sum_{j>=k} exp(beta rho_j)
+    return -(scaled - tail).sum(-1)
+
 
 
 # ----------------------------------------------------------------------------- the public entry point
@@ -109,16 +219,26 @@ class DPOLossOutput(NamedTuple):
     rejected_rewards: Tensor  # same for the rejected response
 
 
-def check_dpo_hyperparameters(beta: float, loss_type: str, label_smoothing: float = 0.0) -> None:
-    """Raise a ValueError naming the option and what is allowed."""
+def check_dpo_hyperparameters(beta: float, loss_type: str, **hyperparameters: float) -> None:
+    """Raise a ValueError naming the option and what is allowed: beta > 0, a registered loss_type, each
+    hyperparameter in range, and none set away from its default for a loss that does not read it."""
     if not (isinstance(beta, (int, float)) and beta > 0 and beta < float("inf")):
         raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
     if loss_type not in LOSSES:
-        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
-    if not (0.0 <= label_smoothing < 0.5):
-        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
-    if label_smoothing > 0 and "label_smoothing" not in LOSSES[loss_type].hyperparameters:
-        raise ValueError(f"label_smoothing only applies to loss_type='sigmoid' (cDPO), got loss_type={loss_type!r}")
+        raise ValueError(f"loss_type must be one of {tuple(LOSSES)}, got {loss_type!r}")
+    for name, value in hyperparameters.items():
+        if name not in HYPERPARAMETERS:
+            raise ValueError(f"unknown loss hyperparameter {name!r}; known: {sorted(HYPERPARAMETERS)}")
+        if not (isinstance(value, (int, float)) and abs(value) < float("inf")):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if value != HYPERPARAMETERS[name] and name not in LOSSES[loss_type].hyperparameters:
+            users = [k for k, spec in LOSSES.items() if name in spec.hyperparameters]
+            raise ValueError(f"{name} only applies to loss_type=" + " or ".join(map(repr, users)) + f", got {loss_type!r}")
+    if not (0.0 <= hyperparameters.get("label_smoothing", 0.0) < 0.5):
+        raise ValueError(f"label_smoothing must be in [0, 0.5), got {hyperparameters['label_smoothing']!r}")
+    for name in ("rpo_alpha", "simpo_gamma", "desirable_weight", "undesirable_weight"):
+        if hyperparameters.get(name, 0.0) < 0:
+            raise ValueError(f"{name} must be >= 0, got {hyperparameters[name]!r}")
 
 
 def dpo_loss(
@@ -131,17 +251,21 @@ def dpo_loss(
     label_smoothing: float = 0.0,
     chosen_lengths: Tensor | None = None,
     rejected_lengths: Tensor | None = None,
+    mismatched_logratios: Tensor | None = None,
+    **hyperparameters: float,
 ) -> DPOLossOutput:
     """Per-pair loss of `loss_type` (default: DPO, eq. 7) and the implicit rewards of both responses (eq. 5).
 
-    The loss comes from `LOSSES[loss_type]`; `label_smoothing` is passed to the losses that take it (cDPO),
-    the lengths to those that use them (IPO).
+    The loss comes from `LOSSES[loss_type]`; of `hyperparameters` (`label_smoothing`, `rpo_alpha`, ...; see
+    `HYPERPARAMETERS`) each loss is passed those it takes. For a reference-free loss (SimPO, ORPO) the
+    "rewards" are beta log pi(y|x).
     """
-    check_dpo_hyperparameters(beta, loss_type, label_smoothing)
+    hyperparameters["label_smoothing"] = label_smoothing
+    check_dpo_hyperparameters(beta, loss_type, **hyperparameters)
     spec = LOSSES[loss_type]
-    lp = PairLogps(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths, rejected_lengths)
-    extra = {"label_smoothing": label_smoothing} if "label_smoothing" in spec.hyperparameters else {}
-    losses = spec.fn(lp, beta, **extra)
+    lp = PairLogps(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths,
+                   rejected_lengths, mismatched_logratios)
+    losses = spec.fn(lp, beta, **{k: v for k, v in hyperparameters.items() if k in spec.hyperparameters})
     chosen_logratios, rejected_logratios = lp.logratios()
     return DPOLossOutput(losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach())
 

@@ -70,7 +70,7 @@ def train_tabular_policy(
 
     def objective() -> tuple[Tensor, Tensor]:
         logp = torch.log_softmax(theta, -1)
-        out = dpo_loss(logp[ux, uw], logp[ux, ul], log_ref[ux, uw], log_ref[ux, ul], beta, loss_type, label_smoothing)
+        out = dpo_loss(logp[ux, uw], logp[ux, ul], log_ref[ux, uw], log_ref[ux, ul], beta, loss_type, label_smoothing=label_smoothing)
         margin = ((out.chosen_rewards - out.rejected_rewards) * weights).sum() / beta
         return (out.losses * weights).sum(), margin
 

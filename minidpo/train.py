@@ -2,6 +2,7 @@
 
     SFT:  token-mean NLL of the reply tokens                     (`sft_step`, `losses.sft_loss`)
     DPO:  a preference loss of `losses.LOSSES` (default eq. 7)   (`DPOStep`, `losses.dpo_loss`)
+    Plackett-Luce DPO on K-way rankings (App. A.3)               (`RankingStep`, `losses.plackett_luce_loss`)
 
 Both run in the shared loop of `minidpo.loop` (warm-up, accumulation, clipping, evaluation, checkpoints,
 exact resume, DDP).
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .batching import collate_preferences, collate_sft
+from .batching import collate_preferences, collate_rankings, collate_sft
 from .logprobs import model_sequence_logprobs, model_token_logprobs
 from .loop import disable_dropout, evaluate_objective, load_checkpoint, save_checkpoint, train_loop  # noqa: F401  (re-exported)
-from .losses import LOSSES, check_dpo_hyperparameters, dpo_loss, dpo_metrics, sft_loss
+from .losses import HYPERPARAMETERS, LOSSES, check_dpo_hyperparameters, dpo_loss, dpo_metrics, plackett_luce_loss, sft_loss
 
 
 @dataclass
@@ -74,11 +75,20 @@ class DPOConfig(TrainConfig):
     output_dir: str = "runs/dpo"
     beta: float = 0.1  # higher beta keeps the policy closer to the reference
     loss_type: str = "sigmoid"
-    label_smoothing: float = 0.0
+    # the losses' own hyperparameters (`losses.HYPERPARAMETERS`); each loss reads only its own
+    label_smoothing: float = 0.0  # cDPO's eps (not TRL's: TRL 1.16 ignores it for loss_type="sigmoid")
+    rpo_alpha: float = 1.0  # RPO: weight of the chosen replies' NLL
+    rdpo_alpha: float = 0.01  # R-DPO: weight of the length difference
+    simpo_gamma: float = 0.5  # SimPO: target margin
+    desirable_weight: float = 1.0  # KTO: lambda_D
+    undesirable_weight: float = 1.0  # KTO: lambda_U
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_dpo_hyperparameters(self.beta, self.loss_type, self.label_smoothing)
+        check_dpo_hyperparameters(self.beta, self.loss_type, **self.loss_hyperparameters())
+
+    def loss_hyperparameters(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in HYPERPARAMETERS}
 
 
 # ----------------------------------------------------------------------------- per-batch objectives
@@ -94,7 +104,8 @@ def sft_step(model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
 class DPOStep:
     """A preference loss (`config.loss_type`, from `losses.LOSSES`) on one batch: one policy forward over
     [chosen; rejected]; reference log-probs from the batch (precomputed) or from `ref_model` under no_grad,
-    when the loss needs them; reply lengths when the loss uses them."""
+    when the loss needs them; reply lengths when the loss uses them; for KTO, the log-ratios of the batch's
+    mismatched pairs (`collate_preferences(..., mismatched=True)`), both models under no_grad."""
 
     def __init__(self, config: DPOConfig, ref_model=None):
         self.config, self.ref_model = config, ref_model
@@ -111,14 +122,45 @@ class DPOStep:
         with torch.no_grad():
             return model_sequence_logprobs(self.ref_model, batch).to(device).chunk(2)
 
+    def mismatched_logratios(self, model, batch: dict) -> torch.Tensor | None:
+        if not self.spec.needs_mismatched:
+            return None
+        if "mismatched_input_ids" not in batch or self.ref_model is None:
+            raise ValueError(f"loss_type={self.config.loss_type!r} needs mismatched pairs: collate with "
+                             f"collate_preferences(..., mismatched=True) and pass ref_model")
+        rows = {k.removeprefix("mismatched_"): v for k, v in batch.items() if k.startswith("mismatched_")}
+        with torch.no_grad():
+            return model_sequence_logprobs(model, rows) - model_sequence_logprobs(self.ref_model, rows).to(rows["input_ids"].device)
+
     def __call__(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
         policy_chosen, policy_rejected = model_sequence_logprobs(model, batch).chunk(2)
         ref_chosen, ref_rejected = self.reference_logps(batch, policy_chosen.device)
         lengths = batch["response_mask"][:, 1:].sum(1).to(policy_chosen.device).chunk(2) if self.spec.uses_lengths else (None, None)
         out = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=cfg.beta, loss_type=cfg.loss_type,
-                       label_smoothing=cfg.label_smoothing, chosen_lengths=lengths[0], rejected_lengths=lengths[1])
+                       chosen_lengths=lengths[0], rejected_lengths=lengths[1],
+                       mismatched_logratios=self.mismatched_logratios(model, batch), **cfg.loss_hyperparameters())
         return out.losses.mean(), dpo_metrics(out, policy_chosen, policy_rejected)
+
+
+class RankingStep:
+    """Plackett-Luce DPO (App. A.3) on a batch of K-way rankings (`collate_rankings`): one policy forward over
+    the K replies of every prompt, the reference's under no_grad from `ref_model`."""
+
+    def __init__(self, config: DPOConfig, ref_model):
+        self.config, self.ref_model = config, ref_model
+
+    def __call__(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        k = batch["num_ranked"]
+        inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "response_mask")}
+        policy = model_sequence_logprobs(model, inputs).view(k, -1).T  # rows were stacked rank by rank: (B, K)
+        with torch.no_grad():
+            ref = model_sequence_logprobs(self.ref_model, inputs).to(policy.device).view(k, -1).T
+        losses = plackett_luce_loss(policy - ref, self.config.beta)
+        rewards = self.config.beta * (policy - ref).detach()
+        return losses.mean(), {"loss": losses.mean().item(), "rewards/best": rewards[:, 0].mean().item(),
+                               "rewards/worst": rewards[:, -1].mean().item(),
+                               "rewards/ordered": (rewards[:, :-1] > rewards[:, 1:]).all(-1).float().mean().item()}
 
 
 # ----------------------------------------------------------------------------- the jobs
@@ -138,5 +180,12 @@ def train_dpo(
 ) -> list[dict]:
     """DPO (eq. 7) from `model` against `ref_model` (the SFT model), or against reference log-probs
     already stored in the datasets' `ref_chosen_logps`/`ref_rejected_logps` columns."""
-    collate = lambda ex: collate_preferences(ex, pad_token_id)  # noqa: E731
+    mismatched = LOSSES[config.loss_type].needs_mismatched
+    collate = lambda ex: collate_preferences(ex, pad_token_id, mismatched=mismatched)  # noqa: E731
     return train_loop(model, train_data, eval_data, config, DPOStep(config, ref_model), collate, resume=resume, desc="DPO")
+
+
+def train_rankings(model, train_data, eval_data, config: DPOConfig, pad_token_id: int, ref_model, resume: bool = True) -> list[dict]:
+    """Plackett-Luce DPO on K-way rankings (`prompt_ids`, `ranked_ids`: K replies, best first) against `ref_model`."""
+    collate = lambda ex: collate_rankings(ex, pad_token_id)  # noqa: E731
+    return train_loop(model, train_data, eval_data, config, RankingStep(config, ref_model), collate, resume=resume, desc="PL-DPO")

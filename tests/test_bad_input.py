@@ -30,7 +30,7 @@ field, or the option and what is allowed, or what to do instead.
 | 23 | learning_rate = 0                       | ValueError            | learning_rate must be a finite number > 0                 |
 | 24 | learning_rate < 0                       | ValueError            | learning_rate must be a finite number > 0                 |
 | 25 | batch_size = 0                          | ValueError            | batch_size must be an integer >= 1                        |
-| 26 | unknown loss_type                       | ValueError            | loss_type must be one of ('sigmoid', 'ipo', 'hinge')      |
+| 26 | unknown loss_type                       | ValueError            | loss_type must be one of ('sigmoid', 'ipo', 'hinge', ...  |
 | 27 | label_smoothing = 0.5                   | ValueError            | label_smoothing must be in [0, 0.5)                       |
 | 28 | label_smoothing < 0                     | ValueError            | label_smoothing must be in [0, 0.5)                       |
 | 29 | label_smoothing with loss_type='ipo'    | ValueError            | label_smoothing only applies to loss_type='sigmoid'       |
@@ -42,11 +42,16 @@ field, or the option and what is allowed, or what to do instead.
 | 35 | hub unreachable: HH-RLHF from the hub   | ConnectionError       | set MINIDPO_DATA_DIR                                      |
 | 36 | hub unreachable: model                  | OSError               | use the offline profile                                   |
 | 37 | reusing a run folder with another config| ValueError            | holds a run made with a different configuration (changed: seed) |
+| 38 | a loss's hyperparameter on another loss | ValueError            | rpo_alpha only applies to loss_type='rpo'                 |
+| 39 | KTO with one pair per batch             | ValueError            | mismatched pairs need at least 2 pairs per batch          |
+| 40 | KTO without a reference model           | ValueError            | needs mismatched pairs                                    |
+| 41 | Plackett-Luce with one reply per prompt | ValueError            | logratios must be (B, K) with K >= 2                      |
 """
 
 import json
 
 import pytest
+import torch
 from datasets import Dataset
 
 from minidpo.data import (
@@ -61,7 +66,8 @@ from minidpo.data import (
 from minidpo.generate import generate_responses
 from minidpo.models import load_model, tiny_tokenizer
 from minidpo.experiments.profiles import get_profile
-from minidpo.train import DPOConfig
+from minidpo.losses import plackett_luce_loss
+from minidpo.train import DPOConfig, DPOStep
 
 GOOD = {"prompt": "Say hi.", "chosen": "Hello there!", "rejected": "Go away."}
 
@@ -106,6 +112,13 @@ def offline_hh(tmp_path, monkeypatch):
     monkeypatch.delenv("MINIDPO_DATA_DIR", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     load_hh_rlhf()
+
+
+def kto_without_reference(tmp_path, monkeypatch):
+    from minidpo.models import tiny_gpt2
+
+    pairs = [{"prompt_ids": [5, 6], "chosen_ids": [7, 0], "rejected_ids": [8, 0]}] * 2
+    DPOStep(DPOConfig(loss_type="kto"))(tiny_gpt2(vocab_size=16), collate_preferences(pairs, 0, mismatched=True))
 
 
 def offline_model(tmp_path, monkeypatch):
@@ -158,7 +171,7 @@ ROWS = [
     (23, lambda t, m: DPOConfig(learning_rate=0.0), ValueError, "learning_rate must be a finite number > 0"),
     (24, lambda t, m: DPOConfig(learning_rate=-1e-6), ValueError, "learning_rate must be a finite number > 0"),
     (25, lambda t, m: DPOConfig(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
-    (26, lambda t, m: DPOConfig(loss_type="kto"), ValueError, "loss_type must be one of ('sigmoid', 'ipo', 'hinge')"),
+    (26, lambda t, m: DPOConfig(loss_type="dpo_typo"), ValueError, "loss_type must be one of ('sigmoid', 'ipo', 'hinge', "),
     (27, lambda t, m: DPOConfig(label_smoothing=0.5), ValueError, "label_smoothing must be in [0, 0.5)"),
     (28, lambda t, m: DPOConfig(label_smoothing=-0.1), ValueError, "label_smoothing must be in [0, 0.5)"),
     (29, lambda t, m: DPOConfig(loss_type="ipo", label_smoothing=0.1), ValueError, "label_smoothing only applies to loss_type='sigmoid'"),
@@ -170,6 +183,11 @@ ROWS = [
     (35, offline_hh, ConnectionError, "set MINIDPO_DATA_DIR"),
     (36, offline_model, OSError, "use the offline profile"),
     (37, reused_run_dir, ValueError, "holds a run made with a different configuration (changed: seed)"),
+    (38, lambda t, m: DPOConfig(loss_type="sigmoid", rpo_alpha=0.5), ValueError, "rpo_alpha only applies to loss_type='rpo'"),
+    (39, lambda t, m: collate_preferences([{"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3]}], 0, mismatched=True),
+     ValueError, "mismatched pairs need at least 2 pairs per batch"),
+    (40, kto_without_reference, ValueError, "needs mismatched pairs"),
+    (41, lambda t, m: plackett_luce_loss(torch.zeros(3, 1), 0.1), ValueError, "logratios must be (B, K) with K >= 2"),
 ]
 
 

@@ -93,7 +93,7 @@ def test_finite_for_huge_log_ratios(loss_type, ls, sign):
     [
         (dict(beta=0.0), "beta must be"),
         (dict(beta=-1.0), "beta must be"),
-        (dict(loss_type="kto"), "loss_type must be one of"),
+        (dict(loss_type="dpo_typo"), "loss_type must be one of"),
         (dict(label_smoothing=0.5), r"label_smoothing must be in \[0, 0.5\)"),
         (dict(label_smoothing=-0.1), r"label_smoothing must be in \[0, 0.5\)"),
         (dict(loss_type="ipo", label_smoothing=0.1), "only applies"),
