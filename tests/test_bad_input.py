@@ -44,7 +44,7 @@ field, or the option and what is allowed, or what to do instead.
 | 37 | reusing a run folder with another config| ValueError            | holds a run made with a different configuration (changed: seed) |
 | 38 | a loss's hyperparameter on another loss | ValueError            | rpo_alpha only applies to loss_type='rpo'                 |
 | 39 | KTO with one pair per batch             | ValueError            | mismatched pairs need at least 2 pairs per batch          |
-| 40 | KTO without a reference model           | ValueError            | needs mismatched pairs                                    |
+| 40 | KTO with precomputed reference only     | ValueError            | needs mismatched pairs                                    |
 | 41 | Plackett-Luce with one reply per prompt | ValueError            | logratios must be (B, K) with K >= 2                      |
 """
 
@@ -117,7 +117,8 @@ def offline_hh(tmp_path, monkeypatch):
 def kto_without_reference(tmp_path, monkeypatch):
     from minidpo.models import tiny_gpt2
 
-    pairs = [{"prompt_ids": [5, 6], "chosen_ids": [7, 0], "rejected_ids": [8, 0]}] * 2
+    pairs = [{"prompt_ids": [5, 6], "chosen_ids": [7, 0], "rejected_ids": [8, 0], "ref_chosen_logps": -1.0,
+              "ref_rejected_logps": -1.0}] * 2  # precomputed reference columns cover the pairs, not the mismatched rows
     DPOStep(DPOConfig(loss_type="kto"))(tiny_gpt2(vocab_size=16), collate_preferences(pairs, 0, mismatched=True))
 
 
