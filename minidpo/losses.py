@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .preference import plackett_luce_logprob
+
 
 class PairLogps(NamedTuple):
     """What a preference loss may read for a batch of B pairs, each (B,)."""
@@ -139,15 +141,13 @@ def sigmoid_norm_loss(lp: PairLogps, beta: float) -> Tensor:
 @register_loss("rpo", "Pang et al. 2024 (RPO: DPO + NLL; TRL's loss_type=['sigmoid', 'sft'])", uses_lengths=True,
                hyperparameters=("rpo_alpha",))
 def rpo_loss(lp: PairLogps, beta: float, rpo_alpha: float = 1.0) -> Tensor:
-    """L = -log sigma(beta h) + alpha * NLL(y_w), the NLL a token mean over the batch's chosen replies (as TRL):
-    the NLL term keeps the chosen reply's likelihood from falling while the margin grows."""
+    """L = -log sigma(beta h) + alpha * NLL(y_w) (the batch's token mean, as TRL): keeps log pi(y_w|x) from falling."""
     return sigmoid_loss(lp, beta) + rpo_alpha * lp.chosen_nll()
 
 
 @register_loss("rdpo", "Park et al. 2024 (R-DPO), eq. 9", uses_lengths=True, hyperparameters=("rdpo_alpha",))
 def rdpo_loss(lp: PairLogps, beta: float, rdpo_alpha: float = 0.01) -> Tensor:
-    """L = -log sigma(beta h - alpha (|y_w| - |y_l|)): a longer chosen reply must win by more, so the margin
-    cannot be bought with length."""
+    """L = -log sigma(beta h - alpha (|y_w| - |y_l|)): a longer chosen reply must win by more (length can't buy margin)."""
     (chosen, rejected), (n_w, n_l) = lp.logratios(), lp.lengths()
     return -F.logsigmoid(beta * (chosen - rejected) - rdpo_alpha * (n_w - n_l))
 
@@ -157,7 +157,7 @@ def rdpo_loss(lp: PairLogps, beta: float, rdpo_alpha: float = 0.01) -> Tensor:
 def simpo_loss(lp: PairLogps, beta: float, simpo_gamma: float = 0.5) -> Tensor:
     """L = -log sigma(beta (log pi(y_w|x) / |y_w| - log pi(y_l|x) / |y_l|) - gamma): the length-averaged
     log-likelihood is the reward (what generation ranks by), no reference model, a target margin gamma."""
-    (chosen, rejected), (n_w, n_l) = lp.logratios(), lp.lengths()
+    (chosen, rejected), (n_w, n_l) = (lp.chosen, lp.rejected), lp.lengths()
     return -F.logsigmoid(beta * (chosen / n_w - rejected / n_l) - simpo_gamma)
 
 
@@ -171,7 +171,7 @@ def orpo_loss(lp: PairLogps, beta: float) -> Tensor:
     """L = NLL(y_w) - lambda log sigma(log odds(y_w) - log odds(y_l)), odds(y) = P / (1 - P) with P =
     exp(log pi(y|x) / |y|), the NLL a token mean over the batch's chosen replies. SFT and preference in one
     stage: no SFT model, no reference."""
-    (chosen, rejected), (n_w, n_l) = lp.logratios(), lp.lengths()
+    (chosen, rejected), (n_w, n_l) = (lp.chosen, lp.rejected), lp.lengths()
     avg_w, avg_l = chosen / n_w, rejected / n_l
     log_odds = (avg_w - avg_l) - (log1mexp(avg_w) - log1mexp(avg_l))
     return lp.chosen_nll() - beta * F.logsigmoid(log_odds)
@@ -197,16 +197,16 @@ def kto_loss(lp: PairLogps, beta: float, desirable_weight: float = 1.0, undesira
 
 def plackett_luce_loss(logratios: Tensor, beta: float) -> Tensor:
     """DPO for K-way rankings (DPO paper, App. A.3, eq. 18): with the K replies of a prompt ordered best first
-    and rho_k = log pi(y_k|x) - log pi_ref(y_k|x),
+    and rho_k = log pi(y_k|x) - log pi_ref(y_k|x), the negative Plackett-Luce log-likelihood of that order
+    under the implicit rewards beta rho (`preference.plackett_luce_logprob`):
 
         L = - sum_{k=1}^{K} [ beta rho_k - log sum_{j>=k} exp(beta rho_j) ]
 
     `logratios` is (B, K); returns (B,). With K = 2 it is DPO's eq. 7."""
     if logratios.dim() != 2 or logratios.shape[1] < 2:
         raise ValueError(f"logratios must be (B, K) with K >= 2, got shape {tuple(logratios.shape)}")
-    scaled = beta * logratios
-    tail = torch.logcumsumexp(scaled.flip(-1), dim=-1).flip(-1)  # log sum_{j>=k} exp(beta rho_j)
-    return -(scaled - tail).sum(-1)
+    best_first = torch.arange(logratios.shape[1], device=logratios.device).expand_as(logratios)
+    return -plackett_luce_logprob(beta * logratios, best_first)
 
 
 
