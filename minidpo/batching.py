@@ -185,7 +185,8 @@ def collate_preferences(
     including the EOS) -- TRL's `completion_mask` -- plus `ref_chosen_logps`/`ref_rejected_logps` when the
     examples carry precomputed reference log-probs. With `mismatched=True` (KTO's KL estimate) also
     `mismatched_*`: the same 2B prompts, each with the reply of the row before it (replies cycled by one, as
-    TRL's KTO collator does), so no prompt meets its own reply; needs B >= 2.
+    TRL's KTO collator does), so no prompt meets its own reply. A batch of one pair has no mismatched reply and
+    gets no such rows.
     """
     prompts = [ex["prompt_ids"] for ex in examples] * 2
     replies = [ex["chosen_ids"] for ex in examples] + [ex["rejected_ids"] for ex in examples]
@@ -193,9 +194,7 @@ def collate_preferences(
     for key in ("ref_chosen_logps", "ref_rejected_logps"):
         if key in examples[0]:
             batch[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float32)
-    if mismatched:
-        if len(examples) < 2:
-            raise ValueError("mismatched pairs need at least 2 pairs per batch (with one, a prompt meets its own reply)")
+    if mismatched and len(examples) > 1:
         rows = _prompt_reply_rows(prompts, replies[-1:] + replies[:-1], pad_token_id, pad_to_multiple_of)
         batch.update({f"mismatched_{k}": v for k, v in rows.items()})
     return batch

@@ -125,6 +125,10 @@ class DPOStep:
     def mismatched_logratios(self, model, batch: dict) -> torch.Tensor | None:
         if not self.spec.needs_mismatched:
             return None
+        if "mismatched_input_ids" not in batch and batch["input_ids"].shape[0] == 2:
+            # one pair (e.g. an epoch's last batch): no reply of another prompt to compare with, so the
+            # reference point takes its floor, z = 0
+            return torch.zeros(1, device=batch["input_ids"].device)
         if "mismatched_input_ids" not in batch or self.ref_model is None:
             raise ValueError(f"loss_type={self.config.loss_type!r} needs mismatched pairs: collate with "
                              f"collate_preferences(..., mismatched=True) and pass ref_model")

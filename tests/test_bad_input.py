@@ -43,7 +43,7 @@ field, or the option and what is allowed, or what to do instead.
 | 36 | hub unreachable: model                  | OSError               | use the offline profile                                   |
 | 37 | reusing a run folder with another config| ValueError            | holds a run made with a different configuration (changed: seed) |
 | 38 | a loss's hyperparameter on another loss | ValueError            | rpo_alpha only applies to loss_type='rpo'                 |
-| 39 | KTO with one pair per batch             | ValueError            | mismatched pairs need at least 2 pairs per batch          |
+| 39 | KTO on a batch without mismatched rows  | ValueError            | needs mismatched pairs: collate with                      |
 | 40 | KTO with precomputed reference only     | ValueError            | needs mismatched pairs                                    |
 | 41 | Plackett-Luce with one reply per prompt | ValueError            | logratios must be (B, K) with K >= 2                      |
 """
@@ -114,12 +114,12 @@ def offline_hh(tmp_path, monkeypatch):
     load_hh_rlhf()
 
 
-def kto_without_reference(tmp_path, monkeypatch):
+def kto_without_reference(tmp_path, monkeypatch, mismatched=True):
     from minidpo.models import tiny_gpt2
 
     pairs = [{"prompt_ids": [5, 6], "chosen_ids": [7, 0], "rejected_ids": [8, 0], "ref_chosen_logps": -1.0,
               "ref_rejected_logps": -1.0}] * 2  # precomputed reference columns cover the pairs, not the mismatched rows
-    DPOStep(DPOConfig(loss_type="kto"))(tiny_gpt2(vocab_size=16), collate_preferences(pairs, 0, mismatched=True))
+    DPOStep(DPOConfig(loss_type="kto"))(tiny_gpt2(vocab_size=16), collate_preferences(pairs, 0, mismatched=mismatched))
 
 
 def offline_model(tmp_path, monkeypatch):
@@ -185,8 +185,7 @@ ROWS = [
     (36, offline_model, OSError, "use the offline profile"),
     (37, reused_run_dir, ValueError, "holds a run made with a different configuration (changed: seed)"),
     (38, lambda t, m: DPOConfig(loss_type="sigmoid", rpo_alpha=0.5), ValueError, "rpo_alpha only applies to loss_type='rpo'"),
-    (39, lambda t, m: collate_preferences([{"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3]}], 0, mismatched=True),
-     ValueError, "mismatched pairs need at least 2 pairs per batch"),
+    (39, lambda t, m: kto_without_reference(t, m, mismatched=False), ValueError, "needs mismatched pairs: collate with"),
     (40, kto_without_reference, ValueError, "needs mismatched pairs"),
     (41, lambda t, m: plackett_luce_loss(torch.zeros(3, 1), 0.1), ValueError, "logratios must be (B, K) with K >= 2"),
 ]

@@ -1,4 +1,4 @@
-"""The command line of the experiments: `python -m minidpo run|frontier|figures|report [--profile smoke|cpu|gpu]`."""
+"""The command line of the experiments: `python -m minidpo run|frontier|family|figures|report [--profile smoke|cpu|gpu]`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     fr.add_argument("--run-dir", default=None, help="default runs/<profile>/frontier")
     fr.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     fr.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
+    fam = sub.add_parser("family", help="notebook 10: DPO's family (offline, online, Plackett-Luce) on the sentiment frontier and the "
+                                        "instruction pairs")
+    fam.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
+    fam.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
+    fam.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
     figs = sub.add_parser("figures", help="redraw the figures from results/instruction_<profile>.json")
     figs.add_argument("--profile", default=None)
     figs.add_argument("--results-dir", default="results")
@@ -45,6 +50,23 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads((Path(args.results_dir) / f"instruction_{name}.json").read_text())
         for path in instruction_figures(results, args.figures_dir).values():
             print(path)
+        return 0
+
+    if args.command == "family":
+        from .family import run_family
+        from .profiles import get_profile
+
+        profile = get_profile(args.profile)
+        scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
+        results = run_family(profile, results_dir=args.results_dir or os.path.join(scratch, "results"),
+                             figures_dir=args.figures_dir or os.path.join(scratch, "figures"))
+        summary = {p["method"] + (f" beta={p['beta']:g}" if p.get("beta") is not None else ""):
+                   f"KL {p['kl']:.2f} reward {p['reward']:.3f} [{p['reward_ci'][0]:.3f}, {p['reward_ci'][1]:.3f}]"
+                   for p in results["sentiment"]["points"]}
+        rows = {m: f"{r['judge_vs_reference']['rate']:.3f} [{r['judge_vs_reference']['ci_low']:.3f}, {r['judge_vs_reference']['ci_high']:.3f}]"
+                for m, r in results["instruction"]["rows"].items() if m != "reference"}
+        print(json.dumps({"profile": profile.name, "sentiment": summary, "instruction judge win rate vs reference": rows,
+                          "compute_s": round(results["compute_s"], 1)}, indent=1))
         return 0
 
     if args.command == "frontier":

@@ -36,6 +36,7 @@ from ..batching import completions_from_pairs, tokenize_prompts, tokenize_sft
 from ..evaluate import bootstrap_ci, sampled_log_ratios
 from ..generate import generate_responses
 from ..logprobs import reference_columns
+from ..losses import LOSSES
 from ..models import load_model
 from ..train import DPOConfig, SFTConfig, train_dpo, train_sft
 from ..utils import derive_seed, read_json, write_json
@@ -237,13 +238,18 @@ def sft_point(task: Task, sft_model) -> dict:
 
 
 def dpo_run(task: Task, sft_model, ref_data: dict, beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0,
-            method: str = "DPO") -> dict:
-    """DPO (or a variant of `losses.LOSSES`) from the SFT model on the sampled pairs, then scored on held-out prompts."""
+            method: str = "DPO", hyperparameters: tuple[tuple[str, float], ...] = ()) -> dict:
+    """DPO (or a variant of `losses.LOSSES`, with its `hyperparameters`) from the SFT model on the sampled pairs,
+    then scored on held-out prompts. KTO's mismatched pairs take their reference log-probs from the SFT model."""
     name = f"{loss_type}_beta{beta:g}" + (f"_ls{label_smoothing:g}" if label_smoothing else "")
-    cfg = task.config(DPOConfig, name, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing, **task.plan.dpo)
-    train = lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], cfg, task.pad)  # noqa: E731
+    name += "".join(f"_{k}{v:g}" for k, v in hyperparameters)
+    cfg = task.config(DPOConfig, name, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing, **dict(hyperparameters),
+                      **task.plan.dpo)
+    ref_model = sft_model if LOSSES[loss_type].needs_mismatched else None
+    train = lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], cfg, task.pad, ref_model=ref_model)  # noqa: E731
     return cached_run(task, name, lambda: {**trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type, beta=beta,
-                                                                label_smoothing=label_smoothing), "config": asdict(cfg)})
+                                                                label_smoothing=label_smoothing, **dict(hyperparameters)),
+                                           "config": asdict(cfg)})
 
 
 def preferred_ft_run(task: Task, sft_model, pairs: dict) -> dict:

@@ -133,10 +133,12 @@ def reference_logprobs(exp: InstructionExperiment, reference) -> dict:
     return out
 
 
-def dpo_run(exp: InstructionExperiment, reference, ref_data: dict, beta: float) -> tuple[object, list[dict], bool]:
-    """Stage 4 (notebook 06): DPO at `beta` from a copy of the reference, which is also pi_ref."""
-    arm = dpo_arm(beta)
-    cfg = _train_cfg(exp, DPOConfig, arm, dict(exp.plan.dpo, beta=beta))
+def dpo_run(exp: InstructionExperiment, reference, ref_data: dict, beta: float, loss_type: str = "sigmoid", arm: str | None = None,
+            hyperparameters: tuple[tuple[str, float], ...] = ()) -> tuple[object, list[dict], bool]:
+    """Stage 4 (notebook 06): DPO (or a `losses.LOSSES` variant, notebook 10) at `beta` from a copy of the
+    reference, which is also pi_ref."""
+    arm = arm or dpo_arm(beta)
+    cfg = _train_cfg(exp, DPOConfig, arm, dict(exp.plan.dpo, beta=beta, loss_type=loss_type, **dict(hyperparameters)))
 
     def train(model):
         with exp.timed(arm):

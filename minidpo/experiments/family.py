@@ -1,0 +1,213 @@
+"""DPO's family on one frontier and on the instruction experiment (notebook 10).
+
+    python -m minidpo family       # profile from $MINIDPO_PROFILE, default "cpu"
+
+Sentiment (the frontier's task, SFT model, pairs and caches in runs/<profile>/frontier/):
+- every offline variant of `FamilyPlan.variants` on the frontier's pairs, scored like DPO (true reward and
+  sampled KL(pi || pi_SFT) on the held-out prompts, reply length);
+- online DPO: the same pair prompts, two replies per prompt drawn from the *current* policy and labelled by the
+  true reward (the same labelling budget as the offline pairs: two reward calls per prompt);
+- Plackett-Luce DPO: `ranking_k` replies per pair prompt from the SFT model ranked by the true reward, against
+  DPO on the best and the worst of the same replies (the same sampling compute). With K = 2 Plackett-Luce DPO is
+  DPO (tests/test_family.py): the frontier's own DPO run at `ranking_beta` is that point.
+Instruction (the instruction experiment's run folder): R-DPO, SimPO and length-normalised DPO from its reference,
+at the DPO beta chosen there on validation, judged like its DPO arms (preference-judge win rate against the
+reference, length-controlled rate, words per reply, content fidelity; paired on the same prompts).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+
+from .. import __version__
+from ..batching import tokenize_prompts
+from ..models import model_note
+from ..online import train_online_dpo
+from ..train import DPOConfig, train_dpo, train_rankings
+from ..utils import derive_seed
+from .frontier import Task, cached_run, dpo_run, pairs_stage, prepare_task, reference_stage, sft_point, sft_stage, trained_and_scored
+from .profiles import Profile
+from .runs import cached_json, peak_rss_gib, timed, timings, write_results
+
+POINT_KEYS = ("method", "loss_type", "beta", "reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n", "train", "eval_seconds")
+
+
+def point(run: dict, **labels) -> dict:
+    """A run's frontier point: what the tables and plots need, without its history and examples."""
+    return {**{k: run[k] for k in POINT_KEYS if k in run}, **labels}
+
+
+# ----------------------------------------------------------------------------- rankings for Plackett-Luce DPO
+
+
+def rankings_stage(task: Task, sft_model, k: int) -> dict:
+    """`k` replies per pair prompt (train and validation) from the SFT model, ranked best first by the true
+    reward; prompts whose best and worst reply score the same are dropped and counted. Cached."""
+    def sample() -> dict:
+        out = {"records": {}, "stats": {}}
+        with timed(task.run_dir, f"rankings_k{k}"):
+            for split, key in (("train", "pairs_train"), ("validation", "pairs_val")):
+                prompts = list(task.splits[key]["prompt"])
+                draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "rankings", key, d)) for d in range(k)]
+                rewards = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)  # (P, k)
+                records = []
+                for i, prompt in enumerate(prompts):
+                    order = torch.argsort(rewards[i], descending=True, stable=True).tolist()
+                    if rewards[i, order[0]] == rewards[i, order[-1]]:
+                        continue
+                    records.append({"prompt": prompt, "ranked_ids": [draws[d][1][i] for d in order],
+                                    "rewards": [float(rewards[i, d]) for d in order]})
+                inner_ties = sum(len(set(r["rewards"])) < k for r in records)
+                out["records"][split] = records
+                out["stats"][split] = {"prompts": len(prompts), "rankings": len(records), "all_tied_dropped": len(prompts) - len(records),
+                                       "rankings_with_inner_ties": inner_ties}
+        return out
+
+    out = cached_json(task.run_dir / f"rankings_k{k}.json", sample, indent=None)
+    for split, recs in out["records"].items():
+        prompt_ids = tokenize_prompts(task.tokenizer, [r["prompt"] for r in recs]) if recs else []
+        out[split] = Dataset.from_dict({"prompt_ids": prompt_ids, "ranked_ids": [r["ranked_ids"] for r in recs]})
+        out[f"{split}_pairs"] = Dataset.from_dict({"prompt_ids": prompt_ids, "chosen_ids": [r["ranked_ids"][0] for r in recs],
+                                                   "rejected_ids": [r["ranked_ids"][-1] for r in recs]})
+    return out
+
+
+def ranking_runs(task: Task, sft_model, rankings: dict, k: int, beta: float) -> list[dict]:
+    """Plackett-Luce DPO on the K-way rankings, and DPO on the best/worst pair of the same replies."""
+    runs = []
+    for name, method, data, job in ((f"pl_k{k}_beta{beta:g}", f"Plackett-Luce DPO (K={k})", "", train_rankings),
+                                    (f"bestworst_k{k}_beta{beta:g}", f"DPO on best/worst of {k}", "_pairs", train_dpo)):
+        cfg = task.config(DPOConfig, name, beta=beta, **task.plan.dpo)
+        train = lambda m, cfg=cfg, data=data, job=job: job(m, rankings["train" + data], rankings["validation" + data], cfg,  # noqa: E731
+                                                          task.pad, ref_model=sft_model)
+        runs.append(cached_run(task, name, lambda train=train, method=method: {
+            **trained_and_scored(task, sft_model, train, method=method, loss_type="plackett_luce" if "pl_" in name else "sigmoid",
+                                 beta=beta, k=k), "config": asdict(cfg)}))
+    return runs
+
+
+# ----------------------------------------------------------------------------- online DPO
+
+
+def online_run(task: Task, sft_model, beta: float) -> dict:
+    """Online DPO from the SFT model over the pair prompts (one epoch), against the SFT model as reference."""
+    name = f"online_beta{beta:g}"
+    split = task.splits["pairs_train"]
+    prompts = Dataset.from_dict({"record_id": list(split["record_id"]), "prompt": list(split["prompt"]),
+                                 "prompt_ids": tokenize_prompts(task.tokenizer, list(split["prompt"]))})
+    cfg = task.config(DPOConfig, name, beta=beta, **task.plan.dpo)
+    train = lambda m: train_online_dpo(m, sft_model, task.tokenizer, prompts, None, cfg,  # noqa: E731
+                                       lambda ps, rs: task.true_reward(ps, rs), task.plan.max_new_tokens)
+    return cached_run(task, name, lambda: {**trained_and_scored(task, sft_model, train, method="online DPO", loss_type="sigmoid",
+                                                                beta=beta), "config": asdict(cfg)})
+
+
+def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
+    """Every sentiment stage of notebook 10 (cached with the frontier's): the points and their runs."""
+    task = prepare_task(profile, run_dir, show_progress)
+    fam = profile.family
+    sft_model, _ = sft_stage(task)
+    pairs = pairs_stage(task, sft_model)
+    ref_data = reference_stage(task, sft_model, pairs)
+    sft = sft_point(task, sft_model)
+    dpo = [dpo_run(task, sft_model, ref_data, b) for b in task.plan.dpo_betas]
+    variants = [dpo_run(task, sft_model, ref_data, v.beta, v.loss_type, v.label_smoothing, v.method, v.hyperparameters)
+                for v in fam.variants]
+    online = [online_run(task, sft_model, b) for b in fam.online_betas]
+    rankings = rankings_stage(task, sft_model, fam.ranking_k)
+    # a tiny random model (smoke) may write no sentiment word in any of its K replies to every prompt
+    ranked = ranking_runs(task, sft_model, rankings, fam.ranking_k, fam.ranking_beta) if len(rankings["train"]) else []
+    k2 = next((r for r in dpo if r["beta"] == fam.ranking_beta), None)
+    return {
+        "task": task, "pairs": pairs["stats"], "rankings": rankings["stats"],
+        "points": [point(sft), *(point(r) for r in dpo), *(point(r, hyperparameters=dict(v.hyperparameters))
+                                                          for r, v in zip(variants, fam.variants)),
+                   *(point(r) for r in online), *(point(r, k=fam.ranking_k) for r in ranked)],
+        "plackett_luce_k2": "the DPO run at beta {:g} (K = 2 Plackett-Luce DPO is DPO)".format(fam.ranking_beta) if k2 else None,
+    }
+
+
+# ----------------------------------------------------------------------------- the instruction experiment
+
+
+def instruction_family(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
+    """R-DPO, SimPO and length-normalised DPO on the instruction pairs, judged with the instruction
+    experiment's validated instruments against its reference, Preferred-FT and DPO arms."""
+    from ..evaluate import load_sentence_encoder
+    from ..judges import CachedEncoder
+    from .instruction import dpo_arm, dpo_run as instruction_dpo_run, prepare, reference_logprobs, sampled_kl, samples, sft_arm, train_all
+    from .instruction_eval import build_instruments, evaluate_arms
+
+    exp = prepare(profile, run_dir, show_progress)
+    arms = train_all(exp)  # cached stages of `python -m minidpo run`: the reference, Preferred-FT, DPO at each beta
+    encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
+    inst = build_instruments(exp, encoder)
+    rows = evaluate_arms(exp, arms, inst, encoder)
+    beta = max(exp.plan.betas, key=lambda b: (rows[dpo_arm(b)]["validation_judge_vs_reference"], b))  # notebook 07's rule
+    mean_len = sum(map(len, exp.tokenized["dpo_train"]["chosen_ids"])) / len(exp.tokenized["dpo_train"])
+    reference = None
+    variants = {}
+    for v in profile.family.instruction_variants:
+        b = v.beta if v.beta > 0 else beta * (round(mean_len) if v.loss_type == "sigmoid_norm" else 1)
+        arm = f"{v.loss_type}_beta{b:g}" + "".join(f"_{k}{x:g}" for k, x in v.hyperparameters)
+        if reference is None:
+            reference, _, _ = sft_arm(exp, "reference")
+            ref_data = reference_logprobs(exp, reference)
+        model, hist, now = instruction_dpo_run(exp, reference, ref_data, b, v.loss_type, arm, v.hyperparameters)
+        arms[arm] = {"beta": b, "history": hist, "trained_now": now,
+                     "samples": {s: samples(exp, arm, model, s) for s in ("test", "validation")}}
+        arms[arm]["kl"] = sampled_kl(exp, arm, model, reference, arms[arm]["samples"]["test"])
+        variants[arm] = {"method": v.method, "loss_type": v.loss_type, "beta": b, "hyperparameters": dict(v.hyperparameters)}
+        del model
+    rows = evaluate_arms(exp, arms, inst, encoder)
+    keep = ("kl", "mean_words", "fidelity", "judge_vs_reference", "lc_vs_reference", "words_minus_reference",
+            "fidelity_minus_reference", "validation_judge_vs_reference")
+    table = {"DPO": {"arm": dpo_arm(beta), "loss_type": "sigmoid", "beta": beta, **{k: rows[dpo_arm(beta)][k] for k in keep}}}
+    for arm, v in variants.items():
+        table[v["method"]] = {"arm": arm, **v, **{k: rows[arm][k] for k in keep}}
+    table["reference"] = {"arm": "reference", "mean_words": rows["reference"]["mean_words"], "fidelity": rows["reference"]["fidelity"],
+                          "kl": rows["reference"]["kl"]}
+    return {"selected_beta": beta, "mean_chosen_tokens": mean_len, "rows": table,
+            "judge": {k: inst["validation"][k] for k in ("test_pair_accuracy", "refit_test_pair_accuracy", "probes")},
+            "timing": exp.timing()}
+
+
+# ----------------------------------------------------------------------------- everything, for the CLI and notebook 10
+
+
+def run_family(profile: Profile, run_dir=None, instruction_run_dir=None, results_dir="results", figures_dir="figures",
+               show_progress: bool = True) -> dict:
+    """Both parts of notebook 10; saves results/family_<profile>.json and the figures."""
+    from .family_plots import family_figures
+
+    t0 = time.time()
+    sentiment = sentiment_family(profile, run_dir, show_progress)
+    task = sentiment.pop("task")
+    instruction = instruction_family(profile, instruction_run_dir, show_progress)
+    stage_times = timings(task.run_dir)
+    fam_points = [p for p in sentiment["points"] if p["method"] not in ("SFT", "DPO")]
+    results = {
+        "profile": profile.name, "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo family",
+        "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed,
+        "plan": asdict(profile.family), "frontier_plan": {k: v for k, v in asdict(task.plan).items() if k in ("dpo", "n_test", "n_pairs_train", "max_new_tokens", "reward", "source")},
+        "sentiment": sentiment, "instruction": instruction,
+        # compute of the family's own runs (training + scoring) and stages, as measured when each ran
+        "compute_s": (sum(p["train"]["seconds"] + p.get("eval_seconds", 0.0) for p in fam_points)
+                      + sum(v["seconds"] for k, v in stage_times.items() if k.startswith("rankings"))
+                      + sum(v["seconds"] for k, v in instruction["timing"].items()
+                            if any(k.endswith(r["arm"]) for m, r in instruction["rows"].items() if m not in ("DPO", "reference")))),
+        "peak_rss_gib": max([p["train"]["peak_rss_gib"] or 0.0 for p in fam_points] + [peak_rss_gib()]),
+        "total_s_this_invocation": time.time() - t0,
+        "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
+    }
+    path = Path(results_dir) / f"family_{profile.name}.json"
+    write_results(path, results)
+    results["figures"] = {k: str(v) for k, v in family_figures(results, figures_dir).items()}
+    write_results(path, results)
+    return results
