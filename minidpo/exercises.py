@@ -165,3 +165,36 @@ def check_ipo_target_margin(answer: float, beta: float = 0.25) -> bool:
     ok = isinstance(answer, (int, float)) and math.isclose(answer, 1 / (2 * beta), rel_tol=1e-6)
     return _verdict(ok, f"h* = 1 / (2 beta) = {1 / (2 * beta)}: finite, unlike DPO's, which grows without bound.",
                     "set the derivative of (h - 1/(2 beta))^2 to zero.")
+
+
+# ----------------------------------------------------------------------------- notebook 10
+
+
+def check_simpo_loss(fn: Callable) -> bool:
+    """fn(policy_chosen, policy_rejected, chosen_lengths, rejected_lengths, beta, gamma) -> per-pair SimPO loss."""
+    pc, pr, _, _ = _dpo_inputs()
+    lc, lr = torch.tensor([3.0, 7, 12, 5, 20], dtype=torch.float64), torch.tensor([9.0, 2, 12, 30, 4], dtype=torch.float64)
+    got, err = _call(fn, pc, pr, lc, lr, 2.0, 1.0)
+    if err:
+        return _verdict(False, "", err)
+    if _close(got, losses.dpo_loss(pc, pr, None, None, 2.0, "simpo", chosen_lengths=lc, rejected_lengths=lr, simpo_gamma=1.0).losses):
+        return _verdict(True, "SimPO: the length-averaged log-likelihood is the reward, and the margin gamma is subtracted.")
+    if _close(got, -torch.nn.functional.logsigmoid(2.0 * (pc - pr) - 1.0)):
+        return _verdict(False, "", "divide each log-prob by its reply's length first: SimPO's reward is the *average* log-prob.")
+    if _close(got, -torch.nn.functional.logsigmoid(2.0 * (pc / lc - pr / lr) + 1.0)):
+        return _verdict(False, "", "the margin gamma is subtracted: the chosen reply must win by at least gamma.")
+    return _verdict(False, "", "L = -log sigma(beta * (log pi(y_w)/|y_w| - log pi(y_l)/|y_l|) - gamma).")
+
+
+def check_plackett_luce_loss(fn: Callable) -> bool:
+    """fn(logratios, beta) -> per-prompt Plackett-Luce DPO loss, logratios (B, K) ordered best first."""
+    rho = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 3
+    got, err = _call(fn, rho, 0.5)
+    if err:
+        return _verdict(False, "", err)
+    if _close(got, losses.plackett_luce_loss(rho, 0.5)):
+        return _verdict(True, "the ranking's negative log-likelihood, one softmax choice per position (eq. 18).")
+    first_only = -(0.5 * rho[:, 0] - torch.logsumexp(0.5 * rho, -1))
+    if _close(got, first_only):
+        return _verdict(False, "", "that is only the first choice: add the choice of the second-best among the rest, and so on.")
+    return _verdict(False, "", "sum over k of -[beta rho_k - logsumexp_{j >= k} beta rho_j].")

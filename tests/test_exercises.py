@@ -55,3 +55,21 @@ def test_dpo_checks(capsys):
     assert ex.check_ipo_loss(lambda pc, pr, rc, rr, b: ((pc - rc) - (pr - rr) - 1 / (2 * b)) ** 2)
     assert not ex.check_ipo_loss(lambda pc, pr, rc, rr, b: ((pc - rc) - (pr - rr) - 1 / b) ** 2)
     assert ex.check_ipo_target_margin(2.0) and not ex.check_ipo_target_margin(4.0)
+
+
+def test_family_checks(capsys):
+    import torch.nn.functional as F
+
+    good = lambda pc, pr, lc, lr, b, g: -F.logsigmoid(b * (pc / lc - pr / lr) - g)  # noqa: E731
+    assert ex.check_simpo_loss(good)
+    assert not ex.check_simpo_loss(lambda pc, pr, lc, lr, b, g: -F.logsigmoid(b * (pc - pr) - g))
+    assert "average" in capsys.readouterr().out
+    assert not ex.check_simpo_loss(lambda pc, pr, lc, lr, b, g: -F.logsigmoid(b * (pc / lc - pr / lr) + g))
+
+    def pl(rho, b):
+        s = b * rho
+        return -sum(s[:, k] - torch.logsumexp(s[:, k:], -1) for k in range(rho.shape[1]))
+
+    assert ex.check_plackett_luce_loss(pl)
+    assert not ex.check_plackett_luce_loss(lambda rho, b: -(b * rho[:, 0] - torch.logsumexp(b * rho, -1)))
+    assert "first choice" in capsys.readouterr().out
