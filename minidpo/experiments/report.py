@@ -131,6 +131,31 @@ def variants_table(results: dict) -> str:
     return _tabular("lrrcrr", r"loss & $\beta$ & true reward & 95\% CI & KL (nats) & held-out pair acc.", rows)
 
 
+def family_sentiment_table(results: dict) -> str:
+    """Notebook 10's sentiment frontier: every method's point, its reply length and training time."""
+    rows = []
+    for p in results["sentiment"]["points"]:
+        seconds = f"{p['train']['seconds']:.0f}" if "train" in p else "--"
+        beta = f"{p['beta']:g}" if p.get("beta") is not None else "--"
+        rows.append(f"{_escape(p['method'])} & {beta} & {_reward_cells(p)} & {p['kl']:.2f} $\\pm$ {p['kl_se']:.2f} & "
+                    f"{p['reply_tokens']:.1f} & {seconds} \\\\")
+    return _tabular("lrrcrrr", r"method & $\beta$ & true reward & 95\% CI & KL (nats) & tokens & train (s)", rows)
+
+
+def family_instruction_table(results: dict) -> str:
+    """Notebook 10 on the instruction pairs: judge win rate vs the reference (paired), length-controlled rate,
+    words, fidelity, KL."""
+    rows = []
+    for method, r in results["instruction"]["rows"].items():
+        if method == "reference":
+            continue
+        rows.append(f"{_escape(method)} & {r['beta']:g} & {_ci(r['judge_vs_reference'])} & {r['lc_vs_reference']['rate']:.2f} & "
+                    f"{r['mean_words']:.1f} & {r['fidelity']['mean']:.2f} & {r['kl']['kl']:.2f} \\\\")
+    ref = results["instruction"]["rows"]["reference"]
+    rows.append(f"reference & -- & -- & -- & {ref['mean_words']:.1f} & {ref['fidelity']['mean']:.2f} & 0 \\\\")
+    return _tabular("lrcrrrr", r"loss & $\beta$ & judge vs reference & length-controlled & words & fidelity & KL (nats)", rows)
+
+
 def _arm_label(arm: str) -> str:
     names = {"base": "base", "reference": "reference (SFT on output)", "preferred_ft": "Preferred-FT (SFT on chosen)"}
     return names.get(arm, arm.replace("dpo_beta", "DPO $\\beta=") + "$" if arm.startswith("dpo_beta") else arm)
@@ -193,6 +218,8 @@ TABLES = {  # table file -> (the experiment whose results_<profile>.json it read
     "instruction_table.tex": ("instruction", instruction_table),
     "guard_table.tex": ("instruction", guard_table),
     "judge_validation_table.tex": ("instruction", judge_validation_table),
+    "family_sentiment_table.tex": ("family", family_sentiment_table),
+    "family_instruction_table.tex": ("family", family_instruction_table),
 }
 
 

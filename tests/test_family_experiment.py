@@ -1,0 +1,36 @@
+"""Notebook 10's experiment end to end on the smoke profile: every arm present and scored, files written, the
+stages cached (a rerun recomputes nothing), and the online and ranking runs labelled as the issue asks."""
+
+import json
+import math
+
+from minidpo.experiments.family import run_family
+from minidpo.experiments.profiles import get_profile
+
+
+def test_family_smoke_run(tmp_path):
+    profile = get_profile("smoke")
+    fam = profile.family
+    kw = dict(run_dir=tmp_path / "frontier", instruction_run_dir=tmp_path / "instruction", show_progress=False)
+    results = run_family(profile, results_dir=tmp_path / "results", figures_dir=tmp_path / "figures", **kw)
+    methods = [p["method"] for p in results["sentiment"]["points"]]
+    assert {v.method for v in fam.variants} | {"SFT", "DPO", "online DPO"} <= set(methods)
+    assert methods.count("online DPO") == len(fam.online_betas)
+    if results["sentiment"]["rankings"]["train"]["rankings"]:  # a random tiny model can tie on every prompt
+        assert {f"Plackett-Luce DPO (K={fam.ranking_k})", f"DPO on best/worst of {fam.ranking_k}"} <= set(methods)
+    for p in results["sentiment"]["points"]:
+        assert math.isfinite(p["kl"]) and p["reward_ci"][0] <= p["reward"] <= p["reward_ci"][1]
+    rows = results["instruction"]["rows"]
+    assert {v.method for v in fam.instruction_variants} | {"DPO", "reference"} == set(rows)
+    dpo_beta = results["instruction"]["selected_beta"]
+    assert rows["R-DPO"]["beta"] == dpo_beta  # the DPO beta chosen on validation, transferred
+    assert rows["length-normalised DPO"]["beta"] == dpo_beta * round(results["instruction"]["mean_chosen_tokens"])
+    for method, r in rows.items():
+        if method != "reference":
+            assert 0 <= r["judge_vs_reference"]["ci_low"] <= r["judge_vs_reference"]["rate"] <= r["judge_vs_reference"]["ci_high"] <= 1
+    saved = json.loads((tmp_path / "results" / "family_smoke.json").read_text())
+    assert saved["sentiment"]["points"] == json.loads(json.dumps(results["sentiment"]["points"]))
+    assert all((tmp_path / "figures" / f"10_family_{k}_smoke.png").stat().st_size > 10_000 for k in ("frontier", "instruction"))
+    again = run_family(profile, results_dir=tmp_path / "results2", figures_dir=tmp_path / "figures2", **kw)
+    assert again["sentiment"]["points"] == results["sentiment"]["points"]  # every run came from its cache
+    assert again["instruction"]["rows"] == results["instruction"]["rows"]
