@@ -17,7 +17,6 @@ reference, length-controlled rate, words per reply, content fidelity; paired on 
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,9 +30,10 @@ from ..models import model_note
 from ..online import train_online_dpo
 from ..train import DPOConfig, train_dpo, train_rankings
 from ..utils import derive_seed
-from .frontier import Task, cached_run, dpo_run, pairs_stage, prepare_task, reference_stage, sft_point, sft_stage, trained_and_scored
+from .frontier import Task, cached_run, dpo_run, trained_and_scored
+from .frontier_run import shared_stages
 from .profiles import Profile
-from .runs import cached_json, peak_rss_gib, timed, timings, write_results
+from .runs import cached_json, peak_rss_gib, timed, timings, write_results_and_figures
 
 POINT_KEYS = ("method", "loss_type", "beta", "reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n", "train", "eval_seconds")
 
@@ -110,13 +110,8 @@ def online_run(task: Task, sft_model, beta: float) -> dict:
 
 def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
     """Every sentiment stage of notebook 10 (cached with the frontier's): the points and their runs."""
-    task = prepare_task(profile, run_dir, show_progress)
+    task, sft_model, _, pairs, ref_data, sft, dpo = shared_stages(profile, run_dir, show_progress)
     fam = profile.family
-    sft_model, _ = sft_stage(task)
-    pairs = pairs_stage(task, sft_model)
-    ref_data = reference_stage(task, sft_model, pairs)
-    sft = sft_point(task, sft_model)
-    dpo = [dpo_run(task, sft_model, ref_data, b) for b in task.plan.dpo_betas]
     variants = [dpo_run(task, sft_model, ref_data, v.beta, v.loss_type, v.label_smoothing, v.method, v.hyperparameters)
                 for v in fam.variants]
     online = [online_run(task, sft_model, b) for b in fam.online_betas]
@@ -206,8 +201,5 @@ def run_family(profile: Profile, run_dir=None, instruction_run_dir=None, results
         "total_s_this_invocation": time.time() - t0,
         "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
     }
-    path = Path(results_dir) / f"family_{profile.name}.json"
-    write_results(path, results)
-    results["figures"] = {k: str(v) for k, v in family_figures(results, figures_dir).items()}
-    write_results(path, results)
-    return results
+    return write_results_and_figures(Path(results_dir) / f"family_{profile.name}.json", results,
+                                     lambda r: family_figures(r, figures_dir))

@@ -16,7 +16,7 @@ from ..plots import finish_figure
 from .frontier import dpo_run, over_optimisation_run, pairs_stage, preferred_ft_run, prepare_task, reference_stage, sft_point, sft_stage
 from .frontier_rlhf import best_of_n_stage, ppo_run, reward_model_stage
 from .profiles import Profile
-from .runs import peak_rss_gib, timings, write_results
+from .runs import peak_rss_gib, timings, write_results_and_figures
 
 
 def frontier_points(runs: list[dict]) -> dict[str, list[dict]]:
@@ -27,16 +27,22 @@ def frontier_points(runs: list[dict]) -> dict[str, list[dict]]:
     return {m: sorted(v, key=lambda p: p["kl"]) for m, v in out.items()}
 
 
-def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_dir="figures", show_progress: bool = True) -> dict:
-    """Every stage of notebooks 08 and 09; saves results/frontier_<profile>.json and the figures."""
-    t0 = time.time()
+def shared_stages(profile: Profile, run_dir=None, show_progress: bool = True) -> tuple:
+    """What notebooks 08-10 all start from, cached: (task, SFT model, its history, pairs, pairs with reference
+    log-probs, the SFT point, the DPO runs at the plan's betas)."""
     task = prepare_task(profile, run_dir, show_progress)
-    plan = task.plan
     sft_model, sft_history = sft_stage(task)
     pairs = pairs_stage(task, sft_model)
     ref_data = reference_stage(task, sft_model, pairs)
-    sft = sft_point(task, sft_model)
-    dpo = [dpo_run(task, sft_model, ref_data, beta) for beta in plan.dpo_betas]
+    dpo = [dpo_run(task, sft_model, ref_data, beta) for beta in task.plan.dpo_betas]
+    return task, sft_model, sft_history, pairs, ref_data, sft_point(task, sft_model), dpo
+
+
+def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_dir="figures", show_progress: bool = True) -> dict:
+    """Every stage of notebooks 08 and 09; saves results/frontier_<profile>.json and the figures."""
+    t0 = time.time()
+    task, sft_model, sft_history, pairs, ref_data, sft, dpo = shared_stages(profile, run_dir, show_progress)
+    plan = task.plan
     preferred = preferred_ft_run(task, sft_model, pairs)
     reward_model, rm_result = reward_model_stage(task, sft_model, pairs)
     ppo = [ppo_run(task, sft_model, reward_model, c) for c in plan.kl_coefs]
@@ -64,11 +70,8 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
         "total_s": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),  # cached stages: per-run peaks are in each run
         "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
     }
-    path = Path(results_dir) / f"frontier_{profile.name}.json"
-    write_results(path, results)
-    results["figures"] = {k: str(v) for k, v in frontier_figures(results, figures_dir).items()}
-    write_results(path, results)
-    return results
+    return write_results_and_figures(Path(results_dir) / f"frontier_{profile.name}.json", results,
+                                     lambda r: frontier_figures(r, figures_dir))
 
 
 # ----------------------------------------------------------------------------- figures

@@ -51,6 +51,15 @@ def write_results(path: str | Path, results: dict) -> None:
     write_json(path, portable(results))
 
 
+def write_results_and_figures(path: str | Path, results: dict, draw: Callable[[dict], dict]) -> dict:
+    """The results file, then the figures `draw(results)` makes from it, then the file again with their paths
+    (written first so that a failed figure leaves the numbers saved)."""
+    write_results(path, results)
+    results["figures"] = {k: str(v) for k, v in draw(results).items()}
+    write_results(path, results)
+    return results
+
+
 # ----------------------------------------------------------------------------- run folders
 
 
