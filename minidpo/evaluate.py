@@ -153,3 +153,14 @@ def judge_probe(encoder, replies: list[str], chosen: list[str], seed: int = 0) -
         "preamble_vs_plain": head_to_head_win_rate(encoder, prefixed, replies, chosen, seed=seed).as_dict(),
         "shuffled_reference_vs_reply": head_to_head_win_rate(encoder, shuffled, replies, chosen, seed=seed).as_dict(),
     }
+
+
+def reward_at_kl(curve: list[dict], kl: float) -> float | None:
+    """The reward a method reaches at `kl` on its frontier: linear interpolation between the two points of
+    `curve` (dicts with "kl" and "reward") that bracket `kl`; None outside the curve's KL range. Compares two
+    methods at *matched* KL instead of by eye."""
+    pts = sorted(curve, key=lambda p: p["kl"])
+    for p0, p1 in zip(pts, pts[1:]):
+        if p0["kl"] <= kl <= p1["kl"] and p1["kl"] > p0["kl"]:
+            return p0["reward"] + (p1["reward"] - p0["reward"]) * (kl - p0["kl"]) / (p1["kl"] - p0["kl"])
+    return None

@@ -111,3 +111,11 @@ def test_similarity_judge_probe():
     for key in ("preamble_vs_plain", "shuffled_reference_vs_reply"):
         assert probe[key]["n"] == 2 and 0 <= probe[key]["rate"] <= 1
     assert probe["preamble_vs_plain"]["rate"] == 0.0  # the added preamble moves both replies away from the reference
+
+
+def test_reward_at_kl_interpolates_between_bracketing_points():
+    from minidpo.evaluate import reward_at_kl
+
+    curve = [{"kl": 2.0, "reward": 0.3}, {"kl": 0.0, "reward": 0.1}, {"kl": 1.0, "reward": 0.2}]
+    assert reward_at_kl(curve, 0.5) == pytest.approx(0.15) and reward_at_kl(curve, 1.5) == pytest.approx(0.25)
+    assert reward_at_kl(curve, 2.0) == pytest.approx(0.3) and reward_at_kl(curve, 2.5) is None and reward_at_kl(curve, -0.1) is None
