@@ -8,8 +8,9 @@ Sentiment (the frontier's task, SFT model, pairs and caches in runs/<profile>/fr
 - online DPO: the same pair prompts, two replies per prompt drawn from the *current* policy and labelled by the
   true reward (the same labelling budget as the offline pairs: two reward calls per prompt);
 - Plackett-Luce DPO: `ranking_k` replies per pair prompt from the SFT model ranked by the true reward, against
-  DPO on the best and the worst of the same replies (the same sampling compute). With K = 2 Plackett-Luce DPO is
-  DPO (tests/test_family.py): the frontier's own DPO run at `ranking_beta` is that point.
+  DPO on the best and the worst of the same replies (the same sampling compute). The first two replies are the
+  frontier's pair draws, and with K = 2 Plackett-Luce DPO is DPO (tests/test_family.py): the frontier's own DPO
+  run at `ranking_beta` is the K = 2 point.
 Instruction (the instruction experiment's run folder): R-DPO, SimPO and length-normalised DPO from its reference,
 at the DPO beta chosen there on validation, judged like its DPO arms (preference-judge win rate against the
 reference, length-controlled rate, words per reply, content fidelity; paired on the same prompts).
@@ -54,7 +55,8 @@ def rankings_stage(task: Task, sft_model, k: int) -> dict:
         with timed(task.run_dir, f"rankings_k{k}"):
             for split, key in (("train", "pairs_train"), ("validation", "pairs_val")):
                 prompts = list(task.splits[key]["prompt"])
-                draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "rankings", key, d)) for d in range(k)]
+                # the pairs stage's seeds: the first two draws are the frontier's pairs, so K = 2 nests in K
+                draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "pairs", key, d)) for d in range(k)]
                 rewards = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)  # (P, k)
                 records = []
                 for i, prompt in enumerate(prompts):

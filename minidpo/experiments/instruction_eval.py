@@ -34,7 +34,7 @@ from ..judges import (
 from ..models import model_note
 from .instruction import InstructionExperiment, dpo_arm, prepare, train_all
 from ..utils import atomic_write, data_file, derive_seed
-from .runs import last_metrics, peak_rss_gib, write_results
+from .runs import last_metrics, peak_rss_gib, write_results_and_figures
 
 
 def _rate(outcomes: torch.Tensor, seed: int) -> dict:
@@ -176,14 +176,12 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
                         "threads": torch.get_num_threads()},
     }
     results_dir = Path(results_dir)
-    write_results(results_dir / f"instruction_{profile.name}.json", results)
     lines = [json.dumps({"prompt_id": int(exp.splits["test"][i]["record_id"]), "arm": arm, "beta": arms[arm].get("beta"),
                          "temperature": s["temperature"], "seed": s["seed"], "reply": s["replies"][i]})
              for arm in arms for s in [arms[arm]["samples"]["test"]] for i in range(len(s["replies"]))]
     atomic_write(results_dir / f"samples_{profile.name}.jsonl", lambda f: f.write("\n".join(lines) + "\n"), binary=False)
-    results["figures"] = {k: str(v) for k, v in instruction_figures(results, figures_dir).items()}
-    write_results(results_dir / f"instruction_{profile.name}.json", results)
-    return results
+    return write_results_and_figures(results_dir / f"instruction_{profile.name}.json", results,
+                                     lambda r: instruction_figures(r, figures_dir))
 
 
 def comparison(results: dict, arm: str, other: str) -> list[dict]:
