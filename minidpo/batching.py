@@ -202,13 +202,20 @@ def collate_preferences(
 
 def collate_rankings(examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None) -> dict:
     """K-way rankings (`prompt_ids`, `ranked_ids`: K replies, best first) as K*B right-padded rows stacked rank
-    by rank: [best of each prompt...; second...; ...; worst...], plus `num_ranked` = K."""
+    by rank: [best of each prompt...; second...; ...; worst...], plus `num_ranked` = K. With `ranked_rewards`
+    (the scores that ordered them) also `strict` (B, K): whether reply k is strictly better than every later one
+    (`losses.plackett_luce_loss` skips the stages a tie leaves unordered)."""
     k = len(examples[0]["ranked_ids"])
     if any(len(ex["ranked_ids"]) != k for ex in examples):
         raise ValueError("every ranking in a batch needs the same number of replies")
     prompts = [ex["prompt_ids"] for ex in examples] * k
     replies = [ex["ranked_ids"][rank] for rank in range(k) for ex in examples]
-    return {**_prompt_reply_rows(prompts, replies, pad_token_id, pad_to_multiple_of), "num_ranked": k}
+    batch = {**_prompt_reply_rows(prompts, replies, pad_token_id, pad_to_multiple_of), "num_ranked": k}
+    if "ranked_rewards" in examples[0]:
+        rewards = torch.tensor([ex["ranked_rewards"] for ex in examples], dtype=torch.float64)
+        # best first, so reply k beats every later one exactly when it beats the next; the last stage is 0 anyway
+        batch["strict"] = torch.cat([rewards[:, :-1] > rewards[:, 1:], torch.ones(len(examples), 1, dtype=torch.bool)], 1)
+    return batch
 
 
 def collate_sft(examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:

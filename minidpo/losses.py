@@ -13,17 +13,15 @@ and DPO's wider family (notebook 10), with |y| a reply's tokens and lbar = log p
 
     sigmoid_norm (TRL):          -log sigma(beta (rho_w / |y_w| - rho_l / |y_l|))
     rpo (Pang et al. 2024):      DPO + alpha * NLL of the chosen replies
-    rdpo (Park et al. 2024):     -log sigma(beta h - alpha (|y_w| - |y_l|))
+    rdpo (Park et al. 2024):     -log sigma(beta h + alpha (|y_w| - |y_l|))
     simpo (Meng et al. 2024):    -log sigma(beta (lbar_w - lbar_l) - gamma)                   no reference
     orpo (Hong et al. 2024):     NLL - lambda log sigma(log odds(lbar_w) - log odds(lbar_l))  no reference
     kto (Ethayarajh et al. 2024): 1 - sigma(beta (rho_w - z)) and 1 - sigma(beta (z - rho_l)), z the batch KL
     Plackett-Luce DPO (DPO paper, App. A.3): K-way rankings (`plackett_luce_loss`, outside the pair registry)
 
-The implicit rewards are r_w = beta rho_w and r_l = beta rho_l (eq. 5).
-
-`LOSSES` maps each `loss_type` to its function and what it needs (reference log-probs, reply lengths, extra
-hyperparameters). The training step asks the registry what to pass; it never tests a loss's name. Adding a
-loss is one function decorated with `@register_loss(...)` and its test.
+The implicit rewards are r_w = beta rho_w and r_l = beta rho_l (eq. 5). `LOSSES` maps each `loss_type` to its
+function and what it needs (reference log-probs, reply lengths, mismatched pairs, hyperparameters); the training
+step asks it what to pass, never a loss's name. A new loss is one `@register_loss(...)` function and its test.
 """
 
 from __future__ import annotations
@@ -147,9 +145,10 @@ def rpo_loss(lp: PairLogps, beta: float, rpo_alpha: float = 1.0) -> Tensor:
 
 @register_loss("rdpo", "Park et al. 2024 (R-DPO), eq. 9", uses_lengths=True, hyperparameters=("rdpo_alpha",))
 def rdpo_loss(lp: PairLogps, beta: float, rdpo_alpha: float = 0.01) -> Tensor:
-    """L = -log sigma(beta h - alpha (|y_w| - |y_l|)): a longer chosen reply must win by more (length can't buy margin)."""
+    """L = -log sigma(beta h + alpha (|y_w| - |y_l|)), from maximising r - alpha |y| under the KL constraint: the part
+    of a preference that length explains is credited to length, so the policy need not grow replies to fit it."""
     (chosen, rejected), (n_w, n_l) = lp.logratios(), lp.lengths()
-    return -F.logsigmoid(beta * (chosen - rejected) - rdpo_alpha * (n_w - n_l))
+    return -F.logsigmoid(beta * (chosen - rejected) + rdpo_alpha * (n_w - n_l))
 
 
 @register_loss("simpo", "Meng et al. 2024 (SimPO), eq. 6", needs_reference=False, uses_lengths=True,
@@ -195,26 +194,28 @@ def kto_loss(lp: PairLogps, beta: float, desirable_weight: float = 1.0, undesira
     return (desirable_weight * desirable + undesirable_weight * undesirable) / 2
 
 
-def plackett_luce_loss(logratios: Tensor, beta: float) -> Tensor:
+def plackett_luce_loss(logratios: Tensor, beta: float, strict: Tensor | None = None) -> Tensor:
     """DPO for K-way rankings (DPO paper, App. A.3, eq. 18): with the K replies of a prompt ordered best first
     and rho_k = log pi(y_k|x) - log pi_ref(y_k|x), the negative Plackett-Luce log-likelihood of that order
     under the implicit rewards beta rho (`preference.plackett_luce_logprob`):
 
         L = - sum_{k=1}^{K} [ beta rho_k - log sum_{j>=k} exp(beta rho_j) ]
 
-    `logratios` is (B, K); returns (B,). With K = 2 it is DPO's eq. 7."""
+    `logratios` is (B, K); returns (B,). With K = 2 it is DPO's eq. 7. `strict` (B, K), optional: stage k
+    counts only where y_k is strictly better than every later reply (a tie says nothing about their order)."""
     if logratios.dim() != 2 or logratios.shape[1] < 2:
         raise ValueError(f"logratios must be (B, K) with K >= 2, got shape {tuple(logratios.shape)}")
     best_first = torch.arange(logratios.shape[1], device=logratios.device).expand_as(logratios)
-    return -plackett_luce_logprob(beta * logratios, best_first)
+    stages = plackett_luce_logprob(beta * logratios, best_first, per_stage=True)
+    return -(stages if strict is None else stages * strict).sum(-1)
 
 
 
 # ----------------------------------------------------------------------------- the public entry point
 
 
-class DPOLossOutput(NamedTuple):
-    losses: Tensor  # per pair, shape (B,)
+class DPOLossOutput(NamedTuple):  # per pair, shape (B,)
+    losses: Tensor
     chosen_rewards: Tensor  # beta * (log pi - log pi_ref) of the chosen response, detached
     rejected_rewards: Tensor  # same for the rejected response
 
@@ -236,9 +237,8 @@ def check_dpo_hyperparameters(beta: float, loss_type: str, **hyperparameters: fl
             raise ValueError(f"{name} only applies to loss_type=" + " or ".join(map(repr, users)) + f", got {loss_type!r}")
     if not (0.0 <= hyperparameters.get("label_smoothing", 0.0) < 0.5):
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {hyperparameters['label_smoothing']!r}")
-    for name in ("rpo_alpha", "simpo_gamma", "desirable_weight", "undesirable_weight"):
-        if hyperparameters.get(name, 0.0) < 0:
-            raise ValueError(f"{name} must be >= 0, got {hyperparameters[name]!r}")
+    for name in [k for k in ("rpo_alpha", "simpo_gamma", "desirable_weight", "undesirable_weight") if hyperparameters.get(k, 0) < 0]:
+        raise ValueError(f"{name} must be >= 0, got {hyperparameters[name]!r}")
 
 
 def dpo_loss(

@@ -145,7 +145,7 @@ def sample_bradley_terry_comparisons(
     return torch.where(a_wins, a, b), torch.where(a_wins, b, a)
 
 
-def plackett_luce_logprob(scores: Tensor, ranking: Tensor) -> Tensor:
+def plackett_luce_logprob(scores: Tensor, ranking: Tensor, per_stage: bool = False) -> Tensor:
     """Log-probability of a full ranking under Plackett-Luce (DPO paper, eq. 18).
 
         log p(tau) = sum_k [ s_{tau_k} - logsumexp_{j >= k} s_{tau_j} ]
@@ -153,8 +153,9 @@ def plackett_luce_logprob(scores: Tensor, ranking: Tensor) -> Tensor:
     Args:
         scores: (..., K) item scores (rewards).
         ranking: (..., K) permutation of 0..K-1, best item first.
+        per_stage: return the K terms of the sum (stage k: the k-th item chosen among those left) instead.
     Returns:
-        (...) log-probabilities.
+        (...) log-probabilities, or (..., K) with `per_stage`.
     """
     scores = torch.as_tensor(scores)
     ranking = torch.as_tensor(ranking, dtype=torch.long)
@@ -166,7 +167,7 @@ def plackett_luce_logprob(scores: Tensor, ranking: Tensor) -> Tensor:
     ordered = scores.gather(-1, ranking)
     # logsumexp over the items still unranked at each stage: a reversed cumulative logsumexp.
     tail_lse = ordered.flip(-1).logcumsumexp(-1).flip(-1)
-    return (ordered - tail_lse).sum(-1)
+    return (ordered - tail_lse) if per_stage else (ordered - tail_lse).sum(-1)
 
 
 def simulate_gumbel_choices(r_a: float, r_b: float, n: int, seed: int = 0) -> float:

@@ -129,9 +129,12 @@ class DPOStep:
             # one pair (e.g. an epoch's last batch): no reply of another prompt to compare with, so the
             # reference point takes its floor, z = 0
             return torch.zeros(1, device=batch["input_ids"].device)
-        if "mismatched_input_ids" not in batch or self.ref_model is None:
+        if "mismatched_input_ids" not in batch:
             raise ValueError(f"loss_type={self.config.loss_type!r} needs mismatched pairs: collate with "
-                             f"collate_preferences(..., mismatched=True) and pass ref_model")
+                             f"collate_preferences(..., mismatched=True)")
+        if self.ref_model is None:
+            raise ValueError(f"loss_type={self.config.loss_type!r} needs ref_model for the mismatched pairs' reference "
+                             f"log-probs (precomputed reference columns cover only the pairs themselves)")
         rows = {k.removeprefix("mismatched_"): v for k, v in batch.items() if k.startswith("mismatched_")}
         with torch.no_grad():
             return model_sequence_logprobs(model, rows) - model_sequence_logprobs(self.ref_model, rows).to(rows["input_ids"].device)
@@ -160,7 +163,8 @@ class RankingStep:
         policy = model_sequence_logprobs(model, inputs).view(k, -1).T  # rows were stacked rank by rank: (B, K)
         with torch.no_grad():
             ref = model_sequence_logprobs(self.ref_model, inputs).to(policy.device).view(k, -1).T
-        losses = plackett_luce_loss(policy - ref, self.config.beta)
+        strict = batch["strict"].to(policy.device) if "strict" in batch else None
+        losses = plackett_luce_loss(policy - ref, self.config.beta, strict)
         rewards = self.config.beta * (policy - ref).detach()
         return losses.mean(), {"loss": losses.mean().item(), "rewards/best": rewards[:, 0].mean().item(),
                                "rewards/worst": rewards[:, -1].mean().item(),

@@ -44,7 +44,7 @@ field, or the option and what is allowed, or what to do instead.
 | 37 | reusing a run folder with another config| ValueError            | holds a run made with a different configuration (changed: seed) |
 | 38 | a loss's hyperparameter on another loss | ValueError            | rpo_alpha only applies to loss_type='rpo'                 |
 | 39 | KTO on a batch without mismatched rows  | ValueError            | needs mismatched pairs: collate with                      |
-| 40 | KTO with precomputed reference only     | ValueError            | needs mismatched pairs                                    |
+| 40 | KTO with precomputed reference only     | ValueError            | needs ref_model for the mismatched pairs                  |
 | 41 | Plackett-Luce with one reply per prompt | ValueError            | logratios must be (B, K) with K >= 2                      |
 """
 
@@ -186,7 +186,7 @@ ROWS = [
     (37, reused_run_dir, ValueError, "holds a run made with a different configuration (changed: seed)"),
     (38, lambda t, m: DPOConfig(loss_type="sigmoid", rpo_alpha=0.5), ValueError, "rpo_alpha only applies to loss_type='rpo'"),
     (39, lambda t, m: kto_without_reference(t, m, mismatched=False), ValueError, "needs mismatched pairs: collate with"),
-    (40, kto_without_reference, ValueError, "needs mismatched pairs"),
+    (40, kto_without_reference, ValueError, "needs ref_model for the mismatched pairs"),
     (41, lambda t, m: plackett_luce_loss(torch.zeros(3, 1), 0.1), ValueError, "logratios must be (B, K) with K >= 2"),
 ]
 

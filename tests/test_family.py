@@ -48,8 +48,8 @@ def _paper(loss_type, pc, pr, rc, rr, lc, lr, mism, beta, alpha=0.3, gamma=0.4):
             out.append(-math.log(_sig(beta * ((c - c0) / nc - (r - r0) / nr))))
         elif loss_type == "rpo":  # Pang et al. 2024 eq. 1 with TRL's batch-token-mean NLL
             out.append(-math.log(_sig(beta * h)) + alpha * nll)
-        elif loss_type == "rdpo":  # Park et al. 2024 eq. 9
-            out.append(-math.log(_sig(beta * h - alpha * (nc - nr))))
+        elif loss_type == "rdpo":  # Park et al. 2024 eq. 9: beta h = r_w - r_l - alpha (|y_w| - |y_l|) at the optimum
+            out.append(-math.log(_sig(beta * h + alpha * (nc - nr))))
         elif loss_type == "simpo":  # Meng et al. 2024 eq. 6
             out.append(-math.log(_sig(beta / nc * c - beta / nr * r - gamma)))
         elif loss_type == "orpo":  # Hong et al. 2024 eqs. 4, 6, 7: odds(y) = P / (1 - P), P the mean-token likelihood
@@ -87,9 +87,10 @@ def test_gradient_raises_chosen_and_lowers_rejected(loss_type):
 
 def test_length_terms_do_what_their_papers_say():
     pc, pr, rc, rr, lc, lr, mism = _batch(3)
-    # R-DPO: a longer chosen reply (same log-probs) costs more; alpha = 0 is DPO
+    # R-DPO: when the chosen reply is the longer one, length explains part of the preference, so the same margin
+    # already costs less (and the policy is pushed less to lengthen it); alpha = 0 is DPO
     longer = _ours("rdpo", pc, pr, rc, rr, lc + 5, lr, mism, 0.5)
-    assert (longer > _ours("rdpo", pc, pr, rc, rr, lc, lr, mism, 0.5)).all()
+    assert (longer < _ours("rdpo", pc, pr, rc, rr, lc, lr, mism, 0.5)).all()
     assert torch.allclose(_ours("rdpo", pc, pr, rc, rr, lc, lr, mism, 0.5, rdpo_alpha=0.0), dpo_loss(pc, pr, rc, rr, 0.5).losses)
     # sigmoid_norm and SimPO: doubling a reply (its length and its log-prob sum) changes nothing
     for loss_type in ("sigmoid_norm", "simpo"):
@@ -134,6 +135,16 @@ def test_plackett_luce_is_the_sequential_choice_probability():
         for k in range(4):
             p *= math.exp(s[k]) / sum(math.exp(v) for v in s[k:])
         assert plackett_luce_loss(rho, beta)[i].item() == pytest.approx(-math.log(p), rel=1e-12)
+
+
+def test_tied_replies_leave_their_stage_out_of_the_ranking_loss():
+    rho = torch.randn(2, 4, dtype=F64, generator=torch.Generator().manual_seed(7))
+    rewards = [[0.9, 0.0, 0.0, -0.5], [0.4, 0.3, 0.2, 0.1]]  # first ranking: replies 2 and 3 tie
+    batch = collate_rankings([{"prompt_ids": [1], "ranked_ids": [[2], [3], [4], [5]], "ranked_rewards": r} for r in rewards], 0)
+    assert batch["strict"].tolist() == [[True, False, True, True], [True, True, True, True]]
+    stages = [[0.7 * rho[i, k] - torch.logsumexp(0.7 * rho[i, k:], 0) for k in range(4)] for i in range(2)]
+    want = torch.stack([-(stages[0][0] + stages[0][2]), -sum(stages[1])])  # tied stage 1 dropped; stage 3 is 0
+    assert torch.allclose(plackett_luce_loss(rho, 0.7, batch["strict"]), want, rtol=0, atol=sum_tol(1e2, 8, EPS64))
 
 
 def test_ranking_training_with_two_replies_is_dpo_training(tiny, tokenized, tmp_path):
@@ -199,7 +210,17 @@ def test_online_dpo_labels_on_policy_pairs_and_resumes_exactly(tiny, tokenized, 
     reward = lambda ps, rs: torch.tensor([float(len(r)) for r in rs])  # noqa: E731  (longer is better)
     step = OnlineDPOStep(DPOConfig(), model, tok, reward, max_new_tokens=6)
     pairs = step.label_pairs(model, {k: prompts[k][:4] for k in prompts.column_names})
-    assert pairs and all(p["reward_gap"] > 0 for p in pairs)
+    assert pairs
+    for p in pairs:  # re-scored from the token ids themselves: the chosen reply is the longer text
+        chosen, rejected = (tok.decode([t for t in p[k] if t != tok.eos_token_id], skip_special_tokens=True).strip()
+                            for k in ("chosen_ids", "rejected_ids"))
+        assert len(chosen) > len(rejected) and p["reward_gap"] == len(chosen) - len(rejected)
+    # a labeller that ties everything: no pair, a zero loss and a zero gradient
+    tied = OnlineDPOStep(DPOConfig(), model, tok, lambda ps, rs: torch.zeros(len(rs)), max_new_tokens=6)
+    policy = copy.deepcopy(model)
+    loss, metrics = tied(policy, {k: prompts[k][:4] for k in prompts.column_names})
+    loss.backward()
+    assert loss.item() == 0 and metrics["pairs/ties"] == 4 and all(p.grad is None or not p.grad.any() for p in policy.parameters())
     kw = dict(batch_size=4, learning_rate=1e-3, warmup_steps=0, optimizer="adamw", show_progress=False, save_every=1)
     full = copy.deepcopy(model)
     hf = train_online_dpo(full, model, tok, prompts, None, DPOConfig(output_dir=str(tmp_path / "f"), max_steps=4, **kw), reward, 6)

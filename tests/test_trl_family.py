@@ -33,9 +33,10 @@ BETA = 0.1
 def models(tiny):
     ref = copy.deepcopy(tiny[0]).eval()
     policy = copy.deepcopy(ref)
+    g = torch.Generator().manual_seed(1)  # fixed: whatever ran before, the same policy (and KTO's z > 0, asserted there)
     with torch.no_grad():  # the policy differs from the reference, so log-ratios are not zero
         for p in policy.parameters():
-            p.add_(0.02 * torch.randn_like(p))
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
     return policy, ref, tiny[1]
 
 
@@ -107,7 +108,7 @@ def test_orpo_matches_trl_odds_ratio_loss_plus_nll():
 
 
 def test_kto_matches_trl_kto_trainer(models, tokenized, tmp_path):
-    policy, ref, tok = models
+    ref, policy, tok = models  # roles swapped: the perturbed model is the reference, so that KTO's z > 0 here
     data = tokenized.select(range(4))
     examples = [data[i] for i in range(len(data))]
     ours = collate_preferences(examples, tok.pad_token_id, mismatched=True)

@@ -74,7 +74,8 @@ def rankings_stage(task: Task, sft_model, k: int) -> dict:
     out = cached_json(task.run_dir / f"rankings_k{k}.json", sample, indent=None)
     for split, recs in out["records"].items():
         prompt_ids = tokenize_prompts(task.tokenizer, [r["prompt"] for r in recs]) if recs else []
-        out[split] = Dataset.from_dict({"prompt_ids": prompt_ids, "ranked_ids": [r["ranked_ids"] for r in recs]})
+        out[split] = Dataset.from_dict({"prompt_ids": prompt_ids, "ranked_ids": [r["ranked_ids"] for r in recs],
+                                        "ranked_rewards": [r["rewards"] for r in recs]})  # ties: `strict` in the batch
         out[f"{split}_pairs"] = Dataset.from_dict({"prompt_ids": prompt_ids, "chosen_ids": [r["ranked_ids"][0] for r in recs],
                                                    "rejected_ids": [r["ranked_ids"][-1] for r in recs]})
     return out
@@ -98,12 +99,14 @@ def ranking_runs(task: Task, sft_model, rankings: dict, k: int, beta: float) -> 
 
 
 def online_run(task: Task, sft_model, beta: float) -> dict:
-    """Online DPO from the SFT model over the pair prompts (one epoch), against the SFT model as reference."""
+    """Online DPO from the SFT model over the pair prompts, one epoch (two reward calls per prompt: the offline
+    pairs' budget when they are made from two draws), against the SFT model as reference."""
     name = f"online_beta{beta:g}"
     split = task.splits["pairs_train"]
     prompts = Dataset.from_dict({"record_id": list(split["record_id"]), "prompt": list(split["prompt"]),
                                  "prompt_ids": tokenize_prompts(task.tokenizer, list(split["prompt"]))})
-    cfg = task.config(DPOConfig, name, beta=beta, **task.plan.dpo)
+    one_epoch = {k: v for k, v in task.plan.dpo.items() if k != "max_steps"} | {"num_epochs": 1}
+    cfg = task.config(DPOConfig, name, beta=beta, **one_epoch)
     train = lambda m: train_online_dpo(m, sft_model, task.tokenizer, prompts, None, cfg,  # noqa: E731
                                        lambda ps, rs: task.true_reward(ps, rs), task.plan.max_new_tokens)
     return cached_run(task, name, lambda: {**trained_and_scored(task, sft_model, train, method="online DPO", loss_type="sigmoid",
@@ -120,9 +123,13 @@ def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True)
     rankings = rankings_stage(task, sft_model, fam.ranking_k)
     # a tiny random model (smoke) may write no sentiment word in any of its K replies to every prompt
     ranked = ranking_runs(task, sft_model, rankings, fam.ranking_k, fam.ranking_beta) if len(rankings["train"]) else []
-    k2 = next((r for r in dpo if r["beta"] == fam.ranking_beta), None)
+    # K = 2 is the frontier's DPO run when its pairs are the best and worst of two draws and it trained at ranking_beta
+    k2 = next((r for r in dpo if r["beta"] == fam.ranking_beta), None) if task.plan.draws_per_prompt == 2 else None
     return {
         "task": task, "pairs": pairs["stats"], "rankings": rankings["stats"],
+        "reward_calls": {"offline pairs": task.plan.draws_per_prompt * pairs["stats"]["train"]["prompts"],
+                         "online DPO (each run)": 2 * len(task.splits["pairs_train"]),
+                         f"rankings (K={fam.ranking_k})": fam.ranking_k * rankings["stats"]["train"]["prompts"]},
         "points": [point(sft), *(point(r) for r in dpo), *(point(r, hyperparameters=dict(v.hyperparameters))
                                                           for r, v in zip(variants, fam.variants)),
                    *(point(r) for r in online), *(point(r, k=fam.ranking_k) for r in ranked)],

@@ -18,7 +18,7 @@ def _ci(p: dict, key: str, lo: str, hi: str) -> list[float]:
     return [p[key] - p[lo], p[hi] - p[key]]
 
 
-def plot_family_frontier(points: list[dict], path: str | Path | None = None, title: str = ""):
+def plot_family_frontier(points: list[dict], path: str | Path | None = None, title: str = "", reward: str = "vader"):
     """Left: mean true reward (95% interval) against KL(pi || pi_SFT) (+-1 s.e.), one marker per method (DPO and
     online DPO joined across beta). Right: mean reply length against the same KL."""
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4))
@@ -33,7 +33,7 @@ def plot_family_frontier(points: list[dict], path: str | Path | None = None, tit
         for p in pts:
             if len(pts) > 1:
                 axes[0].annotate(f"beta={p['beta']:g}", (p["kl"], p["reward"]), fontsize=6.5, xytext=(3, 3), textcoords="offset points")
-    axes[0].set_ylabel("mean ground-truth reward (VADER compound)")
+    axes[0].set_ylabel("mean ground-truth reward" + (" (VADER compound)" if reward == "vader" else f" ({reward})"))
     axes[1].set_ylabel("mean reply length, tokens")
     for ax in axes:
         ax.set_xlabel("KL(pi || pi_SFT) per prompt, nats (from samples)")
@@ -99,7 +99,7 @@ def family_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
     p, model = results["profile"], results["model"]
     n = results["frontier_plan"]["n_test"]
     paths = {"frontier": figures_dir / f"10_family_frontier_{p}.png", "instruction": figures_dir / f"10_family_instruction_{p}.png"}
-    plot_family_frontier(results["sentiment"]["points"], paths["frontier"],
+    plot_family_frontier(results["sentiment"]["points"], paths["frontier"], reward=results["frontier_plan"]["reward"],
                          title=f"DPO's family on controlled sentiment, {model}, n={n} held-out prompts")
     plot_instruction_family(results["instruction"]["rows"], paths["instruction"],
                             title=f"instruction pairs, {model}: judge win rate vs reference (n={results['instruction']['rows']['DPO']['judge_vs_reference']['n']} test prompts)")

@@ -192,7 +192,7 @@ FAMILY_PLANS = {
                         instruction_variants=_INSTRUCTION_VARIANTS),
     "cpu": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.2, 1.0), ranking_k=4, ranking_beta=0.2,
                       instruction_variants=_INSTRUCTION_VARIANTS),
-    "gpu": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.05, 0.2, 1.0), ranking_k=4, ranking_beta=0.2,
+    "gpu": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.05, 0.1, 1.0), ranking_k=4, ranking_beta=0.1,  # a beta of its dpo_betas
                       instruction_variants=_INSTRUCTION_VARIANTS),
 }
 
