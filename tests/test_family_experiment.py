@@ -18,6 +18,8 @@ def test_family_smoke_run(tmp_path):
     assert methods.count("online DPO") == len(fam.online_betas)
     if results["sentiment"]["rankings"]["train"]["rankings"]:  # a random tiny model can tie on every prompt
         assert {f"Plackett-Luce DPO (K={fam.ranking_k})", f"DPO on best/worst of {fam.ranking_k}"} <= set(methods)
+    long_epochs = [p["epochs"] for p in results["sentiment"]["dpo_long"]]  # notebook 09's long DPO run extends DPO's curve
+    assert long_epochs == list(profile.frontier.long_epochs) * sum(lt == "sigmoid" for lt, _ in profile.frontier.long_runs)
     for p in results["sentiment"]["points"]:
         assert math.isfinite(p["kl"]) and p["reward_ci"][0] <= p["reward"] <= p["reward_ci"][1]
     rows = results["instruction"]["rows"]

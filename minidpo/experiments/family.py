@@ -31,7 +31,7 @@ from ..models import model_note
 from ..online import train_online_dpo
 from ..train import DPOConfig, train_dpo, train_rankings
 from ..utils import derive_seed
-from .frontier import Task, cached_run, dpo_run, trained_and_scored
+from .frontier import Task, cached_run, dpo_run, over_optimisation_run, trained_and_scored
 from .frontier_run import shared_stages
 from .profiles import Profile
 from .runs import cached_json, peak_rss_gib, timed, timings, write_results_and_figures
@@ -125,6 +125,8 @@ def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True)
     ranked = ranking_runs(task, sft_model, rankings, fam.ranking_k, fam.ranking_beta) if len(rankings["train"]) else []
     # K = 2 is the frontier's DPO run when its pairs are the best and worst of two draws and it trained at ranking_beta
     k2 = next((r for r in dpo if r["beta"] == fam.ranking_beta), None) if task.plan.draws_per_prompt == 2 else None
+    # notebook 09's long DPO run, scored after each number of epochs: DPO's curve beyond one epoch's KL
+    long = [over_optimisation_run(task, sft_model, ref_data, lt, b) for lt, b in task.plan.long_runs if lt == "sigmoid"]
     return {
         "task": task, "pairs": pairs["stats"], "rankings": rankings["stats"],
         "reward_calls": {"offline pairs": task.plan.draws_per_prompt * pairs["stats"]["train"]["prompts"],
@@ -133,6 +135,8 @@ def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True)
         "points": [point(sft), *(point(r) for r in dpo), *(point(r, hyperparameters=dict(v.hyperparameters))
                                                           for r, v in zip(variants, fam.variants)),
                    *(point(r) for r in online), *(point(r, k=fam.ranking_k) for r in ranked)],
+        "dpo_long": [{"method": "DPO, trained longer", "beta": r["beta"], "epochs": p["epochs"],
+                      **{k: p[k] for k in ("reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n")}} for r in long for p in r["points"]],
         "plackett_luce_k2": "the DPO run at beta {:g} (K = 2 Plackett-Luce DPO is DPO)".format(fam.ranking_beta) if k2 else None,
     }
 

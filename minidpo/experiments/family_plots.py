@@ -32,7 +32,8 @@ def plot_family_frontier(points: list[dict], path: str | Path | None = None, tit
         axes[1].errorbar(kl, [p["reply_tokens"] for p in pts], xerr=kl_se, **style)
         for p in pts:
             if len(pts) > 1:
-                axes[0].annotate(f"beta={p['beta']:g}", (p["kl"], p["reward"]), fontsize=6.5, xytext=(3, 3), textcoords="offset points")
+                label = f"{p['epochs']:g} ep" if "epochs" in p else f"beta={p['beta']:g}"
+                axes[0].annotate(label, (p["kl"], p["reward"]), fontsize=6.5, xytext=(3, 3), textcoords="offset points")
     axes[0].set_ylabel("mean ground-truth reward" + (" (VADER compound)" if reward == "vader" else f" ({reward})"))
     axes[1].set_ylabel("mean reply length, tokens")
     for ax in axes:
@@ -99,7 +100,7 @@ def family_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
     p, model = results["profile"], results["model"]
     n = results["frontier_plan"]["n_test"]
     paths = {"frontier": figures_dir / f"10_family_frontier_{p}.png", "instruction": figures_dir / f"10_family_instruction_{p}.png"}
-    plot_family_frontier(results["sentiment"]["points"], paths["frontier"], reward=results["frontier_plan"]["reward"],
+    plot_family_frontier(results["sentiment"]["points"] + results["sentiment"]["dpo_long"], paths["frontier"], reward=results["frontier_plan"]["reward"],
                          title=f"DPO's family on controlled sentiment, {model}, n={n} held-out prompts")
     plot_instruction_family(results["instruction"]["rows"], paths["instruction"],
                             title=f"instruction pairs, {model}: judge win rate vs reference (n={results['instruction']['rows']['DPO']['judge_vs_reference']['n']} test prompts)")
