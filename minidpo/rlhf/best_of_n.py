@@ -11,8 +11,10 @@ from torch import Tensor
 
 def best_of_n_kl(n: int) -> float:
     """The usual value plotted for best-of-N, log n - (n - 1) / n (Stiennon et al. 2020, app. G): an upper bound
-    on KL(best-of-n || pi_ref) (Beirami et al. 2024), approached only when pi_ref spreads its mass over many
-    distinct replies; with two equally likely replies and n = 2 the exact KL is 0.131, the bound 0.193."""
+    on KL(best-of-n || pi_ref) (Beirami et al. 2024), not its exact value. The bound is approached only when pi_ref
+    puts negligible mass on every single reply (e.g. long sampled replies) and rewards do not tie; replies with real
+    mass lump outcomes together and lower the KL. With two equally likely replies, distinct rewards and n = 2,
+    best-of-2 picks the better reply with probability 3/4: exact KL 0.131, bound 0.193 (tests/test_rlhf.py)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     return math.log(n) - (n - 1) / n
