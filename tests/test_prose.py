@@ -74,6 +74,7 @@ CITATIONS = [
     re.compile(r"\b\d\d_[\w.-]*\.ipynb\b"),
     re.compile(r"^\s*#+\s*\d+(?:\.\d+)*\s*[.·]?", re.M),  # heading numbers: "## 3. ...", "# 01 · ..."
     re.compile(r"^\s*\*\*\d+\.\*\*", re.M),  # exercise numbers: "**1.** Implement ..."
+    re.compile(r"^\s*\d+\.\s", re.M),  # ordered-list markers: "3. sum over ..."
     re.compile(r"(?:^\s*|(?<=\.\s))\d+\.(?=\s+[A-Z*`])", re.M),  # enumerations: "1. Write ... loss. 2. Write ..."
     re.compile(r"\b\d+\.\\ "),  # a notebook's section title in LaTeX: \emph{3.\ beta trades reward ...}
 ]
@@ -287,7 +288,7 @@ def test_equations_code_links_and_citations_are_not_read():
         "Rafailov et al. (2024) and Azar et al. 2023, arXiv:2305.18290, eq. 7, eqs. 6-7, section 6.1, appendix A.3, "
         "Theorem 1, figure 2, notebooks 04-07, `01_bradley_terry.ipynb`, SmolLM2-135M-Instruct, GPT-2-large, "
         "HH-RLHF, an L2 penalty in fp32", set()) == []
-    assert unbacked_numbers_in_markdown("## 3. Variants\n**1.** Implement", set()) == []
+    assert unbacked_numbers_in_markdown("## 3. Variants\n**1.** Implement\n3. sum over", set()) == []
 
 
 def test_latex_results_must_come_through_res():

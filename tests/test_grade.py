@@ -1,0 +1,91 @@
+"""The exercise notebooks and their grader: solutions get full marks, blank student versions zero (and run
+without error), the committed student versions are what otter-assign makes from the masters, and calling
+minidpo's own implementation does not pass a check."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from minidpo import grade, preference
+
+MAIN_NOTEBOOKS = sorted(p.stem for p in (grade.ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_every_notebook_has_a_master_with_at_least_three_exercises():
+    masters = {m.stem: m for m in grade.masters()}
+    assert sorted(masters) == MAIN_NOTEBOOKS
+    for name, path in masters.items():
+        cells = json.loads(path.read_text())["cells"]
+        questions = [c for c in cells if c["cell_type"] == "raw" and "".join(c["source"]).startswith("# BEGIN QUESTION")]
+        assert len(questions) >= 3, f"{name}: {len(questions)} exercises"
+
+
+def test_forbid_catches_aliases_and_wrappers():
+    alias = preference.bradley_terry_prob
+    wrapped = lambda a, b: alias(a, b)  # noqa: E731
+    with pytest.raises(AssertionError, match="bradley_terry_prob"):
+        with grade.forbid(preference.bradley_terry_prob):
+            wrapped(torch.tensor(1.0), torch.tensor(0.0))
+    with grade.forbid(preference.bradley_terry_prob):  # writing it yourself is fine
+        torch.sigmoid(torch.tensor(1.0))
+
+
+def test_answer_digest_ignores_case_and_spaces():
+    assert grade.answer_digest(" B ") == grade.answer_digest("b") != grade.answer_digest("c")
+
+
+@pytest.fixture(scope="module")
+def built():
+    return {m.stem: grade.build(m) for m in grade.masters()}
+
+
+def test_committed_student_versions_are_what_otter_assign_makes(built):
+    for name, paths in built.items():
+        committed = grade.STUDENTS / f"{name}.ipynb"
+        assert committed.exists(), f"run python -m minidpo.grade --make-students ({name} missing)"
+        assert committed.read_text() == paths["student"].read_text(), f"{name}: rebuild with --make-students"
+        assert "# BEGIN SOLUTION" not in committed.read_text() and "hidden=True" not in committed.read_text()
+
+
+def test_solutions_full_marks_blanks_zero_in_one_csv(built, tmp_path):
+    """What a teacher does: a folder of submissions -> one CSV. Here: every solution and every blank, in otter's
+    debug mode so that a cell raising (a blank that crashes) fails the test instead of scoring zero."""
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for name, paths in built.items():
+        shutil.copyfile(paths["solution"], folder / f"solution_{name}.ipynb")
+        shutil.copyfile(grade.STUDENTS / f"{name}.ipynb", folder / f"blank_{name}.ipynb")
+    (folder / "notes.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    reports = grade.grade_folder(folder, tmp_path / "grades.csv", debug=True)
+    rows = list(csv.DictReader(open(tmp_path / "grades.csv")))
+    assert len(rows) == len(reports) == 2 * len(built) + 1
+    for row in rows:
+        if row["file"] == "notes.ipynb":
+            assert "not an exercise notebook" in row["error"]
+            continue
+        assert not row["error"] and float(row["possible"]) > 0
+        if row["file"].startswith("solution_"):
+            assert float(row["total"]) == float(row["possible"]), row
+        else:
+            assert float(row["total"]) == 0.0, row
+
+
+def test_calling_minidpo_does_not_pass_and_the_cli_exit_code(built, tmp_path, capsys):
+    nb = json.loads(built["01_bradley_terry"]["solution"].read_text())
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "def my_bradley_terry_prob" in src:
+            cell["source"] = ["from minidpo.preference import bradley_terry_prob as bt\n",
+                              "def my_bradley_terry_prob(r_a, r_b):\n", "    return bt(r_a, r_b)\n"]
+    cheat = tmp_path / "cheat.ipynb"
+    cheat.write_text(json.dumps(nb))
+    report = grade.grade(cheat)
+    score, possible = report["scores"]["q1_bradley_terry_prob"]
+    assert 0 < score < possible  # the public check passes, the hidden one sees the call into minidpo
+    assert grade.main([str(cheat), "--pass-mark", "1.0"]) == 1
+    assert grade.main([str(built["01_bradley_terry"]["solution"])]) == 0
+    assert "passed" in capsys.readouterr().out
