@@ -85,7 +85,16 @@ def test_calling_minidpo_does_not_pass_and_the_cli_exit_code(built, tmp_path, ca
     cheat.write_text(json.dumps(nb))
     report = grade.grade(cheat)
     score, possible = report["scores"]["q1_bradley_terry_prob"]
-    assert 0 < score < possible  # the public check passes, the hidden one sees the call into minidpo
+    # the public check passes, the hidden one sees the call into minidpo, and an exercise is all or nothing
+    assert score == 0 < possible and report["messages"]["q1_bradley_terry_prob"] == []  # no public check failed
+    assert report["total"] == report["possible"] - possible  # the other exercises are untouched
     assert grade.main([str(cheat), "--pass-mark", "1.0"]) == 1
     assert grade.main([str(built["01_bradley_terry"]["solution"])]) == 0
     assert "passed" in capsys.readouterr().out
+
+
+def test_every_notebook_points_to_its_exercises():
+    for stem in MAIN_NOTEBOOKS:
+        cells = json.loads((grade.ROOT / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
+        pointer = [c for c in cells if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## Exercises")]
+        assert len(pointer) == 1 and f"exercises/{stem}.ipynb" in "".join(pointer[0]["source"]), stem
