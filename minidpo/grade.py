@@ -3,7 +3,8 @@
 Every notebook 01-10 has an exercise notebook. Its *master* (`notebooks/solutions/NN_*.ipynb`, otter-assign
 format) holds the prompts, the solutions and the tests; the hidden tests never reach students. From the
 masters otter-assign makes the *student versions* (`notebooks/exercises/`, solutions and hidden tests
-stripped) and the *autograders* (zip files, built on demand under `runs/grade/`).
+stripped; their public checks in `notebooks/exercises/tests/`) and the *autograders* (zip files, built on demand
+under `runs/grade/`).
 
     python -m minidpo.grade notebooks/exercises/06_dpo_training.ipynb   # one student's copy: score per exercise
     python -m minidpo.grade --make-students                              # rebuild notebooks/exercises/ from the masters
@@ -92,18 +93,23 @@ def build(master: Path) -> dict[str, Path]:
         shutil.rmtree(out, ignore_errors=True)
         _assign(master, out)
         (out / "done").write_text("")
-    return {"student": out / "student" / master.name, "solution": out / "autograder" / master.name,
+    return {"student": out / "student" / master.name, "student_tests": out / "student" / "tests",
+            "solution": out / "autograder" / master.name,
             "autograder": Path(glob.glob(str(out / "autograder" / "*.zip"))[0])}
 
 
 def make_students(dest: Path = STUDENTS) -> list[Path]:
-    """Write the student version of every master to `dest` (what the repository commits)."""
+    """Write the student version of every master to `dest` (what the repository commits), with its public
+    checks in `dest/tests/<assignment>/` (where the notebook's `otter.Notebook(..., tests_dir=...)` looks)."""
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for master in masters():
-        target = dest / master.name
-        shutil.copyfile(build(master)["student"], target)
-        written.append(target)
+        built = build(master)
+        target, tests = dest / master.name, dest / "tests" / master.stem
+        shutil.copyfile(built["student"], target)
+        shutil.rmtree(tests, ignore_errors=True)
+        shutil.copytree(built["student_tests"], tests)
+        written += [target, tests]
     return written
 
 

@@ -48,7 +48,11 @@ def test_committed_student_versions_are_what_otter_assign_makes(built):
         committed = grade.STUDENTS / f"{name}.ipynb"
         assert committed.exists(), f"run python -m minidpo.grade --make-students ({name} missing)"
         assert committed.read_text() == paths["student"].read_text(), f"{name}: rebuild with --make-students"
-        assert "# BEGIN SOLUTION" not in committed.read_text() and "hidden=True" not in committed.read_text()
+        assert "# BEGIN SOLUTION" not in committed.read_text()
+        tests = grade.STUDENTS / "tests" / name
+        built_tests = {p.name: p.read_text() for p in paths["student_tests"].glob("*.py")}
+        assert built_tests and {p.name: p.read_text() for p in tests.glob("*.py")} == built_tests, name
+        assert not any("hidden=True" in t for t in built_tests.values()), f"{name}: a hidden test reached students"
 
 
 def test_solutions_full_marks_blanks_zero_in_one_csv(built, tmp_path):
