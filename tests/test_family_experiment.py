@@ -22,6 +22,18 @@ def test_family_smoke_run(tmp_path):
     assert long_epochs == list(profile.frontier.long_epochs) * sum(lt == "sigmoid" for lt, _ in profile.frontier.long_runs)
     for p in results["sentiment"]["points"]:
         assert math.isfinite(p["kl"]) and p["reward_ci"][0] <= p["reward"] <= p["reward_ci"][1]
+    # the matched-KL reading, recomputed here from DPO's points by hand (chord between the bracketing points)
+    curve = sorted([p for p in results["sentiment"]["points"] if p["method"] in ("SFT", "DPO")] + results["sentiment"]["dpo_long"],
+                   key=lambda p: p["kl"])
+    for p in results["sentiment"]["points"]:
+        if p["method"] in ("SFT", "DPO"):
+            continue
+        inside = [(a, b) for a, b in zip(curve, curve[1:]) if a["kl"] <= p["kl"] <= b["kl"] and b["kl"] > a["kl"]]
+        if not inside:
+            assert p["dpo_reward_at_kl"] is None
+        else:
+            a, b = inside[0]
+            assert p["dpo_reward_at_kl"] == a["reward"] + (b["reward"] - a["reward"]) * (p["kl"] - a["kl"]) / (b["kl"] - a["kl"])
     rows = results["instruction"]["rows"]
     assert {v.method for v in fam.instruction_variants} | {"DPO", "reference"} == set(rows)
     dpo_beta = results["instruction"]["selected_beta"]

@@ -27,6 +27,7 @@ from datasets import Dataset
 
 from .. import __version__
 from ..batching import tokenize_prompts
+from ..evaluate import reward_at_kl
 from ..models import model_note
 from ..online import train_online_dpo
 from ..train import DPOConfig, train_dpo, train_rankings
@@ -127,16 +128,23 @@ def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True)
     k2 = next((r for r in dpo if r["beta"] == fam.ranking_beta), None) if task.plan.draws_per_prompt == 2 else None
     # notebook 09's long DPO run, scored after each number of epochs: DPO's curve beyond one epoch's KL
     long = [over_optimisation_run(task, sft_model, ref_data, lt, b) for lt, b in task.plan.long_runs if lt == "sigmoid"]
+    points = [point(sft), *(point(r) for r in dpo), *(point(r, hyperparameters=dict(v.hyperparameters))
+                                                      for r, v in zip(variants, fam.variants)),
+              *(point(r) for r in online), *(point(r, k=fam.ranking_k) for r in ranked)]
+    dpo_long = [{"method": "DPO, trained longer", "beta": r["beta"], "epochs": p["epochs"],
+                 **{k: p[k] for k in ("reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n")}} for r in long for p in r["points"]]
+    # the matched-KL reading: DPO's reward at each other arm's KL, on the chord of DPO's points (SFT at KL 0, each
+    # beta, the long run after each epoch count); None outside DPO's KL range
+    dpo_curve = [p for p in points if p["method"] in ("SFT", "DPO")] + dpo_long
+    for p in points:
+        if p["method"] not in ("SFT", "DPO"):
+            p["dpo_reward_at_kl"] = reward_at_kl(dpo_curve, p["kl"])
     return {
         "task": task, "pairs": pairs["stats"], "rankings": rankings["stats"],
         "reward_calls": {"offline pairs": task.plan.draws_per_prompt * pairs["stats"]["train"]["prompts"],
                          "online DPO (each run)": 2 * len(task.splits["pairs_train"]),
                          f"rankings (K={fam.ranking_k})": fam.ranking_k * rankings["stats"]["train"]["prompts"]},
-        "points": [point(sft), *(point(r) for r in dpo), *(point(r, hyperparameters=dict(v.hyperparameters))
-                                                          for r, v in zip(variants, fam.variants)),
-                   *(point(r) for r in online), *(point(r, k=fam.ranking_k) for r in ranked)],
-        "dpo_long": [{"method": "DPO, trained longer", "beta": r["beta"], "epochs": p["epochs"],
-                      **{k: p[k] for k in ("reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n")}} for r in long for p in r["points"]],
+        "points": points, "dpo_long": dpo_long,
         "plackett_luce_k2": "the DPO run at beta {:g} (K = 2 Plackett-Luce DPO is DPO)".format(fam.ranking_beta) if k2 else None,
     }
 
