@@ -7,6 +7,6 @@ points = None
 all_or_nothing = True
 
 @test_case(points=0, hidden=False)
-def test_is_a_number(ipo_noisy_margin):
-    assert isinstance(ipo_noisy_margin, (int, float)), 'set a number'
+def test_are_numbers(ipo_noisy_margin, ipo_noisy_min_loss):
+    assert isinstance(ipo_noisy_margin, (int, float)) and isinstance(ipo_noisy_min_loss, (int, float)), 'set two numbers'
 
