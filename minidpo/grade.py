@@ -98,6 +98,15 @@ def build(master: Path) -> dict[str, Path]:
             "autograder": Path(glob.glob(str(out / "autograder" / "*.zip"))[0])}
 
 
+def student_text(built_student: Path) -> str:
+    """The student notebook otter assign made, with cell ids set from the cell positions (otter draws them at random,
+    so two builds of one master would differ only in ids)."""
+    nb = json.loads(Path(built_student).read_text())
+    for i, cell in enumerate(nb["cells"]):
+        cell["id"] = f"{Path(built_student).stem}-{i}"
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
 def make_students(dest: Path = STUDENTS) -> list[Path]:
     """Write the student version of every master to `dest` (what the repository commits), with its public
     checks in `dest/tests/<assignment>/` (where the notebook's `otter.Notebook(..., tests_dir=...)` looks)."""
@@ -106,7 +115,7 @@ def make_students(dest: Path = STUDENTS) -> list[Path]:
     for master in masters():
         built = build(master)
         target, tests = dest / master.name, dest / "tests" / master.stem
-        shutil.copyfile(built["student"], target)
+        target.write_text(student_text(built["student"]))
         shutil.rmtree(tests, ignore_errors=True)
         shutil.copytree(built["student_tests"], tests)
         written += [target, tests]

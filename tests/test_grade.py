@@ -47,7 +47,7 @@ def test_committed_student_versions_are_what_otter_assign_makes(built):
     for name, paths in built.items():
         committed = grade.STUDENTS / f"{name}.ipynb"
         assert committed.exists(), f"run python -m minidpo.grade --make-students ({name} missing)"
-        assert committed.read_text() == paths["student"].read_text(), f"{name}: rebuild with --make-students"
+        assert committed.read_text() == grade.student_text(paths["student"]), f"{name}: rebuild with --make-students"
         assert "# BEGIN SOLUTION" not in committed.read_text()
         tests = grade.STUDENTS / "tests" / name
         built_tests = {p.name: p.read_text() for p in paths["student_tests"].glob("*.py")}
