@@ -164,3 +164,79 @@ def reward_at_kl(curve: list[dict], kl: float) -> float | None:
         if p0["kl"] <= kl <= p1["kl"] and p1["kl"] > p0["kl"]:
             return p0["reward"] + (p1["reward"] - p0["reward"]) * (kl - p0["kl"]) / (p1["kl"] - p0["kl"])
     return None
+
+
+def _arms(arms: list[tuple]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each arm's (rewards, log_ratios) as float64 (seeds, prompts) tensors, checked to share the prompts."""
+    out = [tuple(torch.as_tensor(x, dtype=torch.float64).reshape(-1, torch.as_tensor(x).shape[-1]) for x in arm) for arm in arms]
+    if any(r.shape[1] != out[0][0].shape[1] or k.shape != r.shape for r, k in out):
+        raise ValueError("every arm needs (seeds, prompts) rewards and log-ratios on the same prompts")
+    return out
+
+
+def _paired_bootstrap(arms: list[tuple[torch.Tensor, torch.Tensor]], statistic, n_boot: int, seed: int):
+    """`statistic(means)` on the data, and on `n_boot` replicates that resample the prompts (the same draw for every
+    arm: paired) and, within each arm, its seeds; `means` is each arm's (mean reward, mean KL)."""
+    def means(prompts, seeds):
+        return [(r[s][:, prompts].mean().item(), k[s][:, prompts].mean().item()) for (r, k), s in zip(arms, seeds)]
+
+    n_prompts = arms[0][0].shape[1]
+    point = statistic(means(torch.arange(n_prompts), [torch.arange(len(r)) for r, _ in arms]))
+    g = torch.Generator().manual_seed(seed)
+    replicates = []
+    for _ in range(n_boot):
+        prompts = torch.randint(0, n_prompts, (n_prompts,), generator=g)
+        replicates.append(statistic(means(prompts, [torch.randint(0, len(r), (len(r),), generator=g) for r, _ in arms])))
+    return point, replicates
+
+
+def _interval(values: list[float], level: float) -> tuple[float, float]:
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    return tuple(torch.quantile(torch.tensor(values, dtype=torch.float64), q).tolist()) if values else (float("nan"), float("nan"))
+
+
+def paired_point_difference(a: tuple, b: tuple, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Mean true reward and mean KL of arm `a` minus those of arm `b`, each arm (rewards, log_ratios) of shape
+    (seeds, prompts) on the *same* prompts, with paired bootstrap intervals (prompts resampled together, seeds
+    within each arm). `a` dominates `b` when its reward is higher and its KL lower, both intervals clear of
+    zero: then `a`'s frontier lies above `b`'s at `b`'s KL whatever the shape of either curve (it reaches more
+    reward with less KL); `dominates` is "a", "b" or None."""
+    arms = _arms([a, b])
+    point, reps = _paired_bootstrap(arms, lambda m: (m[0][0] - m[1][0], m[0][1] - m[1][1]), n_boot, seed)
+    reward_ci, kl_ci = _interval([r for r, _ in reps], level), _interval([k for _, k in reps], level)
+    dominates = ("a" if reward_ci[0] > 0 and kl_ci[1] < 0 else "b" if reward_ci[1] < 0 and kl_ci[0] > 0 else None)
+    return {"reward_difference": point[0], "reward_ci": list(reward_ci), "kl_difference": point[1], "kl_ci": list(kl_ci),
+            "dominates": dominates, "n_prompts": arms[0][0].shape[1], "seeds": [len(r) for r, _ in arms], "n_boot": n_boot}
+
+
+def matched_kl_difference(
+    curve: list[tuple[torch.Tensor, torch.Tensor]], point: tuple[torch.Tensor, torch.Tensor], n_boot: int = 2000,
+    level: float = 0.95, seed: int = 0,
+) -> dict | None:
+    """How much more true reward a method's frontier `curve` reaches than `point` at `point`'s KL, with a paired
+    bootstrap interval; None when that KL lies outside the curve's KL range (no extrapolation).
+
+    Each arm (a curve point, or `point`) is (rewards, log_ratios), both (seeds, prompts): per-prompt true reward
+    and log pi(y|x) - log pi_SFT(y|x) of each training seed's policy, on the *same* prompts. An arm's reward and
+    KL are their means over seeds and prompts; the curve's reward at KL k is `reward_at_kl` (linear
+    interpolation between its two points that bracket k: below the curve where it is concave, so the reading
+    under-credits the curve's method). Each bootstrap replicate resamples the prompts (the same draw for every
+    arm: paired) and, within each arm, its seeds, so the interval covers prompt sampling, training seeds and
+    the uncertainty of both KLs. Replicates whose KL falls outside the curve are counted (`out_of_range`) and
+    left out of the interval.
+    """
+    arms = _arms([*curve, point])
+
+    def statistic(means) -> float | None:
+        reward_b, kl_b = means[-1]
+        at = reward_at_kl([{"reward": r, "kl": k} for r, k in means[:-1]], kl_b)
+        return None if at is None else at - reward_b
+
+    diff, reps = _paired_bootstrap(arms, statistic, n_boot, seed)
+    if diff is None:
+        return None
+    kept = [d for d in reps if d is not None]
+    lo, hi = _interval(kept, level)
+    reward_b, kl_b = arms[-1][0].mean().item(), arms[-1][1].mean().item()
+    return {"difference": diff, "ci_low": lo, "ci_high": hi, "kl": kl_b, "reward": reward_b, "curve_reward_at_kl": reward_b + diff,
+            "n_prompts": arms[0][0].shape[1], "seeds": [len(r) for r, _ in arms], "n_boot": n_boot, "out_of_range": n_boot - len(kept)}

@@ -19,9 +19,15 @@ def test_family_smoke_run(tmp_path):
     if results["sentiment"]["rankings"]["train"]["rankings"]:  # a random tiny model can tie on every prompt
         assert {f"Plackett-Luce DPO (K={fam.ranking_k})", f"DPO on best/worst of {fam.ranking_k}"} <= set(methods)
     long_epochs = [p["epochs"] for p in results["sentiment"]["dpo_long"]]  # notebook 09's long DPO run extends DPO's curve
-    assert long_epochs == list(profile.frontier.long_epochs) * sum(lt == "sigmoid" for lt, _ in profile.frontier.long_runs)
+    assert long_epochs == list(profile.sentiment.long_epochs) * sum(lt == "sigmoid" for lt, _ in profile.sentiment.long_runs)
     for p in results["sentiment"]["points"]:
         assert math.isfinite(p["kl"]) and p["reward_ci"][0] <= p["reward"] <= p["reward_ci"][1]
+    # notebook 09's numbers on the same base: DPO at the base's betas, each variant, each long run after each epoch count
+    base = results["sentiment"]["dpo_variants"]
+    assert [r["beta"] for r in base["dpo"]] == list(profile.sentiment.dpo_betas)
+    assert [r["method"] for r in base["variant_runs"]] == [v.method for v in profile.sentiment.variants]
+    assert [[p["epochs"] for p in r["points"]] for r in base["long_runs"]] == [list(profile.sentiment.long_epochs)] * len(profile.sentiment.long_runs)
+    assert base["compute_s"] > 0 and all("history" in r for r in base["dpo"] + base["variant_runs"])
     # the matched-KL reading, recomputed here from DPO's points by hand (chord between the bracketing points)
     curve = sorted([p for p in results["sentiment"]["points"] if p["method"] in ("SFT", "DPO")] + results["sentiment"]["dpo_long"],
                    key=lambda p: p["kl"])
@@ -44,6 +50,7 @@ def test_family_smoke_run(tmp_path):
             assert 0 <= r["judge_vs_reference"]["ci_low"] <= r["judge_vs_reference"]["rate"] <= r["judge_vs_reference"]["ci_high"] <= 1
     saved = json.loads((tmp_path / "results" / "family_smoke.json").read_text())
     assert saved["sentiment"]["points"] == json.loads(json.dumps(results["sentiment"]["points"]))
+    assert all((tmp_path / "figures" / f"09_{k}_smoke.png").stat().st_size > 10_000 for k in ("variants_frontier", "over_optimisation"))
     assert all((tmp_path / "figures" / f"10_family_{k}_smoke.png").stat().st_size > 10_000 for k in ("frontier", "instruction"))
     again = run_family(profile, results_dir=tmp_path / "results2", figures_dir=tmp_path / "figures2", **kw)
     assert again["sentiment"]["points"] == results["sentiment"]["points"]  # every run came from its cache

@@ -119,3 +119,51 @@ def test_reward_at_kl_interpolates_between_bracketing_points():
     curve = [{"kl": 2.0, "reward": 0.3}, {"kl": 0.0, "reward": 0.1}, {"kl": 1.0, "reward": 0.2}]
     assert reward_at_kl(curve, 0.5) == pytest.approx(0.15) and reward_at_kl(curve, 1.5) == pytest.approx(0.25)
     assert reward_at_kl(curve, 2.0) == pytest.approx(0.3) and reward_at_kl(curve, 2.5) is None and reward_at_kl(curve, -0.1) is None
+
+
+def test_matched_kl_difference_against_a_hand_computation():
+    from minidpo.evaluate import matched_kl_difference
+
+    g = torch.Generator().manual_seed(0)
+    sft = (torch.rand(1, 40, generator=g), torch.zeros(1, 40))
+    far = (torch.rand(3, 40, generator=g) + 0.5, torch.rand(3, 40, generator=g) * 4 + 1)  # 3 seeds
+    point = (torch.rand(2, 40, generator=g), torch.rand(2, 40, generator=g) * 2)  # 2 seeds
+    out = matched_kl_difference([sft, far], point, n_boot=300)
+    # by hand: the chord from (0, mean SFT reward) to (mean KL, mean reward) of `far`, read at the point's mean KL
+    kl_far, r_far, r_sft = far[1].double().mean(), far[0].double().mean(), sft[0].double().mean()
+    kl_p, r_p = point[1].double().mean(), point[0].double().mean()
+    expected = r_sft + (r_far - r_sft) * kl_p / kl_far - r_p
+    assert out["difference"] == pytest.approx(expected.item(), abs=1e-12) and out["kl"] == pytest.approx(kl_p.item(), abs=1e-12)
+    assert out["ci_low"] < out["difference"] < out["ci_high"] and out["seeds"] == [1, 3, 2] and out["n_prompts"] == 40
+    assert matched_kl_difference([sft, point], far) is None  # beyond the curve's KL range: no extrapolation
+    with pytest.raises(ValueError, match="same prompts"):
+        matched_kl_difference([sft, far], (point[0][:, :30], point[1][:, :30]))
+
+
+def test_matched_kl_difference_is_zero_against_itself_and_finds_a_real_gap():
+    from minidpo.evaluate import matched_kl_difference
+
+    g = torch.Generator().manual_seed(1)
+    sft = (torch.rand(1, 60, generator=g) - 0.5, torch.zeros(1, 60))
+    arm = (torch.rand(1, 60, generator=g), torch.rand(1, 60, generator=g) * 3)
+    same = matched_kl_difference([sft, arm], arm, n_boot=200)
+    # paired: every replicate cancels, up to float64 rounding in the interpolation
+    assert max(abs(same["difference"]), abs(same["ci_low"]), abs(same["ci_high"])) < 1e-12
+    lifted = (arm[0] + 0.5, arm[1])  # the same policy's KL with half a reward unit more on every prompt
+    gap = matched_kl_difference([sft, lifted], arm, n_boot=200)
+    assert gap["difference"] == pytest.approx(0.5, abs=1e-6) and gap["ci_low"] > 0.4 and gap["out_of_range"] == 0
+
+
+def test_paired_point_difference_finds_dominance_and_its_absence():
+    from minidpo.evaluate import paired_point_difference
+
+    g = torch.Generator().manual_seed(2)
+    base = (torch.rand(3, 80, generator=g), torch.rand(3, 80, generator=g) * 2 + 1)
+    better = (base[0] + 0.3, base[1] - 0.5)  # more reward for less KL on every prompt and seed
+    out = paired_point_difference(better, base, n_boot=300)
+    # the shifts were added in float32: each element off by at most half an ulp of values below 4
+    tol = 4 * torch.finfo(torch.float32).eps
+    assert out["reward_difference"] == pytest.approx(0.3, abs=tol) and out["kl_difference"] == pytest.approx(-0.5, abs=tol)
+    assert out["dominates"] == "a" and paired_point_difference(base, better, n_boot=300)["dominates"] == "b"
+    costlier = (base[0] + 0.3, base[1] + 0.5)  # more reward, but for more KL: no dominance either way
+    assert paired_point_difference(costlier, base, n_boot=300)["dominates"] is None

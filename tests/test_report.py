@@ -44,6 +44,7 @@ def test_formats():
     assert rep.format_value(0.16, "pct") == "16.0"
     assert rep.format_value(2029.9, "min") == "33.8"
     assert rep.format_value(1e-5, "sci") == r"\ensuremath{1\times 10^{-5}}"
+    assert rep.format_value([0, 1, 2], "len") == "3" and rep.format_value([0.05, 0.2, 1.0], "list") == "0.05, 0.2, 1"
     with pytest.raises(TypeError):
         rep.format_value({"a": 1}, ".3f")
 
@@ -66,7 +67,16 @@ def test_generated_tables_carry_the_results_numbers(tmp_path):
         assert table.count(r"\\") - 1 == (1 + len(frontier["dpo"]) + len(frontier["ppo"]) + len(frontier["ppo_gt"]) + 1
                                             + len(frontier["best_of_n"]["rows"]))
         assert f"{frontier['dpo'][0]['kl']:.2f}" in table
+        assert all(f"{min(p['seed_rewards']):+.3f}".replace("+", "$+$").replace("-", "$-$") in table for p in frontier["dpo"] + frontier["ppo"])
+        matched = rep.matched_kl_table(frontier)
+        rows = [r for m in frontier["matched_kl"].values() for r in m["comparisons"]]
+        dominance = [d for m in frontier["matched_kl"].values() for d in m["dominance"]]
+        assert matched.count(r"\\") - 1 == len(rows) + len(dominance) + len(frontier["matched_kl"])  # a row per test, a verdict per method
+        assert all(m["verdict"] in matched for m in frontier["matched_kl"].values())
     family = json.loads((ROOT / "results" / "family_cpu.json").read_text())  # committed: notebook 10's cpu run
+    table = rep.variants_table(family)  # notebook 09's losses, on the sentiment base the family shares
+    base = family["sentiment"]["dpo_variants"]
+    assert table.count(r"\\") - 1 == len(base["dpo"]) + len(base["variant_runs"])
     table = rep.family_sentiment_table(family)
     assert table.count(r"\\") - 1 == len(family["sentiment"]["points"])
     assert all(f"{p['kl']:.2f} $\\pm$ {p['kl_se']:.2f}" in table for p in family["sentiment"]["points"])

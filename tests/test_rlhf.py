@@ -256,3 +256,37 @@ def test_ppo_config_rejects_bad_values():
         PPOConfig(rollout_batch_size=10, num_mini_batches=3)
     with pytest.raises(ValueError, match="kl_coef"):
         PPOConfig(kl_coef=-1)
+
+
+def test_sum_pooled_reward_model_is_a_sum_of_token_scores_and_the_prompt_cancels():
+    tok = tiny_tokenizer(["the film was great", "the film was awful"] * 5)
+    rm = RewardModel(tiny_gpt2(vocab_size=len(tok)), pooling="sum").eval()
+    torch.manual_seed(0)
+    nn.init.normal_(rm.head.weight, std=0.5)
+    nn.init.normal_(rm.head.bias, std=0.5)
+    prompt = tok("the film", add_special_tokens=False)["input_ids"]
+    replies = [tok(t, add_special_tokens=False)["input_ids"] for t in (" was great", " was awful and long")]
+    batch = collate_sft([{"prompt_ids": prompt, "completion_ids": r} for r in replies], tok.pad_token_id)
+    with torch.no_grad():
+        scores = rm(batch["input_ids"], batch["attention_mask"])
+        hidden = rm.body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        per_token = rm.head(hidden).squeeze(-1)
+    # an independent reading: the head applied to each real token's state, summed in float64
+    for i, r in enumerate(replies):
+        n = len(prompt) + len(r)
+        expected = per_token[i, :n].double().sum()
+        assert_close_tol(scores[i].double(), expected, sum_tol(per_token[i, :n].abs().sum() + 1, rm.config.n_embd + n))
+        # a causal trunk: the prompt's tokens score the same in both rows, so a pair's difference is the replies' alone
+        assert_close_tol(per_token[i, : len(prompt)], per_token[0, : len(prompt)], sum_tol(per_token[0, : len(prompt)].abs() + 1, rm.config.n_embd))
+    with pytest.raises(ValueError, match="pooling"):
+        RewardModel(tiny_gpt2(vocab_size=len(tok)), pooling="mean")
+
+
+def test_pair_accuracy_counts_every_ranked_pair_of_a_prompt():
+    from minidpo.experiments.frontier_rlhf import pair_accuracy
+
+    true = torch.tensor([[0.5, 0.0, 0.0], [1.0, -1.0, 0.2]])
+    scores = torch.tensor([[2.0, 1.0, 3.0], [0.0, 0.0, 1.0]])
+    # row 0: (0,1) right, (0,2) wrong, (1,2) tied in truth -> skipped; row 1: (0,1) score tie -> half, (0,2) wrong, (1,2) right
+    accuracy, n = pair_accuracy(scores, true)
+    assert n == 5 and accuracy == pytest.approx((1 + 0 + 0.5 + 0 + 1) / 5)

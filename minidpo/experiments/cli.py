@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--run-dir", default=None, help="checkpoints and caches (default runs/<profile>; smoke: runs/smoke-<config hash>)")
     run.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     run.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
-    fr = sub.add_parser("frontier", help="notebooks 08-09: DPO vs PPO, best-of-N, preferred-FT and DPO variants on controlled sentiment")
+    fr = sub.add_parser("frontier", help="notebook 08: DPO vs PPO and PPO-GT (seeds, matched KL), best-of-N, preferred-FT on controlled sentiment")
     fr.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
     fr.add_argument("--run-dir", default=None, help="default runs/<profile>/frontier")
     fr.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         results = run_frontier(profile, run_dir=args.run_dir, results_dir=args.results_dir or os.path.join(scratch, "results"),
                                figures_dir=args.figures_dir or os.path.join(scratch, "figures"))
         summary = {method: [f"KL {p['kl']:.2f} reward {p['reward']:.3f}" for p in points] for method, points in results["frontier"].items()}
-        print(json.dumps({"profile": profile.name, "frontier": summary, "total_s": round(results["total_s"], 1)}, indent=1))
+        print(json.dumps({"profile": profile.name, "frontier": summary, "verdicts": {k: v["verdict"] for k, v in results["matched_kl"].items()},
+                          "compute_s": round(results["compute_s"], 1), "this_invocation_s": round(results["wall_s_this_invocation"], 1)}, indent=1))
         return 0
 
     from .instruction_eval import run_instruction

@@ -2,7 +2,8 @@
 
     python -m minidpo family       # profile from $MINIDPO_PROFILE, default "cpu"
 
-Sentiment (the frontier's task, SFT model, pairs and caches in runs/<profile>/frontier/):
+Sentiment (the one-seed sentiment base `profile.sentiment` of notebooks 09-10: its task, SFT model, pairs and caches in
+runs/<profile>/sentiment/):
 - every offline variant of `FamilyPlan.variants` on the frontier's pairs, scored like DPO (true reward and
   sampled KL(pi || pi_SFT) on the held-out prompts, reply length);
 - online DPO: the same pair prompts, two replies per prompt drawn from the *current* policy and labelled by the
@@ -115,7 +116,7 @@ def online_run(task: Task, sft_model, beta: float) -> dict:
 
 
 def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
-    """Every sentiment stage of notebook 10 (cached with the frontier's): the points and their runs."""
+    """Every sentiment stage of notebook 10 (cached with the sentiment base's): the points and their runs."""
     task, sft_model, _, pairs, ref_data, sft, dpo = shared_stages(profile, run_dir, show_progress)
     fam = profile.family
     variants = [dpo_run(task, sft_model, ref_data, v.beta, v.loss_type, v.label_smoothing, v.method, v.hyperparameters)
@@ -139,8 +140,16 @@ def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True)
     for p in points:
         if p["method"] not in ("SFT", "DPO"):
             p["dpo_reward_at_kl"] = reward_at_kl(dpo_curve, p["kl"])
+    # notebook 09 on the same base: the losses of section 5 of the report (cDPO, IPO, hinge) beside DPO, and the
+    # long runs, with their training histories (the implicit reward's held-out accuracy)
+    keep = lambda r: {k: v for k, v in r.items() if k != "examples"}  # noqa: E731
+    variants_09 = [dpo_run(task, sft_model, ref_data, v.beta, v.loss_type, v.label_smoothing, method=v.method) for v in task.plan.variants]
+    long_09 = [over_optimisation_run(task, sft_model, ref_data, lt, b) for lt, b in task.plan.long_runs]
     return {
         "task": task, "pairs": pairs["stats"], "rankings": rankings["stats"],
+        "dpo_variants": {"dpo": [keep(r) for r in dpo], "variant_runs": [keep(r) for r in variants_09], "long_runs": long_09,
+                         "compute_s": (sum(r["train"]["seconds"] + r["eval_seconds"] for r in variants_09)
+                                       + sum(r["points"][-1]["train_seconds"] for r in long_09))},
         "reward_calls": {"offline pairs": task.plan.draws_per_prompt * pairs["stats"]["train"]["prompts"],
                          "online DPO (each run)": 2 * len(task.splits["pairs_train"]),
                          f"rankings (K={fam.ranking_k})": fam.ranking_k * rankings["stats"]["train"]["prompts"]},

@@ -104,6 +104,14 @@ def family_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
                          title=f"DPO's family on controlled sentiment, {model}, n={n} held-out prompts")
     plot_instruction_family(results["instruction"]["rows"], paths["instruction"],
                             title=f"instruction pairs, {model}: judge win rate vs reference (n={results['instruction']['rows']['DPO']['judge_vs_reference']['n']} test prompts)")
+    # notebook 09's figures, from the same sentiment base (the CLI draws them too, not only the notebook)
+    from .frontier_run import frontier_points, plot_frontier, plot_over_optimisation
+
+    base = results["sentiment"]["dpo_variants"]
+    sft = next(q for q in results["sentiment"]["points"] if q["method"] == "SFT")
+    paths["variants"], paths["over_optimisation"] = figures_dir / f"09_variants_frontier_{p}.png", figures_dir / f"09_over_optimisation_{p}.png"
+    plot_frontier(frontier_points([sft, *base["dpo"], *base["variant_runs"]]), paths["variants"], title=f"DPO variants, {model}, n={n} held-out prompts")
+    plot_over_optimisation(base["long_runs"], paths["over_optimisation"], title=f"training long ({model})")
     for fig in plt.get_fignums():
         plt.close(fig)
     return paths

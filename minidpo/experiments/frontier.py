@@ -1,21 +1,17 @@
-"""The reward-KL frontier of DPO, PPO and the paper's other baselines on controlled sentiment (notebooks 08-09).
+"""The reward-KL frontier of DPO, PPO and other baselines on controlled sentiment (notebook 08), and the stages
+notebooks 09-10 build on (`python -m minidpo frontier`; profile from $MINIDPO_PROFILE, default "cpu"). The DPO
+paper's figure 2 (left) at small scale, with a ground-truth reward we can compute: review prefixes -> SFT on true
+continuations -> two replies per prompt from SFT, the one with the higher true reward `chosen` -> on those pairs
+DPO, reward model + PPO, PPO on the true reward, preferred-FT, best-of-N.
 
-    python -m minidpo frontier       # profile from $MINIDPO_PROFILE, default "cpu"
-
-The DPO paper's figure 2 (left) at small scale, with a ground-truth reward we can compute:
-
-    review prefixes -> SFT on true continuations -> replies sampled per prompt from SFT, the one with the
-    higher true reward is `chosen` -> on those same pairs: DPO at several beta, reward model + PPO at several
-    KL coefficients, preferred-FT (SFT on chosen), best-of-N against the reward model; DPO variants
-    (cDPO, IPO, hinge); and one long DPO run to look for over-optimisation.
-
-This module: the task, SFT, the pairs, scoring a policy, and the DPO-family runs. `frontier_rlhf` holds the
-reward model, PPO and best-of-N; `frontier_run` runs everything and draws the figures.
+This module: the task, SFT, the pairs, scoring a policy, and the one-seed DPO runs (`dpo_run`,
+`over_optimisation_run`) of notebooks 09-10. `frontier_seeds` holds the seeded runs and verdicts of notebook 08,
+`frontier_rlhf` the reward model and best-of-N, `frontier_run` the whole experiment and its figures.
 
 Each run is scored on held-out prompts by its mean true reward (one reply per prompt at temperature 1) and
 its sequence KL(pi || pi_SFT), estimated from the same samples as the mean of log pi(y|x) - log pi_SFT(y|x)
-(unbiased: y is drawn from pi). Every stage caches its output in `runs/<profile>/frontier/`, so an interrupted
-run picks up where it stopped and notebooks re-use the CLI's runs.
+(unbiased: y is drawn from pi). Every stage caches its output in `runs/<profile>/frontier/` (`runs/<profile>/sentiment/`
+for the one-seed base), so an interrupted run picks up where it stopped and notebooks re-use the CLI's runs.
 """
 
 from __future__ import annotations
@@ -66,16 +62,19 @@ class Task:
     def pad(self) -> int:
         return self.tokenizer.pad_token_id
 
-    @property
-    def test_prompts(self) -> list[str]:
-        return list(self.splits["test"]["prompt"])
-
     def true_reward(self, prompts: list[str], replies: list[str]) -> torch.Tensor:
         return self.reward_fn([join(p, r) for p, r in zip(prompts, replies)])
 
-    def config(self, cls, name: str, **fields):
-        """A training config (`SFTConfig`, `DPOConfig`, ...) writing to `run_dir/name`, with the task's seed."""
-        return cls(output_dir=str(self.run_dir / name), seed=self.profile.seed, show_progress=self.show_progress,
+    def prompts(self, split: str = "test") -> list[str]:
+        """The held-out prompts a policy is scored on: "test", or "validation" (the pair-validation prompts,
+        where budgets are chosen)."""
+        return list(self.splits["pairs_val" if split == "validation" else split]["prompt"])
+
+    def config(self, cls, name: str, seed: int | None = None, **fields):
+        """A training config (`SFTConfig`, `DPOConfig`, ...) writing to `run_dir/name`, with the task's seed
+        unless `seed` is given."""
+        seed = self.profile.seed if seed is None else seed
+        return cls(output_dir=str(self.run_dir / name), seed=seed, show_progress=self.show_progress,
                    **({"use_cpu": self.profile.device == "cpu"} if "use_cpu" in cls.__dataclass_fields__ else {}), **fields)
 
     def sample(self, model, prompts: list[str], seed: int) -> tuple[list[str], list[list[int]]]:
@@ -84,12 +83,15 @@ class Task:
                                   seed=seed, batch_size=32, show_progress=False)
 
 
-def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True) -> Task:
+def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True,
+                 plan: FrontierPlan | None = None, subdir: str = "frontier") -> Task:
     """Review prefixes split into disjoint test / pair-validation / pair-train / SFT prompt sets, the base
-    model and the ground-truth reward. The run folder is stamped with the plan: a changed plan is refused."""
-    plan = profile.frontier
+    model and the ground-truth reward, for `plan` (default: the profile's frontier; notebooks 09-10 pass
+    `profile.sentiment` and subdir "sentiment"). The run folder (default `runs/<profile>/<subdir>`) is stamped
+    with the plan: a changed plan is refused."""
+    plan = plan or profile.frontier
     config = json.loads(json.dumps({"model": profile.model, "seed": profile.seed, **asdict(plan)}))
-    run_dir = claim_run_dir(run_dir, profile.name, config, "plan.json", subdir="frontier")
+    run_dir = claim_run_dir(run_dir, profile.name, config, "plan.json", subdir=subdir)
     sizes = {"test": plan.n_test, "pairs_val": plan.n_pairs_val, "pairs_train": plan.n_pairs_train, "sft": plan.n_sft}
     data = load_review_prompts(plan.source, seed=profile.seed, max_texts=sum(sizes.values()))
     if len(data) < sum(sizes.values()):
@@ -188,11 +190,14 @@ def reference_stage(task: Task, sft_model, pairs: dict) -> dict:
 # ----------------------------------------------------------------------------- scoring a policy
 
 
-def evaluate_policy(task: Task, model, sft_model) -> dict:
+def evaluate_policy(task: Task, model, sft_model, split: str = "test", per_prompt: bool = False) -> dict:
     """Mean true reward (bootstrap 95% interval) and sequence KL(pi || pi_SFT) (mean and standard error) of
-    one reply per held-out prompt sampled from `model` at temperature 1, plus reply length and examples."""
-    prompts = task.test_prompts
-    texts, ids = task.sample(model, prompts, seed=derive_seed(task.profile.seed, "evaluate"))
+    one reply per held-out prompt of `split` sampled from `model` at temperature 1, plus reply length and
+    examples; with `per_prompt`, each prompt's reward and log-ratio too (for paired comparisons). Every policy
+    draws with the same seed on the same prompts (common random numbers: paired comparisons are sharper)."""
+    prompts = task.prompts(split)
+    seed = derive_seed(task.profile.seed, "evaluate") if split == "test" else derive_seed(task.profile.seed, "evaluate", split)
+    texts, ids = task.sample(model, prompts, seed=seed)
     rewards = task.true_reward(prompts, texts)
     log_ratios = sampled_log_ratios(model, sft_model, task.tokenizer, prompts, ids, batch_size=16)
     lo, hi = bootstrap_ci(rewards, seed=task.profile.seed)
@@ -202,6 +207,7 @@ def evaluate_policy(task: Task, model, sft_model) -> dict:
         "kl_se": float(log_ratios.std() / n**0.5) if n > 1 else 0.0, "n": n,
         "reply_tokens": sum(len(x) for x in ids) / n,
         "examples": [{"prompt": prompts[i], "reply": texts[i], "reward": float(rewards[i])} for i in range(min(3, n))],
+        **({"rewards": rewards.tolist(), "log_ratios": log_ratios.tolist()} if per_prompt else {}),
     }
 
 
@@ -218,20 +224,22 @@ def cached_run(task: Task, name: str, train_and_eval: Callable[[], dict]) -> dic
     return result
 
 
-def trained_and_scored(task: Task, sft_model, train: Callable[[torch.nn.Module], list[dict]], **labels) -> dict:
+def trained_and_scored(task: Task, sft_model, train: Callable[[torch.nn.Module], list[dict]], per_prompt: bool = False,
+                       **labels) -> dict:
     """Train a copy of the SFT model with `train(model) -> history`, then score it: the result of one run."""
     model = copy.deepcopy(sft_model)
     with MemoryMonitor() as mem:
         history = train(model)
     model.eval()
     t = time.time()
-    scores = evaluate_policy(task, model, sft_model)
+    scores = evaluate_policy(task, model, sft_model, per_prompt=per_prompt)
     return {**labels, **scores, "train": mem.as_dict(), "eval_seconds": time.time() - t, "history": history}
 
 
 def sft_point(task: Task, sft_model) -> dict:
-    """The starting point of every method: the SFT model itself (its KL to itself is 0 by construction)."""
-    return cached_run(task, "sft_eval", lambda: {"method": "SFT", **evaluate_policy(task, sft_model, sft_model)})
+    """The starting point of every method: the SFT model itself (its KL to itself is 0 by construction), with
+    each prompt's reward (for paired comparisons)."""
+    return cached_run(task, "sft_eval", lambda: {"method": "SFT", **evaluate_policy(task, sft_model, sft_model, per_prompt=True)})
 
 
 # ----------------------------------------------------------------------------- DPO and its variants
@@ -256,7 +264,7 @@ def preferred_ft_run(task: Task, sft_model, pairs: dict) -> dict:
     """The paper's "Preferred-FT": more SFT, on the chosen replies only."""
     cfg = task.config(SFTConfig, "preferred_ft", **task.plan.preferred_ft)
     train = lambda m: train_sft(m, completions_from_pairs(pairs["train"]), completions_from_pairs(pairs["validation"]), cfg, task.pad)  # noqa: E731
-    return cached_run(task, "preferred_ft", lambda: {**trained_and_scored(task, sft_model, train, method="Preferred-FT"),
+    return cached_run(task, "preferred_ft", lambda: {**trained_and_scored(task, sft_model, train, per_prompt=True, method="Preferred-FT"),
                                                      "config": asdict(cfg)})
 
 

@@ -4,79 +4,100 @@
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import asdict
 
 import torch
 
 from ..batching import tokenize_prompts
-from ..rlhf import PolicyWithValue, PPOConfig, RewardConfig, RewardModel, best_of_n_kl, score_replies, train_ppo, train_reward_model
+from ..rlhf import RewardConfig, RewardModel, best_of_n_kl, score_replies, train_reward_model
 from ..evaluate import bootstrap_ci
+from ..judges import wilson_interval
 from ..utils import derive_seed, read_json, save_torch, write_json
-from .frontier import Task, cached_run, evaluate_policy
+from .frontier import Task, cached_run
 from .runs import MemoryMonitor
 
 
-def reward_model_stage(task: Task, sft_model, pairs: dict):
-    """r_phi = the SFT model's trunk + a scalar head, trained with the Bradley-Terry loss on the same pairs.
-    Returns (model, result) with its held-out pair accuracy (against the true-reward labels)."""
-    folder = task.run_dir / "reward_model"
+def reward_model_stage(task: Task, sft_model, pairs: dict, pooling: str = "last"):
+    """r_phi = the SFT model's trunk + a scalar head (`RewardModel`'s `pooling`), trained with the Bradley-Terry
+    loss on the same pairs in one pass. Returns (model, result): its held-out pair accuracy (against the
+    true-reward labels) with a Wilson interval, its learning curve (held-out accuracy after each number of
+    training pairs seen) and the correlation of its scores with the true reward on the held-out replies."""
+    name = "reward_model" if pooling == "last" else f"reward_model_{pooling}"
+    folder = task.run_dir / name
     weights, result_path = folder / "reward_model.pt", folder / "result.json"
-    model = RewardModel(copy.deepcopy(sft_model))
+    model = RewardModel(copy.deepcopy(sft_model), pooling=pooling)
     if weights.exists() and result_path.exists():
         model.load_state_dict(torch.load(weights))
         return model.to(task.profile.device).eval(), read_json(result_path)
-    cfg = task.config(RewardConfig, "reward_model", **task.plan.reward_model)
+    cfg = task.config(RewardConfig, name, **task.plan.reward_model)
     with MemoryMonitor() as mem:
         history = train_reward_model(model, pairs["train"], pairs["validation"], cfg, task.pad)
     evals = [h for h in history if "eval_accuracy" in h]
-    result = {"held_out_accuracy": evals[-1]["eval_accuracy"], "held_out_loss": evals[-1]["eval_loss"],
-              "n_validation_pairs": len(pairs["validation"]), "train": mem.as_dict(), "history": history, "config": asdict(cfg)}
+    # the learning curve: held-out accuracy after each number of training pairs seen (one pass: each pair once)
+    curve = [{"pairs_seen": min(h["step"] * cfg.batch_size, len(pairs["train"])), "accuracy": h["eval_accuracy"], "loss": h["eval_loss"]}
+             for h in evals]
+    # and how well r_phi tracks the true reward on the held-out pairs' replies themselves (not just their order)
+    val = pairs["records"]["validation"]
+    pids = tokenize_prompts(task.tokenizer, [r["prompt"] for r in val])
+    scores = torch.cat([score_replies(model, pids, [r[k] for r in val], task.pad) for k in ("chosen_ids", "rejected_ids")])
+    true = torch.tensor([r[k] for k in ("chosen_reward", "rejected_reward") for r in val])
+    result = {"pooling": pooling, "held_out_accuracy": evals[-1]["eval_accuracy"], "held_out_loss": evals[-1]["eval_loss"],
+              "held_out_accuracy_ci": list(wilson_interval(evals[-1]["eval_accuracy"] * len(val), len(val))),
+              "held_out_correlation": torch.corrcoef(torch.stack([scores, true]))[0, 1].item(),
+              "n_train_pairs": len(pairs["train"]), "n_validation_pairs": len(pairs["validation"]), "learning_curve": curve,
+              "train": mem.as_dict(), "history": history, "config": asdict(cfg)}
     save_torch(weights, model.state_dict())
     write_json(result_path, result)
     (folder / "checkpoint.pt").unlink(missing_ok=True)
     return model.eval(), result
 
 
-def ppo_run(task: Task, sft_model, reward_model, kl_coef: float, ground_truth: bool = False) -> dict:
-    """PPO from the SFT model against r_phi with per-token KL penalty `kl_coef` towards the SFT model; with
-    `ground_truth`, against the true reward itself (the paper's PPO-GT, an upper reference for RLHF)."""
-    name = f"ppo_gt_kl{kl_coef:g}" if ground_truth else f"ppo_kl{kl_coef:g}"
-
-    def run():
-        cfg = task.config(PPOConfig, name, kl_coef=kl_coef, max_new_tokens=task.plan.max_new_tokens, **task.plan.ppo)
-        policy = PolicyWithValue(copy.deepcopy(sft_model)).to(task.profile.device)
-        prompts = list(task.splits["pairs_train"]["prompt"])  # the prompts the pairs came from
-        with MemoryMonitor() as mem:
-            history = train_ppo(policy, sft_model, None if ground_truth else reward_model, task.tokenizer, prompts, cfg,
-                                ground_truth=task.true_reward, reward_fn=task.true_reward if ground_truth else None)
-        t = time.time()
-        return {"method": "PPO-GT (true reward)" if ground_truth else "PPO", "kl_coef": kl_coef, **evaluate_policy(task, policy.lm, sft_model),
-                "train": mem.as_dict(), "eval_seconds": time.time() - t, "history": history, "config": asdict(cfg)}
-
-    return cached_run(task, name, run)
+def reward_models_stage(task: Task, sft_model, pairs: dict) -> tuple[dict[str, tuple], str]:
+    """A reward model per readout of `plan.reward_poolings` ({pooling: (model, result)}), and the readout RLHF
+    uses: the best held-out (validation) pair accuracy, ties to the plan's order."""
+    models = {pooling: reward_model_stage(task, sft_model, pairs, pooling) for pooling in task.plan.reward_poolings}
+    return models, max(task.plan.reward_poolings, key=lambda k: models[k][1]["held_out_accuracy"])
 
 
-def best_of_n_stage(task: Task, sft_model, reward_model) -> dict:
-    """Best-of-N: N replies per held-out prompt from the SFT model, keep the one r_phi scores highest. No
-    training; its KL to the SFT model is at most log N - (N - 1)/N (`best_of_n_kl`), and it costs N samples per prompt."""
+def pair_accuracy(scores: torch.Tensor, true: torch.Tensor) -> tuple[float, int]:
+    """How often `scores` order two replies to the same prompt as the true reward does, over every pair of a row's
+    replies whose true rewards differ (a tie in `scores` counts half): (accuracy, number of pairs). Rows are
+    prompts, columns replies."""
+    i, j = torch.triu_indices(true.shape[1], true.shape[1], offset=1)
+    dt, ds = true[:, i] - true[:, j], scores[:, i] - scores[:, j]
+    keep = dt != 0
+    agree = (torch.sign(ds) == torch.sign(dt)).float() + 0.5 * (ds == 0).float()
+    n = int(keep.sum())
+    return (float(agree[keep].mean()) if n else float("nan")), n
+
+
+def best_of_n_stage(task: Task, sft_model, reward_models: dict[str, RewardModel], use: str) -> dict:
+    """Best-of-N: N replies per held-out prompt from the SFT model, keep the one r_phi (`reward_models[use]`) scores
+    highest. No training; its KL to the SFT model is at most log N - (N - 1)/N (`best_of_n_kl`), and it costs N
+    samples per prompt. The same draws test every reward model on prompts and replies none of them trained on:
+    correlation with the true reward, and pair accuracy over every two replies to a prompt that the truth ranks."""
     def run():
         n_max = max(task.plan.best_of)
-        prompts = task.test_prompts
+        prompts = task.prompts("test")
         with MemoryMonitor() as mem:
             draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "best_of_n", k)) for k in range(n_max)]
             pids = tokenize_prompts(task.tokenizer, prompts)
-            rm = torch.stack([score_replies(reward_model, pids, ids, task.pad) for _, ids in draws], 1)  # (P, N)
-            true = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)
+            scores = {name: torch.stack([score_replies(m, pids, ids, task.pad) for _, ids in draws], 1) for name, m in reward_models.items()}
+            true = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)  # (P, N)
+        rm = scores[use]
         rows = []
         for n in task.plan.best_of:
             pick = rm[:, :n].argmax(1)
             rewards = true[torch.arange(len(prompts)), pick]
             lo, hi = bootstrap_ci(rewards, seed=task.profile.seed)
-            rows.append({"method": "Best-of-N", "n": n, "reward": float(rewards.mean()), "reward_ci": [lo, hi], "kl": best_of_n_kl(n),
-                         "kl_se": 0.0, "n_prompts": len(prompts)})
-        # how well the proxy tracks the truth on replies it did not train on (the SFT model's samples)
-        corr = torch.corrcoef(torch.stack([rm.flatten(), true.flatten()]))[0, 1].item()
-        return {"rows": rows, "sampling": mem.as_dict(), "reward_model_vs_true_correlation": corr, "n_samples": rm.numel()}
+            rows.append({"method": "Best-of-N", "best_of": n, "reward": float(rewards.mean()), "reward_ci": [lo, hi], "kl": best_of_n_kl(n),
+                         "kl_se": 0.0, "n": len(prompts), "rewards": rewards.tolist()})
+        checks = {}
+        for name, sc in scores.items():
+            accuracy, n_pairs = pair_accuracy(sc, true)
+            checks[name] = {"test_correlation": torch.corrcoef(torch.stack([sc.flatten(), true.flatten()]))[0, 1].item(),
+                            "test_pair_accuracy": accuracy, "test_pairs": n_pairs}
+        return {"rows": rows, "sampling": mem.as_dict(), "reward_model": use, "reward_models": checks,
+                "reward_model_vs_true_correlation": checks[use]["test_correlation"], "n_samples": rm.numel()}
 
     return cached_run(task, "best_of_n", run)

@@ -112,9 +112,13 @@ class FrontierPlan:
     long_runs: tuple[tuple[str, float], ...]  # (loss_type, beta) of the over-optimisation runs
     long_epochs: tuple[float, ...]  # where a long run stops to be scored
     draws_per_prompt: int = 2  # replies sampled per pair prompt; the best and the worst make the pair
+    seeds: tuple[int, ...] = (0,)  # training seeds of every DPO and PPO point (data order, PPO's sampling)
+    dpo_checkpoints: tuple[float, ...] = (1.0,)  # epochs after which a DPO run is scored; the budget is chosen among them
+    ppo_checkpoints: tuple[int, ...] = ()  # iterations after which a PPO run is scored (empty: only at the end)
+    reward_poolings: tuple[str, ...] = ("last",)  # RewardModel readouts; PPO and best-of-N use the best on validation pairs
 
 
-FRONTIER_SMOKE = FrontierPlan(
+SENTIMENT_SMOKE = FrontierPlan(
     source="snippets", reward="vader", n_test=8, n_pairs_val=8, n_pairs_train=24, n_sft=32, max_new_tokens=12,
     draws_per_prompt=6,  # a random tiny model rarely writes a sentiment word: more draws, fewer ties
     sft=dict(max_steps=3, batch_size=8, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3),
@@ -131,7 +135,7 @@ FRONTIER_SMOKE = FrontierPlan(
     long_runs=(("sigmoid", 0.1), ("ipo", 0.5)),
     long_epochs=(1, 2),
 )
-FRONTIER_CPU = FrontierPlan(  # ~40 min on 2 cores (a DPO step of 8 pairs is ~3.5 s, a PPO iteration ~11 s)
+SENTIMENT_CPU = FrontierPlan(  # one seed; notebooks 09-10 and `python -m minidpo family` run on it
     source="snippets", reward="vader", n_test=96, n_pairs_val=48, n_pairs_train=256, n_sft=384, max_new_tokens=20,
     sft=dict(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=12, save_every=12),
     dpo=dict(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13, optimizer="adamw"),
@@ -147,8 +151,8 @@ FRONTIER_CPU = FrontierPlan(  # ~40 min on 2 cores (a DPO step of 8 pairs is ~3.
     long_runs=(("sigmoid", 0.05),),
     long_epochs=(1, 2, 4),
 )
-FRONTIER_GPU = replace(
-    FRONTIER_CPU, source="imdb", reward="siebert/sentiment-roberta-large-english", n_test=256, n_pairs_val=128,
+SENTIMENT_GPU = replace(
+    SENTIMENT_CPU, source="imdb", reward="siebert/sentiment-roberta-large-english", n_test=256, n_pairs_val=128,
     n_pairs_train=2048, n_sft=4096, max_new_tokens=48, dpo_betas=(0.05, 0.1, 0.5, 1.0, 5.0), kl_coefs=(0.01, 0.03, 0.1, 0.3, 1.0),
     ppo=dict(iterations=128, rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
     dpo=dict(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
@@ -156,6 +160,38 @@ FRONTIER_GPU = replace(
     reward_model=dict(num_epochs=1, batch_size=16, learning_rate=1e-5, eval_every=25, save_every=50),
     sft=dict(num_epochs=1, batch_size=32, learning_rate=2e-5, warmup_steps=20, eval_every=25, save_every=50),
     long_runs=(("sigmoid", 0.05), ("ipo", 0.5)), long_epochs=(1, 3, 6, 10),
+)
+
+
+# The DPO-vs-RLHF comparison of notebook 08 (`python -m minidpo frontier`): three seeds per DPO and PPO point, DPO
+# scored at checkpoints on validation and test prompts, reward models validated before use. ~60 min on 2 cores (a DPO
+# step of 8 pairs ~2.5 s, a PPO iteration of 16 rollouts ~11 s, scoring 128 + 96 prompts ~30 s): which is why PPO
+# has one KL coefficient; variants and the long run live on the sentiment base above.
+FRONTIER_SMOKE = replace(
+    SENTIMENT_SMOKE, dpo=dict(batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
+    ppo=dict(rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, save_every=1),
+    variants=(), long_runs=(), long_epochs=(), seeds=(0, 1), dpo_checkpoints=(0.5, 1.0), ppo_checkpoints=(1, 2),
+    reward_poolings=("sum", "last"),
+)
+FRONTIER_CPU = FrontierPlan(
+    source="snippets", reward="vader", n_test=128, n_pairs_val=96, n_pairs_train=640, n_sft=256, max_new_tokens=12,
+    sft=dict(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=8, save_every=8),
+    dpo=dict(batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=16, save_every=16, optimizer="adamw"),
+    dpo_betas=(0.1, 1.0),
+    preferred_ft=dict(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=16, save_every=16),
+    reward_model=dict(num_epochs=1, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=8, save_every=16),
+    ppo=dict(rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=5e-5, save_every=5),
+    kl_coefs=(0.05,),  # one coefficient for PPO and PPO-GT alike: the two differ only in the reward they maximise
+    ppo_gt_kl_coefs=(0.05,),
+    best_of=(2, 4),
+    variants=(), long_runs=(), long_epochs=(),
+    seeds=(0, 1, 2), dpo_checkpoints=(0.5, 1.0), ppo_checkpoints=(18,), reward_poolings=("sum", "last"),
+)
+FRONTIER_GPU = replace(
+    SENTIMENT_GPU, dpo=dict(batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
+    ppo=dict(rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
+    variants=(), long_runs=(), long_epochs=(), seeds=(0, 1, 2), dpo_checkpoints=(1.0, 2.0, 4.0), ppo_checkpoints=(32, 64, 128),
+    reward_poolings=("sum", "last"),
 )
 
 
@@ -205,16 +241,17 @@ class Profile:
     name: str
     model: str  # a name of `minidpo.models.MODELS`, a hub name or a local folder
     instruction: InstructionPlan
-    frontier: FrontierPlan
+    frontier: FrontierPlan  # notebook 08: DPO against RLHF, with seeds
+    sentiment: FrontierPlan  # notebooks 09-10: the one-seed sentiment base of DPO's variants and family
     family: FamilyPlan
     seed: int = 0
     device: str = ""  # filled by get_profile: $MINIDPO_DEVICE, else cuda when present, else cpu
 
 
 PROFILES = {
-    "smoke": Profile("smoke", "tiny-gpt2", INSTRUCTION_PLANS["smoke"], FRONTIER_SMOKE, FAMILY_PLANS["smoke"]),
-    "cpu": Profile("cpu", "smollm2-135m-instruct", INSTRUCTION_PLANS["cpu"], FRONTIER_CPU, FAMILY_PLANS["cpu"]),
-    "gpu": Profile("gpu", "gpt2-medium", INSTRUCTION_PLANS["gpu"], FRONTIER_GPU, FAMILY_PLANS["gpu"]),
+    "smoke": Profile("smoke", "tiny-gpt2", INSTRUCTION_PLANS["smoke"], FRONTIER_SMOKE, SENTIMENT_SMOKE, FAMILY_PLANS["smoke"]),
+    "cpu": Profile("cpu", "smollm2-135m-instruct", INSTRUCTION_PLANS["cpu"], FRONTIER_CPU, SENTIMENT_CPU, FAMILY_PLANS["cpu"]),
+    "gpu": Profile("gpu", "gpt2-medium", INSTRUCTION_PLANS["gpu"], FRONTIER_GPU, SENTIMENT_GPU, FAMILY_PLANS["gpu"]),
 }
 
 

@@ -1,7 +1,14 @@
-"""The reward model of RLHF: r_phi(x, y) = w . h_last(x, y) + b on the policy's trunk, fitted to preference pairs
-with the Bradley-Terry loss (DPO eq. 2):
+"""The reward model of RLHF on the policy's trunk, fitted to preference pairs with the Bradley-Terry loss (DPO eq. 2):
 
     L(phi) = -E log sigma(r_phi(x, y_w) - r_phi(x, y_l))
+
+Two readouts of the hidden states h_t of prompt + reply (`pooling`):
+    "last":  r_phi(x, y) = w . h_T + b                the last real token's state (the usual RLHF reward model)
+    "sum":   r_phi(x, y) = sum_t (w . h_t + b)        a score per token, summed over every real token
+With "sum" the prompt's tokens add the same amount to both replies of a pair (a causal model's prompt states do
+not see the reply), so only the reply's tokens decide a comparison: the shape of a lexicon reward such as VADER,
+which sums the valence of the words. (Its bias b then adds b per token: a reward for length, learnt like any other
+feature, and one that PPO could exploit.)
 """
 
 from __future__ import annotations
@@ -19,11 +26,15 @@ from ..utils import evaluating
 
 
 class RewardModel(nn.Module):
-    """The policy's architecture with a scalar head: r_phi(x, y) = w . h + b, h = the last layer's hidden state
-    at the last real token of prompt + reply (sequences right-padded, as `minidpo.data` collates them)."""
+    """The policy's architecture with a scalar head on the last layer's hidden states: w . h + b at the last real
+    token of prompt + reply (`pooling="last"`), or summed over every real token (`pooling="sum"`). Sequences are
+    right-padded, as `minidpo.data` collates them."""
 
-    def __init__(self, lm):
+    def __init__(self, lm, pooling: str = "last"):
         super().__init__()
+        if pooling not in ("last", "sum"):
+            raise ValueError(f"pooling must be 'last' or 'sum', got {pooling!r}")
+        self.pooling = pooling
         self.body = lm.base_model  # the transformer without its LM head
         self.config = lm.config
         self.head = nn.Linear(lm.config.hidden_size, 1)
@@ -32,6 +43,8 @@ class RewardModel(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "sum":
+            return (self.head(hidden).squeeze(-1).float() * attention_mask).sum(1)
         last = attention_mask.sum(1) - 1
         return self.head(hidden[torch.arange(len(hidden), device=hidden.device), last]).squeeze(-1).float()
 
