@@ -63,8 +63,10 @@ def matched_kl_table(results: dict) -> str:
                 rows.append(f"line at {_escape(r['at'])} & {r['kl']:.2f} & \\multicolumn{{4}}{{c}}{{outside the other line's KL range}} \\\\")
                 continue
             line = "DPO's" if r["line"] == "DPO" else f"{other}'s"
-            note = (f"no: {r['out_of_range']}/{r['n_boot']} out of range" if not r["conclusive"]
-                    else f"yes, for {'DPO' if r['evidence'] == 'DPO' else other}" if r["evidence"] else "no")
+            could_count = (r["difference"] > 0) == (r["line"] == "DPO")  # a line under-credits its own method
+            note = ("no: the line's bias runs this way" if not could_count
+                    else f"no: {r['out_of_range']}/{r['n_boot']} out of range" if not r["conclusive"]
+                    else f"yes, for {'DPO' if r['evidence'] == 'DPO' else other}" if r["evidence"] else "no: interval includes zero")
             rows.append(f"{line} line at {_escape(r['at'])} & {r['kl']:.2f} & {_num(r['dpo_reward'])} & {_num(r['other_reward'])} & "
                         f"{_num(r['difference'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}] & {note} \\\\")
         for d in m["dominance"]:
