@@ -6,7 +6,8 @@ the frozen embeddings e(.) (unit vectors) of the prompt x and the reply y,
 
     r(x, y) = w . phi(x, y),   phi(x, y) = [ e(y),  e(x) * e(y) ],     p(y_1 > y_2 | x) = sigma(r(x, y_1) - r(x, y_2)),
 
-fitted by L2-regularised maximum likelihood on the judge split's pairs. The element-wise product lets the
+fitted by L2-regularised maximum likelihood on the judge split's pairs (`preference.fit_linear_bradley_terry`,
+the one linear Bradley-Terry fit: mean log-loss + (l2 / 2) |w|^2). The element-wise product lets the
 reward depend on how the reply relates to its prompt; *relevance negatives* (the prompt's own chosen reply
 against the chosen reply of another prompt, the own one preferred) teach it that an off-topic reply loses,
 however polite. It is an instrument, so it is validated before use: accuracy on held-out pairs (the positive
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .evaluate import bootstrap_ci, embed
+from .evaluate import embed
+from .preference import fit_linear_bradley_terry
 from .utils import derive_seed
 
 
@@ -53,29 +55,6 @@ def judge_features(prompt_emb: torch.Tensor, reply_emb: torch.Tensor) -> torch.T
     """phi(x, y) = [e(y), sqrt(d) e(x) * e(y)] for unit embeddings (rows) of size d, in float64. The product
     block is scaled by sqrt(d) so both blocks have norm ~1 and one L2 weight treats them alike."""
     return torch.cat([reply_emb, reply_emb.shape[-1] ** 0.5 * prompt_emb * reply_emb], -1).double()
-
-
-def fit_bradley_terry_linear(diffs: torch.Tensor, l2: float, max_iter: int = 500) -> torch.Tensor:
-    """w minimising mean_i softplus(-w . d_i) + l2 |w|^2, for feature differences d_i = phi(winner) - phi(loser).
-
-    The objective is strictly convex, so it has one minimum; L-BFGS (float64) is run until the gradient's
-    largest entry is below 1e-8, and a fit that does not get there raises."""
-    w = torch.zeros(diffs.shape[1], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w], lr=1, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-14,
-                            line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.softplus(-(diffs @ w)).mean() + l2 * (w @ w)
-        loss.backward()
-        return loss
-
-    for _ in range(20):
-        opt.step(closure)
-        closure()
-        if w.grad.abs().max() < 1e-8:
-            return w.detach()
-    raise RuntimeError(f"the judge's fit did not converge (largest gradient {w.grad.abs().max().item():.2e}, l2={l2})")
 
 
 @dataclass
@@ -111,7 +90,7 @@ def relevance_negatives(n: int, seed: int) -> list[int]:
 
 
 def fit_preference_judge(
-    encoder, prompts: list[str], chosen: list[str], rejected: list[str], l2: float = 1e-3, seed: int = 0,
+    encoder, prompts: list[str], chosen: list[str], rejected: list[str], l2: float = 2e-3, seed: int = 0,
     resample: bool = False,
 ) -> PreferenceJudge:
     """Fit the judge on (prompt, chosen, rejected) pairs plus one relevance negative per prompt.
@@ -125,7 +104,7 @@ def fit_preference_judge(
     other = relevance_negatives(n, seed)
     ex, ec, er, eo = ex[idx], ec[idx], er[idx], ec[[other[i] for i in idx]]
     diffs = torch.cat([judge_features(ex, ec) - judge_features(ex, er), judge_features(ex, ec) - judge_features(ex, eo)])
-    return PreferenceJudge(encoder, fit_bradley_terry_linear(diffs, l2), l2)
+    return PreferenceJudge(encoder, fit_linear_bradley_terry(diffs, l2), l2)
 
 
 # ----------------------------------------------------------------------------- probes and guard metrics
@@ -164,14 +143,12 @@ def judge_probes(judge: PreferenceJudge, prompts: list[str], answers: list[str],
 
 
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a proportion (ties counted as 1/2 a success): unlike a percentile bootstrap
-    it does not collapse to a point when every outcome is the same (0 of 200 gives [0, 0.019])."""
-    if n == 0:
-        raise ValueError("no outcomes")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
-    return max(0.0, centre - half), min(1.0, centre + half)
+    """(low, high) of `minidpo.stats.wilson`: the Wilson score interval for a proportion (ties count 1/2 a
+    success), which does not collapse to a point when every outcome is the same (0 of 200 gives [0, 0.019])."""
+    from .stats import wilson
+
+    i = wilson(successes, n, z)
+    return i.low, i.high
 
 
 _SEGMENT = re.compile(r"[.,;:!?()\"\n]+")
@@ -260,7 +237,9 @@ def length_controlled_rate(outcomes: torch.Tensor, length_diff: torch.Tensor, se
 
 
 def paired_difference(a: torch.Tensor, b: torch.Tensor, seed: int = 0) -> dict:
-    """mean(a - b) over the same prompts, with a paired bootstrap 95% interval (prompts resampled together)."""
-    diff = torch.as_tensor(a, dtype=torch.float64) - torch.as_tensor(b, dtype=torch.float64)
-    lo, hi = bootstrap_ci(diff, seed=seed)
-    return {"mean": float(diff.mean()), "ci_low": lo, "ci_high": hi, "n": int(diff.numel())}
+    """mean(a - b) over the same prompts, with a paired bootstrap 95% interval (prompts resampled together):
+    `minidpo.stats.paired_difference` as a dict."""
+    from .stats import paired_difference as interval
+
+    i = interval(a, b, seed=seed)
+    return {"mean": i.estimate, "ci_low": i.low, "ci_high": i.high, "n": i.n}

@@ -47,10 +47,16 @@ def load_checkpoint(path: Path) -> dict:
 # ----------------------------------------------------------------------------- the loop
 
 
+def optimizer_steps(epochs: float, n_examples: int, batch_size: int, gradient_accumulation_steps: int = 1) -> int:
+    """The one epochs-to-steps rule: floor(epochs x micro-batches per epoch / accumulation), at least 1 (a last
+    short micro-batch counts as one)."""
+    per_epoch = math.ceil(n_examples / batch_size)
+    return max(1, math.floor(epochs * per_epoch / gradient_accumulation_steps))
+
+
 def _micro_batches(n_examples: int, lengths: list[int], cfg) -> tuple[list[list[int]], int]:
     """The whole run's micro-batches (a pure function of the seed) and the number of optimizer steps."""
-    per_epoch = math.ceil(n_examples / cfg.batch_size)
-    steps = cfg.max_steps or max(1, math.floor(cfg.num_epochs * per_epoch / cfg.gradient_accumulation_steps))
+    steps = cfg.max_steps or optimizer_steps(cfg.num_epochs, n_examples, cfg.batch_size, cfg.gradient_accumulation_steps)
     needed = steps * cfg.gradient_accumulation_steps
     batches: list[list[int]] = []
     epoch = 0

@@ -229,21 +229,35 @@ def bag_of_words(texts: list[str], vocabulary: list[str]) -> Tensor:
     return out
 
 
-def fit_linear_reward_model(features_chosen: Tensor, features_rejected: Tensor, l2: float = 1e-2, steps: int = 100) -> Tensor:
-    """A reward model r(y) = w . f(y) trained with the Bradley-Terry loss (eq. 2):
+def fit_linear_bradley_terry(diffs: Tensor, l2: float, max_iter: int = 500) -> Tensor:
+    """The one linear Bradley-Terry fit (eq. 2 with r(y) = w . f(y)): for feature differences d_i = f(winner_i) -
+    f(loser_i), the w minimising
 
-        min_w  mean_i -log sigma(w . (f(y_w,i) - f(y_l,i))) + (l2 / 2) ||w||^2,
+        mean_i -log sigma(w . d_i) + (l2 / 2) ||w||^2
 
-    i.e. logistic regression on feature differences, solved with L-BFGS. Returns w."""
-    diff = (features_chosen - features_rejected).double()
-    w = torch.zeros(diff.shape[1], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+    (the same ridge convention as `fit_bradley_terry`). The objective is strictly convex for l2 > 0, so it has one
+    minimum; L-BFGS (float64) runs until the gradient's largest entry is below 1e-8, and a fit that does not get
+    there raises."""
+    diffs = diffs.double()
+    w = torch.zeros(diffs.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], lr=1, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = -F.logsigmoid(diff @ w).mean() + 0.5 * l2 * (w * w).sum()
+        loss = F.softplus(-(diffs @ w)).mean() + 0.5 * l2 * (w @ w)
         loss.backward()
         return loss
 
-    opt.step(closure)
-    return w.detach()
+    for _ in range(20):
+        opt.step(closure)
+        closure()
+        if w.grad.abs().max() < 1e-8:
+            return w.detach()
+    raise RuntimeError(f"the Bradley-Terry fit did not converge (largest gradient {w.grad.abs().max().item():.2e}, l2={l2})")
+
+
+def fit_linear_reward_model(features_chosen: Tensor, features_rejected: Tensor, l2: float = 1e-2) -> Tensor:
+    """A reward model r(y) = w . f(y) trained with the Bradley-Terry loss (eq. 2): logistic regression on the
+    feature differences, `fit_linear_bradley_terry`. Returns w."""
+    return fit_linear_bradley_terry(features_chosen - features_rejected, l2)

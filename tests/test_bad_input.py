@@ -41,7 +41,7 @@ field, or the option and what is allowed, or what to do instead.
 | 34 | hub unreachable: data download          | ConnectionError       | set MINIDPO_DATA_DIR                                      |
 | 35 | hub unreachable: HH-RLHF from the hub   | ConnectionError       | set MINIDPO_DATA_DIR                                      |
 | 36 | hub unreachable: model                  | OSError               | use the offline profile                                   |
-| 37 | reusing a run folder with another config| ValueError            | holds a run made with a different configuration (changed: seed) |
+| 37 | `--set` names a field the plan lacks    | ValueError            | DPOConfig has no field 'learnin_rate'                     |
 | 38 | a loss's hyperparameter on another loss | ValueError            | rpo_alpha only applies to loss_type='rpo'                 |
 | 39 | KTO on a batch without mismatched rows  | ValueError            | needs mismatched pairs: collate with                      |
 | 40 | KTO with precomputed reference only     | ValueError            | needs ref_model for the mismatched pairs                  |
@@ -66,6 +66,7 @@ from minidpo.data import (
 from minidpo.generate import generate_responses
 from minidpo.models import load_model, tiny_tokenizer
 from minidpo.experiments.profiles import get_profile
+from minidpo.experiments.settings import apply_overrides
 from minidpo.losses import plackett_luce_loss
 from minidpo.train import DPOConfig, DPOStep
 
@@ -132,13 +133,6 @@ def missing_data_file(tmp_path, monkeypatch):
     data_file("instruction-data-with-preference.json")
 
 
-def reused_run_dir(tmp_path, monkeypatch):
-    from minidpo.experiments.instruction import prepare
-
-    prepare(get_profile("smoke", seed=5), run_dir=tmp_path / "run", show_progress=False)
-    prepare(get_profile("smoke"), run_dir=tmp_path / "run", show_progress=False)
-
-
 def negative_temperature(tmp_path, monkeypatch):
     from minidpo.models import tiny_gpt2
 
@@ -183,7 +177,8 @@ ROWS = [
     (34, offline_download, ConnectionError, "set MINIDPO_DATA_DIR"),
     (35, offline_hh, ConnectionError, "set MINIDPO_DATA_DIR"),
     (36, offline_model, OSError, "use the offline profile"),
-    (37, reused_run_dir, ValueError, "holds a run made with a different configuration (changed: seed)"),
+    (37, lambda t, m: apply_overrides(get_profile("smoke").instruction, ["dpo.learnin_rate=1e-6"]), ValueError,
+     "DPOConfig has no field 'learnin_rate'"),
     (38, lambda t, m: DPOConfig(loss_type="sigmoid", rpo_alpha=0.5), ValueError, "rpo_alpha only applies to loss_type='rpo'"),
     (39, lambda t, m: kto_without_reference(t, m, mismatched=False), ValueError, "needs mismatched pairs: collate with"),
     (40, kto_without_reference, ValueError, "needs ref_model for the mismatched pairs"),

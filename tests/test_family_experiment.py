@@ -4,6 +4,8 @@ stages cached (a rerun recomputes nothing), and the online and ranking runs labe
 import json
 import math
 
+from golden_numbers import compare
+
 from minidpo.experiments.family import run_family
 from minidpo.experiments.profiles import get_profile
 
@@ -13,6 +15,8 @@ def test_family_smoke_run(tmp_path):
     fam = profile.family
     kw = dict(run_dir=tmp_path / "frontier", instruction_run_dir=tmp_path / "instruction", show_progress=False)
     results = run_family(profile, results_dir=tmp_path / "results", figures_dir=tmp_path / "figures", **kw)
+    # every number as the code before the experiments' redesign computed it (tests/golden_numbers.py)
+    assert not compare(results, "family_smoke"), compare(results, "family_smoke")[:20]
     methods = [p["method"] for p in results["sentiment"]["points"]]
     assert {v.method for v in fam.variants} | {"SFT", "DPO", "online DPO"} <= set(methods)
     assert methods.count("online DPO") == len(fam.online_betas)

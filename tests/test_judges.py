@@ -2,11 +2,12 @@
 
 import torch
 
+from minidpo.preference import fit_linear_bradley_terry
+
 from minidpo.judges import (
     CachedEncoder,
     content_fidelity,
     derive_markers,
-    fit_bradley_terry_linear,
     fit_preference_judge,
     judge_probes,
     length_controlled_rate,
@@ -38,8 +39,8 @@ def test_linear_bradley_terry_fit_is_the_stationary_point_and_recovers_the_direc
     x = torch.randn(4000, 5, dtype=torch.float64, generator=g)
     wins = torch.rand(4000, dtype=torch.float64, generator=g) < torch.sigmoid(x @ w_true)
     diffs = torch.where(wins[:, None], x, -x)  # winner minus loser
-    w = fit_bradley_terry_linear(diffs, l2=1e-4).requires_grad_(True)
-    (torch.nn.functional.softplus(-(diffs @ w)).mean() + 1e-4 * (w @ w)).backward()
+    w = fit_linear_bradley_terry(diffs, l2=2e-4).requires_grad_(True)
+    (torch.nn.functional.softplus(-(diffs @ w)).mean() + 0.5 * 2e-4 * (w @ w)).backward()  # the (l2 / 2) |w|^2 convention
     assert w.grad.abs().max() < 1e-7  # the optimum of the convex objective
     assert torch.nn.functional.cosine_similarity(w.detach(), w_true, dim=0) > 0.99
 
@@ -68,7 +69,7 @@ def _synthetic(n, seed):
 
 def test_preference_judge_learns_the_contrast_and_prefers_on_topic_replies():
     enc = CachedEncoder(BagOfWords())
-    judge = fit_preference_judge(enc, *_synthetic(120, 0), l2=1e-4)
+    judge = fit_preference_judge(enc, *_synthetic(120, 0), l2=2e-4)
     p, c, r = _synthetic(60, 1)
     assert judge.accuracy(p, c, r) == 1.0  # the positive control
     off_topic = [c[(i + 1) % len(c)] for i in range(len(c))]

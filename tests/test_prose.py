@@ -55,7 +55,7 @@ NAMES = [
 LIBRARY_CONSTANTS = {
     "2–8 words": ("minidpo/experiments/sentiment.py", "prefix_words: tuple[int, int] = (2, 8)"),
     "2--8 words": ("minidpo/experiments/sentiment.py", "prefix_words: tuple[int, int] = (2, 8)"),
-    "every 20 ms": ("minidpo/experiments/runs.py", "interval: float = 0.02"),
+    "every 20 ms": ("minidpo/experiments/measure.py", "interval: float = 0.02"),
     "50 times rarer": ("minidpo/judges.py", "ratio: float = 50.0"),
 }
 

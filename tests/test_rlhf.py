@@ -240,14 +240,12 @@ def test_score_replies_scores_token_ids_in_batches():
     assert score_replies(reward, prompts, replies, pad=0, batch_size=2).tolist() == [2.0, 0.0, 1.0]
 
 
-def test_ppo_needs_exactly_one_reward(tmp_path):
+def test_ppo_takes_a_reward_model_or_a_reward_on_texts(tmp_path):
     tok, sft, reward, cfg, prompts = _ppo_setup(tmp_path, 1)
     policy = PolicyWithValue(tiny_gpt2(vocab_size=len(tok)))
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ValueError, match="pass a reward"):
         train_ppo(policy, sft, None, tok, prompts, cfg)
-    with pytest.raises(ValueError, match="exactly one"):
-        train_ppo(policy, sft, reward, tok, prompts, cfg, reward_fn=lambda p, r: torch.zeros(len(p)))
-    history = train_ppo(policy, sft, None, tok, prompts, cfg, reward_fn=lambda p, r: torch.tensor([float(len(x)) for x in r]))
+    history = train_ppo(policy, sft, lambda p, r: torch.tensor([float(len(x)) for x in r]), tok, prompts, cfg)
     assert history[0]["objective/scores"] > 0  # the text reward was used
 
 

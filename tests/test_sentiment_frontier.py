@@ -5,11 +5,12 @@ import math
 from dataclasses import replace
 
 import pytest
+from golden_numbers import compare
 import torch
 
 from minidpo.data import PreferenceDataError
 from minidpo.experiments.frontier_run import frontier_points, run_frontier
-from minidpo.experiments.runs import MemoryMonitor
+from minidpo.experiments.measure import MemoryMonitor
 from minidpo.experiments.profiles import get_profile
 from minidpo.experiments.sentiment import join, load_review_prompts, parse_snippets, split_prefix, vader_reward
 
@@ -65,6 +66,8 @@ def test_frontier_smoke_run(tmp_path):
     profile = get_profile("smoke")
     results = run_frontier(profile, run_dir=tmp_path / "run", results_dir=tmp_path / "results", figures_dir=tmp_path / "figures",
                            show_progress=False)
+    # every number as the code before the experiments' redesign computed it (tests/golden_numbers.py)
+    assert not compare(results, "frontier_smoke"), compare(results, "frontier_smoke")[:20]
     plan = profile.frontier
     from minidpo.experiments.frontier import prepare_task
 
@@ -118,14 +121,21 @@ def test_frontier_smoke_run(tmp_path):
     assert again["frontier"] == results["frontier"] and again["compute_s"] == results["compute_s"]  # every stage came from its cache
 
 
-def test_frontier_refuses_a_changed_plan(tmp_path):
-    profile = get_profile("smoke")
-    from minidpo.experiments.frontier import prepare_task
+def test_frontier_stages_are_keyed_by_the_plan(tmp_path):
+    """A changed plan recomputes the stages it touches and no other: a DPO learning rate leaves SFT cached, an SFT
+    learning rate retrains it (mutation caught: a cache keyed by stage name only, or by the whole plan)."""
+    from minidpo.experiments.frontier import prepare_task, sft_stage
 
-    prepare_task(profile, tmp_path)
-    changed = get_profile("smoke", frontier=replace(profile.frontier, max_new_tokens=5))
-    with pytest.raises(ValueError, match="changed: max_new_tokens"):
-        prepare_task(changed, tmp_path)
+    profile = get_profile("smoke")
+    meta = tmp_path / "sft" / "stage.json"
+    sft_stage(prepare_task(profile, tmp_path, show_progress=False))
+    first = meta.read_text()
+    dpo_changed = replace(profile.frontier, dpo=replace(profile.frontier.dpo, learning_rate=0.5))
+    sft_stage(prepare_task(get_profile("smoke", frontier=dpo_changed), tmp_path, show_progress=False))
+    assert meta.read_text() == first
+    sft_changed = replace(profile.frontier, sft=replace(profile.frontier.sft, learning_rate=0.5))
+    sft_stage(prepare_task(get_profile("smoke", frontier=sft_changed), tmp_path, show_progress=False))
+    assert meta.read_text() != first and json.loads((tmp_path / "sft" / "key.json").read_text())["task"]["sft"]["learning_rate"] == 0.5
 
 
 def test_frontier_points_group_and_sort_by_kl():

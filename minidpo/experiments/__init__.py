@@ -1,13 +1,20 @@
-"""The experiments built on the library: what `python -m minidpo run|frontier|report` and notebooks 04-09 run.
+"""The experiments built on the library: what `python -m minidpo run|frontier|family|figures|report` and notebooks
+04-10 run.
 
-- `profiles`: smoke / cpu / gpu, each a model and one typed plan per experiment;
-- `runs`: shared run infrastructure (run folders stamped with their plan, one stage cache, timing and memory,
-  portable results files);
-- `instruction`, `instruction_eval`, `instruction_plots`: the instruction experiment of notebooks 04-07
-  (reference, Preferred-FT and DPO at a beta grid, measured by a validated preference judge and guard metrics);
-- `sentiment`, `frontier`, `frontier_rlhf`, `frontier_run`: the controlled-sentiment reward-KL frontier of
-  notebooks 08-09 (DPO and its variants, reward model + PPO, best-of-N);
-- `report`, `cli`: the report's numbers and tables; the command line.
+- `profiles`: smoke / cpu / gpu, each a model and one typed plan per experiment (`InstructionPlan`, `FrontierPlan`,
+  `FamilyPlan`) whose training knobs are config objects (`SFTConfig`, `DPOConfig`, `RewardConfig`, `PPOConfig`);
+- `settings`: `--set field=value` on a plan (`python -m minidpo run --set dpo.learning_rate=1e-6`);
+- `runs`: the one stage cache (`Run.stage`: keyed by the plan entries a stage depends on, atomic, timed,
+  resumable; `Run.phases` for a run scored at checkpoints), the one compute rule (`Run.compute_s`) and the one
+  results serialiser (`to_json`); `measure`: time and memory of a stage;
+- `instruction`, `instruction_eval`, `instruction_plots`: the instruction experiment of notebooks 04-07 (reference,
+  Preferred-FT and DPO at a beta grid, measured by a validated preference judge and guard metrics);
+- `sentiment`, `frontier`, `frontier_rlhf`, `frontier_seeds`, `frontier_run`: the controlled-sentiment reward-KL
+  frontier of notebook 08 (DPO against a reward model + PPO, PPO on the true reward, best-of-N; seeds, budgets
+  chosen on validation, matched-KL verdicts) and the one-seed sentiment base of notebooks 09-10;
+- `family`, `family_plots`: DPO's family (notebook 10);
+- `report`, `report_tables`, `cli`: the report's numbers, verdicts and tables; the command line.
 
+Claims about results are verdicts of `minidpo.stats` comparisons (an interval and its rule), never typed words.
 The library (`minidpo/*.py`, `minidpo/rlhf/`) never imports from here.
 """

@@ -1,4 +1,8 @@
-"""The command line of the experiments: `python -m minidpo run|frontier|family|figures|report [--profile smoke|cpu|gpu]`."""
+"""The command line of the experiments: `python -m minidpo run|frontier|family|figures|report [--profile smoke|cpu|gpu]`.
+
+Any knob of a plan is settable: `python -m minidpo run --set dpo.learning_rate=1e-6 --set betas=0.1,0.5` (fields of
+the command's plan, `profiles.InstructionPlan`, `FrontierPlan` or `FamilyPlan`; `family` also takes
+`sentiment.<field>` and `instruction.<field>`). The plan actually used is stored in the results file."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "measured by a validated preference judge and guard metrics")
     run.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
     run.add_argument("--seed", type=int, default=None, help="override the profile's seed (data split, training, sampling)")
-    run.add_argument("--run-dir", default=None, help="checkpoints and caches (default runs/<profile>; smoke: runs/smoke-<config hash>)")
+    run.add_argument("--run-dir", default=None, help="the stages' folder (default runs/<profile>/instruction)")
     run.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     run.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
     fr = sub.add_parser("frontier", help="notebook 08: DPO vs PPO and PPO-GT (seeds, matched KL), best-of-N, preferred-FT on controlled sentiment")
@@ -35,7 +39,23 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report", help="report/generated/*.tex from results/*.json (and the PDF with --pdf)")
     rep.add_argument("--pdf", action="store_true", help="also build report/minidpo.pdf with latexmk and check the log")
     rep.add_argument("--profile", default="cpu", help="whose results the tables show (default cpu)")
+    for command in (run, fr, fam):
+        command.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                             help="set a field of the plan, e.g. dpo.learning_rate=1e-6 or betas=0.1,0.5 (repeatable)")
     args = parser.parse_args(argv)
+    if args.command in ("run", "frontier", "family"):
+        from .profiles import get_profile
+        from .settings import override_profile
+
+        try:
+            profile = get_profile(args.profile) if getattr(args, "seed", None) is None else get_profile(args.profile, seed=args.seed)
+            profile = override_profile(profile, {"run": "instruction"}.get(args.command, args.command), args.set)
+        except ValueError as e:
+            parser.error(str(e))
+        # smoke runs must not overwrite the committed results and figures of a real run
+        scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
+        results_dir = args.results_dir or os.path.join(scratch, "results")
+        figures_dir = args.figures_dir or os.path.join(scratch, "figures")
 
     if args.command == "report":
         from .report import main as report_main
@@ -54,12 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "family":
         from .family import run_family
-        from .profiles import get_profile
 
-        profile = get_profile(args.profile)
-        scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
-        results = run_family(profile, results_dir=args.results_dir or os.path.join(scratch, "results"),
-                             figures_dir=args.figures_dir or os.path.join(scratch, "figures"))
+        results = run_family(profile, results_dir=results_dir, figures_dir=figures_dir)
         summary = {p["method"] + (f" beta={p['beta']:g}" if p.get("beta") is not None else ""):
                    f"KL {p['kl']:.2f} reward {p['reward']:.3f} [{p['reward_ci'][0]:.3f}, {p['reward_ci'][1]:.3f}]"
                    for p in results["sentiment"]["points"]}
@@ -71,25 +87,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "frontier":
         from .frontier_run import run_frontier
-        from .profiles import get_profile
 
-        profile = get_profile(args.profile)
-        scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
-        results = run_frontier(profile, run_dir=args.run_dir, results_dir=args.results_dir or os.path.join(scratch, "results"),
-                               figures_dir=args.figures_dir or os.path.join(scratch, "figures"))
+        results = run_frontier(profile, run_dir=args.run_dir, results_dir=results_dir, figures_dir=figures_dir)
         summary = {method: [f"KL {p['kl']:.2f} reward {p['reward']:.3f}" for p in points] for method, points in results["frontier"].items()}
         print(json.dumps({"profile": profile.name, "frontier": summary, "verdicts": {k: v["verdict"] for k, v in results["matched_kl"].items()},
                           "compute_s": round(results["compute_s"], 1), "this_invocation_s": round(results["wall_s_this_invocation"], 1)}, indent=1))
         return 0
 
-    from .instruction_eval import run_instruction
-    from .profiles import get_profile
+    from . import instruction_eval
 
-    profile = get_profile(args.profile) if args.seed is None else get_profile(args.profile, seed=args.seed)
-    # smoke runs must not overwrite the committed results and figures of a real run
-    scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
-    results = run_instruction(profile, run_dir=args.run_dir, results_dir=args.results_dir or os.path.join(scratch, "results"),
-                              figures_dir=args.figures_dir or os.path.join(scratch, "figures"))
+    results = instruction_eval.run_instruction(profile, run_dir=args.run_dir, results_dir=results_dir, figures_dir=figures_dir)
     fmt = lambda v: f"{v['rate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"  # noqa: E731
     rows = results["results"]
     summary = {
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "kl_to_reference": {a: round(rows[a]["kl"]["kl"], 2) for a in results["arms"]},
         "selected_beta (validation)": results["selected_beta"]["beta"],
         "compute_s (all stages, whichever invocation ran them)": round(results["compute_s"], 1),
-        "this_invocation_s": round(results["total_s_this_invocation"], 1),
+        "this_invocation_s": round(results["wall_s_this_invocation"], 1),
         "peak_rss_gib": round(results["peak_rss_gib"], 2),
     }
     print(json.dumps(summary, indent=1))

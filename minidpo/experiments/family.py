@@ -20,7 +20,7 @@ reference, length-controlled rate, words per reply, content fidelity; paired on 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,12 +31,13 @@ from ..batching import tokenize_prompts
 from ..evaluate import reward_at_kl
 from ..models import model_note
 from ..online import train_online_dpo
-from ..train import DPOConfig, train_dpo, train_rankings
+from ..train import train_dpo, train_rankings
 from ..utils import derive_seed
-from .frontier import Task, cached_run, dpo_run, over_optimisation_run, trained_and_scored
+from .frontier import Task, dpo_run, dpo_run_name, over_optimisation_run, trained_and_scored
 from .frontier_run import shared_stages
 from .profiles import Profile
-from .runs import cached_json, peak_rss_gib, timed, timings, write_results_and_figures
+from .measure import peak_rss_gib
+from .runs import to_json, write_results_and_figures
 
 POINT_KEYS = ("method", "loss_type", "beta", "reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n", "train", "eval_seconds")
 
@@ -54,26 +55,25 @@ def rankings_stage(task: Task, sft_model, k: int) -> dict:
     reward; prompts whose best and worst reply score the same are dropped and counted. Cached."""
     def sample() -> dict:
         out = {"records": {}, "stats": {}}
-        with timed(task.run_dir, f"rankings_k{k}"):
-            for split, key in (("train", "pairs_train"), ("validation", "pairs_val")):
-                prompts = list(task.splits[key]["prompt"])
-                # the pairs stage's seeds: the first two draws are the frontier's pairs, so K = 2 nests in K
-                draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "pairs", key, d)) for d in range(k)]
-                rewards = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)  # (P, k)
-                records = []
-                for i, prompt in enumerate(prompts):
-                    order = torch.argsort(rewards[i], descending=True, stable=True).tolist()
-                    if rewards[i, order[0]] == rewards[i, order[-1]]:
-                        continue
-                    records.append({"prompt": prompt, "ranked_ids": [draws[d][1][i] for d in order],
-                                    "rewards": [float(rewards[i, d]) for d in order]})
-                inner_ties = sum(len(set(r["rewards"])) < k for r in records)
-                out["records"][split] = records
-                out["stats"][split] = {"prompts": len(prompts), "rankings": len(records), "all_tied_dropped": len(prompts) - len(records),
-                                       "rankings_with_inner_ties": inner_ties}
+        for split, key in (("train", "pairs_train"), ("validation", "pairs_val")):
+            prompts = list(task.splits[key]["prompt"])
+            # the pairs stage's seeds: the first two draws are the frontier's pairs, so K = 2 nests in K
+            draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "pairs", key, d)) for d in range(k)]
+            rewards = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)  # (P, k)
+            records = []
+            for i, prompt in enumerate(prompts):
+                order = torch.argsort(rewards[i], descending=True, stable=True).tolist()
+                if rewards[i, order[0]] == rewards[i, order[-1]]:
+                    continue
+                records.append({"prompt": prompt, "ranked_ids": [draws[d][1][i] for d in order],
+                                "rewards": [float(rewards[i, d]) for d in order]})
+            inner_ties = sum(len(set(r["rewards"])) < k for r in records)
+            out["records"][split] = records
+            out["stats"][split] = {"prompts": len(prompts), "rankings": len(records), "all_tied_dropped": len(prompts) - len(records),
+                                   "rankings_with_inner_ties": inner_ties}
         return out
 
-    out = cached_json(task.run_dir / f"rankings_k{k}.json", sample, indent=None)
+    out = task.stage(f"rankings_k{k}", sample, {"k": k})
     for split, recs in out["records"].items():
         prompt_ids = tokenize_prompts(task.tokenizer, [r["prompt"] for r in recs]) if recs else []
         out[split] = Dataset.from_dict({"prompt_ids": prompt_ids, "ranked_ids": [r["ranked_ids"] for r in recs],
@@ -88,12 +88,14 @@ def ranking_runs(task: Task, sft_model, rankings: dict, k: int, beta: float) -> 
     runs = []
     for name, method, data, job in ((f"pl_k{k}_beta{beta:g}", f"Plackett-Luce DPO (K={k})", "", train_rankings),
                                     (f"bestworst_k{k}_beta{beta:g}", f"DPO on best/worst of {k}", "_pairs", train_dpo)):
-        cfg = task.config(DPOConfig, name, beta=beta, **task.plan.dpo)
+        config = replace(task.plan.dpo, beta=beta)
+        cfg = task.config(config, task.run.folder(name))
         train = lambda m, cfg=cfg, data=data, job=job: job(m, rankings["train" + data], rankings["validation" + data], cfg,  # noqa: E731
                                                           task.pad, ref_model=sft_model)
-        runs.append(cached_run(task, name, lambda train=train, method=method: {
-            **trained_and_scored(task, sft_model, train, method=method, loss_type="plackett_luce" if "pl_" in name else "sigmoid",
-                                 beta=beta, k=k), "config": asdict(cfg)}))
+        loss_type = "plackett_luce" if "pl_" in name else "sigmoid"
+        runs.append(task.stage(name, lambda train=train, method=method, cfg=cfg, loss_type=loss_type: {
+            **trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type, beta=beta, k=k), "config": cfg},
+            {"dpo": config, "k": k, "data": data}))
     return runs
 
 
@@ -107,12 +109,12 @@ def online_run(task: Task, sft_model, beta: float) -> dict:
     split = task.splits["pairs_train"]
     prompts = Dataset.from_dict({"record_id": list(split["record_id"]), "prompt": list(split["prompt"]),
                                  "prompt_ids": tokenize_prompts(task.tokenizer, list(split["prompt"]))})
-    one_epoch = {k: v for k, v in task.plan.dpo.items() if k != "max_steps"} | {"num_epochs": 1}
-    cfg = task.config(DPOConfig, name, beta=beta, **one_epoch)
+    config = replace(task.plan.dpo, beta=beta, max_steps=None, num_epochs=1)
+    cfg = task.config(config, task.run.folder(name))
     train = lambda m: train_online_dpo(m, sft_model, task.tokenizer, prompts, None, cfg,  # noqa: E731
                                        lambda ps, rs: task.true_reward(ps, rs), task.plan.max_new_tokens)
-    return cached_run(task, name, lambda: {**trained_and_scored(task, sft_model, train, method="online DPO", loss_type="sigmoid",
-                                                                beta=beta), "config": asdict(cfg)})
+    return task.stage(name, lambda: {**trained_and_scored(task, sft_model, train, method="online DPO", loss_type="sigmoid",
+                                                          beta=beta), "config": cfg}, {"online_dpo": config})
 
 
 def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
@@ -148,12 +150,16 @@ def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True)
     return {
         "task": task, "pairs": pairs["stats"], "rankings": rankings["stats"],
         "dpo_variants": {"dpo": [keep(r) for r in dpo], "variant_runs": [keep(r) for r in variants_09], "long_runs": long_09,
-                         "compute_s": (sum(r["train"]["seconds"] + r["eval_seconds"] for r in variants_09)
-                                       + sum(r["points"][-1]["train_seconds"] for r in long_09))},
+                         "compute_s": task.run.compute_s(
+                             [*(dpo_run_name(v.beta, v.loss_type, v.label_smoothing) for v in task.plan.variants),
+                              *(f"long_{lt}_beta{b:g}/{e:g}" for lt, b in task.plan.long_runs for e in task.plan.long_epochs)])},
         "reward_calls": {"offline pairs": task.plan.draws_per_prompt * pairs["stats"]["train"]["prompts"],
                          "online DPO (each run)": 2 * len(task.splits["pairs_train"]),
                          f"rankings (K={fam.ranking_k})": fam.ranking_k * rankings["stats"]["train"]["prompts"]},
         "points": points, "dpo_long": dpo_long,
+        "compute_s": task.run.compute_s([*(dpo_run_name(v.beta, v.loss_type, v.label_smoothing, v.hyperparameters) for v in fam.variants),
+                                         *(f"online_beta{b:g}" for b in fam.online_betas), f"rankings_k{fam.ranking_k}",
+                                         *(f"{kind}_k{fam.ranking_k}_beta{fam.ranking_beta:g}" for kind in ("pl", "bestworst"))]),
         "plackett_luce_k2": "the DPO run at beta {:g} (K = 2 Plackett-Luce DPO is DPO)".format(fam.ranking_beta) if k2 else None,
     }
 
@@ -166,7 +172,7 @@ def instruction_family(profile: Profile, run_dir=None, show_progress: bool = Tru
     experiment's validated instruments against its reference, Preferred-FT and DPO arms."""
     from ..evaluate import load_sentence_encoder
     from ..judges import CachedEncoder
-    from .instruction import dpo_arm, dpo_run as instruction_dpo_run, prepare, reference_logprobs, sampled_kl, samples, sft_arm, train_all
+    from .instruction import dpo_arm, prepare, reference_logprobs, sampled_kl, samples, sft_arm, train_all, train_dpo_arm
     from .instruction_eval import build_instruments, evaluate_arms
 
     exp = prepare(profile, run_dir, show_progress)
@@ -179,12 +185,13 @@ def instruction_family(profile: Profile, run_dir=None, show_progress: bool = Tru
     reference = None
     variants = {}
     for v in profile.family.instruction_variants:
-        b = v.beta if v.beta > 0 else beta * (round(mean_len) if v.loss_type == "sigmoid_norm" else 1)
+        # no beta of its own: DPO's selected one (per token for the length-normalised loss: times the mean reply length)
+        b = v.beta if v.beta is not None else beta * (round(mean_len) if v.loss_type == "sigmoid_norm" else 1)
         arm = f"{v.loss_type}_beta{b:g}" + "".join(f"_{k}{x:g}" for k, x in v.hyperparameters)
         if reference is None:
             reference, _, _ = sft_arm(exp, "reference")
             ref_data = reference_logprobs(exp, reference)
-        model, hist, now = instruction_dpo_run(exp, reference, ref_data, b, v.loss_type, arm, v.hyperparameters)
+        model, hist, now = train_dpo_arm(exp, reference, ref_data, b, v.loss_type, arm, v.hyperparameters)
         arms[arm] = {"beta": b, "history": hist, "trained_now": now,
                      "samples": {s: samples(exp, arm, model, s) for s in ("test", "validation")}}
         arms[arm]["kl"] = sampled_kl(exp, arm, model, reference, arms[arm]["samples"]["test"])
@@ -198,9 +205,10 @@ def instruction_family(profile: Profile, run_dir=None, show_progress: bool = Tru
         table[v["method"]] = {"arm": arm, **v, **{k: rows[arm][k] for k in keep}}
     table["reference"] = {"arm": "reference", "mean_words": rows["reference"]["mean_words"], "fidelity": rows["reference"]["fidelity"],
                           "kl": rows["reference"]["kl"]}
+    names = [f"{stage}{arm}" for arm in variants for stage in ("", "samples/test/", "samples/validation/", "kl/")]
     return {"selected_beta": beta, "mean_chosen_tokens": mean_len, "rows": table,
             "judge": {k: inst["validation"][k] for k in ("test_pair_accuracy", "refit_test_pair_accuracy", "probes")},
-            "timing": exp.timing()}
+            "timing": exp.timing(), "compute_s": exp.run.compute_s(names)}
 
 
 # ----------------------------------------------------------------------------- everything, for the CLI and notebook 10
@@ -215,20 +223,18 @@ def run_family(profile: Profile, run_dir=None, instruction_run_dir=None, results
     sentiment = sentiment_family(profile, run_dir, show_progress)
     task = sentiment.pop("task")
     instruction = instruction_family(profile, instruction_run_dir, show_progress)
-    stage_times = timings(task.run_dir)
     fam_points = [p for p in sentiment["points"] if p["method"] not in ("SFT", "DPO")]
     results = {
         "profile": profile.name, "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo family",
         "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed,
-        "plan": asdict(profile.family), "frontier_plan": {k: v for k, v in asdict(task.plan).items() if k in ("dpo", "n_test", "n_pairs_train", "max_new_tokens", "reward", "source")},
+        "plan": to_json(profile.family),
+        "frontier_plan": to_json(task.plan),  # the sentiment base's plan, whole (the plan actually used)
+        "instruction_plan": to_json(profile.instruction),
         "sentiment": sentiment, "instruction": instruction,
-        # compute of the family's own runs (training + scoring) and stages, as measured when each ran
-        "compute_s": (sum(p["train"]["seconds"] + p.get("eval_seconds", 0.0) for p in fam_points)
-                      + sum(v["seconds"] for k, v in stage_times.items() if k.startswith("rankings"))
-                      + sum(v["seconds"] for k, v in instruction["timing"].items()
-                            if any(k.endswith(r["arm"]) for m, r in instruction["rows"].items() if m not in ("DPO", "reference")))),
+        # compute of the family's own stages (training + scoring), as measured when each ran
+        "compute_s": sentiment["compute_s"] + instruction["compute_s"],
         "peak_rss_gib": max([p["train"]["peak_rss_gib"] or 0.0 for p in fam_points] + [peak_rss_gib()]),
-        "total_s_this_invocation": time.time() - t0,
+        "wall_s_this_invocation": time.time() - t0,
         "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
     }
     return write_results_and_figures(Path(results_dir) / f"family_{profile.name}.json", results,

@@ -10,18 +10,17 @@ This module: the task, SFT, the pairs, scoring a policy, and the one-seed DPO ru
 
 Each run is scored on held-out prompts by its mean true reward (one reply per prompt at temperature 1) and
 its sequence KL(pi || pi_SFT), estimated from the same samples as the mean of log pi(y|x) - log pi_SFT(y|x)
-(unbiased: y is drawn from pi). Every stage caches its output in `runs/<profile>/frontier/` (`runs/<profile>/sentiment/`
-for the one-seed base), so an interrupted run picks up where it stopped and notebooks re-use the CLI's runs.
+(unbiased: y is drawn from pi). Every stage is a `Run.stage` in `runs/<profile>/frontier/` (`runs/<profile>/sentiment/`
+for the one-seed base), keyed by the plan entries it depends on, so an interrupted run picks up where it stopped and
+notebooks re-use the CLI's runs.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -31,13 +30,15 @@ from datasets import Dataset
 from ..batching import completions_from_pairs, tokenize_prompts, tokenize_sft
 from ..evaluate import bootstrap_ci, sampled_log_ratios
 from ..generate import generate_responses
-from ..logprobs import reference_columns
+from ..logprobs import precompute_reference_logprobs, with_reference_logprobs
 from ..losses import LOSSES
 from ..models import load_model
-from ..train import DPOConfig, SFTConfig, train_dpo, train_sft
-from ..utils import derive_seed, read_json, write_json
+from ..loop import optimizer_steps
+from ..train import train_dpo, train_sft
+from ..utils import derive_seed
 from .profiles import FrontierPlan, Profile
-from .runs import MemoryMonitor, cached_json, claim_run_dir, timed, train_stage
+from .measure import MemoryMonitor
+from .runs import TENSORS, Run, model_codec, open_run
 from .sentiment import SNIPPETS_FILE, ground_truth_reward, join, load_review_prompts, review_snippets_path
 
 # ----------------------------------------------------------------------------- the task
@@ -50,13 +51,18 @@ class Task:
 
     profile: Profile
     plan: FrontierPlan
-    run_dir: Path
+    run: Run
     tokenizer: object  # a transformers tokenizer
     base_model: torch.nn.Module
     splits: dict[str, Dataset]  # test / pairs_val / pairs_train / sft -> (record_id, prompt, continuation)
     reward_fn: Callable[[list[str]], torch.Tensor]  # texts -> true rewards
     show_progress: bool = True
     info: dict = field(default_factory=dict)
+    key: dict = field(default_factory=dict)  # what every stage depends on: model, seed, data, SFT and sampling
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.dir
 
     @property
     def pad(self) -> int:
@@ -70,12 +76,16 @@ class Task:
         where budgets are chosen)."""
         return list(self.splits["pairs_val" if split == "validation" else split]["prompt"])
 
-    def config(self, cls, name: str, seed: int | None = None, **fields):
-        """A training config (`SFTConfig`, `DPOConfig`, ...) writing to `run_dir/name`, with the task's seed
-        unless `seed` is given."""
+    def config(self, config, folder: Path, seed: int | None = None, **fields):
+        """The plan's training `config` (`SFTConfig`, `DPOConfig`, ...) writing its checkpoints to `folder`, with
+        the task's seed unless `seed` is given, and `fields` set."""
         seed = self.profile.seed if seed is None else seed
-        return cls(output_dir=str(self.run_dir / name), seed=seed, show_progress=self.show_progress,
-                   **({"use_cpu": self.profile.device == "cpu"} if "use_cpu" in cls.__dataclass_fields__ else {}), **fields)
+        device = {"use_cpu": self.profile.device == "cpu"} if hasattr(config, "use_cpu") else {}
+        return replace(config, output_dir=str(folder), seed=seed, show_progress=self.show_progress, **device, **fields)
+
+    def stage(self, name: str, compute, key=None, codec=None):
+        """`Run.stage` with the task's key folded into the stage's own."""
+        return self.run.stage(name, compute, {"task": self.key, **(key or {})}, *([codec] if codec else []))
 
     def sample(self, model, prompts: list[str], seed: int) -> tuple[list[str], list[list[int]]]:
         """One reply per prompt at temperature 1: texts and the token ids as drawn."""
@@ -90,8 +100,7 @@ def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progr
     `profile.sentiment` and subdir "sentiment"). The run folder (default `runs/<profile>/<subdir>`) is stamped
     with the plan: a changed plan is refused."""
     plan = plan or profile.frontier
-    config = json.loads(json.dumps({"model": profile.model, "seed": profile.seed, **asdict(plan)}))
-    run_dir = claim_run_dir(run_dir, profile.name, config, "plan.json", subdir=subdir)
+    run = open_run(run_dir, profile.name, subdir)
     sizes = {"test": plan.n_test, "pairs_val": plan.n_pairs_val, "pairs_train": plan.n_pairs_train, "sft": plan.n_sft}
     data = load_review_prompts(plan.source, seed=profile.seed, max_texts=sum(sizes.values()))
     if len(data) < sum(sizes.values()):
@@ -103,7 +112,9 @@ def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progr
     torch.manual_seed(profile.seed)
     texts = [p + c for p, c in zip(data["prompt"], data["continuation"])]
     model, tokenizer = load_model(profile.model, device=profile.device, seed=profile.seed, tokenizer_texts=texts)
-    task = Task(profile, plan, run_dir, tokenizer, model, splits, ground_truth_reward(plan.reward), show_progress)
+    key = {"model": profile.model, "seed": profile.seed, "source": plan.source, "reward": plan.reward, "sizes": sizes,
+           "max_new_tokens": plan.max_new_tokens, "draws_per_prompt": plan.draws_per_prompt, "sft": plan.sft}
+    task = Task(profile, plan, run, tokenizer, model, splits, ground_truth_reward(plan.reward, profile.device), show_progress, key=key)
     if plan.source == "snippets":
         path = review_snippets_path()
         task.info["data"] = {"file": SNIPPETS_FILE, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -122,14 +133,13 @@ def _continuation_data(task: Task, split: str) -> Dataset:
 
 def sft_stage(task: Task):
     """SFT on true continuations of the SFT prompts (the paper fine-tunes GPT-2-large on IMDb reviews)."""
-    cfg = task.config(SFTConfig, "sft", **task.plan.sft)
+    cfg = task.config(task.plan.sft, task.run.folder("sft"))
 
-    def train(model):
-        with timed(task.run_dir, "sft"):
-            return train_sft(model, _continuation_data(task, "sft"), _continuation_data(task, "pairs_val"), cfg, task.pad)
+    def train():
+        model = copy.deepcopy(task.base_model)
+        return model, train_sft(model, _continuation_data(task, "sft"), _continuation_data(task, "pairs_val"), cfg, task.pad)
 
-    model, history, _ = train_stage("sft", task.run_dir, train, lambda: copy.deepcopy(task.base_model), task.tokenizer,
-                                    task.profile.device)
+    model, history = task.stage("sft", train, codec=model_codec(task.tokenizer, task.profile.device))
     return model.eval(), history
 
 
@@ -162,15 +172,14 @@ def pairs_stage(task: Task, sft_model) -> dict:
     """Preference pairs sampled from the SFT model on the pair prompts (train and validation), cached.
     Returns {"train": tokenized pairs, "validation": ..., "stats": counts and reward gaps, "records": texts}."""
     def sample_all() -> dict:
-        with timed(task.run_dir, "pairs"):
-            out = {"records": {}, "stats": {}}
-            for split, key in (("train", "pairs_train"), ("validation", "pairs_val")):
-                out["records"][split], out["stats"][split] = _sample_pairs(task, sft_model, key)
+        out = {"records": {}, "stats": {}}
+        for split, key in (("train", "pairs_train"), ("validation", "pairs_val")):
+            out["records"][split], out["stats"][split] = _sample_pairs(task, sft_model, key)
         if not out["records"]["train"] or not out["records"]["validation"]:
             raise ValueError(f"no preference pairs left after dropping ties: {out['stats']}")
         return out
 
-    out = cached_json(task.run_dir / "pairs.json", sample_all, indent=None)
+    out = task.stage("pairs", sample_all)
     for split, recs in out["records"].items():
         # the sampled token ids themselves, not a re-tokenization of the decoded text
         out[split] = Dataset.from_dict({
@@ -181,10 +190,11 @@ def pairs_stage(task: Task, sft_model) -> dict:
 
 
 def reference_stage(task: Task, sft_model, pairs: dict) -> dict:
-    """log pi_SFT of every pair's replies, computed once (cached by model and data fingerprints)."""
-    return {split: reference_columns(sft_model, pairs[split], task.pad, batch_size=16, cache_dir=task.run_dir / "ref_cache",
-                                     show_progress=task.show_progress)
-            for split in ("train", "validation")}
+    """log pi_SFT of every pair's replies, computed once (a stage)."""
+    logps = task.stage("reference_logps", lambda: {
+        split: precompute_reference_logprobs(sft_model, pairs[split], task.pad, batch_size=16, show_progress=task.show_progress)
+        for split in ("train", "validation")}, codec=TENSORS)
+    return {split: with_reference_logprobs(pairs[split], *logps[split]) for split in logps}
 
 
 # ----------------------------------------------------------------------------- scoring a policy
@@ -211,19 +221,6 @@ def evaluate_policy(task: Task, model, sft_model, split: str = "test", per_promp
     }
 
 
-def cached_run(task: Task, name: str, train_and_eval: Callable[[], dict]) -> dict:
-    """`runs/.../frontier/<name>/result.json` (the stage cache), else train, evaluate, save it, and free the disk
-    that checkpoints and weights took (the result keeps the history, the metrics and the timing)."""
-    path = task.run_dir / name / "result.json"
-    fresh = not path.exists()
-    result = cached_json(path, train_and_eval)
-    if fresh:
-        for leftover in ("checkpoint.pt", "model", "points.json"):
-            target = task.run_dir / name / leftover
-            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
-    return result
-
-
 def trained_and_scored(task: Task, sft_model, train: Callable[[torch.nn.Module], list[dict]], per_prompt: bool = False,
                        **labels) -> dict:
     """Train a copy of the SFT model with `train(model) -> history`, then score it: the result of one run."""
@@ -239,61 +236,58 @@ def trained_and_scored(task: Task, sft_model, train: Callable[[torch.nn.Module],
 def sft_point(task: Task, sft_model) -> dict:
     """The starting point of every method: the SFT model itself (its KL to itself is 0 by construction), with
     each prompt's reward (for paired comparisons)."""
-    return cached_run(task, "sft_eval", lambda: {"method": "SFT", **evaluate_policy(task, sft_model, sft_model, per_prompt=True)})
+    return task.stage("sft_eval", lambda: {"method": "SFT", **evaluate_policy(task, sft_model, sft_model, per_prompt=True)})
 
 
 # ----------------------------------------------------------------------------- DPO and its variants
+
+
+def dpo_run_name(beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0,
+                 hyperparameters: tuple[tuple[str, float], ...] = ()) -> str:
+    """The stage name of a `dpo_run`: its loss and every setting that differs between runs."""
+    name = f"{loss_type}_beta{beta:g}" + (f"_ls{label_smoothing:g}" if label_smoothing else "")
+    return name + "".join(f"_{k}{v:g}" for k, v in hyperparameters)
 
 
 def dpo_run(task: Task, sft_model, ref_data: dict, beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0,
             method: str = "DPO", hyperparameters: tuple[tuple[str, float], ...] = ()) -> dict:
     """DPO (or a variant of `losses.LOSSES`, with its `hyperparameters`) from the SFT model on the sampled pairs,
     then scored on held-out prompts. KTO's mismatched pairs take their reference log-probs from the SFT model."""
-    name = f"{loss_type}_beta{beta:g}" + (f"_ls{label_smoothing:g}" if label_smoothing else "")
-    name += "".join(f"_{k}{v:g}" for k, v in hyperparameters)
-    cfg = task.config(DPOConfig, name, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing, **dict(hyperparameters),
-                      **task.plan.dpo)
+    name = dpo_run_name(beta, loss_type, label_smoothing, hyperparameters)
+    config = replace(task.plan.dpo, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing, **dict(hyperparameters))
+    cfg = task.config(config, task.run.folder(name))
     ref_model = sft_model if LOSSES[loss_type].needs_mismatched else None
     train = lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], cfg, task.pad, ref_model=ref_model)  # noqa: E731
-    return cached_run(task, name, lambda: {**trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type, beta=beta,
-                                                                label_smoothing=label_smoothing, **dict(hyperparameters)),
-                                           "config": asdict(cfg)})
+    return task.stage(name, lambda: {**trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type, beta=beta,
+                                                          label_smoothing=label_smoothing, **dict(hyperparameters)),
+                                     "config": cfg}, {"dpo": config})
 
 
 def preferred_ft_run(task: Task, sft_model, pairs: dict) -> dict:
     """The paper's "Preferred-FT": more SFT, on the chosen replies only."""
-    cfg = task.config(SFTConfig, "preferred_ft", **task.plan.preferred_ft)
+    cfg = task.config(task.plan.preferred_ft, task.run.folder("preferred_ft"))
     train = lambda m: train_sft(m, completions_from_pairs(pairs["train"]), completions_from_pairs(pairs["validation"]), cfg, task.pad)  # noqa: E731
-    return cached_run(task, "preferred_ft", lambda: {**trained_and_scored(task, sft_model, train, per_prompt=True, method="Preferred-FT"),
-                                                     "config": asdict(cfg)})
+    return task.stage("preferred_ft", lambda: {**trained_and_scored(task, sft_model, train, per_prompt=True, method="Preferred-FT"),
+                                               "config": cfg}, {"preferred_ft": task.plan.preferred_ft})
 
 
 def over_optimisation_run(task: Task, sft_model, ref_data: dict, loss_type: str, beta: float) -> dict:
     """One DPO (or IPO, ...) run trained for `plan.long_epochs[-1]` epochs, stopped and scored after each
     entry of `long_epochs`: true reward and KL along training show whether it over-optimises."""
     name = f"long_{loss_type}_beta{beta:g}"
+    config = replace(task.plan.dpo, beta=beta, loss_type=loss_type)
+    model = copy.deepcopy(sft_model)
+    steps = lambda epochs: optimizer_steps(epochs, len(ref_data["train"]), config.batch_size)  # noqa: E731
 
-    def run():
-        steps_per_epoch = -(-len(ref_data["train"]) // task.plan.dpo["batch_size"])
-        overrides = {k: v for k, v in task.plan.dpo.items() if k not in ("num_epochs", "max_steps")}
-        # scored phases are kept in points.json: after an interruption they are not redone, and training
-        # resumes from the checkpoint, which is never behind the last scored phase
-        points_path = task.run_dir / name / "points.json"
-        points = read_json(points_path) if points_path.exists() else []
-        history, seconds = [], (points[-1]["train_seconds"] if points else 0.0)
-        model = copy.deepcopy(sft_model)
-        for epochs in task.plan.long_epochs:
-            if any(p["epochs"] == epochs for p in points):
-                continue
-            cfg = task.config(DPOConfig, name, beta=beta, loss_type=loss_type, max_steps=int(epochs * steps_per_epoch), **overrides)
-            with MemoryMonitor() as mem:  # resumes from the previous phase's checkpoint: one continuous run
-                history = train_dpo(model, ref_data["train"], ref_data["validation"], cfg, task.pad)
-            seconds += mem.seconds
-            model.eval()
-            evals = [h for h in history if "eval_loss" in h]
-            points.append({"epochs": epochs, "steps": cfg.max_steps, **evaluate_policy(task, model, sft_model),
-                           "eval": evals[-1] if evals else {}, "train_seconds": seconds})
-            write_json(points_path, points)
-        return {"method": f"{loss_type} (long)", "loss_type": loss_type, "beta": beta, "points": points, "history": history}
+    def train_to(epochs: float, folder: Path) -> list[dict]:
+        cfg = task.config(config, folder, max_steps=steps(epochs))
+        return train_dpo(model, ref_data["train"], ref_data["validation"], cfg, task.pad)
 
-    return cached_run(task, name, run)
+    def score(epochs: float, history: list[dict]) -> dict:
+        evals = [h for h in history if "eval_loss" in h]
+        return {"steps": steps(epochs), **evaluate_policy(task, model.eval(), sft_model), "eval": evals[-1] if evals else {}}
+
+    points, history = task.run.phases(name, {"task": task.key, "dpo": config}, task.plan.long_epochs, train_to, score)
+    for p in points:
+        p["epochs"] = p.pop("budget")
+    return {"method": f"{loss_type} (long)", "loss_type": loss_type, "beta": beta, "points": points, "history": history}

@@ -4,17 +4,17 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict
 
 import torch
 
 from ..batching import tokenize_prompts
-from ..rlhf import RewardConfig, RewardModel, best_of_n_kl, score_replies, train_reward_model
+from ..rlhf import RewardModel, best_of_n_kl, score_replies, train_reward_model
 from ..evaluate import bootstrap_ci
-from ..judges import wilson_interval
-from ..utils import derive_seed, read_json, save_torch, write_json
-from .frontier import Task, cached_run
-from .runs import MemoryMonitor
+from ..stats import wilson
+from ..utils import derive_seed
+from .frontier import Task
+from .measure import MemoryMonitor
+from .runs import model_codec
 
 
 def reward_model_stage(task: Task, sft_model, pairs: dict, pooling: str = "last"):
@@ -23,33 +23,32 @@ def reward_model_stage(task: Task, sft_model, pairs: dict, pooling: str = "last"
     true-reward labels) with a Wilson interval, its learning curve (held-out accuracy after each number of
     training pairs seen) and the correlation of its scores with the true reward on the held-out replies."""
     name = "reward_model" if pooling == "last" else f"reward_model_{pooling}"
-    folder = task.run_dir / name
-    weights, result_path = folder / "reward_model.pt", folder / "result.json"
-    model = RewardModel(copy.deepcopy(sft_model), pooling=pooling)
-    if weights.exists() and result_path.exists():
-        model.load_state_dict(torch.load(weights))
-        return model.to(task.profile.device).eval(), read_json(result_path)
-    cfg = task.config(RewardConfig, name, **task.plan.reward_model)
-    with MemoryMonitor() as mem:
-        history = train_reward_model(model, pairs["train"], pairs["validation"], cfg, task.pad)
-    evals = [h for h in history if "eval_accuracy" in h]
-    # the learning curve: held-out accuracy after each number of training pairs seen (one pass: each pair once)
-    curve = [{"pairs_seen": min(h["step"] * cfg.batch_size, len(pairs["train"])), "accuracy": h["eval_accuracy"], "loss": h["eval_loss"]}
-             for h in evals]
-    # and how well r_phi tracks the true reward on the held-out pairs' replies themselves (not just their order)
-    val = pairs["records"]["validation"]
-    pids = tokenize_prompts(task.tokenizer, [r["prompt"] for r in val])
-    scores = torch.cat([score_replies(model, pids, [r[k] for r in val], task.pad) for k in ("chosen_ids", "rejected_ids")])
-    true = torch.tensor([r[k] for k in ("chosen_reward", "rejected_reward") for r in val])
-    result = {"pooling": pooling, "held_out_accuracy": evals[-1]["eval_accuracy"], "held_out_loss": evals[-1]["eval_loss"],
-              "held_out_accuracy_ci": list(wilson_interval(evals[-1]["eval_accuracy"] * len(val), len(val))),
-              "held_out_correlation": torch.corrcoef(torch.stack([scores, true]))[0, 1].item(),
-              "n_train_pairs": len(pairs["train"]), "n_validation_pairs": len(pairs["validation"]), "learning_curve": curve,
-              "train": mem.as_dict(), "history": history, "config": asdict(cfg)}
-    save_torch(weights, model.state_dict())
-    write_json(result_path, result)
-    (folder / "checkpoint.pt").unlink(missing_ok=True)
-    return model.eval(), result
+    cfg = task.config(task.plan.reward_model, task.run.folder(name))
+
+    def train():
+        model = RewardModel(copy.deepcopy(sft_model), pooling=pooling)
+        with MemoryMonitor() as mem:
+            history = train_reward_model(model, pairs["train"], pairs["validation"], cfg, task.pad)
+        evals = [h for h in history if "eval_accuracy" in h]
+        # the learning curve: held-out accuracy after each number of training pairs seen (one pass: each pair once)
+        curve = [{"pairs_seen": min(h["step"] * cfg.batch_size, len(pairs["train"])), "accuracy": h["eval_accuracy"],
+                  "loss": h["eval_loss"]} for h in evals]
+        # and how well r_phi tracks the true reward on the held-out pairs' replies themselves (not just their order)
+        val = pairs["records"]["validation"]
+        pids = tokenize_prompts(task.tokenizer, [r["prompt"] for r in val])
+        scores = torch.cat([score_replies(model, pids, [r[k] for r in val], task.pad) for k in ("chosen_ids", "rejected_ids")])
+        true = torch.tensor([r[k] for k in ("chosen_reward", "rejected_reward") for r in val])
+        accuracy = wilson(evals[-1]["eval_accuracy"] * len(val), len(val))
+        return model.eval(), {
+            "pooling": pooling, "held_out_accuracy": evals[-1]["eval_accuracy"], "held_out_loss": evals[-1]["eval_loss"],
+            "held_out_accuracy_ci": [accuracy.low, accuracy.high],
+            "held_out_correlation": torch.corrcoef(torch.stack([scores, true]))[0, 1].item(),
+            "n_train_pairs": len(pairs["train"]), "n_validation_pairs": len(pairs["validation"]), "learning_curve": curve,
+            "train": mem.as_dict(), "history": history, "config": cfg}
+
+    wrap = lambda: RewardModel(copy.deepcopy(sft_model), pooling=pooling)  # noqa: E731
+    return task.stage(name, train, {"reward_model": task.plan.reward_model, "pooling": pooling},
+                      model_codec(task.tokenizer, task.profile.device, wrap=wrap))
 
 
 def reward_models_stage(task: Task, sft_model, pairs: dict) -> tuple[dict[str, tuple], str]:
@@ -100,4 +99,5 @@ def best_of_n_stage(task: Task, sft_model, reward_models: dict[str, RewardModel]
         return {"rows": rows, "sampling": mem.as_dict(), "reward_model": use, "reward_models": checks,
                 "reward_model_vs_true_correlation": checks[use]["test_correlation"], "n_samples": rm.numel()}
 
-    return cached_run(task, "best_of_n", run)
+    key = {"reward_model": task.plan.reward_model, "poolings": list(reward_models), "use": use, "best_of": task.plan.best_of}
+    return task.stage("best_of_n", run, key)

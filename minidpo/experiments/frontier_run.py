@@ -6,7 +6,6 @@ chosen on validation, the matched-KL verdicts, the results file `results/frontie
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,7 +18,8 @@ from .frontier import dpo_run, pairs_stage, preferred_ft_run, prepare_task, refe
 from .frontier_rlhf import best_of_n_stage, reward_models_stage
 from .frontier_seeds import dpo_seeded_run, matched_kl_verdicts, ppo_seeded_run, seeded_points
 from .profiles import Profile
-from .runs import peak_rss_gib, timings, write_results_and_figures
+from .measure import peak_rss_gib
+from .runs import to_json, write_results_and_figures
 
 
 def frontier_points(runs: list[dict]) -> dict[str, list[dict]]:
@@ -60,12 +60,11 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
     gt_runs = [ppo_seeded_run(task, sft_model, None, c, s, ground_truth=True) for c in plan.ppo_gt_kl_coefs for s in plan.seeds]
     ppo_runs = [ppo_seeded_run(task, sft_model, reward_model, c, s) for c in plan.kl_coefs for s in plan.seeds]
     dpo, ppo, ppo_gt = (seeded_points(runs, knob, profile.seed) for runs, knob in ((dpo_runs, "beta"), (ppo_runs, "kl_coef"), (gt_runs, "kl_coef")))
-    stage_times = timings(task.run_dir)
     runs = [*dpo_runs, *gt_runs, *ppo_runs]
     results = {
         "profile": profile.name,
         "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo frontier",
-        "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed, "plan": asdict(plan), "data": task.info,
+        "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed, "plan": to_json(plan), "data": task.info,
         "pairs": pairs["stats"], "sft": {"history": sft_history, **sft},
         "reward_model": {**rm_result, **best["reward_models"][use], "test_samples": best["n_samples"]},
         "reward_models": {k: {**{f: v for f, v in r.items() if f != "history"}, **best["reward_models"][k]} for k, (_, r) in reward_models.items()},
@@ -76,15 +75,9 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
                  | {"points": [{k: v for k, v in p.items() if k not in ("validation", "test")}
                                | {split: {k: v for k, v in p[split].items() if k not in ("rewards", "log_ratios")} for split in ("validation", "test")}
                                for p in r["points"]]} for r in runs],
-        "timing_s": stage_times,
-        # each stage and run measured its own time and memory when it computed (a cached stage is read back, not
-        # re-timed): their sum is the experiment's compute, whatever this invocation found in the cache
-        "compute_s": (sum(v["seconds"] for v in stage_times.values()) + sum(r["train"]["seconds"] for _, r in reward_models.values())
-                      + best["sampling"]["seconds"]
-                      + preferred["train"]["seconds"] + preferred["eval_seconds"]
-                      + sum(r["points"][-1]["train_seconds"] + sum(p["eval_seconds"] for p in r["points"]) for r in runs)),
-        "peak_rss_gib": max([v["peak_rss_gib"] or 0 for v in stage_times.values()] + [r["train"]["peak_rss_gib"] or 0 for _, r in reward_models.values()]
-                            + [p["peak_rss_gib"] or 0 for r in runs for p in r["points"]]),
+        # every stage measured its own time and memory when it computed (a cached stage is read back, not re-timed):
+        # their sum is the experiment's compute, whatever this invocation found in the cache
+        "timing_s": task.run.timing(), "compute_s": task.run.compute_s(), "peak_rss_gib": task.run.peak_rss_gib(),
         "wall_s_this_invocation": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),
         "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
     }

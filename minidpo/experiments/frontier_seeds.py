@@ -6,91 +6,67 @@ compares DPO with PPO and PPO-GT on the same prompts with paired bootstrap inter
 from __future__ import annotations
 
 import copy
-import time
-from typing import Callable
+from dataclasses import replace
 
 import torch
 
 from ..evaluate import bootstrap_ci, matched_kl_difference, paired_point_difference
-from ..rlhf import PolicyWithValue, PPOConfig, train_ppo
-from ..train import DPOConfig, train_dpo
-from ..utils import read_json, write_json
-from .frontier import Task, cached_run, evaluate_policy
-from .runs import MemoryMonitor
+from ..rlhf import PolicyWithValue, train_ppo
+from ..loop import optimizer_steps
+from ..stats import Verdict, combine
+from ..train import train_dpo
+from .frontier import Task, evaluate_policy
 
 
-def phased_run(task: Task, name: str, sft_model, budgets: tuple, train_to: Callable[[object], list[dict]],
-               scored_model: Callable[[], torch.nn.Module]) -> tuple[list[dict], list[dict]]:
-    """One training run stopped after each budget of `budgets` (epochs, iterations, ...) and scored there on the
-    validation prompts (where a budget is chosen) and the test prompts (where it is reported), both per prompt.
-    `train_to(budget) -> history` continues the run from its checkpoint. Scored budgets are kept in
-    `points.json`, so an interrupted run redoes neither them nor the training before them. Returns (points, history)."""
-    points_path = task.run_dir / name / "points.json"
-    points = read_json(points_path) if points_path.exists() else []
-    seconds, history = (points[-1]["train_seconds"] if points else 0.0), []
-    for budget in budgets:
-        if any(p["budget"] == budget for p in points):
-            continue
-        with MemoryMonitor() as mem:  # resumes from the previous phase's checkpoint: one continuous run
-            history = train_to(budget)
-        seconds += mem.seconds
-        model = scored_model().eval()
-        t = time.time()
-        points.append({"budget": budget, "train_seconds": seconds, "peak_rss_gib": mem.peak_gib,
-                       **{split: evaluate_policy(task, model, sft_model, split, per_prompt=True) for split in ("validation", "test")},
-                       "eval_seconds": time.time() - t})
-        write_json(points_path, points)
-    if not history:  # every budget was scored before an interruption: the checkpoint still holds the history
-        history = train_to(budgets[-1])
-    return points, history
+def _score_both(task: Task, model, sft_model) -> dict:
+    """A checkpoint scored on the validation prompts (where a budget is chosen) and the test prompts (where it is
+    reported), both per prompt."""
+    model.eval()
+    return {split: evaluate_policy(task, model, sft_model, split, per_prompt=True) for split in ("validation", "test")}
 
 
 def dpo_seeded_run(task: Task, sft_model, ref_data: dict, beta: float, seed: int) -> dict:
     """DPO at `beta` with training seed `seed` (the order of the pairs), scored after each entry of
-    `plan.dpo_checkpoints` epochs on validation and test prompts (`phased_run`)."""
+    `plan.dpo_checkpoints` epochs on validation and test prompts (`Run.phases`)."""
     name = f"dpo_beta{beta:g}_seed{seed}"
-    steps_per_epoch = -(-len(ref_data["train"]) // task.plan.dpo["batch_size"])
-    steps = lambda epochs: max(1, round(epochs * steps_per_epoch))  # noqa: E731
+    config = replace(task.plan.dpo, beta=beta)
+    steps = lambda epochs: optimizer_steps(epochs, len(ref_data["train"]), config.batch_size)  # noqa: E731
+    model = copy.deepcopy(sft_model)
 
-    def run() -> dict:
-        model = copy.deepcopy(sft_model)
+    def train_to(epochs: float, folder) -> list[dict]:
+        cfg = task.config(config, folder, seed=seed, max_steps=steps(epochs))
+        return train_dpo(model, ref_data["train"], ref_data["validation"], cfg, task.pad)
 
-        def train_to(epochs: float) -> list[dict]:
-            cfg = task.config(DPOConfig, name, seed=seed, beta=beta, max_steps=steps(epochs), **task.plan.dpo)
-            return train_dpo(model, ref_data["train"], ref_data["validation"], cfg, task.pad)
+    def score(epochs: float, history: list[dict]) -> dict:
+        evals = [h for h in history if "eval_loss" in h]  # the implicit reward's last held-out reading
+        return {**_score_both(task, model, sft_model), "steps": steps(epochs), "eval": evals[-1] if evals else {}}
 
-        points, history = phased_run(task, name, sft_model, task.plan.dpo_checkpoints, train_to, lambda: model)
-        for p in points:  # the implicit reward's last held-out reading up to this budget
-            evals = [h for h in history if "eval_loss" in h and h["step"] <= steps(p["budget"])]
-            p["steps"], p["eval"] = steps(p["budget"]), (evals[-1] if evals else {})
-        return {"method": "DPO", "beta": beta, "seed": seed, "budget_unit": "epochs", "points": points, "history": history}
-
-    return cached_run(task, name, run)
+    points, history = task.run.phases(name, {"task": task.key, "dpo": config, "seed": seed}, task.plan.dpo_checkpoints,
+                                      train_to, score)
+    return {"method": "DPO", "beta": beta, "seed": seed, "budget_unit": "epochs", "points": points, "history": history}
 
 
 def ppo_seeded_run(task: Task, sft_model, reward_model, kl_coef: float, seed: int, ground_truth: bool = False) -> dict:
     """PPO (or PPO-GT) at `kl_coef` with training seed `seed` (prompt order, rollouts), scored after each entry of
-    `plan.ppo_checkpoints` iterations on validation and test prompts (`phased_run`). The learning curves are in
-    its history: score maximised, true reward of the rollouts and KL per iteration."""
+    `plan.ppo_checkpoints` iterations on validation and test prompts (`Run.phases`). PPO maximises the reward
+    model's score (the plan's reward model with its readout), PPO-GT the true reward itself; the learning
+    curves are in its history: score maximised, true reward of the rollouts and KL per iteration."""
     name = f"{'ppo_gt' if ground_truth else 'ppo'}_kl{kl_coef:g}_seed{seed}"
     prompts = list(task.splits["pairs_train"]["prompt"])  # the prompts the pairs came from
-    checkpoints = task.plan.ppo_checkpoints or (task.plan.ppo["iterations"],)
-    ppo_fields = {k: v for k, v in task.plan.ppo.items() if k != "iterations"}
+    checkpoints = task.plan.ppo_checkpoints or (task.plan.ppo.iterations,)
+    config = replace(task.plan.ppo, kl_coef=kl_coef, max_new_tokens=task.plan.max_new_tokens)
+    policy = PolicyWithValue(copy.deepcopy(sft_model)).to(task.profile.device)
 
-    def run() -> dict:
-        policy = PolicyWithValue(copy.deepcopy(sft_model)).to(task.profile.device)
+    def train_to(iterations: int, folder) -> list[dict]:
+        cfg = task.config(config, folder, seed=seed, iterations=iterations)
+        return train_ppo(policy, sft_model, task.true_reward if ground_truth else reward_model, task.tokenizer, prompts, cfg,
+                         ground_truth=task.true_reward)
 
-        def train_to(iterations: int) -> list[dict]:
-            cfg = task.config(PPOConfig, name, seed=seed, kl_coef=kl_coef, max_new_tokens=task.plan.max_new_tokens, iterations=iterations,
-                              **ppo_fields)
-            return train_ppo(policy, sft_model, None if ground_truth else reward_model, task.tokenizer, prompts, cfg,
-                             ground_truth=task.true_reward, reward_fn=task.true_reward if ground_truth else None)
-
-        points, history = phased_run(task, name, sft_model, checkpoints, train_to, lambda: policy.lm)
-        return {"method": "PPO-GT (true reward)" if ground_truth else "PPO", "kl_coef": kl_coef, "seed": seed,
-                "budget_unit": "iterations", "points": points, "history": history}
-
-    return cached_run(task, name, run)
+    reward_key = {"reward_model": task.plan.reward_model, "pooling": getattr(reward_model, "pooling", None)}
+    key = {"task": task.key, "ppo": config, "seed": seed, "reward": "ground truth" if ground_truth else reward_key}
+    points, history = task.run.phases(name, key, checkpoints, train_to, lambda budget, history: _score_both(task, policy.lm, sft_model))
+    return {"method": "PPO-GT (true reward)" if ground_truth else "PPO", "kl_coef": kl_coef, "seed": seed,
+            "budget_unit": "iterations", "points": points, "history": history}
 
 
 def seeded_points(runs: list[dict], knob: str, seed: int = 0) -> list[dict]:
@@ -168,8 +144,15 @@ def matched_kl_verdicts(sft: dict, dpo: list[dict], others: dict[str, list[dict]
         dominance = [{"dpo": knob(q), "other": knob(p), **paired_point_difference(arm(q), arm(p), seed=seed)} for q in dpo for p in points]
         for d in dominance:
             d["dominates"] = {"a": "DPO", "b": "other", None: None}[d["dominates"]]
-        evidence = {r["evidence"] for r in rows} | {d["dominates"] for d in dominance}
-        verdict = ("mixed" if {"DPO", "other"} <= evidence else "DPO higher" if "DPO" in evidence
-                   else "DPO lower" if "other" in evidence else "no clear difference")
-        out[name] = {"comparisons": rows, "dominance": dominance, "verdict": verdict}
+        evidence = [r["evidence"] for r in rows] + [d["dominates"] for d in dominance]
+        out[name] = {"comparisons": rows, "dominance": dominance, "verdict": evidence_verdict(evidence)}
     return out
+
+
+def evidence_verdict(evidence: list[str | None]) -> str:
+    """The frontier's verdict from its readings, each "DPO" (evidence DPO's reward is higher), "other" (lower) or
+    None: `stats.combine` of the directions, said with DPO as the subject ("DPO higher", "DPO lower", "mixed",
+    "no clear difference")."""
+    v = combine(Verdict.HIGHER if e == "DPO" else Verdict.LOWER if e == "other" else Verdict.NO_CLEAR_DIFFERENCE
+                for e in evidence)
+    return f"DPO {v.value}" if v in (Verdict.HIGHER, Verdict.LOWER) else v.value

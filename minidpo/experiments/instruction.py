@@ -5,37 +5,52 @@ rude rewrite of it, and a polite rewrite vs the original answer. One seeded spli
 four disjoint parts: DPO train, judge train, validation, test.
 
 Arms, all from one base model and the same data: the *base* model; the *reference* = SFT on the original
-answers (`output`, which belong to neither side of the preference, so the reference knows the task and the
-preference is what DPO adds); *Preferred-FT* = SFT on the chosen replies (the paper's baseline); *DPO* from the
+answers (`output`); *Preferred-FT* = SFT on the chosen replies (the paper's baseline); *DPO* from the
 reference at each beta of the plan.
 
 Every arm writes one reply per test and validation prompt at temperature 1, so the same samples give the
 judges' verdicts and the sampled KL to the reference. Beta is chosen on validation, never on test. Every stage
-is cached under `runs/<profile>/`; an interrupted run resumes where it stopped.
+is a `Run.stage` under `runs/<profile>/instruction/`, keyed by the plan entries it depends on: an interrupted
+run resumes where it stopped, and a changed plan recomputes only what the change touches.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data import format_prompt, load_instruction_preferences, stratified_split, tokenize_preferences, tokenize_sft
 from ..evaluate import sampled_log_ratios
 from ..generate import generate_responses
-from ..logprobs import reference_columns
+from ..logprobs import precompute_reference_logprobs, with_reference_logprobs
 from ..models import load_model
-from ..train import DPOConfig, SFTConfig, train_dpo, train_sft
+from ..train import train_dpo, train_sft
 from ..utils import derive_seed
 from .profiles import InstructionPlan, Profile
-from .runs import cached_json, claim_run_dir, timed, timings, train_stage
+from .runs import TENSORS, Run, model_codec, open_run
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the experiment: `name` is its label in results and folders ("reference", "preferred_ft",
+    "dpo_beta0.1", ...); a DPO arm carries its `beta` (and loss), never recovered from the name."""
+
+    name: str
+    beta: float | None = None
+    loss_type: str = "sigmoid"
+    hyperparameters: tuple[tuple[str, float], ...] = ()
+
+    @staticmethod
+    def dpo(beta: float) -> "Arm":
+        return Arm(f"dpo_beta{beta:g}", beta)
+
 
 def dpo_arm(beta: float) -> str:
-    return f"dpo_beta{beta:g}"
+    """The name of DPO's arm at `beta` (the folder and results entry)."""
+    return Arm.dpo(beta).name
 
 
 @dataclass
@@ -44,13 +59,18 @@ class InstructionExperiment:
 
     profile: Profile
     plan: InstructionPlan
-    run_dir: Path
+    run: Run
     tokenizer: object
     base_model: object
     splits: dict  # split name -> Dataset of records (prompt in the model's format, instruction, input, output, ...)
     tokenized: dict  # "dpo_train"/"validation" -> pairs; "sft_reference"/"sft_preferred" -> {train, validation}
     data_report: dict
     show_progress: bool = True
+    model_keys: dict = field(default_factory=dict)  # arm name -> the stage key of its model (what it depends on)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.dir
 
     @property
     def pad(self) -> int:
@@ -63,11 +83,8 @@ class InstructionExperiment:
         """The prompt as plain text (instruction and input), what the judges read."""
         return [q for q in self.splits[split]["question"]]
 
-    def timed(self, name: str):
-        return timed(self.run_dir, name)
-
     def timing(self) -> dict:
-        return timings(self.run_dir)
+        return self.run.timing()
 
 
 def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True,
@@ -76,8 +93,7 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
     split them stratified by half, load the base model, render prompts in its format, tokenize. `plan`
     overrides the profile's plan (tests run the gpu plan's code path at a small size)."""
     plan = plan or profile.instruction
-    config = {"experiment": "instruction", "model": profile.model, "seed": profile.seed, "plan": json.loads(json.dumps(asdict(plan)))}
-    run_dir = claim_run_dir(run_dir, profile.name, config, "experiment.json")
+    run = open_run(run_dir, profile.name, "instruction")
     t = time.time()
     records, report = load_instruction_preferences(drop_invalid=True)
     sizes = {"test": plan.n_test, "validation": plan.n_validation, "judge_train": plan.n_judge, "dpo_train": plan.n_dpo}
@@ -101,75 +117,89 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
                    "halves": {k: dict(sorted(Counter(v["half"]).items())) for k, v in splits.items()},
                    "tokenization": counts}
     data_report["load_and_tokenize_s"] = time.time() - t  # this invocation's (seconds; not a cached stage)
-    return InstructionExperiment(profile, plan, run_dir, tokenizer, model, splits, tokenized, data_report, show_progress)
+    base_key = {"model": profile.model, "seed": profile.seed, "sizes": sizes, "max_length": plan.max_length,
+                "max_prompt_length": plan.max_prompt_length}
+    return InstructionExperiment(profile, plan, run, tokenizer, model, splits, tokenized, data_report, show_progress,
+                                 {"base": base_key})
 
 
-def _train_cfg(exp: InstructionExperiment, cls, name: str, fields: dict):
-    return cls(output_dir=str(exp.run_dir / name), seed=exp.profile.seed, show_progress=exp.show_progress,
-               use_cpu=exp.profile.device == "cpu", **fields)
+def _train_cfg(exp: InstructionExperiment, config, name: str, **fields):
+    """The plan's training `config` for the run `name`: its folder, the profile's seed and device."""
+    return replace(config, output_dir=str(exp.run.folder(name)), seed=exp.profile.seed, show_progress=exp.show_progress,
+                   use_cpu=exp.profile.device == "cpu", **fields)
+
+
+def _model_stage(exp: InstructionExperiment, name: str, key: dict, make_model, train) -> tuple[object, list[dict], bool]:
+    """A trained arm: a stage holding the model and its training history. Returns (model, history, trained now?)."""
+    exp.model_keys[name] = key
+    trained = []
+
+    def compute():
+        model = make_model()
+        trained.append(True)
+        return model, train(model)
+
+    model, history = exp.run.stage(name, compute, key, model_codec(exp.tokenizer, exp.profile.device))
+    return model, history, bool(trained)
 
 
 def sft_arm(exp: InstructionExperiment, arm: str) -> tuple[object, list[dict], bool]:
     """Stage 2 (notebook 05): SFT from a copy of the base model, on the original answers (`arm="reference"`) or
     on the chosen replies (`arm="preferred_ft"`). Returns (model, history, trained now?)."""
     data = exp.tokenized["sft_reference" if arm == "reference" else "sft_preferred"]
-    cfg = _train_cfg(exp, SFTConfig, arm, exp.plan.sft)
-
-    def train(model):
-        with exp.timed(arm):
-            return train_sft(model, data["dpo_train"], data["validation"], cfg, exp.pad)
-
-    return train_stage(arm, exp.run_dir, train, lambda: copy.deepcopy(exp.base_model), exp.tokenizer, exp.profile.device)
+    cfg = _train_cfg(exp, exp.plan.sft, arm)
+    key = {**exp.model_keys["base"], "arm": arm, "sft": exp.plan.sft}
+    train = lambda model: train_sft(model, data["dpo_train"], data["validation"], cfg, exp.pad)  # noqa: E731
+    return _model_stage(exp, arm, key, lambda: copy.deepcopy(exp.base_model), train)
 
 
 def reference_logprobs(exp: InstructionExperiment, reference) -> dict:
     """Stage 3: the reference's log-probs of every DPO pair (train and validation), computed once, cached."""
-    out = {}
-    cached = "reference_logps" in exp.timing()  # the cache files are read back: time only a real computation
-    with (contextlib.nullcontext() if cached else exp.timed("reference_logps")):
-        for split in ("dpo_train", "validation"):
-            out[split] = reference_columns(reference, exp.tokenized[split], exp.pad, batch_size=8,
-                                           cache_dir=exp.run_dir / "ref_cache", show_progress=exp.show_progress)
-    return out
+    def compute() -> dict:
+        return {split: precompute_reference_logprobs(reference, exp.tokenized[split], exp.pad, batch_size=8,
+                                                     show_progress=exp.show_progress) for split in ("dpo_train", "validation")}
+
+    logps = exp.run.stage("reference_logps", compute, {"reference": exp.model_keys["reference"]}, TENSORS)
+    return {split: with_reference_logprobs(exp.tokenized[split], *logps[split]) for split in logps}
 
 
-def dpo_run(exp: InstructionExperiment, reference, ref_data: dict, beta: float, loss_type: str = "sigmoid", arm: str | None = None,
+def train_dpo_arm(exp: InstructionExperiment, reference, ref_data: dict, beta: float, loss_type: str = "sigmoid", arm: str | None = None,
             hyperparameters: tuple[tuple[str, float], ...] = ()) -> tuple[object, list[dict], bool]:
     """Stage 4 (notebook 06): DPO (or a `losses.LOSSES` variant, notebook 10) at `beta` from a copy of the
     reference, which is also pi_ref."""
     arm = arm or dpo_arm(beta)
-    cfg = _train_cfg(exp, DPOConfig, arm, dict(exp.plan.dpo, beta=beta, loss_type=loss_type, **dict(hyperparameters)))
-
-    def train(model):
-        with exp.timed(arm):
-            return train_dpo(model, ref_data["dpo_train"], ref_data["validation"], cfg, exp.pad)
-
-    return train_stage(arm, exp.run_dir, train, lambda: copy.deepcopy(reference), exp.tokenizer, exp.profile.device)
+    config = replace(exp.plan.dpo, beta=beta, loss_type=loss_type, **dict(hyperparameters))
+    cfg = _train_cfg(exp, config, arm)
+    key = {"reference": exp.model_keys["reference"], "dpo": config}
+    train = lambda model: train_dpo(model, ref_data["dpo_train"], ref_data["validation"], cfg, exp.pad)  # noqa: E731
+    return _model_stage(exp, arm, key, lambda: copy.deepcopy(reference), train)
 
 
 def samples(exp: InstructionExperiment, arm: str, model, split: str = "test") -> dict:
     """Stage 5: one reply per prompt of `split` from `model` at the plan's temperature, with its token ids;
-    cached in runs/<profile>/samples/<split>/<arm>.json."""
+    a stage (`samples/<split>/<arm>`)."""
+    seed = derive_seed(exp.profile.seed, "sample", split, arm)
+
     def sample() -> dict:
-        with exp.timed(f"sampling/{split}/{arm}"):
-            seed = derive_seed(exp.profile.seed, "sample", split, arm)
-            texts, ids = generate_responses(model, exp.tokenizer, exp.prompts(split), max_new_tokens=exp.plan.max_new_tokens,
-                                            temperature=exp.plan.temperature, seed=seed, batch_size=exp.plan.generation_batch_size,
-                                            show_progress=exp.show_progress)
+        texts, ids = generate_responses(model, exp.tokenizer, exp.prompts(split), max_new_tokens=exp.plan.max_new_tokens,
+                                        temperature=exp.plan.temperature, seed=seed, batch_size=exp.plan.generation_batch_size,
+                                        show_progress=exp.show_progress)
         return {"arm": arm, "split": split, "temperature": exp.plan.temperature, "seed": seed, "replies": texts, "token_ids": ids}
 
-    return cached_json(exp.run_dir / "samples" / split / f"{arm}.json", sample, indent=None)  # compact: mostly token ids
+    key = {"model": exp.model_keys[arm], "split": split, "seed": seed, "temperature": exp.plan.temperature,
+           "max_new_tokens": exp.plan.max_new_tokens, "batch_size": exp.plan.generation_batch_size}
+    return exp.run.stage(f"samples/{split}/{arm}", sample, key)
 
 
 def sampled_kl(exp: InstructionExperiment, arm: str, policy, reference, test_samples: dict) -> dict:
     """KL(pi || pi_ref) per prompt, estimated from the arm's own test samples (token ids, T = 1): the mean of
-    log pi(y|x) - log pi_ref(y|x), with its standard error; cached in runs/<profile>/kl/<arm>.json."""
+    log pi(y|x) - log pi_ref(y|x), with its standard error; a stage (`kl/<arm>`)."""
     def estimate() -> dict:
-        with exp.timed(f"kl/{arm}"):
-            ratios = sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"], batch_size=8)
+        ratios = sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"], batch_size=8)
         return {"kl": float(ratios.mean()), "se": float(ratios.std() / len(ratios) ** 0.5), "n": len(ratios)}
 
-    return cached_json(exp.run_dir / "kl" / f"{arm}.json", estimate)
+    key = {"policy": exp.model_keys[arm], "reference": exp.model_keys["reference"], "samples": test_samples["seed"]}
+    return exp.run.stage(f"kl/{arm}", estimate, key)
 
 
 def train_all(exp: InstructionExperiment) -> dict:
@@ -190,7 +220,7 @@ def train_all(exp: InstructionExperiment) -> dict:
     ref_data = reference_logprobs(exp, reference)
     for beta in exp.plan.betas:
         arm = dpo_arm(beta)
-        model, hist, now = dpo_run(exp, reference, ref_data, beta)
+        model, hist, now = train_dpo_arm(exp, reference, ref_data, beta)
         arms[arm] = {"beta": beta, "history": hist, "trained_now": now,
                      "samples": {s: samples(exp, arm, model, s) for s in ("test", "validation")}}
         arms[arm]["kl"] = sampled_kl(exp, arm, model, reference, arms[arm]["samples"]["test"])

@@ -32,12 +32,14 @@ from ..judges import (
     wilson_interval,
 )
 from ..models import model_note
+from ..stats import Comparison, Interval, Verdict, render
 from .instruction import InstructionExperiment, dpo_arm, prepare, train_all
 from ..utils import atomic_write, data_file, derive_seed
-from .runs import last_metrics, peak_rss_gib, write_results_and_figures
+from .measure import peak_rss_gib
+from .runs import last_metrics, to_json, write_results_and_figures
 
 
-def _rate(outcomes: torch.Tensor, seed: int) -> dict:
+def _rate(outcomes: torch.Tensor) -> dict:
     """A rate of 0 / 1/2 / 1 outcomes with its Wilson 95% interval (a bootstrap collapses at 0 or 1)."""
     lo, hi = wilson_interval(float(outcomes.sum()), int(outcomes.numel()))
     return {"rate": float(outcomes.mean()), "ci_low": lo, "ci_high": hi, "n": int(outcomes.numel())}
@@ -69,10 +71,10 @@ def build_instruments(exp: InstructionExperiment, encoder) -> dict:
     }
     validation = {
         "l2": l2, "validation_accuracy_by_l2": {str(k): v for k, v in val_acc.items()},
-        "test_pair_accuracy": _rate(correct, seed),
+        "test_pair_accuracy": _rate(correct),
         "test_pair_accuracy_by_half": {h: float(correct[[i for i, x in enumerate(halves) if x == h]].mean())
                                        for h in sorted(set(halves))},
-        "relevance_accuracy": _rate(judge.prefers(q, chosen, other), seed),
+        "relevance_accuracy": _rate(judge.prefers(q, chosen, other)),
         "refit_test_pair_accuracy": [r.accuracy(q, chosen, rejected) for r in refits],
         "probes": judge_probes(judge, q, output, seed=seed),
         "n_train_pairs": len(jt), "refits": len(refits),
@@ -101,14 +103,14 @@ def evaluate_arms(exp: InstructionExperiment, arms: dict, inst: dict, encoder) -
             "mean_words": float(words[arm].mean()),
             "rude_rate": marker_rate(rs, markers["rude"]), "polite_rate": marker_rate(rs, markers["polite"]),
             "fidelity": {"mean": float(fidelity[arm].mean()), **dict(zip(("ci_low", "ci_high"), bootstrap_ci(fidelity[arm], seed=seed)))},
-            "judge_vs_chosen": _rate(judge.prefers(q, rs, chosen), seed),
+            "judge_vs_chosen": _rate(judge.prefers(q, rs, chosen)),
             "similarity_win_rate": preference_win_rate(encoder, rs, chosen, rejected, seed=seed).as_dict(),
         }
         for other in ("reference", "preferred_ft"):
             if other == arm:
                 continue
             wins = judge.prefers(q, rs, replies[other])
-            row[f"judge_vs_{other}"] = {**_rate(wins, seed),
+            row[f"judge_vs_{other}"] = {**_rate(wins),
                                         "refit_rates": [float(r.prefers(q, rs, replies[other]).mean()) for r in refits]}
             row[f"lc_vs_{other}"] = length_controlled_rate(wins, words[arm] - words[other], seed=seed)
             row[f"fidelity_minus_{other}"] = paired_difference(fidelity[arm], fidelity[other], seed=seed)
@@ -145,11 +147,20 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
     t0 = time.time()
     exp = prepare(profile, run_dir, show_progress, plan)
     arms = train_all(exp)
-    encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
-    with exp.timed("instruments"):
+
+    def measure() -> dict:
+        encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
         inst = build_instruments(exp, encoder)
-        rows = evaluate_arms(exp, arms, inst, encoder)
-        sim_probe = judge_probe(encoder, arms["reference"]["samples"]["test"]["replies"], list(exp.splits["test"]["chosen"]), seed=profile.seed)
+        return {"rows": evaluate_arms(exp, arms, inst, encoder),
+                "instruments": {k: inst[k] for k in ("validation", "markers", "marker_base_rates")},
+                "similarity_probe": judge_probe(encoder, arms["reference"]["samples"]["test"]["replies"],
+                                                list(exp.splits["test"]["chosen"]), seed=profile.seed)}
+
+    p = exp.plan
+    key = {"arms": {a: exp.model_keys[a] for a in arms}, "encoder": p.sentence_encoder, "l2_grid": p.judge_l2_grid,
+           "refits": p.judge_refits, "samples": {a: arms[a]["samples"]["test"]["seed"] for a in arms}}
+    measured = exp.run.stage("evaluation", measure, key)
+    inst, rows, sim_probe = measured["instruments"], measured["rows"], measured["similarity_probe"]
     timing = exp.timing()
     betas = exp.plan.betas
     selected = max(betas, key=lambda b: (rows[dpo_arm(b)]["validation_judge_vs_reference"], b))
@@ -158,7 +169,7 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
         "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed, "device": profile.device,
         "data": {"file": INSTRUCTION_FILE, "sha256": hashlib.sha256(data_file(INSTRUCTION_FILE).read_bytes()).hexdigest(),
                  **exp.data_report},
-        "plan": json.loads(json.dumps(exp.plan.__dict__)),
+        "plan": to_json(exp.plan),
         "arms": list(arms), "betas": list(betas),
         "selected_beta": {"beta": selected, "rule": "highest preference-judge win rate against the reference on the validation prompts"},
         "instruments": {"preference_judge": inst["validation"], "markers": inst["markers"],
@@ -168,10 +179,9 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
         "training": {arm: {"history": a["history"], "train": last_metrics(a["history"]), "eval": last_metrics(a["history"], "eval_"),
                            "trained_now": a["trained_now"], **({"displacement": displacement(a["history"])} if "beta" in a else {})}
                      for arm, a in arms.items()},
-        # every stage's compute as measured when it ran (runs/<profile>/timing.json), whichever invocation ran it
-        "timing": timing, "compute_s": sum(t["seconds"] for t in timing.values()),
-        "peak_rss_gib": max((t["peak_rss_gib"] or 0.0) for t in timing.values()),
-        "total_s_this_invocation": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),
+        # every stage's compute as measured when it ran (its stage.json), whichever invocation ran it
+        "timing": timing, "compute_s": exp.run.compute_s(), "peak_rss_gib": exp.run.peak_rss_gib(),
+        "wall_s_this_invocation": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),
         "environment": {"minidpo": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
                         "threads": torch.get_num_threads()},
     }
@@ -184,22 +194,32 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
                                      lambda r: instruction_figures(r, figures_dir))
 
 
-def comparison(results: dict, arm: str, other: str) -> list[dict]:
-    """What each instrument says about `arm` against `other` on the same test prompts: the estimate, its 95%
-    interval and a reading that only calls a difference when the interval excludes no-difference (a rate of
-    1/2, a difference of 0). Six instruments are read at once and the intervals are not corrected for that:
-    one of them crossing its line by chance is not unlikely."""
+def comparisons(results: dict, arm: str, other: str) -> list[Comparison]:
+    """What each instrument says about `arm` against `other` on the same test prompts, as `stats.Comparison`s:
+    the judge's win rate (null 1/2) and the paired differences (null 0). Six instruments are read at once and
+    the intervals are not corrected for that: one of them crossing its line by chance is not unlikely."""
     r = results["results"][arm]
-    out = []
 
-    def add(name, v, key, null):
-        lo, hi = v["ci_low"], v["ci_high"]
-        reading = f"{arm} higher" if lo > null else f"{other} higher" if hi < null else "no clear difference"
-        out.append({"instrument": name, "estimate": v[key], "ci_low": lo, "ci_high": hi, "null": null, "reading": reading})
+    def interval(v: dict, key: str, method: str) -> Interval:
+        return Interval(v[key], v["ci_low"], v["ci_high"], method, v["n"])
 
-    add(f"preference judge: P({arm} preferred)", r[f"judge_vs_{other}"], "rate", 0.5)
-    add("same, length-controlled", r[f"lc_vs_{other}"], "rate", 0.5)
+    out = [Comparison("preference-judge win rate", arm, other,
+                      interval(r[f"judge_vs_{other}"], "rate", "Wilson score"), 0.5),
+           Comparison("preference-judge win rate, length-controlled", arm, other,
+                      interval(r[f"lc_vs_{other}"], "rate", "bootstrap over prompts of the length-controlled fit"), 0.5)]
     for key, name in (("rude", "rude-marker rate"), ("polite", "polite-marker rate"), ("words", "words per reply"),
                       ("fidelity", "content fidelity")):
-        add(f"{name}: {arm} minus {other}", r[f"{key}_minus_{other}"], "mean", 0.0)
+        out.append(Comparison(name, arm, other,
+                              interval(r[f"{key}_minus_{other}"], "mean", "paired bootstrap over prompts")))
     return out
+
+
+def comparison(results: dict, arm: str, other: str) -> list[dict]:
+    """`comparisons` as rows for a table: the estimate, its 95% interval, the null and the reading, which is the
+    comparison's verdict ("<arm> higher", "<other> higher", "no clear difference") and never typed."""
+    reading = {Verdict.HIGHER: f"{arm} higher", Verdict.LOWER: f"{other} higher"}
+    label = {"preference-judge win rate": f"preference judge: P({arm} preferred)",
+             "preference-judge win rate, length-controlled": "same, length-controlled"}
+    return [{"instrument": label.get(c.metric, f"{c.metric}: {arm} minus {other}"), "estimate": c.interval.estimate, "ci_low": c.interval.low, "ci_high": c.interval.high,
+             "null": c.null, "reading": reading.get(c.verdict, Verdict.NO_CLEAR_DIFFERENCE.value), "text": render(c)}
+            for c in comparisons(results, arm, other)]

@@ -16,7 +16,10 @@ Colab's GPU runtime), else on the CPU; `MINIDPO_DEVICE` (`cpu` or `cuda`) overri
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+
+from ..rlhf import PPOConfig, RewardConfig
+from ..train import DPOConfig, SFTConfig
 
 PROFILE_ENV = "MINIDPO_PROFILE"
 DEVICE_ENV = "MINIDPO_DEVICE"
@@ -42,31 +45,31 @@ class InstructionPlan:
     n_judge: int
     n_dpo: int | None  # None: every pair left after the other three splits
     betas: tuple[float, ...]
-    sft: dict = field(default_factory=dict)  # SFTConfig fields, for the reference and Preferred-FT
-    dpo: dict = field(default_factory=dict)  # DPOConfig fields except beta
+    sft: SFTConfig  # the reference and Preferred-FT (output_dir, seed and device are set per run)
+    dpo: DPOConfig  # every DPO arm; its `beta` is unused: the arms sweep `betas`
     max_length: int = 512
     max_prompt_length: int = 256
     temperature: float = 1.0  # one temperature: the samples also estimate KL(pi || pi_ref), which needs T = 1
     max_new_tokens: int = 64
     generation_batch_size: int = 32
-    judge_l2_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+    judge_l2_grid: tuple[float, ...] = (2e-5, 2e-4, 2e-3, 2e-2, 2e-1)  # ridge (l2 / 2) |w|^2
     judge_refits: int = 5
     sentence_encoder: str | None = None  # None: offline all-MiniLM-L6-v2
 
 
 _SMOKE_TRAIN = dict(max_steps=3, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3)
 INSTRUCTION_PLANS = {
-    "smoke": InstructionPlan(n_test=8, n_validation=8, n_judge=24, n_dpo=24, betas=(0.1, 1.0), sft=_SMOKE_TRAIN,
-                             dpo=dict(_SMOKE_TRAIN, optimizer="adamw"), max_new_tokens=8, generation_batch_size=8,
-                             judge_refits=2, judge_l2_grid=(1e-3, 1e-1)),
+    "smoke": InstructionPlan(n_test=8, n_validation=8, n_judge=24, n_dpo=24, betas=(0.1, 1.0), sft=SFTConfig(**_SMOKE_TRAIN),
+                             dpo=DPOConfig(**_SMOKE_TRAIN, optimizer="adamw"), max_new_tokens=8, generation_batch_size=8,
+                             judge_refits=2, judge_l2_grid=(2e-3, 2e-1)),
     # ~45 min on 2 cores (a DPO step of 8 pairs ~5 s, an SFT step ~2.5 s, 100 replies of 64 tokens ~40 s)
     "cpu": InstructionPlan(n_test=200, n_validation=96, n_judge=398, n_dpo=400, betas=(0.05, 0.1, 0.5, 2.0),
-                           sft=dict(num_epochs=1, batch_size=8, learning_rate=1e-5, warmup_steps=10, eval_every=25, save_every=25),
-                           dpo=dict(num_epochs=1, batch_size=8, learning_rate=5e-6, warmup_steps=10, eval_every=17,
+                           sft=SFTConfig(num_epochs=1, batch_size=8, learning_rate=1e-5, warmup_steps=10, eval_every=25, save_every=25),
+                           dpo=DPOConfig(num_epochs=1, batch_size=8, learning_rate=5e-6, warmup_steps=10, eval_every=17,
                                     save_every=17, optimizer="adamw")),
     "gpu": InstructionPlan(n_test=200, n_validation=96, n_judge=300, n_dpo=None, betas=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
-                           sft=dict(num_epochs=2, batch_size=16, learning_rate=1e-5, warmup_steps=20, eval_every=25, save_every=50),
-                           dpo=dict(num_epochs=2, batch_size=8, learning_rate=5e-6, warmup_steps=20, eval_every=25,
+                           sft=SFTConfig(num_epochs=2, batch_size=16, learning_rate=1e-5, warmup_steps=20, eval_every=25, save_every=50),
+                           dpo=DPOConfig(num_epochs=2, batch_size=8, learning_rate=5e-6, warmup_steps=20, eval_every=25,
                                     save_every=50, optimizer="adamw"),
                            sentence_encoder="sentence-transformers/all-mpnet-base-v2"),
 }
@@ -81,7 +84,7 @@ class Variant:
 
     method: str  # its label in tables and plots
     loss_type: str
-    beta: float
+    beta: float | None  # None (instruction variants only): the DPO beta selected on validation
     label_smoothing: float = 0.0
     hyperparameters: tuple[tuple[str, float], ...] = ()  # other `DPOConfig` loss fields, e.g. (("rpo_alpha", 1.0),)
 
@@ -89,8 +92,8 @@ class Variant:
 @dataclass(frozen=True)
 class FrontierPlan:
     """Sizes and knobs of the controlled-sentiment frontier (`minidpo.experiments.frontier`) for one profile.
-    The `sft`, `dpo`, `preferred_ft`, `reward_model` and `ppo` entries are fields of the matching config
-    (`SFTConfig`, `DPOConfig`, `RewardConfig`, `PPOConfig`)."""
+    Training knobs are config objects (`SFTConfig`, `DPOConfig`, `RewardConfig`, `PPOConfig`); each run copies
+    one with its own output folder, seed and device."""
 
     source: str  # "snippets" (the Rotten Tomatoes snippets of the vaderSentiment sdist) or "imdb"
     reward: str  # "vader", or a hub sentiment classifier
@@ -99,12 +102,13 @@ class FrontierPlan:
     n_pairs_train: int
     n_sft: int
     max_new_tokens: int
-    sft: dict
-    dpo: dict
+    sft: SFTConfig
+    dpo: DPOConfig  # every DPO run; its `beta` is unused: the runs sweep `dpo_betas`
     dpo_betas: tuple[float, ...]
-    preferred_ft: dict
-    reward_model: dict
-    ppo: dict
+    preferred_ft: SFTConfig
+    reward_model: RewardConfig
+    ppo: PPOConfig  # PPO and PPO-GT; `kl_coef` is unused (the runs sweep `kl_coefs`), `iterations` too when
+    # `ppo_checkpoints` is set (training stops at its last entry)
     kl_coefs: tuple[float, ...]
     ppo_gt_kl_coefs: tuple[float, ...]  # PPO on the ground-truth reward itself (the paper's PPO-GT)
     best_of: tuple[int, ...]
@@ -121,12 +125,12 @@ class FrontierPlan:
 SENTIMENT_SMOKE = FrontierPlan(
     source="snippets", reward="vader", n_test=8, n_pairs_val=8, n_pairs_train=24, n_sft=32, max_new_tokens=12,
     draws_per_prompt=6,  # a random tiny model rarely writes a sentiment word: more draws, fewer ties
-    sft=dict(max_steps=3, batch_size=8, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3),
-    dpo=dict(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
+    sft=SFTConfig(max_steps=3, batch_size=8, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3),
+    dpo=DPOConfig(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
     dpo_betas=(0.1, 1.0),
-    preferred_ft=dict(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2),
-    reward_model=dict(max_steps=3, batch_size=4, learning_rate=1e-3, eval_every=3, save_every=3),
-    ppo=dict(iterations=2, rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, save_every=1),
+    preferred_ft=SFTConfig(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2),
+    reward_model=RewardConfig(max_steps=3, batch_size=4, learning_rate=1e-3, eval_every=3, save_every=3),
+    ppo=PPOConfig(iterations=2, rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, save_every=1),
     kl_coefs=(0.05, 0.5),
     ppo_gt_kl_coefs=(0.05,),
     best_of=(2, 4),
@@ -137,12 +141,12 @@ SENTIMENT_SMOKE = FrontierPlan(
 )
 SENTIMENT_CPU = FrontierPlan(  # one seed; notebooks 09-10 and `python -m minidpo family` run on it
     source="snippets", reward="vader", n_test=96, n_pairs_val=48, n_pairs_train=256, n_sft=384, max_new_tokens=20,
-    sft=dict(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=12, save_every=12),
-    dpo=dict(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13, optimizer="adamw"),
+    sft=SFTConfig(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=12, save_every=12),
+    dpo=DPOConfig(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13, optimizer="adamw"),
     dpo_betas=(0.05, 0.2, 1.0),
-    preferred_ft=dict(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13),
-    reward_model=dict(num_epochs=2, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=13, save_every=13),
-    ppo=dict(iterations=16, rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=3e-5, save_every=4),
+    preferred_ft=SFTConfig(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13),
+    reward_model=RewardConfig(num_epochs=2, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=13, save_every=13),
+    ppo=PPOConfig(iterations=16, rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=3e-5, save_every=4),
     kl_coefs=(0.02, 0.1, 0.5),
     ppo_gt_kl_coefs=(0.02, 0.1),
     best_of=(2, 4, 8),
@@ -154,11 +158,11 @@ SENTIMENT_CPU = FrontierPlan(  # one seed; notebooks 09-10 and `python -m minidp
 SENTIMENT_GPU = replace(
     SENTIMENT_CPU, source="imdb", reward="siebert/sentiment-roberta-large-english", n_test=256, n_pairs_val=128,
     n_pairs_train=2048, n_sft=4096, max_new_tokens=48, dpo_betas=(0.05, 0.1, 0.5, 1.0, 5.0), kl_coefs=(0.01, 0.03, 0.1, 0.3, 1.0),
-    ppo=dict(iterations=128, rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
-    dpo=dict(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
-    preferred_ft=dict(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50),
-    reward_model=dict(num_epochs=1, batch_size=16, learning_rate=1e-5, eval_every=25, save_every=50),
-    sft=dict(num_epochs=1, batch_size=32, learning_rate=2e-5, warmup_steps=20, eval_every=25, save_every=50),
+    ppo=PPOConfig(iterations=128, rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
+    dpo=DPOConfig(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
+    preferred_ft=SFTConfig(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50),
+    reward_model=RewardConfig(num_epochs=1, batch_size=16, learning_rate=1e-5, eval_every=25, save_every=50),
+    sft=SFTConfig(num_epochs=1, batch_size=32, learning_rate=2e-5, warmup_steps=20, eval_every=25, save_every=50),
     long_runs=(("sigmoid", 0.05), ("ipo", 0.5)), long_epochs=(1, 3, 6, 10),
 )
 
@@ -168,19 +172,19 @@ SENTIMENT_GPU = replace(
 # step of 8 pairs ~2.5 s, a PPO iteration of 16 rollouts ~11 s, scoring 128 + 96 prompts ~30 s): which is why PPO
 # has one KL coefficient; variants and the long run live on the sentiment base above.
 FRONTIER_SMOKE = replace(
-    SENTIMENT_SMOKE, dpo=dict(batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
-    ppo=dict(rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, save_every=1),
+    SENTIMENT_SMOKE, dpo=DPOConfig(batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
+    ppo=PPOConfig(rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, save_every=1),
     variants=(), long_runs=(), long_epochs=(), seeds=(0, 1), dpo_checkpoints=(0.5, 1.0), ppo_checkpoints=(1, 2),
     reward_poolings=("sum", "last"),
 )
 FRONTIER_CPU = FrontierPlan(
     source="snippets", reward="vader", n_test=128, n_pairs_val=96, n_pairs_train=640, n_sft=256, max_new_tokens=12,
-    sft=dict(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=8, save_every=8),
-    dpo=dict(batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=16, save_every=16, optimizer="adamw"),
+    sft=SFTConfig(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=8, save_every=8),
+    dpo=DPOConfig(batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=16, save_every=16, optimizer="adamw"),
     dpo_betas=(0.1, 1.0),
-    preferred_ft=dict(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=16, save_every=16),
-    reward_model=dict(num_epochs=1, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=8, save_every=16),
-    ppo=dict(rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=5e-5, save_every=5),
+    preferred_ft=SFTConfig(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=16, save_every=16),
+    reward_model=RewardConfig(num_epochs=1, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=8, save_every=16),
+    ppo=PPOConfig(rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=5e-5, save_every=5),
     kl_coefs=(0.05,),  # one coefficient for PPO and PPO-GT alike: the two differ only in the reward they maximise
     ppo_gt_kl_coefs=(0.05,),
     best_of=(2, 4),
@@ -188,8 +192,8 @@ FRONTIER_CPU = FrontierPlan(
     seeds=(0, 1, 2), dpo_checkpoints=(0.5, 1.0), ppo_checkpoints=(18,), reward_poolings=("sum", "last"),
 )
 FRONTIER_GPU = replace(
-    SENTIMENT_GPU, dpo=dict(batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
-    ppo=dict(rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
+    SENTIMENT_GPU, dpo=DPOConfig(batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
+    ppo=PPOConfig(rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
     variants=(), long_runs=(), long_epochs=(), seeds=(0, 1, 2), dpo_checkpoints=(1.0, 2.0, 4.0), ppo_checkpoints=(32, 64, 128),
     reward_poolings=("sum", "last"),
 )
@@ -207,7 +211,7 @@ class FamilyPlan:
     online_betas: tuple[float, ...]  # online DPO: two replies per prompt from the current policy, labelled by the true reward
     ranking_k: int  # Plackett-Luce: replies sampled and ranked per pair prompt
     ranking_beta: float  # beta of Plackett-Luce DPO and of DPO on the best/worst pair of the same samples
-    instruction_variants: tuple[Variant, ...]  # beta <= 0 means: DPO's selected beta (times the mean reply length for sigmoid_norm)
+    instruction_variants: tuple[Variant, ...]  # beta None: DPO's beta selected there (sigmoid_norm: per token, see family)
 
 
 _FAMILY_VARIANTS = (
@@ -219,9 +223,9 @@ _FAMILY_VARIANTS = (
     Variant("KTO", "kto", 0.2),
 )
 _INSTRUCTION_VARIANTS = (
-    Variant("R-DPO", "rdpo", 0.0, hyperparameters=(("rdpo_alpha", 0.05),)),
+    Variant("R-DPO", "rdpo", None, hyperparameters=(("rdpo_alpha", 0.05),)),
     Variant("SimPO", "simpo", 2.0, hyperparameters=(("simpo_gamma", 1.0),)),
-    Variant("length-normalised DPO", "sigmoid_norm", 0.0),
+    Variant("length-normalised DPO", "sigmoid_norm", None),
 )
 FAMILY_PLANS = {
     "smoke": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.2,), ranking_k=4, ranking_beta=0.2,

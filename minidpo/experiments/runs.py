@@ -1,24 +1,35 @@
-"""Run infrastructure shared by the experiments: run folders stamped with their configuration, one stage cache
-(`cached_json` for computed results, `train_stage` for trained models), timing and peak memory, and results
-files that are written atomically and name no folder of the machine that made them. Seeds come from
-`minidpo.utils.derive_seed`, base models from `minidpo.models.load_model`."""
+"""Run infrastructure shared by the experiments, each thing done one way:
+
+- `Run.stage(name, compute, key)`: the one stage cache. A stage's output lives in `runs/<profile>/.../<name>/`
+  with a `stage.json` recording the key it was computed for (the plan entries it depends on) and the time and
+  memory it took; a stage is read back when its key matches, else recomputed. Resume is per stage (and, inside
+  a training stage, from its last checkpoint).
+- `Run.compute_s()`: the one compute rule, the sum of every stage's measured seconds.
+- `to_json`: the one serialiser of typed results (dataclasses, intervals, comparisons with their verdicts)
+  into results files, which are written atomically and name no folder of the machine that made them.
+
+Seeds come from `minidpo.utils.derive_seed`, base models from `minidpo.models.load_model`, the device from
+`profiles.default_device`."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hashlib
 import json
-import os
-import resource
-import threading
+import shutil
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, TypeVar
 
 import torch
 
 from ..plots import repository_root
-from ..utils import read_json, write_json
+from ..utils import read_json, save_torch, write_json
+from .measure import MemoryMonitor
+
+T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- files
@@ -35,32 +46,45 @@ def portable_path(path: str | Path) -> str:
         return Path(path).name
 
 
-def portable(obj):
-    """A copy of a JSON-able results object with every absolute path string made `portable_path`."""
+def to_json(obj):
+    """Typed results as JSON values, the one way: a dataclass by its `as_dict()` when it has one (a comparison
+    adds its verdict and sentence), else field by field; enums by value; tuples as lists; tensors as lists;
+    absolute paths made `portable_path`."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        if hasattr(obj, "as_dict"):
+            return to_json(obj.as_dict())
+        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
     if isinstance(obj, dict):
-        return {k: portable(v) for k, v in obj.items()}
+        return {str(k): to_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [portable(v) for v in obj]
+        return [to_json(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
     if isinstance(obj, (str, Path)) and Path(obj).is_absolute():
         return portable_path(obj)
+    if isinstance(obj, Path):
+        return obj.as_posix()
     return obj
 
 
-def write_results(path: str | Path, results: dict) -> None:
-    """A results file: JSON, paths made portable, written atomically."""
-    write_json(path, portable(results))
+def write_results(path: str | Path, results) -> None:
+    """A results file: `to_json(results)`, written atomically."""
+    write_json(path, to_json(results))
 
 
-def write_results_and_figures(path: str | Path, results: dict, draw: Callable[[dict], dict]) -> dict:
+def write_results_and_figures(path: str | Path, results, draw: Callable[[dict], dict]) -> dict:
     """The results file, then the figures `draw(results)` makes from it, then the file again with their paths
-    (written first so that a failed figure leaves the numbers saved)."""
+    (written first so that a failed figure leaves the numbers saved). Returns the results as saved (JSON values)."""
+    results = to_json(results)
     write_results(path, results)
     results["figures"] = {k: str(v) for k, v in draw(results).items()}
     write_results(path, results)
-    return results
+    return to_json(results)
 
 
-# ----------------------------------------------------------------------------- run folders
+# ----------------------------------------------------------------------------- run folders and stages
 
 
 def default_run_dir(profile_name: str) -> Path:
@@ -69,59 +93,152 @@ def default_run_dir(profile_name: str) -> Path:
     return (repository_root() or Path.cwd().resolve()) / "runs" / profile_name
 
 
-def claim_run_dir(run_dir: str | Path | None, profile_name: str, config: dict, stamp_name: str, subdir: str = "") -> Path:
-    """The folder for a run of `config`: `run_dir` if given, else `runs/<profile>[/subdir]`. Smoke runs are
-    seconds of scratch work: their default folder is per configuration (`runs/smoke-<hash>`), so an old one
-    never blocks a changed profile (tests, notebooks in CI); cpu/gpu runs are too costly to scatter. The folder
-    is stamped with `config`, and one stamped with another configuration is refused: its cached stages are
-    only valid for the configuration that made them."""
-    if run_dir is None:
-        key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
-        run_dir = default_run_dir(profile_name if profile_name != "smoke" else f"smoke-{key}") / subdir
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stamp = run_dir / stamp_name
-    if stamp.exists():
-        old = json.loads(stamp.read_text())
-        if old != config:
-            changed = sorted(k for k in config if old.get(k) != config[k])
-            raise ValueError(
-                f"{portable_path(run_dir)} holds a run made with a different configuration (changed: {', '.join(changed)}); "
-                f"resuming would mix the two. Use another --run-dir or delete {portable_path(run_dir)}."
-            )
-    write_json(stamp, config)
-    return run_dir
+def plan_key(obj) -> dict | list | str | int | float | bool | None:
+    """`obj` (a plan, a config, a tuple of them) as plain JSON values: what a stage's cache is keyed by."""
+    return json.loads(json.dumps(to_json(obj)))
 
 
-def train_stage(name: str, run_dir: Path, train_fn, make_model, tokenizer, device: str) -> tuple[object, list[dict], bool]:
-    """Train `make_model()` unless `run_dir/name/model` holds a finished result; return the model, its
-    history and whether it was trained now (False: loaded from an earlier run, and make_model not called).
-    Training itself resumes from its last checkpoint in `run_dir/name` after an interruption."""
-    stage_dir = run_dir / name
-    final = stage_dir / "model"
-    if (final / "config.json").exists() and (stage_dir / "history.json").exists():
+def _digest(key) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How one kind of stage output is saved in, and read back from, its stage folder."""
+
+    name: str
+    save: Callable[[Path, object], None]
+    load: Callable[[Path], object]
+
+
+def _save_json(folder: Path, value) -> None:
+    write_json(folder / "value.json", to_json(value), indent=None)
+
+
+JSON = Codec("json", _save_json, lambda folder: read_json(folder / "value.json"))
+TENSORS = Codec("tensors", lambda folder, value: save_torch(folder / "value.pt", value),
+                lambda folder: torch.load(folder / "value.pt"))
+
+
+def model_codec(tokenizer, device: str, wrap: Callable | None = None) -> Codec:
+    """A trained model and a JSON record of it (its training history, its measurements), as the pair (model,
+    record): a causal LM by `save_pretrained` with its tokenizer, or, with `wrap` (which rebuilds the wrapper,
+    e.g. a reward model around its trunk), by its state dict."""
+    def save(folder: Path, value) -> None:
+        model, record = value
+        tmp = folder / "model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if wrap is None:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        else:
+            save_torch(tmp / "state.pt", model.state_dict())
+        write_json(tmp / "record.json", to_json(record))
+        tmp.replace(folder / "model")
+
+    def load(folder: Path):
+        record = read_json(folder / "model" / "record.json")
+        if wrap is not None:
+            model = wrap()
+            model.load_state_dict(torch.load(folder / "model" / "state.pt"))
+            return model.to(device).eval(), record
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32).to(device)
-        return model, json.loads((stage_dir / "history.json").read_text()), False
-    model = make_model()
-    history = train_fn(model)
-    tmp = stage_dir / "model.tmp"
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.replace(final)
-    return model, history, True
+        return AutoModelForCausalLM.from_pretrained(folder / "model", dtype=torch.float32).to(device), record
+
+    return Codec("model", save, load)
 
 
-def cached_json(path: str | Path, compute: Callable[[], object], indent: int | None = 1):
-    """The stage cache for computed results: `path` read back if it exists, else `compute()` saved there
-    atomically. An interrupted run recomputes only the stages whose file is missing."""
-    path = Path(path)
-    if path.exists():
-        return read_json(path)
-    out = compute()
-    write_json(path, out, indent)
-    return out
+@dataclass(frozen=True)
+class Run:
+    """A run folder: every stage of an experiment caches its output in `dir/<stage name>/`, beside a `stage.json`
+    holding the key it was computed for, the seconds and the peak memory it took. This is the only cache of
+    the experiments: a stage is read back when its key matches, else (re)computed; an interrupted stage leaves
+    no `stage.json` and is recomputed (training resumes from its checkpoint in the same folder)."""
+
+    dir: Path
+
+    def folder(self, name: str) -> Path:
+        return self.dir / name
+
+    def stage(self, name: str, compute: Callable[[], T], key=None, codec: Codec = JSON) -> T:
+        """`compute()` once per `key`: read back from `dir/name` when its `stage.json` records the same key, else
+        computed (timed), saved atomically with `codec`, and recorded. A stage folder made for another key is
+        emptied first, so a checkpoint of another configuration is never resumed. Files a computation leaves
+        beside its output (checkpoints) are deleted once it is saved."""
+        folder = self.folder(name)
+        meta_path = folder / "stage.json"
+        key = plan_key(key)
+        if meta_path.exists() and read_json(meta_path).get("key_sha") == _digest(key):
+            return codec.load(folder)
+        self.workdir(name, key)
+        with MemoryMonitor() as mon:
+            value = compute()
+        codec.save(folder, value)
+        for leftover in folder.iterdir():
+            if leftover.name not in {"value.json", "value.pt", "model", "key.json"}:
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        write_json(meta_path, {"stage": name, "codec": codec.name, "key_sha": _digest(key), **mon.as_dict()})
+        return codec.load(folder) if codec.name == "json" else value
+
+    def workdir(self, name: str, key) -> Path:
+        """`dir/name` for a computation of `key` (a stage's folder, or where a phased run keeps its checkpoint):
+        emptied first when it was made for another key, so nothing of another configuration is ever resumed."""
+        folder = self.folder(name)
+        key = plan_key(key)
+        if folder.exists() and (not (folder / "key.json").exists() or read_json(folder / "key.json") != key):
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "key.json", key)
+        return folder
+
+    def phases(self, name: str, key, budgets: tuple, train_to: Callable, score: Callable) -> tuple[list[dict], list[dict]]:
+        """One training run stopped after each budget of `budgets` (epochs, iterations, ...) and scored there. Each
+        phase is a stage (`name/<budget>`) holding `score(budget, history)` and the training history so far; the
+        run keeps its checkpoint in `name/train` (keyed like the phases, deleted after the last one), and
+        `train_to(budget, folder) -> history` continues it from there. Returns (points, the whole history)."""
+        folder = self.workdir(f"{name}/train", key)
+        points, history = [], []
+        for budget in budgets:
+            def phase(budget=budget) -> dict:
+                with MemoryMonitor() as mem:  # resumes from the previous phase's checkpoint: one continuous run
+                    history = train_to(budget, folder)
+                t = time.time()
+                return {"budget": budget, "train_seconds": mem.seconds, "peak_rss_gib": mem.peak_gib,
+                        **score(budget, history), "eval_seconds": time.time() - t, "history": history}
+
+            point = self.stage(f"{name}/{budget:g}", phase, {"run": key, "budget": budget})
+            history = point.pop("history")
+            points.append(point)
+        (folder / "checkpoint.pt").unlink(missing_ok=True)
+        for i in range(1, len(points)):  # training seconds so far, as the phases' own times add up
+            points[i]["train_seconds"] += points[i - 1]["train_seconds"]
+        return points, history
+
+    def timing(self) -> dict[str, dict]:
+        """Every finished stage's measurement, by stage name: seconds, peak and rise of resident memory."""
+        out = {}
+        for meta in sorted(self.dir.rglob("stage.json")):
+            m = read_json(meta)
+            out[m["stage"]] = {k: m[k] for k in ("seconds", "peak_rss_gib", "rss_rise_gib")}
+        return out
+
+    def compute_s(self, names=None) -> float:
+        """The one compute rule: the sum of the seconds of every stage (or of the stages `names`) as measured when
+        it ran, whichever invocation ran it."""
+        return sum(t["seconds"] for name, t in self.timing().items() if names is None or name in set(names))
+
+    def peak_rss_gib(self) -> float:
+        return max([t["peak_rss_gib"] or 0.0 for t in self.timing().values()] or [0.0])
+
+
+def open_run(run_dir: str | Path | None, profile_name: str, subdir: str = "") -> Run:
+    """The run folder `run_dir`, else `runs/<profile>[/subdir]`. Stages are keyed by what they depend on, so one
+    folder serves every plan: a changed plan recomputes exactly the stages whose key changed."""
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(profile_name) / subdir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Run(run_dir)
 
 
 def last_metrics(history: list[dict], prefix: str = "") -> dict:
@@ -132,73 +249,3 @@ def last_metrics(history: list[dict], prefix: str = "") -> dict:
             if k.startswith(prefix) and (prefix or not k.startswith("eval_")):
                 out[k] = v
     return out
-
-
-# ----------------------------------------------------------------------------- time and memory
-
-
-@contextmanager
-def timed(run_dir: Path, name: str) -> Iterator["MemoryMonitor"]:
-    """Measure a stage that computes (not one read back from the run folder): its wall time and peak memory go
-    to `run_dir/timing.json` under `name`, so results name the compute of the run that made them. A training
-    stage interrupted and resumed records the resumed part only."""
-    with MemoryMonitor() as mon:
-        yield mon
-    path = Path(run_dir) / "timing.json"
-    write_json(path, {**timings(run_dir), name: mon.as_dict()})
-
-
-def timings(run_dir: Path) -> dict:
-    """Every stage's measurement in `run_dir/timing.json` (seconds, peak and rise of resident memory)."""
-    path = Path(run_dir) / "timing.json"
-    return read_json(path) if path.exists() else {}
-
-
-def peak_rss_gib() -> float:
-    """Peak resident memory of this process so far, in GiB (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-class MemoryMonitor:
-    """Wall time and peak resident memory (RSS) of this process while a block runs, sampled every 20 ms.
-
-    `peak_gib` is the highest RSS seen; `rise_gib` that peak minus the RSS when the block started (what the
-    block added on top of what was already loaded). Linux only; elsewhere both are None."""
-
-    def __init__(self, interval: float = 0.02):
-        self.interval, self.peak_gib, self.rise_gib, self.seconds = interval, None, None, 0.0
-
-    @staticmethod
-    def _rss() -> int | None:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError):
-            return None
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.interval):
-            rss = self._rss()
-            if rss is not None:
-                self._peak = max(self._peak, rss)
-
-    def __enter__(self):
-        self._start = self._rss()
-        self._peak = self._start or 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._t0 = time.time()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.seconds = time.time() - self._t0
-        if self._start is not None:
-            self.peak_gib = max(self._peak, self._rss() or 0) / 2**30
-            self.rise_gib = self.peak_gib - self._start / 2**30
-        return False
-
-    def as_dict(self) -> dict:
-        return {"seconds": self.seconds, "peak_rss_gib": self.peak_gib, "rss_rise_gib": self.rise_gib}

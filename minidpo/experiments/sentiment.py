@@ -190,9 +190,9 @@ def classifier_reward(name: str = SIEBERT, device: str = "cpu", batch_size: int 
     return reward
 
 
-def ground_truth_reward(name: str) -> Callable[[list[str]], torch.Tensor]:
-    """"vader" (offline) or a hub sentiment classifier's name."""
-    return vader_reward() if name == "vader" else classifier_reward(name, device="cuda" if torch.cuda.is_available() else "cpu")
+def ground_truth_reward(name: str, device: str = "cpu") -> Callable[[list[str]], torch.Tensor]:
+    """"vader" (offline) or a hub sentiment classifier's name, run on `device` (the profile's device)."""
+    return vader_reward() if name == "vader" else classifier_reward(name, device=device)
 
 
 def join(prompt: str, completion: str) -> str:

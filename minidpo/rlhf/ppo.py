@@ -94,26 +94,27 @@ class PPOConfig:
 
 
 def train_ppo(
-    policy: PolicyWithValue, ref_model, reward_model: RewardModel | None, tokenizer, prompts: list[str], config: PPOConfig,
-    ground_truth: Callable[[list[str], list[str]], Tensor] | None = None, resume: bool = True,
-    reward_fn: Callable[[list[str], list[str]], Tensor] | None = None,
+    policy: PolicyWithValue, ref_model, reward: RewardModel | Callable[[list[str], list[str]], Tensor], tokenizer,
+    prompts: list[str], config: PPOConfig, ground_truth: Callable[[list[str], list[str]], Tensor] | None = None,
+    resume: bool = True,
 ) -> list[dict]:
-    """PPO from `policy` (initialised from the SFT model) against `reward_model`, KL-penalised towards `ref_model`.
+    """PPO from `policy` (initialised from the SFT model) against `reward`, KL-penalised towards `ref_model`.
 
     Each iteration: sample one reply per prompt for `rollout_batch_size` prompts (cycling through `prompts` in a
-    seeded order); score them with r_phi; compute per-token KL-penalised rewards, values and GAE advantages
-    (whitened); then `ppo_epochs` passes of `num_mini_batches` clipped-surrogate steps. Logged per iteration
-    with TRL's names; `ground_truth(prompts, replies)` adds the true reward of the rollouts when given.
-    `reward_fn(prompts, replies)` in place of `reward_model` optimises that reward directly (the paper's
-    PPO-GT, with the ground-truth reward).
+    seeded order); score them with `reward`; compute per-token KL-penalised rewards, values and GAE advantages
+    (whitened); then `ppo_epochs` passes of `num_mini_batches` clipped-surrogate steps. `reward` is a learned
+    `RewardModel` r_phi (it reads the rollout's tokens), or a reward on texts `reward(prompts, replies)` (the
+    paper's PPO-GT when it is the ground truth). Logged per iteration with TRL's names; `ground_truth(prompts,
+    replies)` adds the true reward of the rollouts when given.
     Checkpoints every `save_every` iterations; with `resume`, continues from the last one and ends with the
     same weights and history as an uninterrupted run.
     """
     cfg = config
     device = next(policy.parameters()).device
     pad = tokenizer.pad_token_id
-    if (reward_model is None) == (reward_fn is None):
-        raise ValueError("pass exactly one of reward_model (a learned r_phi) and reward_fn (a reward on texts)")
+    if reward is None:
+        raise ValueError("pass a reward: a RewardModel (a learned r_phi) or a function of (prompts, replies)")
+    reward_model = reward if isinstance(reward, torch.nn.Module) else None
     for m in (policy, ref_model, reward_model):
         if m is not None:
             disable_dropout(m)
@@ -154,8 +155,8 @@ def train_ppo(
             ref_logits = ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
             ref_logps = reply_logprobs(ref_logits, batch, width) * mask
             del logits, ref_logits
-            if reward_fn is not None:
-                scores = reward_fn(batch_prompts, replies).to(device)
+            if reward_model is None:
+                scores = reward(batch_prompts, replies).to(device)
             else:  # the rollout batch is already right-padded prompt + reply: score it as it is
                 scores = reward_model(batch["input_ids"], batch["attention_mask"])
             rewards, log_ratio = kl_penalized_rewards(scores, old_logps, ref_logps, mask, cfg.kl_coef)

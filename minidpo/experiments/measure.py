@@ -1,0 +1,59 @@
+"""Time and memory of a block of work: `MemoryMonitor` (wall time and peak resident memory, sampled every 20 ms)
+and `peak_rss_gib` (this process's peak so far). `Run.stage` records both for every stage it computes."""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far, in GiB (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+class MemoryMonitor:
+    """Wall time and peak resident memory (RSS) of this process while a block runs, sampled every 20 ms.
+
+    `peak_gib` is the highest RSS seen; `rise_gib` that peak minus the RSS when the block started (what the
+    block added on top of what was already loaded). Linux only; elsewhere both are None."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peak_gib, self.rise_gib, self.seconds = interval, None, None, 0.0
+
+    @staticmethod
+    def _rss() -> int | None:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            return None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            rss = self._rss()
+            if rss is not None:
+                self._peak = max(self._peak, rss)
+
+    def __enter__(self):
+        self._start = self._rss()
+        self._peak = self._start or 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._t0 = time.time()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.seconds = time.time() - self._t0
+        if self._start is not None:
+            self.peak_gib = max(self._peak, self._rss() or 0) / 2**30
+            self.rise_gib = self.peak_gib - self._start / 2**30
+        return False
+
+    def as_dict(self) -> dict:
+        return {"seconds": self.seconds, "peak_rss_gib": self.peak_gib, "rss_rise_gib": self.rise_gib}

@@ -1,0 +1,57 @@
+"""The smoke runs' numbers, pinned: `numbers(results)` flattens a results file to {path: value} for every number and
+string that a run computes (timings, memory, plans, configs, figures and environment left out), and `compare`
+lists the differences against a committed golden file in tests/golden/ within float32-level tolerance.
+
+The golden files were written from the smoke results of the code *before* the experiments' redesign (issue 26),
+so the tests that compare against them pin "nothing changes in the numbers" for every later change too. To
+accept an intended change, regenerate: `MINIDPO_UPDATE_GOLDEN=1 MINIDPO_PROFILE=smoke python -m pytest
+tests/test_instruction_experiment.py tests/test_sentiment_frontier.py tests/test_family_experiment.py`, and say
+why in the commit."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+GOLDEN = Path(__file__).parent / "golden"
+VOLATILE = ("seconds", "_s", "rss", "timing", "wall", "time", "plan", "config", "figures", "environment", "command",
+            "trained_now", "output_dir", "show_progress", "use_cpu", "device")
+
+
+def numbers(results, path: str = "") -> dict:
+    """Every computed leaf of `results` by its path ("a/b/3/c")."""
+    out = {}
+    if isinstance(results, dict):
+        for k, v in results.items():
+            if not any(word in str(k) for word in VOLATILE):
+                out.update(numbers(v, f"{path}/{k}"))
+    elif isinstance(results, list):
+        for i, v in enumerate(results):
+            out.update(numbers(v, f"{path}/{i}"))
+    elif isinstance(results, (int, float, str, bool)) or results is None:
+        out[path] = results
+    return out
+
+
+def _same(a, b, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    """Equal, or close as floats: the smoke runs are 3-step trainings of a tiny model, so rounding differences
+    between CPUs stay near float32's precision (1e-7) times the few steps' growth; 1e-4 leaves room for that and
+    nothing else."""
+    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= atol + rtol * abs(b)
+    return a == b
+
+
+def compare(results: dict, name: str) -> list[str]:
+    """The differences between `results` and tests/golden/<name>.json (regenerated when MINIDPO_UPDATE_GOLDEN=1)."""
+    got = numbers(json.loads(json.dumps(results)))
+    path = GOLDEN / f"{name}.json"
+    if os.environ.get("MINIDPO_UPDATE_GOLDEN") == "1":
+        path.write_text(json.dumps(got, indent=0, sort_keys=True) + "\n")
+    want = json.loads(path.read_text())
+    missing = [f"{k}: missing" for k in want if k not in got]
+    extra = [f"{k}: not in the golden file" for k in got if k not in want]
+    changed = [f"{k}: {got[k]!r}, golden {want[k]!r}" for k in want if k in got and not _same(got[k], want[k])]
+    return missing + extra + changed
