@@ -21,7 +21,7 @@ from enum import Enum
 import torch
 
 __all__ = ["Interval", "Comparison", "Verdict", "verdict", "render", "combine", "bootstrap_interval", "wilson",
-           "paired_difference", "detectable_difference", "bonferroni_level"]
+           "paired_difference", "detectable_difference", "bonferroni_level", "p_value", "holm"]
 
 
 def _z(level: float) -> float:
@@ -173,3 +173,31 @@ def render(c: Comparison, spec: str = ".3f") -> str:
         return (f"{what}: no clear difference between {c.a} and {c.b}, {value} ({how}); the test would detect "
                 f"about {detectable_difference(i):{spec}} with 80% power")
     return f"{what}: {c.a} {v.value} than {c.b}, {value} ({how})"
+
+
+def p_value(c: Comparison) -> float:
+    """The two-sided p-value of "no difference" read off the comparison's interval as if it were normal: z =
+    (estimate - null) / se, se from the interval's width. It agrees with the interval's own verdict for
+    symmetric intervals (p < 1 - level exactly when the interval excludes the null)."""
+    i = c.interval
+    se = (i.high - i.low) / (2 * _z(i.level))
+    if se == 0:
+        return 1.0 if i.estimate == c.null else 0.0
+    z = abs(i.estimate - c.null) / se
+    return math.erfc(z / math.sqrt(2))
+
+
+def holm(comparisons: list[Comparison], level: float = 0.95) -> list[Verdict]:
+    """Verdicts for a family of comparisons read together, with Holm's step-down correction (the family-wise
+    error rate at most 1 - level): sort by p-value; the k-th smallest (k = 0, 1, ...) is a difference only if
+    p <= (1 - level) / (m - k) and every smaller one was too. A difference keeps its direction; the rest read
+    "no clear difference"."""
+    m, alpha = len(comparisons), 1 - level
+    order = sorted(range(m), key=lambda j: p_value(comparisons[j]))
+    out = [Verdict.NO_CLEAR_DIFFERENCE] * m
+    for k, j in enumerate(order):
+        if p_value(comparisons[j]) > alpha / (m - k):
+            break
+        c = comparisons[j]
+        out[j] = Verdict.HIGHER if c.interval.estimate > c.null else Verdict.LOWER
+    return out

@@ -13,6 +13,8 @@ Mutation table: what change to `minidpo/stats.py` (or to the frontier's verdict)
 | test_bootstrap_interval_is_the_percentile_bootstrap | resampling not paired (a and b resampled separately); a different estimator than the mean |
 | test_detectable_difference_is_2_8_standard_errors | power computed at the wrong quantile (e.g. 1.96 + 1.96) |
 | test_comparison_round_trips_through_json | a field lost between results file and report (the report's sentence would differ from the notebook's) |
+| test_p_value_agrees_with_the_interval | a one-sided p-value; the null ignored |
+| test_holm_on_planted_families | no correction (every p < 0.05 called); Bonferroni's constant threshold instead of the step-down; the step-down not stopping at the first failure; a direction lost |
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import pytest
 import torch
 
 from minidpo.experiments.frontier_seeds import evidence_verdict
-from minidpo.stats import (Comparison, Interval, Verdict, bootstrap_interval, combine, detectable_difference,
-                           paired_difference, render, verdict, wilson)
+from minidpo.stats import (Comparison, Interval, Verdict, bootstrap_interval, combine, detectable_difference, holm,
+                           p_value, paired_difference, render, verdict, wilson)
 
 
 def _cmp(low: float, high: float, null: float = 0.0) -> Comparison:
@@ -112,3 +114,27 @@ def test_comparison_round_trips_through_json():
     assert d["verdict"] == "higher" and d["text"] == render(c) and Comparison.from_dict(d) == c
     with pytest.raises(ValueError, match="low <= high"):
         Interval(0.0, 1.0, -1.0, "x", 1)
+
+
+def _with_p(p: float, sign: float = 1.0) -> Comparison:
+    """A comparison whose interval (s.e. 1) gives two-sided p-value `p`, estimate of sign `sign`."""
+    z = float(torch.special.ndtri(torch.tensor(1 - p / 2, dtype=torch.float64)))
+    half = 1.959963984540054
+    return Comparison("m", "A", "B", Interval(sign * z, sign * z - half, sign * z + half, "normal", 100))
+
+
+def test_p_value_agrees_with_the_interval():
+    assert p_value(_with_p(0.03)) == pytest.approx(0.03, rel=1e-9)
+    assert p_value(_cmp(0.0, 0.2)) == pytest.approx(0.05, rel=1e-6)  # the interval touches 0: p = 1 - level
+    assert p_value(_cmp(0.52, 0.70, 0.5)) < 0.05 < p_value(_cmp(0.40, 0.70, 0.5))
+
+
+def test_holm_on_planted_families():
+    H, L, N = Verdict.HIGHER, Verdict.LOWER, Verdict.NO_CLEAR_DIFFERENCE
+    # m = 4: thresholds 0.0125, 0.0167, 0.025, 0.05 for the sorted p-values
+    assert holm([_with_p(0.001), _with_p(0.015, -1), _with_p(0.02), _with_p(0.04)]) == [H, L, H, H]
+    # 0.02 fails its 0.0167 step: it and everything after it read no clear difference, though each is < 0.05
+    assert holm([_with_p(0.001), _with_p(0.02), _with_p(0.021), _with_p(0.03)]) == [H, N, N, N]
+    # uncorrected, all four would be differences; Bonferroni (0.0125 for all) would keep only the first of these
+    assert holm([_with_p(0.011), _with_p(0.012, -1), _with_p(0.024), _with_p(0.049)]) == [H, L, H, H]
+    assert holm([_with_p(0.2), _with_p(0.5)]) == [N, N]
