@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from minidpo.experiments import report as rep
+from minidpo.stats import Comparison, Interval
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "report"
@@ -84,6 +85,100 @@ def test_generated_tables_carry_the_results_numbers(tmp_path):
     rows = family["instruction"]["rows"]
     assert table.count(r"\\") - 1 == len(rows)
     assert all(f"{r['judge_vs_reference']['rate']:.2f}" in table for m, r in rows.items() if m != "reference")
+
+
+def test_every_cited_verdict_resolves_and_agrees_with_the_librarys_comparisons():
+    verdicts = rep.cited_verdicts(REPORT)
+    assert len(verdicts) > 10  # the result sections say "higher" only through \verdict
+    cache: dict = {}
+    words = {key: rep.verdict_word(key, ROOT / "results", cache) for key in verdicts}  # raises, naming the citation
+    assert set(words.values()) <= {"higher", "lower", "no clear difference", "mixed", "DPO higher", "DPO lower"}
+    # the macro and notebook 07's table read the same intervals the same way
+    from minidpo.experiments.instruction_eval import comparisons
+    results = json.loads((ROOT / "results" / "instruction_cpu.json").read_text())
+    keys = {"preference-judge win rate": ("judge_vs_{}", 0.5), "preference-judge win rate, length-controlled": ("lc_vs_{}", 0.5),
+            "rude-marker rate": ("rude_minus_{}", 0), "polite-marker rate": ("polite_minus_{}", 0),
+            "words per reply": ("words_minus_{}", 0), "content fidelity": ("fidelity_minus_{}", 0)}
+    for other in ("reference", "preferred_ft"):
+        for c in comparisons(results, "dpo_beta0.5", other):
+            path, null = keys[c.metric]
+            key = f"instruction_cpu:results:dpo_beta0.5:{path.format(other)}|{null:g}"
+            assert rep.verdict_word(key, ROOT / "results") == c.verdict.value, key
+
+
+PLANTED = {  # intervals with a known verdict, in every shape a results file stores
+    "up": {"mean": 0.05, "ci_low": 0.01, "ci_high": 0.09, "n": 200},        # above 0: higher
+    "down": {"mean": -0.05, "ci_low": -0.09, "ci_high": -0.01, "n": 200},   # below 0: lower
+    "straddle": {"mean": 0.01, "ci_low": -0.02, "ci_high": 0.04, "n": 200}, # contains 0: no clear difference
+    "touch": {"mean": 0.05, "ci_low": 0.0, "ci_high": 0.1, "n": 200},       # ends at 0: not excluded
+    "rate_up": {"rate": 0.6, "ci_low": 0.53, "ci_high": 0.67, "n": 200},    # above 1/2
+    "rate_down": {"rate": 0.4, "ci_low": 0.33, "ci_high": 0.47, "n": 200},  # below 1/2, above 0
+    "rate_tie": {"rate": 0.55, "ci_low": 0.48, "ci_high": 0.62, "n": 200},  # contains 1/2
+    "pair": [-0.12, -0.03],                                                 # a [low, high] list (reward_ci)
+    "interval": Interval(-0.01, -0.03, 0.02, "paired bootstrap over prompts", 96).as_dict(),
+    "comparison": Comparison("judge", "DPO", "ref", Interval(0.41, 0.34, 0.48, "Wilson score", 200), 0.5).as_dict(),
+    "stale": {**Comparison("judge", "DPO", "ref", Interval(0.41, 0.34, 0.48, "Wilson score", 200), 0.5).as_dict(), "verdict": "higher"},
+    "matched_kl": {"PPO": {"verdict": "no clear difference"}, "GT": {"verdict": "DPO higher"}, "bad": {"verdict": "DPO beats PPO"}},
+    "swapped": {"mean": 0.0, "ci_low": 0.1, "ci_high": -0.1},
+    "number": 0.3,
+}
+
+
+def test_a_verdict_is_computed_from_the_interval_and_the_null(tmp_path):
+    """`\\verdict{file:path|null}` on planted intervals. Mutation table (the mutation of `rep.verdict_word` or
+    `stats.verdict`, and the assertion that catches it):
+
+        "higher" and "lower" swapped                       up|0 -> higher, down|0 -> lower, rate_down|0.5 -> lower
+        a tie called by the estimate's sign (no interval)  straddle|0 and rate_tie|0.5 -> no clear difference
+        `>=` for `>` (an interval ending at the null)      touch|0 -> no clear difference
+        the cited null ignored (always 0)                  rate_down|0.5 -> lower while rate_down|0 -> higher
+        the cited null ignored (always 1/2)                up|0 -> higher, rate_down|0 -> higher
+        only ci_low/ci_high read                           pair (a [low, high] list), interval (low/high) resolve
+        a stored Comparison's null or verdict not checked  comparison|0 and stale raise
+        a stored verdict string printed unchecked          matched_kl:bad:verdict raises
+        a missing null read as 0                           up (no |null) raises
+        any null accepted                                  up|0.7 raises
+        low > high accepted                                swapped|0 raises
+    """
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "demo.json").write_text(json.dumps(PLANTED))
+    word = lambda key: rep.verdict_word(key, tmp_path / "results")  # noqa: E731
+    assert word("demo:up|0") == "higher" and word("demo:down|0") == "lower"
+    assert word("demo:straddle|0") == "no clear difference" and word("demo:touch|0") == "no clear difference"
+    assert word("demo:rate_up|0.5") == "higher" and word("demo:rate_down|0.5") == "lower"
+    assert word("demo:rate_tie|0.5") == "no clear difference"
+    assert word("demo:rate_down|0") == "higher" and word("demo:rate_tie|0") == "higher"  # the null decides
+    assert word("demo:pair|0") == "lower" and word("demo:interval|0") == "no clear difference"
+    assert word("demo:comparison") == word("demo:comparison|0.5") == "lower"  # a Comparison carries its own null
+    assert word("demo:matched_kl:PPO:verdict") == "no clear difference" and word("demo:matched_kl:GT:verdict") == "DPO higher"
+    for key, error, match in [
+        ("demo:comparison|0", ValueError, "null is 0.5"), ("demo:stale", ValueError, "stored verdict 'higher'"),
+        ("demo:matched_kl:bad:verdict", TypeError, "not a verdict"), ("demo:matched_kl:PPO:verdict|0", ValueError, "no null"),
+        ("demo:up", ValueError, "say the null"), ("demo:up|0.7", ValueError, "one of 0, 0.5"), ("demo:up|zero", ValueError, "not a number"),
+        ("demo:swapped|0", ValueError, "low <= high"), ("demo:number|0", TypeError, "not an interval"),
+        ("demo:up:ci_low|0", TypeError, "not an interval"), ("demo:nothing|0", KeyError, r"\\verdict\{demo:nothing\|0\}"),
+    ]:
+        with pytest.raises(error, match=match):
+            word(key)
+
+
+def test_verdict_macros_are_generated_and_a_bad_one_stops_the_build(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "demo.json").write_text(json.dumps(PLANTED))
+    (tmp_path / "report" / "sections").mkdir(parents=True)
+    (tmp_path / "report" / "main.tex").write_text(
+        r"DPO: \verdict{demo:up|0}; judge: \verdict{demo:rate_tie|0.5}; frontier: \verdict{demo:matched_kl:PPO:verdict}; "
+        r"\res{demo:matched_kl:GT:verdict|} % \verdict{demo:commented|0}" "\n")
+    assert rep.cited_verdicts(tmp_path / "report") == ["demo:up|0", "demo:rate_tie|0.5", "demo:matched_kl:PPO:verdict"]
+    generated = rep.generate(tmp_path)[0].read_text()
+    assert r"\csname verdict@demo:up|0\endcsname{higher}" in generated
+    assert r"\csname verdict@demo:rate_tie|0.5\endcsname{no clear difference}" in generated
+    assert r"\csname verdict@demo:matched_kl:PPO:verdict\endcsname{no clear difference}" in generated
+    assert r"\csname res@demo:matched_kl:GT:verdict|\endcsname{DPO higher}" in generated
+    (tmp_path / "report" / "sections" / "bad.tex").write_text(r"\verdict{demo:straddle} and \res{demo:matched_kl:bad:verdict|}")
+    with pytest.raises(KeyError) as info:
+        rep.generate(tmp_path)
+    assert "demo:straddle" in str(info.value) and "demo:matched_kl:bad:verdict" in str(info.value)
 
 
 def test_every_citation_is_in_the_bibliography():

@@ -7,9 +7,23 @@ In the report a number is written `\\res{<file>:<path>|<format>}`: `<file>` is a
 `.json` (e.g. `instruction_cpu`), `<path>` the keys (and list indices) down to a value, separated by `:`, and
 `<format>` a Python format spec (`.3f`, `d`, ...), `pct` (x100, one decimal), `min` (seconds as minutes),
 `sci` (1e-05 as 1 x 10^-5), `list` (a list of numbers, comma-separated) or `len` (how many in a list).
+A claim about a difference is written `\\verdict{<file>:<path>|<null>}`: `<path>` names an interval in a results
+file and the macro prints what `minidpo.stats.verdict` says of it against `<null>` (`0` for a difference, `0.5`
+for a win rate): "higher", "lower" or "no clear difference". The interval may be stored as
+`{"rate" | "mean" | ..., "ci_low", "ci_high", ...}`, as `stats.Interval.as_dict()` (`low`, `high`), as a
+`[low, high]` pair, or as a whole `stats.Comparison.as_dict()` (its own null and stored verdict, both checked;
+`|<null>` may then be left out). A path that ends at a verdict already stored as a string (the frontier's
+`matched_kl:<method>:verdict`: "no clear difference", "DPO higher", ...) is written `\\verdict{<file>:<path>}`
+and printed as stored, after checking it is a verdict. So a sentence says "higher" only where its interval does,
+and the sentence around the macro must read true for every word it can print ("the judge's verdict on DPO
+against its reference: \\verdict{...}").
+The README cannot run macros: it writes the same citation in an HTML comment just before the word,
+`<!-- verdict{<file>:<path>|<null>} -->higher`, and tests/test_prose.py recomputes every such word.
+
 This module finds every such citation in report/*.tex and report/sections/*.tex, looks it up, and writes one
-macro per citation to report/generated/results.tex; a citation no results file provides is an error.
-Tables (frontier, beta sweep, win rates; `report_tables`) are generated whole from the same files.
+macro per citation to report/generated/results.tex; a citation no results file provides, or a verdict cited on
+something that is not an interval, is an error. Tables (frontier, beta sweep, win rates; `report_tables`) are
+generated whole from the same files.
 """
 
 from __future__ import annotations
@@ -20,11 +34,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ..stats import Comparison, Interval, Verdict, verdict
 from ..utils import atomic_write, read_json
 from .report_tables import (family_instruction_table, family_sentiment_table, frontier_table, guard_table, instruction_table,
                             judge_validation_table, matched_kl_table, variants_table)
 
 CITATION = re.compile(r"\\res\{([^}]*)\}")
+VERDICT_CITATION = re.compile(r"\\verdict\{([^}]*)\}")
+NULLS = (0.0, 0.5)  # the nulls minidpo tests against: no difference (0) and an indifferent judge (1/2)
 
 
 def report_dir(root: Path | None = None) -> Path:
@@ -35,26 +52,33 @@ def tex_sources(report: Path) -> list[Path]:
     return sorted(report.glob("*.tex")) + sorted((report / "sections").glob("*.tex"))
 
 
-def cited_keys(report: Path) -> list[str]:
-    """Every `\\res{...}` key in the report's sources, in order of first appearance."""
+def cited_keys(report: Path, pattern: re.Pattern = CITATION) -> list[str]:
+    """Every `\\res{...}` key (or, with `pattern=VERDICT_CITATION`, every `\\verdict{...}` key) in the report's
+    sources, in order of first appearance."""
     keys: list[str] = []
     for path in tex_sources(report):
         text = "\n".join(re.sub(r"(?<!\\)%.*", "", line) for line in path.read_text().splitlines())  # drop comments
-        for key in CITATION.findall(text):
+        for key in pattern.findall(text):
             if key not in keys:
                 keys.append(key)
     return keys
 
 
-def lookup(key: str, results_dir: Path, _cache: dict | None = None):
-    """The value a citation names; KeyError naming the citation and the missing step if there is none."""
+def cited_verdicts(report: Path) -> list[str]:
+    """Every `\\verdict{...}` key in the report's sources, in order of first appearance."""
+    return cited_keys(report, VERDICT_CITATION)
+
+
+def lookup(key: str, results_dir: Path, _cache: dict | None = None, kind: str = "res"):
+    """The value a citation names; KeyError naming the citation (`\\<kind>{key}`) and the missing step if there is
+    none."""
     spec = key.split("|", 1)[0]
     name, _, path = spec.partition(":")
     cache = _cache if _cache is not None else {}
     if name not in cache:
         file = results_dir / f"{name}.json"
         if not file.exists():
-            raise KeyError(f"\\res{{{key}}}: no results file {file}")
+            raise KeyError(f"\\{kind}{{{key}}}: no results file {file}")
         cache[name] = json.loads(file.read_text())
     value = cache[name]
     for step in path.split(":") if path else []:
@@ -63,7 +87,7 @@ def lookup(key: str, results_dir: Path, _cache: dict | None = None):
         elif isinstance(value, dict) and step in value:
             value = value[step]
         else:
-            raise KeyError(f"\\res{{{key}}}: {name}.json has no {step!r} at this point of the path")
+            raise KeyError(f"\\{kind}{{{key}}}: {name}.json has no {step!r} at this point of the path")
     return value
 
 
@@ -85,6 +109,72 @@ def format_value(value, fmt: str) -> str:
         return f"\\ensuremath{{{mantissa}\\times 10^{{{int(exponent)}}}}}"
     out = format(value, fmt)
     return "\\ensuremath{-}" + out[1:] if out.startswith("-") else out  # a true minus sign, in text or maths
+
+
+def is_stored_verdict(value) -> bool:
+    """A verdict already written as a string: a `stats.Verdict` value, or "<subject> higher" / "<subject> lower"
+    (the frontier's "DPO higher")."""
+    words = {v.value for v in Verdict}
+    return isinstance(value, str) and (value in words or (len(value.split(" ")) == 2 and value.split(" ")[1] in
+                                                          (Verdict.HIGHER.value, Verdict.LOWER.value)))
+
+
+def _checked(key: str, *fields) -> Interval:
+    try:
+        return Interval(*fields)
+    except ValueError as e:
+        raise ValueError(f"\\verdict{{{key}}}: {e}") from None
+
+
+def _interval(value, key: str) -> Interval:
+    """The interval a `\\verdict` citation names, from any of the stored shapes (see the module docstring)."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return _checked(key, (value[0] + value[1]) / 2, float(value[0]), float(value[1]), "cited", 0)
+    if isinstance(value, dict):
+        bounds = [("ci_low", "ci_high"), ("low", "high")]
+        for low, high in bounds:
+            if isinstance(value.get(low), (int, float)) and isinstance(value.get(high), (int, float)):
+                estimate = next((value[k] for k in ("estimate", "rate", "mean", "difference") if isinstance(value.get(k), (int, float))),
+                                (value[low] + value[high]) / 2)
+                return _checked(key, float(estimate), float(value[low]), float(value[high]), value.get("method", "cited"),
+                                int(value.get("n", 0) or 0))
+    raise TypeError(f"\\verdict{{{key}}}: names a {type(value).__name__}, not an interval (a dict with ci_low/ci_high or "
+                    "low/high, a [low, high] pair, a stats.Comparison, or a stored verdict string)")
+
+
+def verdict_word(key: str, results_dir: Path, _cache: dict | None = None) -> str:
+    """What `\\verdict{key}` prints: `stats.verdict` of the cited interval against the cited null ("higher",
+    "lower", "no clear difference"), or a stored verdict string as stored. Raises KeyError for a missing result,
+    TypeError for something that is not an interval, ValueError for a bad or missing null or a stored verdict
+    that its own interval contradicts."""
+    spec, sep, null_text = key.partition("|")
+    value = lookup(key, results_dir, _cache, kind="verdict")
+    null = None
+    if sep:
+        try:
+            null = float(null_text)
+        except ValueError:
+            raise ValueError(f"\\verdict{{{key}}}: the null {null_text!r} is not a number") from None
+        if null not in NULLS:
+            raise ValueError(f"\\verdict{{{key}}}: the null must be one of {', '.join(f'{n:g}' for n in NULLS)}, got {null_text!r}")
+    if isinstance(value, str):
+        if not is_stored_verdict(value):
+            raise TypeError(f"\\verdict{{{key}}}: {value!r} is not a verdict")
+        if null is not None:
+            raise ValueError(f"\\verdict{{{key}}}: a stored verdict string carries no null; drop |{null_text}")
+        return value
+    if isinstance(value, dict) and isinstance(value.get("interval"), dict):  # a stats.Comparison.as_dict()
+        c = Comparison.from_dict(value)
+        if null is not None and null != c.null:
+            raise ValueError(f"\\verdict{{{key}}}: cited against {null:g}, but the comparison's null is {c.null:g}")
+        word = verdict(c).value
+        if "verdict" in value and value["verdict"] != word:
+            raise ValueError(f"\\verdict{{{key}}}: the stored verdict {value['verdict']!r} is not what its interval says ({word!r})")
+        return word
+    interval = _interval(value, key)
+    if null is None:
+        raise ValueError(f"\\verdict{{{key}}}: say the null to test against: |0 for a difference, |0.5 for a win rate")
+    return verdict(Comparison(spec, "a", "b", interval, null)).value
 
 
 TABLES = {  # table file -> (the experiment whose results_<profile>.json it reads, how)
@@ -114,7 +204,17 @@ def generate(root: Path | None = None, profile: str = "cpu") -> list[Path]:
         except (KeyError, TypeError, ValueError) as e:
             problems.append(str(e).strip('"'))
             continue
+        if key.partition("|")[0].rsplit(":", 1)[-1] == "verdict" and not is_stored_verdict(lookup(key, results_dir, cache)):
+            problems.append(f"\\res{{{key}}}: a stored verdict that is not one ({value!r})")
+            continue
         lines.append(f"\\expandafter\\def\\csname res@{key}\\endcsname{{{value}}}")
+    for key in cited_verdicts(report):
+        try:
+            word = verdict_word(key, results_dir, cache)
+        except (KeyError, TypeError, ValueError) as e:
+            problems.append(str(e).strip('"'))
+            continue
+        lines.append(f"\\expandafter\\def\\csname verdict@{key}\\endcsname{{{word}}}")
     if problems:
         raise KeyError("the report cites results that no results file provides:\n  " + "\n  ".join(problems))
     written = [write_text(out / "results.tex", "\n".join(lines) + "\n")]
