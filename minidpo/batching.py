@@ -42,7 +42,8 @@ def _encode_responses(tokenizer, texts: list[str]) -> list[list[int]]:
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token; responses need one so the model learns to stop")
     eos = tokenizer.eos_token_id
-    return [ids if ids and ids[-1] == eos else ids + [eos] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return [ids if ids and ids[-1] == eos else ids + [eos]
+            for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def tokenize_sft(
@@ -58,7 +59,8 @@ def tokenize_sft(
 
     def encode(batch):
         prompt_ids, cut = _encode_prompts(tokenizer, batch["prompt"], max_prompt_length)
-        return {"prompt_ids": prompt_ids, "completion_ids": _encode_responses(tokenizer, batch[response]), "prompt_truncated": cut}
+        return {"prompt_ids": prompt_ids, "completion_ids": _encode_responses(tokenizer, batch[response]),
+                "prompt_truncated": cut}
 
     keep = [c for c in ("record_id",) if c in ds.column_names]
     out = ds.map(encode, batched=True, remove_columns=[c for c in ds.column_names if c not in keep], desc="tokenizing")
@@ -214,11 +216,13 @@ def collate_rankings(examples: list[dict], pad_token_id: int, pad_to_multiple_of
     if "ranked_rewards" in examples[0]:
         rewards = torch.tensor([ex["ranked_rewards"] for ex in examples], dtype=torch.float64)
         # best first, so reply k beats every later one exactly when it beats the next; the last stage is 0 anyway
-        batch["strict"] = torch.cat([rewards[:, :-1] > rewards[:, 1:], torch.ones(len(examples), 1, dtype=torch.bool)], 1)
+        batch["strict"] = torch.cat([rewards[:, :-1] > rewards[:, 1:],
+                                     torch.ones(len(examples), 1, dtype=torch.bool)], 1)
     return batch
 
 
-def collate_sft(examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
+def collate_sft(examples: list[dict], pad_token_id: int,
+                pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
     """Prompt + completion (`tokenize_sft`'s `completion_ids`), right-padded; B rows."""
     return _prompt_reply_rows([ex["prompt_ids"] for ex in examples], [ex["completion_ids"] for ex in examples],
                               pad_token_id, pad_to_multiple_of)

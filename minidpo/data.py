@@ -73,7 +73,8 @@ def _fetch_hh_from_hub(path: Path) -> None:
 
 
 def _to_dataset(kept: list[tuple[int, dict]], extra: Sequence[str] = ()) -> Dataset:
-    return Dataset.from_dict({"record_id": [rid for rid, _ in kept], **{f: [r[f] for _, r in kept] for f in (*FIELDS, *extra)}})
+    return Dataset.from_dict({"record_id": [rid for rid, _ in kept],
+                              **{f: [r[f] for _, r in kept] for f in (*FIELDS, *extra)}})
 
 
 
@@ -98,7 +99,8 @@ def format_prompt(tokenizer, instruction: str, input_text: str = "") -> str:
     SmolLM2 `<|im_end|>`, which also closes the assistant's turn)."""
     if getattr(tokenizer, "chat_template", None):
         user = instruction + (f"\n\n{input_text}" if input_text.strip() else "")
-        return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                             add_generation_prompt=True)
     return format_alpaca_prompt(instruction, input_text)
 
 
@@ -113,7 +115,8 @@ def load_instruction_preferences(drop_invalid: bool = False) -> tuple[Dataset, V
     """
     path = data_file(INSTRUCTION_FILE, download(INSTRUCTION_URL), INSTRUCTION_URL)
     kept, report = validate_records(
-        _read_json_or_jsonl(path), drop_invalid, path.name, fields=("instruction", "chosen", "rejected"), optional=("input",)
+        _read_json_or_jsonl(path), drop_invalid, path.name, fields=("instruction", "chosen", "rejected"),
+        optional=("input",)
     )
     def half(row) -> str:
         output = row.get("output")
@@ -166,7 +169,8 @@ def load_hh_rlhf(drop_invalid: bool = False) -> tuple[Dataset, ValidationReport]
     source = HH_FILE
     if bad and not drop_invalid:
         shown = "\n  ".join(f"record {i}, {msg}" for i, msg in bad[:10])
-        raise PreferenceDataError(f"{len(bad)} invalid record(s) in {source}:\n  {shown}\nPass drop_invalid=True to drop them.")
+        raise PreferenceDataError(f"{len(bad)} invalid record(s) in {source}:\n  {shown}\n"
+                                  "Pass drop_invalid=True to drop them.")
     good = [(i, r) for i, r in enumerate(records) if r is not None]
     kept, report = validate_records([r for _, r in good], drop_invalid, source, record_ids=[i for i, _ in good])
     report.n_in = len(rows)
@@ -225,7 +229,8 @@ def load_preference_records(
 # ----------------------------------------------------------------------------- splits
 
 
-def split_dataset(ds: Dataset, n_validation: int, n_test: int, seed: int = 0, n_train: int | None = None) -> DatasetDict:
+def split_dataset(ds: Dataset, n_validation: int, n_test: int, seed: int = 0,
+                  n_train: int | None = None) -> DatasetDict:
     """Seeded train/validation/test split (same seed, same split). `n_train` caps the train split."""
     if n_validation + n_test >= len(ds):
         raise ValueError(f"n_validation + n_test = {n_validation + n_test} leaves no training data of {len(ds)}")

@@ -35,7 +35,8 @@ class WinRate:
         return f"{self.rate:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}] (n={self.n})"
 
 
-def bootstrap_ci(outcomes: torch.Tensor, n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(outcomes: torch.Tensor, n_boot: int = 10_000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval for the mean of `outcomes` (resample with replacement, n_boot times)."""
     x = torch.as_tensor(outcomes, dtype=torch.float64).flatten()
     if x.numel() == 0:
@@ -78,7 +79,8 @@ def _compare(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a > b).double() + 0.5 * (a == b).double()
 
 
-def preference_win_rate(encoder, candidates: list[str], chosen: list[str], rejected: list[str], seed: int = 0) -> WinRate:
+def preference_win_rate(encoder, candidates: list[str], chosen: list[str], rejected: list[str],
+                        seed: int = 0) -> WinRate:
     """Fraction of candidates closer to the chosen than to the rejected reply (cosine of SBERT embeddings)."""
     if not len(candidates) == len(chosen) == len(rejected):
         raise ValueError(f"need equal lengths, got {len(candidates)}, {len(chosen)}, {len(rejected)}")
@@ -168,7 +170,8 @@ def reward_at_kl(curve: list[dict], kl: float) -> float | None:
 
 def _arms(arms: list[tuple]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each arm's (rewards, log_ratios) as float64 (seeds, prompts) tensors, checked to share the prompts."""
-    out = [tuple(torch.as_tensor(x, dtype=torch.float64).reshape(-1, torch.as_tensor(x).shape[-1]) for x in arm) for arm in arms]
+    out = [tuple(torch.as_tensor(x, dtype=torch.float64).reshape(-1, torch.as_tensor(x).shape[-1]) for x in arm)
+           for arm in arms]
     if any(r.shape[1] != out[0][0].shape[1] or k.shape != r.shape for r, k in out):
         raise ValueError("every arm needs (seeds, prompts) rewards and log-ratios on the same prompts")
     return out
@@ -186,13 +189,15 @@ def _paired_bootstrap(arms: list[tuple[torch.Tensor, torch.Tensor]], statistic, 
     replicates = []
     for _ in range(n_boot):
         prompts = torch.randint(0, n_prompts, (n_prompts,), generator=g)
-        replicates.append(statistic(means(prompts, [torch.randint(0, len(r), (len(r),), generator=g) for r, _ in arms])))
+        replicates.append(statistic(means(prompts, [torch.randint(0, len(r), (len(r),), generator=g)
+                                                    for r, _ in arms])))
     return point, replicates
 
 
 def _interval(values: list[float], level: float) -> tuple[float, float]:
     q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-    return tuple(torch.quantile(torch.tensor(values, dtype=torch.float64), q).tolist()) if values else (float("nan"), float("nan"))
+    return (tuple(torch.quantile(torch.tensor(values, dtype=torch.float64), q).tolist()) if values
+            else (float("nan"), float("nan")))
 
 
 def paired_point_difference(a: tuple, b: tuple, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
@@ -205,8 +210,9 @@ def paired_point_difference(a: tuple, b: tuple, n_boot: int = 2000, level: float
     point, reps = _paired_bootstrap(arms, lambda m: (m[0][0] - m[1][0], m[0][1] - m[1][1]), n_boot, seed)
     reward_ci, kl_ci = _interval([r for r, _ in reps], level), _interval([k for _, k in reps], level)
     dominates = ("a" if reward_ci[0] > 0 and kl_ci[1] < 0 else "b" if reward_ci[1] < 0 and kl_ci[0] > 0 else None)
-    return {"reward_difference": point[0], "reward_ci": list(reward_ci), "kl_difference": point[1], "kl_ci": list(kl_ci),
-            "dominates": dominates, "n_prompts": arms[0][0].shape[1], "seeds": [len(r) for r, _ in arms], "n_boot": n_boot}
+    return {"reward_difference": point[0], "reward_ci": list(reward_ci), "kl_difference": point[1],
+            "kl_ci": list(kl_ci), "dominates": dominates, "n_prompts": arms[0][0].shape[1],
+            "seeds": [len(r) for r, _ in arms], "n_boot": n_boot}
 
 
 def matched_kl_difference(
@@ -238,5 +244,6 @@ def matched_kl_difference(
     kept = [d for d in reps if d is not None]
     lo, hi = _interval(kept, level)
     reward_b, kl_b = arms[-1][0].mean().item(), arms[-1][1].mean().item()
-    return {"difference": diff, "ci_low": lo, "ci_high": hi, "kl": kl_b, "reward": reward_b, "curve_reward_at_kl": reward_b + diff,
-            "n_prompts": arms[0][0].shape[1], "seeds": [len(r) for r, _ in arms], "n_boot": n_boot, "out_of_range": n_boot - len(kept)}
+    return {"difference": diff, "ci_low": lo, "ci_high": hi, "kl": kl_b, "reward": reward_b,
+            "curve_reward_at_kl": reward_b + diff, "n_prompts": arms[0][0].shape[1],
+            "seeds": [len(r) for r, _ in arms], "n_boot": n_boot, "out_of_range": n_boot - len(kept)}

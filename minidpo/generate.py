@@ -24,8 +24,8 @@ def generate_responses(
     """One sampled response per prompt (temperature 0 = greedy), in the order of `prompts`.
 
     Prompts are tokenized exactly as in training (`minidpo.data.tokenize_prompts`). Each batch reseeds
-    torch with `utils.batch_seed(seed, batch number)`, so the same seed gives the same text whatever ran before. Top-k is
-    off: only temperature and top-p shape the distribution. Generation stops at EOS; the EOS and anything
+    torch with `utils.batch_seed(seed, batch number)`, so the same seed gives the same text whatever ran before.
+    Top-k is off: only temperature and top-p shape the distribution. Generation stops at EOS; the EOS and anything
     after it are not returned. Returns (texts, token_ids): the decoded replies, and each reply's token ids
     exactly as drawn (ending in the EOS when one was sampled), for scoring them without re-tokenizing.
     """
@@ -50,7 +50,8 @@ def generate_responses(
                 ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
                 mask[row, width - len(encoded[i]) :] = 1
             torch.manual_seed(batch_seed(seed, b))
-            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else dict(do_sample=False)
+            sampling = (dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0
+                        else dict(do_sample=False))
             generated = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),

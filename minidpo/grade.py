@@ -70,7 +70,7 @@ def answer_digest(answer) -> str:
     return hashlib.sha256(str(answer).strip().lower().encode()).hexdigest()[:12]
 
 
-# ----------------------------------------------------------------------------- masters -> student versions + autograders
+# ---------------------------------------------------------------------------- masters -> student versions + autograders
 
 
 def masters() -> list[Path]:
@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.folder:
         reports = grade_folder(Path(args.folder), Path(args.csv))
         for r in reports:
-            print(f"{r['notebook']}: {r['total']:g} / {r['possible']:g}" + (f"  ({r['error']})" if r.get("error") else ""))
+            print(f"{r['notebook']}: {r['total']:g} / {r['possible']:g}"
+                  + (f"  ({r['error']})" if r.get("error") else ""))
         print("wrote", args.csv)
         return 0
     if not args.notebook:

@@ -103,7 +103,8 @@ def fit_preference_judge(
     ex, ec, er = embed(encoder, prompts), embed(encoder, chosen), embed(encoder, rejected)
     other = relevance_negatives(n, seed)
     ex, ec, er, eo = ex[idx], ec[idx], er[idx], ec[[other[i] for i in idx]]
-    diffs = torch.cat([judge_features(ex, ec) - judge_features(ex, er), judge_features(ex, ec) - judge_features(ex, eo)])
+    diffs = torch.cat([judge_features(ex, ec) - judge_features(ex, er),
+                       judge_features(ex, ec) - judge_features(ex, eo)])
     return PreferenceJudge(encoder, fit_linear_bradley_terry(diffs, l2), l2)
 
 
@@ -232,7 +233,8 @@ def length_controlled_rate(outcomes: torch.Tensor, length_diff: torch.Tensor, se
     rate, slope = fit(y, d)
     g = torch.Generator().manual_seed(seed)
     boots = [fit(y[i], d[i])[0] for i in torch.randint(0, len(y), (1000, len(y)), generator=g)]
-    lo, hi = torch.quantile(torch.tensor(boots, dtype=torch.float64), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    lo, hi = torch.quantile(torch.tensor(boots, dtype=torch.float64),
+                            torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return {"rate": rate, "ci_low": lo, "ci_high": hi, "length_slope": slope, "n": len(y)}
 
 

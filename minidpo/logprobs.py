@@ -130,7 +130,8 @@ def precompute_reference_logprobs(
     with evaluating(ref_model):
         for start in tqdm(range(0, len(tokenized), batch_size), desc="reference log-probs", disable=not show_progress):
             examples = [tokenized[i] for i in range(start, min(start + batch_size, len(tokenized)))]
-            c, r = model_sequence_logprobs(ref_model, collate_preferences(examples, pad_token_id)).float().cpu().chunk(2)
+            c, r = model_sequence_logprobs(ref_model,
+                                           collate_preferences(examples, pad_token_id)).float().cpu().chunk(2)
             chosen.append(c)
             rejected.append(r)
     out = torch.cat(chosen).float(), torch.cat(rejected).float()
@@ -150,5 +151,6 @@ def with_reference_logprobs(tokenized, chosen: Tensor, rejected: Tensor):
 def reference_columns(ref_model, tokenized, pad_token_id: int, batch_size: int = 8, cache_dir: str | Path | None = None,
                       show_progress: bool = True):
     """`precompute_reference_logprobs` attached with `with_reference_logprobs`: the dataset DPO trains on."""
-    chosen, rejected = precompute_reference_logprobs(ref_model, tokenized, pad_token_id, batch_size, cache_dir, show_progress)
+    chosen, rejected = precompute_reference_logprobs(ref_model, tokenized, pad_token_id, batch_size, cache_dir,
+                                                     show_progress)
     return with_reference_logprobs(tokenized, chosen, rejected)

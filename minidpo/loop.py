@@ -56,12 +56,14 @@ def optimizer_steps(epochs: float, n_examples: int, batch_size: int, gradient_ac
 
 def _micro_batches(n_examples: int, lengths: list[int], cfg) -> tuple[list[list[int]], int]:
     """The whole run's micro-batches (a pure function of the seed) and the number of optimizer steps."""
-    steps = cfg.max_steps or optimizer_steps(cfg.num_epochs, n_examples, cfg.batch_size, cfg.gradient_accumulation_steps)
+    steps = cfg.max_steps or optimizer_steps(cfg.num_epochs, n_examples, cfg.batch_size,
+                                             cfg.gradient_accumulation_steps)
     needed = steps * cfg.gradient_accumulation_steps
     batches: list[list[int]] = []
     epoch = 0
     while len(batches) < needed:
-        batches += length_grouped_batches(lengths, cfg.batch_size, seed=epoch_seed(cfg.seed, epoch), bucket=cfg.length_bucketing)
+        batches += length_grouped_batches(lengths, cfg.batch_size, seed=epoch_seed(cfg.seed, epoch),
+                                          bucket=cfg.length_bucketing)
         epoch += 1
     return batches[:needed], steps
 
@@ -222,7 +224,8 @@ def train_loop(
             for key, v in metrics.items():
                 sums[key] = sums.get(key, 0.0) + v * size
         if world > 1:  # metrics of the whole global batch
-            totals = accelerator.reduce(torch.tensor(list(sums.values()), dtype=torch.float64, device=accelerator.device), "sum")
+            totals = accelerator.reduce(torch.tensor(list(sums.values()), dtype=torch.float64,
+                                                     device=accelerator.device), "sum")
             sums = dict(zip(sums, totals.tolist()))
         grad_norm = accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
         if not all_finite(grad_norm):
@@ -243,7 +246,8 @@ def train_loop(
         last = step + 1 == total_steps
         if eval_data is not None and len(eval_data) and ((step + 1) % config.eval_every == 0 or last):
             # every process evaluates the whole (small) validation split: same numbers everywhere
-            metrics = evaluate_objective(wrapped, objective, eval_data, collate, config.batch_size, autocast, example_weight)
+            metrics = evaluate_objective(wrapped, objective, eval_data, collate, config.batch_size, autocast,
+                                         example_weight)
             history.append({"step": step + 1, **metrics})
         if (step + 1) % config.save_every == 0 or last:
             checkpoint(step + 1)

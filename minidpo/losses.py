@@ -165,7 +165,8 @@ def log1mexp(x: Tensor) -> Tensor:
     return torch.where(x > -0.6931471805599453, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
-@register_loss("orpo", "Hong et al. 2024 (ORPO), eqs. 6-7; lambda is beta, as in TRL", needs_reference=False, uses_lengths=True)
+@register_loss("orpo", "Hong et al. 2024 (ORPO), eqs. 6-7; lambda is beta, as in TRL", needs_reference=False,
+               uses_lengths=True)
 def orpo_loss(lp: PairLogps, beta: float) -> Tensor:
     """L = NLL(y_w) - lambda log sigma(log odds(y_w) - log odds(y_l)), odds(y) = P / (1 - P) with P =
     exp(log pi(y|x) / |y|), the NLL a token mean over the batch's chosen replies. SFT and preference in one
@@ -210,7 +211,6 @@ def plackett_luce_loss(logratios: Tensor, beta: float, strict: Tensor | None = N
     return -(stages if strict is None else stages * strict).sum(-1)
 
 
-
 # ----------------------------------------------------------------------------- the public entry point
 
 
@@ -234,10 +234,12 @@ def check_dpo_hyperparameters(beta: float, loss_type: str, **hyperparameters: fl
             raise ValueError(f"{name} must be a finite number, got {value!r}")
         if value != HYPERPARAMETERS[name] and name not in LOSSES[loss_type].hyperparameters:
             users = [k for k, spec in LOSSES.items() if name in spec.hyperparameters]
-            raise ValueError(f"{name} only applies to loss_type=" + " or ".join(map(repr, users)) + f", got {loss_type!r}")
+            raise ValueError(f"{name} only applies to loss_type=" + " or ".join(map(repr, users))
+                             + f", got {loss_type!r}")
     if not (0.0 <= hyperparameters.get("label_smoothing", 0.0) < 0.5):
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {hyperparameters['label_smoothing']!r}")
-    for name in [k for k in ("rpo_alpha", "simpo_gamma", "desirable_weight", "undesirable_weight") if hyperparameters.get(k, 0) < 0]:
+    for name in [k for k in ("rpo_alpha", "simpo_gamma", "desirable_weight", "undesirable_weight")
+                 if hyperparameters.get(k, 0) < 0]:
         raise ValueError(f"{name} must be >= 0, got {hyperparameters[name]!r}")
 
 
@@ -270,9 +272,7 @@ def dpo_loss(
     return DPOLossOutput(losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach())
 
 
-def dpo_metrics(
-    out: DPOLossOutput, policy_chosen_logps: Tensor, policy_rejected_logps: Tensor
-) -> dict[str, float]:
+def dpo_metrics(out: DPOLossOutput, policy_chosen_logps: Tensor, policy_rejected_logps: Tensor) -> dict[str, float]:
     """The batch metrics TRL's DPOTrainer logs, under the same names."""
     c, r = out.chosen_rewards, out.rejected_rewards
     return {

@@ -28,8 +28,9 @@ class OnlineDPOStep:
     """Sample two replies per prompt from the policy, label them with `reward_fn(prompts, replies) -> (N,)`
     rewards, and compute `config.loss_type` on the labelled pairs against `ref_model`."""
 
-    def __init__(self, config: DPOConfig, ref_model, tokenizer, reward_fn: Callable[[list[str], list[str]], torch.Tensor],
-                 max_new_tokens: int = 64, temperature: float = 1.0):
+    def __init__(self, config: DPOConfig, ref_model, tokenizer,
+                 reward_fn: Callable[[list[str], list[str]], torch.Tensor], max_new_tokens: int = 64,
+                 temperature: float = 1.0):
         self.dpo = DPOStep(config, ref_model)
         self.config, self.tokenizer, self.reward_fn = config, tokenizer, reward_fn
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
@@ -40,8 +41,9 @@ class OnlineDPOStep:
         # the seed is drawn from torch's global generator, whose state the loop checkpoints: a resumed run
         # draws the same replies as an uninterrupted one
         seed = derive_seed(self.config.seed, "online", int(torch.randint(0, 2**31 - 1, ())))
-        texts, ids = generate_responses(getattr(model, "module", model), self.tokenizer, prompts * 2, self.max_new_tokens,
-                                        self.temperature, seed=seed, batch_size=2 * n, show_progress=False)
+        texts, ids = generate_responses(getattr(model, "module", model), self.tokenizer, prompts * 2,
+                                        self.max_new_tokens, self.temperature, seed=seed, batch_size=2 * n,
+                                        show_progress=False)
         rewards = self.reward_fn(prompts * 2, texts).view(2, n)
         pairs = []
         for i in range(n):

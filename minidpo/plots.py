@@ -47,7 +47,8 @@ def plot_history(history: list[dict], keys: list[str], path: str | Path | None =
 def repository_root() -> Path | None:
     """The minidpo checkout at or above the working directory (notebooks run from notebooks/), if any."""
     here = Path.cwd().resolve()
-    return next((d for d in (here, *here.parents) if (d / "minidpo").is_dir() and (d / "pyproject.toml").is_file()), None)
+    return next((d for d in (here, *here.parents) if (d / "minidpo").is_dir() and (d / "pyproject.toml").is_file()),
+                None)
 
 
 def figures_dir() -> Path:

@@ -254,7 +254,8 @@ def fit_linear_bradley_terry(diffs: Tensor, l2: float, max_iter: int = 500) -> T
         closure()
         if w.grad.abs().max() < 1e-8:
             return w.detach()
-    raise RuntimeError(f"the Bradley-Terry fit did not converge (largest gradient {w.grad.abs().max().item():.2e}, l2={l2})")
+    raise RuntimeError(f"the Bradley-Terry fit did not converge (largest gradient {w.grad.abs().max().item():.2e}, "
+                       f"l2={l2})")
 
 
 def fit_linear_reward_model(features_chosen: Tensor, features_rejected: Tensor, l2: float = 1e-2) -> Tensor:

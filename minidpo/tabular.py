@@ -36,7 +36,8 @@ def sample_preference_pairs(
     y2 = torch.multinomial(rest, 1, generator=g).squeeze(1)
     r = torch.as_tensor(rewards, dtype=torch.float64)
     gap = r[x, y1] - r[x, y2]
-    first_wins = gap > 0 if deterministic else torch.rand(n_pairs, generator=g, dtype=torch.float64) < torch.sigmoid(gap)
+    first_wins = (gap > 0 if deterministic
+                  else torch.rand(n_pairs, generator=g, dtype=torch.float64) < torch.sigmoid(gap))
     return x, torch.where(first_wins, y1, y2), torch.where(first_wins, y2, y1)
 
 
@@ -70,7 +71,8 @@ def train_tabular_policy(
 
     def objective() -> tuple[Tensor, Tensor]:
         logp = torch.log_softmax(theta, -1)
-        out = dpo_loss(logp[ux, uw], logp[ux, ul], log_ref[ux, uw], log_ref[ux, ul], beta, loss_type, label_smoothing=label_smoothing)
+        out = dpo_loss(logp[ux, uw], logp[ux, ul], log_ref[ux, uw], log_ref[ux, ul], beta, loss_type,
+                       label_smoothing=label_smoothing)
         margin = ((out.chosen_rewards - out.rejected_rewards) * weights).sum() / beta
         return (out.losses * weights).sum(), margin
 

@@ -17,8 +17,10 @@ import torch
 
 from .batching import collate_preferences, collate_rankings, collate_sft
 from .logprobs import model_sequence_logprobs, model_token_logprobs
-from .loop import disable_dropout, evaluate_objective, load_checkpoint, save_checkpoint, train_loop  # noqa: F401  (re-exported)
-from .losses import HYPERPARAMETERS, LOSSES, check_dpo_hyperparameters, dpo_loss, dpo_metrics, plackett_luce_loss, sft_loss
+from .loop import (disable_dropout, evaluate_objective, load_checkpoint, save_checkpoint,  # noqa: F401  (re-exported)
+                   train_loop)
+from .losses import (HYPERPARAMETERS, LOSSES, check_dpo_hyperparameters, dpo_loss, dpo_metrics, plackett_luce_loss,
+                     sft_loss)
 
 
 @dataclass
@@ -137,13 +139,15 @@ class DPOStep:
                              f"log-probs (precomputed reference columns cover only the pairs themselves)")
         rows = {k.removeprefix("mismatched_"): v for k, v in batch.items() if k.startswith("mismatched_")}
         with torch.no_grad():
-            return model_sequence_logprobs(model, rows) - model_sequence_logprobs(self.ref_model, rows).to(rows["input_ids"].device)
+            return (model_sequence_logprobs(model, rows)
+                    - model_sequence_logprobs(self.ref_model, rows).to(rows["input_ids"].device))
 
     def __call__(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
         policy_chosen, policy_rejected = model_sequence_logprobs(model, batch).chunk(2)
         ref_chosen, ref_rejected = self.reference_logps(batch, policy_chosen.device)
-        lengths = batch["response_mask"][:, 1:].sum(1).to(policy_chosen.device).chunk(2) if self.spec.uses_lengths else (None, None)
+        lengths = (batch["response_mask"][:, 1:].sum(1).to(policy_chosen.device).chunk(2) if self.spec.uses_lengths
+                   else (None, None))
         out = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=cfg.beta, loss_type=cfg.loss_type,
                        chosen_lengths=lengths[0], rejected_lengths=lengths[1],
                        mismatched_logratios=self.mismatched_logratios(model, batch), **cfg.loss_hyperparameters())
@@ -180,7 +184,8 @@ def train_sft(model, train_data, eval_data, config: SFTConfig, pad_token_id: int
     # the loss is a token mean: weighting micro-batches (and processes) by their response tokens makes it the
     # token mean of the whole step's batch, however the batch is split
     n_tokens = lambda ex: len(ex["completion_ids"])  # noqa: E731  (the EOS is included in completion_ids)
-    return train_loop(model, train_data, eval_data, config, sft_step, collate, resume=resume, desc="SFT", example_weight=n_tokens)
+    return train_loop(model, train_data, eval_data, config, sft_step, collate, resume=resume, desc="SFT",
+                      example_weight=n_tokens)
 
 
 def train_dpo(
@@ -190,10 +195,13 @@ def train_dpo(
     already stored in the datasets' `ref_chosen_logps`/`ref_rejected_logps` columns."""
     mismatched = LOSSES[config.loss_type].needs_mismatched
     collate = lambda ex: collate_preferences(ex, pad_token_id, mismatched=mismatched)  # noqa: E731
-    return train_loop(model, train_data, eval_data, config, DPOStep(config, ref_model), collate, resume=resume, desc="DPO")
+    return train_loop(model, train_data, eval_data, config, DPOStep(config, ref_model), collate, resume=resume,
+                      desc="DPO")
 
 
-def train_rankings(model, train_data, eval_data, config: DPOConfig, pad_token_id: int, ref_model, resume: bool = True) -> list[dict]:
+def train_rankings(model, train_data, eval_data, config: DPOConfig, pad_token_id: int, ref_model,
+                   resume: bool = True) -> list[dict]:
     """Plackett-Luce DPO on K-way rankings (`prompt_ids`, `ranked_ids`: K replies, best first) against `ref_model`."""
     collate = lambda ex: collate_rankings(ex, pad_token_id)  # noqa: E731
-    return train_loop(model, train_data, eval_data, config, RankingStep(config, ref_model), collate, resume=resume, desc="PL-DPO")
+    return train_loop(model, train_data, eval_data, config, RankingStep(config, ref_model), collate, resume=resume,
+                      desc="PL-DPO")

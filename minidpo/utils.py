@@ -83,8 +83,8 @@ def data_file(filename: str, fetch: Callable[[Path], None] | None = None, source
     except OSError as e:  # ConnectionError and URLError are OSErrors
         tmp.unlink(missing_ok=True)
         raise ConnectionError(
-            f"{where}, and fetching it from {source or 'its source'} failed ({type(e).__name__}: {e}). Without internet "
-            f"access, set {DATA_DIR_ENV} to a folder that holds {filename!r}."
+            f"{where}, and fetching it from {source or 'its source'} failed ({type(e).__name__}: {e}). "
+            f"Without internet access, set {DATA_DIR_ENV} to a folder that holds {filename!r}."
         ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)  # nothing half-written is left to be trusted

@@ -35,7 +35,8 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _record_problem(record: Any, fields: Sequence[str] = FIELDS, optional: Sequence[str] = ()) -> tuple[str, str] | None:
+def _record_problem(record: Any, fields: Sequence[str] = FIELDS,
+                    optional: Sequence[str] = ()) -> tuple[str, str] | None:
     """(field, reason) for the first problem of one record, or None if it is valid.
 
     `fields` are required non-empty strings, the last two being the chosen and rejected replies;
@@ -71,8 +72,8 @@ def validate_records(
     """Check every record; raise `PreferenceDataError` listing the bad ones, or drop them when asked.
 
     Rules: each of `fields` (prompt/chosen/rejected) present, a string, not empty or whitespace-only,
-    chosen != rejected, and no record repeating an earlier one. With `drop_invalid=True` bad records are removed and counted by reason in
-    the returned report (nothing is skipped silently). Returns the kept (record id, record) pairs.
+    chosen != rejected, and no record repeating an earlier one. With `drop_invalid=True` bad records are removed and
+    counted by reason in the returned report (nothing is skipped silently). Returns the kept (record id, record) pairs.
     """
     ids = list(range(len(records))) if record_ids is None else list(record_ids)
     report = ValidationReport(source=source, n_in=len(records))
@@ -91,7 +92,8 @@ def validate_records(
             continue
         name, reason = problem
         report.problems.append(f"record {rid}, field {name!r}: {reason}")
-        report.dropped[f"field {name!r}: " + ("duplicate of an earlier record" if reason.startswith("duplicates") else reason)] += 1
+        report.dropped[f"field {name!r}: "
+                       + ("duplicate of an earlier record" if reason.startswith("duplicates") else reason)] += 1
     if report.problems and not drop_invalid:
         shown = "\n  ".join(report.problems[:10])
         more = f"\n  ... and {len(report.problems) - 10} more" if len(report.problems) > 10 else ""

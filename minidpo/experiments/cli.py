@@ -1,4 +1,5 @@
-"""The command line of the experiments: `python -m minidpo run|frontier|family|figures|report [--profile smoke|cpu|gpu]`.
+"""The command line of the experiments:
+`python -m minidpo run|frontier|family|figures|report [--profile smoke|cpu|gpu]`.
 
 Any knob of a plan is settable: `python -m minidpo run --set dpo.learning_rate=1e-6 --set betas=0.1,0.5` (fields of
 the command's plan, `profiles.InstructionPlan`, `FrontierPlan` or `FamilyPlan`; `family` also takes
@@ -15,20 +16,22 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minidpo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="notebooks 04-07: reference, Preferred-FT and DPO at a beta grid on the instruction pairs, "
-                                     "measured by a validated preference judge and guard metrics")
+    run = sub.add_parser("run", help="notebooks 04-07: reference, Preferred-FT and DPO at a beta grid on the "
+                                     "instruction pairs, measured by a validated preference judge and guard metrics")
     run.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
-    run.add_argument("--seed", type=int, default=None, help="override the profile's seed (data split, training, sampling)")
+    run.add_argument("--seed", type=int, default=None,
+                     help="override the profile's seed (data split, training, sampling)")
     run.add_argument("--run-dir", default=None, help="the stages' folder (default runs/<profile>/instruction)")
     run.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     run.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
-    fr = sub.add_parser("frontier", help="notebook 08: DPO vs PPO and PPO-GT (seeds, matched KL), best-of-N, preferred-FT on controlled sentiment")
+    fr = sub.add_parser("frontier", help="notebook 08: DPO vs PPO and PPO-GT (seeds, matched KL), best-of-N, "
+                                         "preferred-FT on controlled sentiment")
     fr.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
     fr.add_argument("--run-dir", default=None, help="default runs/<profile>/frontier")
     fr.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     fr.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
-    fam = sub.add_parser("family", help="notebook 10: DPO's family (offline, online, Plackett-Luce) on the sentiment frontier and the "
-                                        "instruction pairs")
+    fam = sub.add_parser("family", help="notebook 10: DPO's family (offline, online, Plackett-Luce) on the sentiment "
+                                        "frontier and the instruction pairs")
     fam.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
     fam.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     fam.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         from .settings import override_profile
 
         try:
-            profile = get_profile(args.profile) if getattr(args, "seed", None) is None else get_profile(args.profile, seed=args.seed)
+            profile = (get_profile(args.profile) if getattr(args, "seed", None) is None
+                       else get_profile(args.profile, seed=args.seed))
             profile = override_profile(profile, {"run": "instruction"}.get(args.command, args.command), args.set)
         except ValueError as e:
             parser.error(str(e))
@@ -79,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = {p["method"] + (f" beta={p['beta']:g}" if p.get("beta") is not None else ""):
                    f"KL {p['kl']:.2f} reward {p['reward']:.3f} [{p['reward_ci'][0]:.3f}, {p['reward_ci'][1]:.3f}]"
                    for p in results["sentiment"]["points"]}
-        rows = {m: f"{r['judge_vs_reference']['rate']:.3f} [{r['judge_vs_reference']['ci_low']:.3f}, {r['judge_vs_reference']['ci_high']:.3f}]"
+        rows = {m: f"{r['judge_vs_reference']['rate']:.3f} [{r['judge_vs_reference']['ci_low']:.3f}, "
+                   f"{r['judge_vs_reference']['ci_high']:.3f}]"
                 for m, r in results["instruction"]["rows"].items() if m != "reference"}
-        print(json.dumps({"profile": profile.name, "sentiment": summary, "instruction judge win rate vs reference": rows,
+        print(json.dumps({"profile": profile.name, "sentiment": summary,
+                          "instruction judge win rate vs reference": rows,
                           "compute_s": round(results["compute_s"], 1)}, indent=1))
         return 0
 
@@ -89,20 +95,25 @@ def main(argv: list[str] | None = None) -> int:
         from .frontier_run import run_frontier
 
         results = run_frontier(profile, run_dir=args.run_dir, results_dir=results_dir, figures_dir=figures_dir)
-        summary = {method: [f"KL {p['kl']:.2f} reward {p['reward']:.3f}" for p in points] for method, points in results["frontier"].items()}
-        print(json.dumps({"profile": profile.name, "frontier": summary, "verdicts": {k: v["verdict"] for k, v in results["matched_kl"].items()},
-                          "compute_s": round(results["compute_s"], 1), "this_invocation_s": round(results["wall_s_this_invocation"], 1)}, indent=1))
+        summary = {method: [f"KL {p['kl']:.2f} reward {p['reward']:.3f}" for p in points]
+                   for method, points in results["frontier"].items()}
+        print(json.dumps({"profile": profile.name, "frontier": summary,
+                          "verdicts": {k: v["verdict"] for k, v in results["matched_kl"].items()},
+                          "compute_s": round(results["compute_s"], 1),
+                          "this_invocation_s": round(results["wall_s_this_invocation"], 1)}, indent=1))
         return 0
 
     from . import instruction_eval
 
-    results = instruction_eval.run_instruction(profile, run_dir=args.run_dir, results_dir=results_dir, figures_dir=figures_dir)
+    results = instruction_eval.run_instruction(profile, run_dir=args.run_dir, results_dir=results_dir,
+                                               figures_dir=figures_dir)
     fmt = lambda v: f"{v['rate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"  # noqa: E731
     rows = results["results"]
     summary = {
         "profile": results["profile"],
         "judge_test_pair_accuracy": fmt(results["instruments"]["preference_judge"]["test_pair_accuracy"]),
-        "judge_win_rate_vs_reference": {a: fmt(rows[a]["judge_vs_reference"]) for a in results["arms"] if a != "reference"},
+        "judge_win_rate_vs_reference": {a: fmt(rows[a]["judge_vs_reference"]) for a in results["arms"]
+                                        if a != "reference"},
         "kl_to_reference": {a: round(rows[a]["kl"]["kl"], 2) for a in results["arms"]},
         "selected_beta (validation)": results["selected_beta"]["beta"],
         "compute_s (all stages, whichever invocation ran them)": round(results["compute_s"], 1),

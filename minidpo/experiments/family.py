@@ -39,7 +39,8 @@ from .profiles import Profile
 from .measure import peak_rss_gib
 from .runs import to_json, write_results_and_figures
 
-POINT_KEYS = ("method", "loss_type", "beta", "reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n", "train", "eval_seconds")
+POINT_KEYS = ("method", "loss_type", "beta", "reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n", "train",
+              "eval_seconds")
 
 
 def point(run: dict, **labels) -> dict:
@@ -58,7 +59,8 @@ def rankings_stage(task: Task, sft_model, k: int) -> dict:
         for split, key in (("train", "pairs_train"), ("validation", "pairs_val")):
             prompts = list(task.splits[key]["prompt"])
             # the pairs stage's seeds: the first two draws are the frontier's pairs, so K = 2 nests in K
-            draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "pairs", key, d)) for d in range(k)]
+            draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "pairs", key, d))
+                     for d in range(k)]
             rewards = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)  # (P, k)
             records = []
             for i, prompt in enumerate(prompts):
@@ -69,7 +71,8 @@ def rankings_stage(task: Task, sft_model, k: int) -> dict:
                                 "rewards": [float(rewards[i, d]) for d in order]})
             inner_ties = sum(len(set(r["rewards"])) < k for r in records)
             out["records"][split] = records
-            out["stats"][split] = {"prompts": len(prompts), "rankings": len(records), "all_tied_dropped": len(prompts) - len(records),
+            out["stats"][split] = {"prompts": len(prompts), "rankings": len(records),
+                                   "all_tied_dropped": len(prompts) - len(records),
                                    "rankings_with_inner_ties": inner_ties}
         return out
 
@@ -78,7 +81,8 @@ def rankings_stage(task: Task, sft_model, k: int) -> dict:
         prompt_ids = tokenize_prompts(task.tokenizer, [r["prompt"] for r in recs]) if recs else []
         out[split] = Dataset.from_dict({"prompt_ids": prompt_ids, "ranked_ids": [r["ranked_ids"] for r in recs],
                                         "ranked_rewards": [r["rewards"] for r in recs]})  # ties: `strict` in the batch
-        out[f"{split}_pairs"] = Dataset.from_dict({"prompt_ids": prompt_ids, "chosen_ids": [r["ranked_ids"][0] for r in recs],
+        out[f"{split}_pairs"] = Dataset.from_dict({"prompt_ids": prompt_ids,
+                                                   "chosen_ids": [r["ranked_ids"][0] for r in recs],
                                                    "rejected_ids": [r["ranked_ids"][-1] for r in recs]})
     return out
 
@@ -90,12 +94,12 @@ def ranking_runs(task: Task, sft_model, rankings: dict, k: int, beta: float) -> 
                                     (f"bestworst_k{k}_beta{beta:g}", f"DPO on best/worst of {k}", "_pairs", train_dpo)):
         config = replace(task.plan.dpo, beta=beta)
         cfg = task.config(config, task.run.folder(name))
-        train = lambda m, cfg=cfg, data=data, job=job: job(m, rankings["train" + data], rankings["validation" + data], cfg,  # noqa: E731
-                                                          task.pad, ref_model=sft_model)
+        train = lambda m, cfg=cfg, data=data, job=job: job(  # noqa: E731
+            m, rankings["train" + data], rankings["validation" + data], cfg, task.pad, ref_model=sft_model)
         loss_type = "plackett_luce" if "pl_" in name else "sigmoid"
         runs.append(task.stage(name, lambda train=train, method=method, cfg=cfg, loss_type=loss_type: {
-            **trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type, beta=beta, k=k), "config": cfg},
-            {"dpo": config, "k": k, "data": data}))
+            **trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type, beta=beta, k=k),
+            "config": cfg}, {"dpo": config, "k": k, "data": data}))
     return runs
 
 
@@ -113,8 +117,9 @@ def online_run(task: Task, sft_model, beta: float) -> dict:
     cfg = task.config(config, task.run.folder(name))
     train = lambda m: train_online_dpo(m, sft_model, task.tokenizer, prompts, None, cfg,  # noqa: E731
                                        lambda ps, rs: task.true_reward(ps, rs), task.plan.max_new_tokens)
-    return task.stage(name, lambda: {**trained_and_scored(task, sft_model, train, method="online DPO", loss_type="sigmoid",
-                                                          beta=beta), "config": cfg}, {"online_dpo": config})
+    return task.stage(name, lambda: {**trained_and_scored(task, sft_model, train, method="online DPO",
+                                                          loss_type="sigmoid", beta=beta), "config": cfg},
+                      {"online_dpo": config})
 
 
 def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
@@ -135,7 +140,8 @@ def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True)
                                                       for r, v in zip(variants, fam.variants)),
               *(point(r) for r in online), *(point(r, k=fam.ranking_k) for r in ranked)]
     dpo_long = [{"method": "DPO, trained longer", "beta": r["beta"], "epochs": p["epochs"],
-                 **{k: p[k] for k in ("reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n")}} for r in long for p in r["points"]]
+                 **{k: p[k] for k in ("reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n")}}
+                for r in long for p in r["points"]]
     # the matched-KL reading: DPO's reward at each other arm's KL, on the chord of DPO's points (SFT at KL 0, each
     # beta, the long run after each epoch count); None outside DPO's KL range
     dpo_curve = [p for p in points if p["method"] in ("SFT", "DPO")] + dpo_long
@@ -145,22 +151,27 @@ def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True)
     # notebook 09 on the same base: the losses of section 5 of the report (cDPO, IPO, hinge) beside DPO, and the
     # long runs, with their training histories (the implicit reward's held-out accuracy)
     keep = lambda r: {k: v for k, v in r.items() if k != "examples"}  # noqa: E731
-    variants_09 = [dpo_run(task, sft_model, ref_data, v.beta, v.loss_type, v.label_smoothing, method=v.method) for v in task.plan.variants]
+    variants_09 = [dpo_run(task, sft_model, ref_data, v.beta, v.loss_type, v.label_smoothing, method=v.method)
+                   for v in task.plan.variants]
     long_09 = [over_optimisation_run(task, sft_model, ref_data, lt, b) for lt, b in task.plan.long_runs]
     return {
         "task": task, "pairs": pairs["stats"], "rankings": rankings["stats"],
-        "dpo_variants": {"dpo": [keep(r) for r in dpo], "variant_runs": [keep(r) for r in variants_09], "long_runs": long_09,
-                         "compute_s": task.run.compute_s(
+        "dpo_variants": {"dpo": [keep(r) for r in dpo], "variant_runs": [keep(r) for r in variants_09],
+                         "long_runs": long_09, "compute_s": task.run.compute_s(
                              [*(dpo_run_name(v.beta, v.loss_type, v.label_smoothing) for v in task.plan.variants),
-                              *(f"long_{lt}_beta{b:g}/{e:g}" for lt, b in task.plan.long_runs for e in task.plan.long_epochs)])},
+                              *(f"long_{lt}_beta{b:g}/{e:g}" for lt, b in task.plan.long_runs
+                                for e in task.plan.long_epochs)])},
         "reward_calls": {"offline pairs": task.plan.draws_per_prompt * pairs["stats"]["train"]["prompts"],
                          "online DPO (each run)": 2 * len(task.splits["pairs_train"]),
                          f"rankings (K={fam.ranking_k})": fam.ranking_k * rankings["stats"]["train"]["prompts"]},
         "points": points, "dpo_long": dpo_long,
-        "compute_s": task.run.compute_s([*(dpo_run_name(v.beta, v.loss_type, v.label_smoothing, v.hyperparameters) for v in fam.variants),
+        "compute_s": task.run.compute_s([*(dpo_run_name(v.beta, v.loss_type, v.label_smoothing, v.hyperparameters)
+                                           for v in fam.variants),
                                          *(f"online_beta{b:g}" for b in fam.online_betas), f"rankings_k{fam.ranking_k}",
-                                         *(f"{kind}_k{fam.ranking_k}_beta{fam.ranking_beta:g}" for kind in ("pl", "bestworst"))]),
-        "plackett_luce_k2": "the DPO run at beta {:g} (K = 2 Plackett-Luce DPO is DPO)".format(fam.ranking_beta) if k2 else None,
+                                         *(f"{kind}_k{fam.ranking_k}_beta{fam.ranking_beta:g}"
+                                           for kind in ("pl", "bestworst"))]),
+        "plackett_luce_k2": ("the DPO run at beta {:g} (K = 2 Plackett-Luce DPO is DPO)".format(fam.ranking_beta)
+                             if k2 else None),
     }
 
 
@@ -172,7 +183,8 @@ def instruction_family(profile: Profile, run_dir=None, show_progress: bool = Tru
     experiment's validated instruments against its reference, Preferred-FT and DPO arms."""
     from ..evaluate import load_sentence_encoder
     from ..judges import CachedEncoder
-    from .instruction import dpo_arm, prepare, reference_logprobs, sampled_kl, samples, sft_arm, train_all, train_dpo_arm
+    from .instruction import (dpo_arm, prepare, reference_logprobs, sampled_kl, samples, sft_arm, train_all,
+                              train_dpo_arm)
     from .instruction_eval import build_instruments, evaluate_arms
 
     exp = prepare(profile, run_dir, show_progress)
@@ -180,7 +192,8 @@ def instruction_family(profile: Profile, run_dir=None, show_progress: bool = Tru
     encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
     inst = build_instruments(exp, encoder)
     rows = evaluate_arms(exp, arms, inst, encoder)
-    beta = max(exp.plan.betas, key=lambda b: (rows[dpo_arm(b)]["validation_judge_vs_reference"], b))  # notebook 07's rule
+    # notebook 07's rule
+    beta = max(exp.plan.betas, key=lambda b: (rows[dpo_arm(b)]["validation_judge_vs_reference"], b))
     mean_len = sum(map(len, exp.tokenized["dpo_train"]["chosen_ids"])) / len(exp.tokenized["dpo_train"])
     reference = None
     variants = {}
@@ -195,16 +208,18 @@ def instruction_family(profile: Profile, run_dir=None, show_progress: bool = Tru
         arms[arm] = {"beta": b, "history": hist, "trained_now": now,
                      "samples": {s: samples(exp, arm, model, s) for s in ("test", "validation")}}
         arms[arm]["kl"] = sampled_kl(exp, arm, model, reference, arms[arm]["samples"]["test"])
-        variants[arm] = {"method": v.method, "loss_type": v.loss_type, "beta": b, "hyperparameters": dict(v.hyperparameters)}
+        variants[arm] = {"method": v.method, "loss_type": v.loss_type, "beta": b,
+                         "hyperparameters": dict(v.hyperparameters)}
         del model
     rows = evaluate_arms(exp, arms, inst, encoder)
     keep = ("kl", "mean_words", "fidelity", "judge_vs_reference", "lc_vs_reference", "words_minus_reference",
             "fidelity_minus_reference", "validation_judge_vs_reference")
-    table = {"DPO": {"arm": dpo_arm(beta), "loss_type": "sigmoid", "beta": beta, **{k: rows[dpo_arm(beta)][k] for k in keep}}}
+    table = {"DPO": {"arm": dpo_arm(beta), "loss_type": "sigmoid", "beta": beta,
+                     **{k: rows[dpo_arm(beta)][k] for k in keep}}}
     for arm, v in variants.items():
         table[v["method"]] = {"arm": arm, **v, **{k: rows[arm][k] for k in keep}}
-    table["reference"] = {"arm": "reference", "mean_words": rows["reference"]["mean_words"], "fidelity": rows["reference"]["fidelity"],
-                          "kl": rows["reference"]["kl"]}
+    table["reference"] = {"arm": "reference", "mean_words": rows["reference"]["mean_words"],
+                          "fidelity": rows["reference"]["fidelity"], "kl": rows["reference"]["kl"]}
     names = [f"{stage}{arm}" for arm in variants for stage in ("", "samples/test/", "samples/validation/", "kl/")]
     return {"selected_beta": beta, "mean_chosen_tokens": mean_len, "rows": table,
             "judge": {k: inst["validation"][k] for k in ("test_pair_accuracy", "refit_test_pair_accuracy", "probes")},

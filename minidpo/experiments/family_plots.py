@@ -53,9 +53,12 @@ def plot_instruction_family(rows: dict, path: str | Path | None = None, title: s
         win = r["judge_vs_reference"]
         yerr = [[win["rate"] - win["ci_low"]], [win["ci_high"] - win["rate"]]]
         for ax, x, xerr in ((axes[0], r["mean_words"], None),
-                            (axes[1], r["fidelity"]["mean"], [[r["fidelity"]["mean"] - r["fidelity"]["ci_low"]], [r["fidelity"]["ci_high"] - r["fidelity"]["mean"]]])):
-            ax.errorbar([x], [win["rate"]], yerr=yerr, xerr=xerr, marker=MARKERS[i], ms=7, capsize=2, lw=0, label=f"{method} (beta={r['beta']:g})")
-    for ax, x, label in ((axes[0], ref["mean_words"], "mean words per reply"), (axes[1], ref["fidelity"]["mean"], "content fidelity (cosine to the original answer)")):
+                            (axes[1], r["fidelity"]["mean"], [[r["fidelity"]["mean"] - r["fidelity"]["ci_low"]],
+                                                              [r["fidelity"]["ci_high"] - r["fidelity"]["mean"]]])):
+            ax.errorbar([x], [win["rate"]], yerr=yerr, xerr=xerr, marker=MARKERS[i], ms=7, capsize=2, lw=0,
+                        label=f"{method} (beta={r['beta']:g})")
+    for ax, x, label in ((axes[0], ref["mean_words"], "mean words per reply"),
+                         (axes[1], ref["fidelity"]["mean"], "content fidelity (cosine to the original answer)")):
         ax.axvline(x, ls="--", c="grey", lw=1)
         ax.axhline(0.5, ls=":", c="grey", lw=1)
         ax.set_xlabel(label + " (dashed: reference)")
@@ -76,7 +79,8 @@ def plot_loss_shapes(path: str | Path | None = None, title: str = "", beta: floa
         losses = []
         for x in m.unbind():  # each margin its own batch of one pair (RPO's and ORPO's NLL is a batch mean)
             x = x.view(1)
-            lp = (PairLogps(x / 2 - 1, -x / 2 - 1, -one, -one, one, one, torch.zeros(2, dtype=torch.float64)) if spec.needs_reference
+            lp = (PairLogps(x / 2 - 1, -x / 2 - 1, -one, -one, one, one, torch.zeros(2, dtype=torch.float64))
+                  if spec.needs_reference
                   else PairLogps(x / 2 - 4.5, -x / 2 - 4.5, None, None, one, one))  # log-probs below 0 for ORPO's odds
             losses.append(spec.fn(lp, beta))
         loss = torch.cat(losses)
@@ -99,18 +103,23 @@ def family_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
     figures_dir = Path(figures_dir)
     p, model = results["profile"], results["model"]
     n = results["frontier_plan"]["n_test"]
-    paths = {"frontier": figures_dir / f"10_family_frontier_{p}.png", "instruction": figures_dir / f"10_family_instruction_{p}.png"}
-    plot_family_frontier(results["sentiment"]["points"] + results["sentiment"]["dpo_long"], paths["frontier"], reward=results["frontier_plan"]["reward"],
+    paths = {"frontier": figures_dir / f"10_family_frontier_{p}.png",
+             "instruction": figures_dir / f"10_family_instruction_{p}.png"}
+    plot_family_frontier(results["sentiment"]["points"] + results["sentiment"]["dpo_long"], paths["frontier"],
+                         reward=results["frontier_plan"]["reward"],
                          title=f"DPO's family on controlled sentiment, {model}, n={n} held-out prompts")
     plot_instruction_family(results["instruction"]["rows"], paths["instruction"],
-                            title=f"instruction pairs, {model}: judge win rate vs reference (n={results['instruction']['rows']['DPO']['judge_vs_reference']['n']} test prompts)")
+                            title=f"instruction pairs, {model}: judge win rate vs reference (n="
+                                  f"{results['instruction']['rows']['DPO']['judge_vs_reference']['n']} test prompts)")
     # notebook 09's figures, from the same sentiment base (the CLI draws them too, not only the notebook)
     from .frontier_run import frontier_points, plot_frontier, plot_over_optimisation
 
     base = results["sentiment"]["dpo_variants"]
     sft = next(q for q in results["sentiment"]["points"] if q["method"] == "SFT")
-    paths["variants"], paths["over_optimisation"] = figures_dir / f"09_variants_frontier_{p}.png", figures_dir / f"09_over_optimisation_{p}.png"
-    plot_frontier(frontier_points([sft, *base["dpo"], *base["variant_runs"]]), paths["variants"], title=f"DPO variants, {model}, n={n} held-out prompts")
+    paths["variants"], paths["over_optimisation"] = (figures_dir / f"09_variants_frontier_{p}.png",
+                                                     figures_dir / f"09_over_optimisation_{p}.png")
+    plot_frontier(frontier_points([sft, *base["dpo"], *base["variant_runs"]]), paths["variants"],
+                  title=f"DPO variants, {model}, n={n} held-out prompts")
     plot_over_optimisation(base["long_runs"], paths["over_optimisation"], title=f"training long ({model})")
     for fig in plt.get_fignums():
         plt.close(fig)

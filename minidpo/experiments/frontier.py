@@ -89,8 +89,8 @@ class Task:
 
     def sample(self, model, prompts: list[str], seed: int) -> tuple[list[str], list[list[int]]]:
         """One reply per prompt at temperature 1: texts and the token ids as drawn."""
-        return generate_responses(model, self.tokenizer, prompts, max_new_tokens=self.plan.max_new_tokens, temperature=1.0,
-                                  seed=seed, batch_size=32, show_progress=False)
+        return generate_responses(model, self.tokenizer, prompts, max_new_tokens=self.plan.max_new_tokens,
+                                  temperature=1.0, seed=seed, batch_size=32, show_progress=False)
 
 
 def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True,
@@ -114,7 +114,8 @@ def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progr
     model, tokenizer = load_model(profile.model, device=profile.device, seed=profile.seed, tokenizer_texts=texts)
     key = {"model": profile.model, "seed": profile.seed, "source": plan.source, "reward": plan.reward, "sizes": sizes,
            "max_new_tokens": plan.max_new_tokens, "draws_per_prompt": plan.draws_per_prompt, "sft": plan.sft}
-    task = Task(profile, plan, run, tokenizer, model, splits, ground_truth_reward(plan.reward, profile.device), show_progress, key=key)
+    task = Task(profile, plan, run, tokenizer, model, splits, ground_truth_reward(plan.reward, profile.device),
+                show_progress, key=key)
     if plan.source == "snippets":
         path = review_snippets_path()
         task.info["data"] = {"file": SNIPPETS_FILE, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -183,16 +184,17 @@ def pairs_stage(task: Task, sft_model) -> dict:
     for split, recs in out["records"].items():
         # the sampled token ids themselves, not a re-tokenization of the decoded text
         out[split] = Dataset.from_dict({
-            "record_id": [r["record_id"] for r in recs], "prompt_ids": tokenize_prompts(task.tokenizer, [r["prompt"] for r in recs]),
-            "chosen_ids": [r["chosen_ids"] for r in recs], "rejected_ids": [r["rejected_ids"] for r in recs],
-        })
+            "record_id": [r["record_id"] for r in recs],
+            "prompt_ids": tokenize_prompts(task.tokenizer, [r["prompt"] for r in recs]),
+            "chosen_ids": [r["chosen_ids"] for r in recs], "rejected_ids": [r["rejected_ids"] for r in recs]})
     return out
 
 
 def reference_stage(task: Task, sft_model, pairs: dict) -> dict:
     """log pi_SFT of every pair's replies, computed once (a stage)."""
     logps = task.stage("reference_logps", lambda: {
-        split: precompute_reference_logprobs(sft_model, pairs[split], task.pad, batch_size=16, show_progress=task.show_progress)
+        split: precompute_reference_logprobs(sft_model, pairs[split], task.pad, batch_size=16,
+                                             show_progress=task.show_progress)
         for split in ("train", "validation")}, codec=TENSORS)
     return {split: with_reference_logprobs(pairs[split], *logps[split]) for split in logps}
 
@@ -206,7 +208,8 @@ def evaluate_policy(task: Task, model, sft_model, split: str = "test", per_promp
     examples; with `per_prompt`, each prompt's reward and log-ratio too (for paired comparisons). Every policy
     draws with the same seed on the same prompts (common random numbers: paired comparisons are sharper)."""
     prompts = task.prompts(split)
-    seed = derive_seed(task.profile.seed, "evaluate") if split == "test" else derive_seed(task.profile.seed, "evaluate", split)
+    seed = (derive_seed(task.profile.seed, "evaluate") if split == "test"
+            else derive_seed(task.profile.seed, "evaluate", split))
     texts, ids = task.sample(model, prompts, seed=seed)
     rewards = task.true_reward(prompts, texts)
     log_ratios = sampled_log_ratios(model, sft_model, task.tokenizer, prompts, ids, batch_size=16)
@@ -254,21 +257,25 @@ def dpo_run(task: Task, sft_model, ref_data: dict, beta: float, loss_type: str =
     """DPO (or a variant of `losses.LOSSES`, with its `hyperparameters`) from the SFT model on the sampled pairs,
     then scored on held-out prompts. KTO's mismatched pairs take their reference log-probs from the SFT model."""
     name = dpo_run_name(beta, loss_type, label_smoothing, hyperparameters)
-    config = replace(task.plan.dpo, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing, **dict(hyperparameters))
+    config = replace(task.plan.dpo, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing,
+                     **dict(hyperparameters))
     cfg = task.config(config, task.run.folder(name))
     ref_model = sft_model if LOSSES[loss_type].needs_mismatched else None
-    train = lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], cfg, task.pad, ref_model=ref_model)  # noqa: E731
-    return task.stage(name, lambda: {**trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type, beta=beta,
-                                                          label_smoothing=label_smoothing, **dict(hyperparameters)),
-                                     "config": cfg}, {"dpo": config})
+    train = lambda m: train_dpo(m, ref_data["train"], ref_data["validation"], cfg, task.pad,  # noqa: E731
+                                ref_model=ref_model)
+    return task.stage(name, lambda: {**trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type,
+                                                          beta=beta, label_smoothing=label_smoothing,
+                                                          **dict(hyperparameters)), "config": cfg}, {"dpo": config})
 
 
 def preferred_ft_run(task: Task, sft_model, pairs: dict) -> dict:
     """The paper's "Preferred-FT": more SFT, on the chosen replies only."""
     cfg = task.config(task.plan.preferred_ft, task.run.folder("preferred_ft"))
-    train = lambda m: train_sft(m, completions_from_pairs(pairs["train"]), completions_from_pairs(pairs["validation"]), cfg, task.pad)  # noqa: E731
-    return task.stage("preferred_ft", lambda: {**trained_and_scored(task, sft_model, train, per_prompt=True, method="Preferred-FT"),
-                                               "config": cfg}, {"preferred_ft": task.plan.preferred_ft})
+    train = lambda m: train_sft(m, completions_from_pairs(pairs["train"]),  # noqa: E731
+                                completions_from_pairs(pairs["validation"]), cfg, task.pad)
+    return task.stage("preferred_ft", lambda: {**trained_and_scored(task, sft_model, train, per_prompt=True,
+                                                                    method="Preferred-FT"), "config": cfg},
+                      {"preferred_ft": task.plan.preferred_ft})
 
 
 def over_optimisation_run(task: Task, sft_model, ref_data: dict, loss_type: str, beta: float) -> dict:

@@ -36,15 +36,16 @@ def reward_model_stage(task: Task, sft_model, pairs: dict, pooling: str = "last"
         # and how well r_phi tracks the true reward on the held-out pairs' replies themselves (not just their order)
         val = pairs["records"]["validation"]
         pids = tokenize_prompts(task.tokenizer, [r["prompt"] for r in val])
-        scores = torch.cat([score_replies(model, pids, [r[k] for r in val], task.pad) for k in ("chosen_ids", "rejected_ids")])
+        scores = torch.cat([score_replies(model, pids, [r[k] for r in val], task.pad)
+                            for k in ("chosen_ids", "rejected_ids")])
         true = torch.tensor([r[k] for k in ("chosen_reward", "rejected_reward") for r in val])
         accuracy = wilson(evals[-1]["eval_accuracy"] * len(val), len(val))
         return model.eval(), {
-            "pooling": pooling, "held_out_accuracy": evals[-1]["eval_accuracy"], "held_out_loss": evals[-1]["eval_loss"],
-            "held_out_accuracy_ci": [accuracy.low, accuracy.high],
+            "pooling": pooling, "held_out_accuracy": evals[-1]["eval_accuracy"],
+            "held_out_loss": evals[-1]["eval_loss"], "held_out_accuracy_ci": [accuracy.low, accuracy.high],
             "held_out_correlation": torch.corrcoef(torch.stack([scores, true]))[0, 1].item(),
-            "n_train_pairs": len(pairs["train"]), "n_validation_pairs": len(pairs["validation"]), "learning_curve": curve,
-            "train": mem.as_dict(), "history": history, "config": cfg}
+            "n_train_pairs": len(pairs["train"]), "n_validation_pairs": len(pairs["validation"]),
+            "learning_curve": curve, "train": mem.as_dict(), "history": history, "config": cfg}
 
     wrap = lambda: RewardModel(copy.deepcopy(sft_model), pooling=pooling)  # noqa: E731
     return task.stage(name, train, {"reward_model": task.plan.reward_model, "pooling": pooling},
@@ -79,9 +80,11 @@ def best_of_n_stage(task: Task, sft_model, reward_models: dict[str, RewardModel]
         n_max = max(task.plan.best_of)
         prompts = task.prompts("test")
         with MemoryMonitor() as mem:
-            draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "best_of_n", k)) for k in range(n_max)]
+            draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "best_of_n", k))
+                     for k in range(n_max)]
             pids = tokenize_prompts(task.tokenizer, prompts)
-            scores = {name: torch.stack([score_replies(m, pids, ids, task.pad) for _, ids in draws], 1) for name, m in reward_models.items()}
+            scores = {name: torch.stack([score_replies(m, pids, ids, task.pad) for _, ids in draws], 1)
+                      for name, m in reward_models.items()}
             true = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)  # (P, N)
         rm = scores[use]
         rows = []
@@ -89,15 +92,17 @@ def best_of_n_stage(task: Task, sft_model, reward_models: dict[str, RewardModel]
             pick = rm[:, :n].argmax(1)
             rewards = true[torch.arange(len(prompts)), pick]
             lo, hi = bootstrap_ci(rewards, seed=task.profile.seed)
-            rows.append({"method": "Best-of-N", "best_of": n, "reward": float(rewards.mean()), "reward_ci": [lo, hi], "kl": best_of_n_kl(n),
-                         "kl_se": 0.0, "n": len(prompts), "rewards": rewards.tolist()})
+            rows.append({"method": "Best-of-N", "best_of": n, "reward": float(rewards.mean()), "reward_ci": [lo, hi],
+                         "kl": best_of_n_kl(n), "kl_se": 0.0, "n": len(prompts), "rewards": rewards.tolist()})
         checks = {}
         for name, sc in scores.items():
             accuracy, n_pairs = pair_accuracy(sc, true)
-            checks[name] = {"test_correlation": torch.corrcoef(torch.stack([sc.flatten(), true.flatten()]))[0, 1].item(),
+            checks[name] = {"test_correlation":
+                            torch.corrcoef(torch.stack([sc.flatten(), true.flatten()]))[0, 1].item(),
                             "test_pair_accuracy": accuracy, "test_pairs": n_pairs}
         return {"rows": rows, "sampling": mem.as_dict(), "reward_model": use, "reward_models": checks,
                 "reward_model_vs_true_correlation": checks[use]["test_correlation"], "n_samples": rm.numel()}
 
-    key = {"reward_model": task.plan.reward_model, "poolings": list(reward_models), "use": use, "best_of": task.plan.best_of}
+    key = {"reward_model": task.plan.reward_model, "poolings": list(reward_models), "use": use,
+           "best_of": task.plan.best_of}
     return task.stage("best_of_n", run, key)

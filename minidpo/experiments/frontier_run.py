@@ -24,7 +24,8 @@ from .runs import to_json, write_results_and_figures
 
 def frontier_points(runs: list[dict]) -> dict[str, list[dict]]:
     """Runs (or seed-averaged points) grouped by method into (kl, reward) points sorted by KL, for the frontier plot."""
-    keys = ("kl", "kl_se", "reward", "reward_ci", "beta", "kl_coef", "best_of", "n", "budget", "seeds", "seed_rewards", "seed_kls")
+    keys = ("kl", "kl_se", "reward", "reward_ci", "beta", "kl_coef", "best_of", "n", "budget", "seeds", "seed_rewards",
+            "seed_kls")
     out: dict[str, list[dict]] = {}
     for r in runs:
         out.setdefault(r["method"], []).append({k: r[k] for k in keys if r.get(k) is not None})
@@ -43,7 +44,8 @@ def shared_stages(profile: Profile, run_dir=None, show_progress: bool = True) ->
     return task, sft_model, sft_history, pairs, ref_data, sft_point(task, sft_model), dpo
 
 
-def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_dir="figures", show_progress: bool = True) -> dict:
+def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_dir="figures",
+                 show_progress: bool = True) -> dict:
     """Every stage of notebook 08; saves results/frontier_<profile>.json and the figures."""
     t0 = time.time()
     task = prepare_task(profile, run_dir, show_progress)
@@ -57,23 +59,28 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
     best = best_of_n_stage(task, sft_model, {k: m for k, (m, _) in reward_models.items()}, use)
     preferred = preferred_ft_run(task, sft_model, pairs)
     dpo_runs = [dpo_seeded_run(task, sft_model, ref_data, b, s) for b in plan.dpo_betas for s in plan.seeds]
-    gt_runs = [ppo_seeded_run(task, sft_model, None, c, s, ground_truth=True) for c in plan.ppo_gt_kl_coefs for s in plan.seeds]
+    gt_runs = [ppo_seeded_run(task, sft_model, None, c, s, ground_truth=True)
+               for c in plan.ppo_gt_kl_coefs for s in plan.seeds]
     ppo_runs = [ppo_seeded_run(task, sft_model, reward_model, c, s) for c in plan.kl_coefs for s in plan.seeds]
-    dpo, ppo, ppo_gt = (seeded_points(runs, knob, profile.seed) for runs, knob in ((dpo_runs, "beta"), (ppo_runs, "kl_coef"), (gt_runs, "kl_coef")))
+    dpo, ppo, ppo_gt = (seeded_points(runs, knob, profile.seed)
+                        for runs, knob in ((dpo_runs, "beta"), (ppo_runs, "kl_coef"), (gt_runs, "kl_coef")))
     runs = [*dpo_runs, *gt_runs, *ppo_runs]
     results = {
         "profile": profile.name,
         "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo frontier",
-        "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed, "plan": to_json(plan), "data": task.info,
+        "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed, "plan": to_json(plan),
+        "data": task.info,
         "pairs": pairs["stats"], "sft": {"history": sft_history, **sft},
         "reward_model": {**rm_result, **best["reward_models"][use], "test_samples": best["n_samples"]},
-        "reward_models": {k: {**{f: v for f, v in r.items() if f != "history"}, **best["reward_models"][k]} for k, (_, r) in reward_models.items()},
+        "reward_models": {k: {**{f: v for f, v in r.items() if f != "history"}, **best["reward_models"][k]}
+                          for k, (_, r) in reward_models.items()},
         "frontier": frontier_points([sft, *dpo, preferred, *ppo, *ppo_gt, *best["rows"]]),
         "dpo": dpo, "ppo": ppo, "ppo_gt": ppo_gt, "preferred_ft": preferred, "best_of_n": best,
         "matched_kl": matched_kl_verdicts(sft, dpo, {"PPO": ppo, "PPO-GT": ppo_gt}, seed=profile.seed),
         "runs": [{k: r[k] for k in ("method", "beta", "kl_coef", "seed", "budget_unit", "history") if k in r}
                  | {"points": [{k: v for k, v in p.items() if k not in ("validation", "test")}
-                               | {split: {k: v for k, v in p[split].items() if k not in ("rewards", "log_ratios")} for split in ("validation", "test")}
+                               | {split: {k: v for k, v in p[split].items() if k not in ("rewards", "log_ratios")}
+                                  for split in ("validation", "test")}
                                for p in r["points"]]} for r in runs],
         # every stage measured its own time and memory when it computed (a cached stage is read back, not re-timed):
         # their sum is the experiment's compute, whatever this invocation found in the cache
@@ -88,8 +95,10 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
 # ----------------------------------------------------------------------------- figures
 
 
-# each method's knob labels sit in their own direction from the point, so two methods' labels never print over each other
-_LABEL_OFFSETS = [(5, 5, "left"), (5, -11, "left"), (-5, 5, "right"), (-5, -11, "right"), (0, 9, "center"), (0, -15, "center")]
+# each method's knob labels sit in their own direction from the point, so two methods' labels never print over
+# each other
+_LABEL_OFFSETS = [(5, 5, "left"), (5, -11, "left"), (-5, 5, "right"), (-5, -11, "right"), (0, 9, "center"),
+                  (0, -15, "center")]
 
 
 def plot_frontier(frontier: dict[str, list[dict]], path: str | Path | None = None, title: str = ""):
@@ -111,10 +120,12 @@ def plot_frontier(frontier: dict[str, list[dict]], path: str | Path | None = Non
                 ax.plot(p["seed_kls"], p["seed_rewards"], ".", ms=4, color=color, alpha=0.5)
         dx, dy, ha = _LABEL_OFFSETS[i % len(_LABEL_OFFSETS)]
         for p in points:
-            knob = next((f"{label}={p[k]:g}" for k, label in (("beta", "beta"), ("kl_coef", "kl_coef"), ("best_of", "N"))
+            knob = next((f"{label}={p[k]:g}"
+                         for k, label in (("beta", "beta"), ("kl_coef", "kl_coef"), ("best_of", "N"))
                          if p.get(k) is not None), "")
             if knob:
-                ax.annotate(knob, (p["kl"], p["reward"]), fontsize=6.5, xytext=(dx, dy), textcoords="offset points", ha=ha, color=color)
+                ax.annotate(knob, (p["kl"], p["reward"]), fontsize=6.5, xytext=(dx, dy), textcoords="offset points",
+                            ha=ha, color=color)
     ax.set_xlabel("KL(pi || pi_SFT) per prompt, nats (estimated from samples)")
     ax.set_ylabel("mean ground-truth reward")
     ax.grid(alpha=0.3)
@@ -125,8 +136,8 @@ def plot_frontier(frontier: dict[str, list[dict]], path: str | Path | None = Non
 def plot_ppo_curves(runs: list[dict], path: str | Path | None = None, title: str = ""):
     """PPO per iteration: reward-model score, true reward of the rollouts, and KL to the reference; runs of the
     same method and kl_coef (training seeds) drawn as their mean with the band between the lowest and highest seed."""
-    keys = [("objective/scores", "score maximised (r_phi; PPO-GT: r*)"), ("ground_truth_reward", "true reward r* of rollouts"),
-            ("objective/kl", "KL(pi || pi_ref), nats")]
+    keys = [("objective/scores", "score maximised (r_phi; PPO-GT: r*)"),
+            ("ground_truth_reward", "true reward r* of rollouts"), ("objective/kl", "KL(pi || pi_ref), nats")]
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         groups.setdefault((run.get("method", "PPO"), run["kl_coef"]), []).append(run)
@@ -138,7 +149,8 @@ def plot_ppo_curves(runs: list[dict], path: str | Path | None = None, title: str
             values = torch.tensor([[x[key] for x in run["history"] if key in x][: len(its)] for run in group])
             line, = ax.plot(its, values.mean(0), lw=1.2, label=label)
             if len(group) > 1:
-                ax.fill_between(its, values.min(0).values, values.max(0).values, color=line.get_color(), alpha=0.2, lw=0)
+                ax.fill_between(its, values.min(0).values, values.max(0).values, color=line.get_color(), alpha=0.2,
+                                lw=0)
             ax.set_title(name, fontsize=10)
             ax.set_xlabel("PPO iteration")
             ax.grid(alpha=0.3)
@@ -169,8 +181,8 @@ def plot_matched_kl(matched: dict[str, dict], path: str | Path | None = None, ti
             if r["difference"] is not None]
     fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(rows) + 1.2))
     for y, (label, r) in enumerate(rows):
-        ax.errorbar([r["difference"]], [y], xerr=[[r["difference"] - r["ci_low"]], [r["ci_high"] - r["difference"]]], fmt="o", capsize=3,
-                    color="C0" if label.startswith("vs PPO ") else "C3")
+        ax.errorbar([r["difference"]], [y], xerr=[[r["difference"] - r["ci_low"]], [r["ci_high"] - r["difference"]]],
+                    fmt="o", capsize=3, color="C0" if label.startswith("vs PPO ") else "C3")
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=7)
     ax.invert_yaxis()
@@ -189,7 +201,8 @@ def plot_over_optimisation(long_runs: list[dict], path: str | Path | None = None
         axes[0].plot(ep, [p["reward"] for p in pts], "o-", label=label)
         axes[1].plot(ep, [p["kl"] for p in pts], "o-", label=label)
         axes[2].plot([p["kl"] for p in pts], [p["reward"] for p in pts], "o-", label=label)
-    for ax, (x, y) in zip(axes, [("epochs", "mean true reward"), ("epochs", "KL(pi || pi_SFT), nats"), ("KL(pi || pi_SFT), nats", "mean true reward")]):
+    for ax, (x, y) in zip(axes, [("epochs", "mean true reward"), ("epochs", "KL(pi || pi_SFT), nats"),
+                                 ("KL(pi || pi_SFT), nats", "mean true reward")]):
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         ax.grid(alpha=0.3)
@@ -204,11 +217,15 @@ def frontier_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
     p, model = results["profile"], results["model"]
     n, seeds = results["sft"]["n"], len(results["plan"]["seeds"])
     paths = {k: figures_dir / f"08_{k}_{p}.png" for k in ("frontier", "ppo_curves", "reward_model", "matched_kl")}
-    plot_frontier(results["frontier"], paths["frontier"], title=f"controlled sentiment, {model}: n={n} held-out prompts, {seeds} seeds")
+    plot_frontier(results["frontier"], paths["frontier"],
+                  title=f"controlled sentiment, {model}: n={n} held-out prompts, {seeds} seeds")
     runs = [r for r in results["runs"] if r["method"] != "DPO"]
-    plot_ppo_curves(runs, paths["ppo_curves"], title=f"PPO from the SFT model ({model}); {results['plan']['ppo']['rollout_batch_size']} rollouts per iteration")
+    plot_ppo_curves(runs, paths["ppo_curves"],
+                    title=f"PPO from the SFT model ({model}); "
+                          f"{results['plan']['ppo']['rollout_batch_size']} rollouts per iteration")
     plot_reward_model(results["reward_model"], paths["reward_model"], title=f"reward model r_phi ({model} trunk)")
-    plot_matched_kl(results["matched_kl"], paths["matched_kl"], title=f"DPO against PPO at matched KL (n={n} prompts, {seeds} seeds)")
+    plot_matched_kl(results["matched_kl"], paths["matched_kl"],
+                    title=f"DPO against PPO at matched KL (n={n} prompts, {seeds} seeds)")
     for fig in plt.get_fignums():
         plt.close(fig)
     return paths

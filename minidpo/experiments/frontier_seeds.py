@@ -59,12 +59,13 @@ def ppo_seeded_run(task: Task, sft_model, reward_model, kl_coef: float, seed: in
 
     def train_to(iterations: int, folder) -> list[dict]:
         cfg = task.config(config, folder, seed=seed, iterations=iterations)
-        return train_ppo(policy, sft_model, task.true_reward if ground_truth else reward_model, task.tokenizer, prompts, cfg,
-                         ground_truth=task.true_reward)
+        return train_ppo(policy, sft_model, task.true_reward if ground_truth else reward_model, task.tokenizer, prompts,
+                         cfg, ground_truth=task.true_reward)
 
     reward_key = {"reward_model": task.plan.reward_model, "pooling": getattr(reward_model, "pooling", None)}
     key = {"task": task.key, "ppo": config, "seed": seed, "reward": "ground truth" if ground_truth else reward_key}
-    points, history = task.run.phases(name, key, checkpoints, train_to, lambda budget, history: _score_both(task, policy.lm, sft_model))
+    points, history = task.run.phases(name, key, checkpoints, train_to,
+                                      lambda budget, history: _score_both(task, policy.lm, sft_model))
     return {"method": "PPO-GT (true reward)" if ground_truth else "PPO", "kl_coef": kl_coef, "seed": seed,
             "budget_unit": "iterations", "points": points, "history": history}
 
@@ -81,7 +82,8 @@ def seeded_points(runs: list[dict], knob: str, seed: int = 0) -> list[dict]:
         budgets = [p["budget"] for p in group[0]["points"]]
         if any([p["budget"] for p in r["points"]] != budgets for r in group):
             raise ValueError(f"{group[0]['method']} {knob}={value:g}: the seeds were scored at different budgets")
-        validation = [sum(r["points"][i]["validation"]["reward"] for r in group) / len(group) for i in range(len(budgets))]
+        validation = [sum(r["points"][i]["validation"]["reward"] for r in group) / len(group)
+                      for i in range(len(budgets))]
         best = max(range(len(budgets)), key=validation.__getitem__)
         tests = [r["points"][best]["test"] for r in group]
         rewards = torch.tensor([t["rewards"] for t in tests])
@@ -91,13 +93,14 @@ def seeded_points(runs: list[dict], knob: str, seed: int = 0) -> list[dict]:
         out.append({
             "method": group[0]["method"], knob: value, "budget": budgets[best], "budget_unit": group[0]["budget_unit"],
             "seeds": [r["seed"] for r in group], "reward": rewards.mean().item(), "reward_ci": [lo, hi],
-            "kl": ratios.mean().item(), "kl_se": (ratios.mean(0).std() / len(ratios[0]) ** 0.5).item(), "n": len(ratios[0]),
-            "seed_rewards": [t["reward"] for t in tests], "seed_kls": [t["kl"] for t in tests],
+            "kl": ratios.mean().item(), "kl_se": (ratios.mean(0).std() / len(ratios[0]) ** 0.5).item(),
+            "n": len(ratios[0]), "seed_rewards": [t["reward"] for t in tests], "seed_kls": [t["kl"] for t in tests],
             "reply_tokens": sum(t["reply_tokens"] for t in tests) / len(tests),
             **({"implicit_reward_accuracy": accuracy} if None not in accuracy else {}),
             "checkpoints": [{"budget": b, "validation_reward": validation[i],
                              "reward": sum(r["points"][i]["test"]["reward"] for r in group) / len(group),
-                             "kl": sum(r["points"][i]["test"]["kl"] for r in group) / len(group)} for i, b in enumerate(budgets)],
+                             "kl": sum(r["points"][i]["test"]["kl"] for r in group) / len(group)}
+                            for i, b in enumerate(budgets)],
             "rewards": rewards.tolist(), "log_ratios": ratios.tolist(),
         })
     return out
@@ -127,21 +130,27 @@ def matched_kl_verdicts(sft: dict, dpo: list[dict], others: dict[str, list[dict]
     def as_row(at: str, p: dict, d: dict | None, dpo_is_curve: bool) -> dict:
         if d is None:
             return {"at": at, "kl": p["kl"], "difference": None, "evidence": None}
-        diff, lo, hi = (d["difference"], d["ci_low"], d["ci_high"]) if dpo_is_curve else (-d["difference"], -d["ci_high"], -d["ci_low"])
+        diff, lo, hi = ((d["difference"], d["ci_low"], d["ci_high"]) if dpo_is_curve
+                        else (-d["difference"], -d["ci_high"], -d["ci_low"]))
         curve, point = d["curve_reward_at_kl"], d["reward"]
         conclusive = d["out_of_range"] <= max_out_of_range * d["n_boot"]
-        evidence = ("DPO" if dpo_is_curve and lo > 0 else "other" if not dpo_is_curve and hi < 0 else None) if conclusive else None
+        evidence = (("DPO" if dpo_is_curve and lo > 0 else "other" if not dpo_is_curve and hi < 0 else None)
+                    if conclusive else None)
         return {"at": at, "kl": d["kl"], "line": "DPO" if dpo_is_curve else "other",
                 "dpo_reward": curve if dpo_is_curve else point, "other_reward": point if dpo_is_curve else curve,
                 "difference": diff, "ci_low": lo, "ci_high": hi, "n_prompts": d["n_prompts"], "seeds": d["seeds"],
-                "out_of_range": d["out_of_range"], "n_boot": d["n_boot"], "conclusive": conclusive, "evidence": evidence}
+                "out_of_range": d["out_of_range"], "n_boot": d["n_boot"], "conclusive": conclusive,
+                "evidence": evidence}
 
     sft_arm = ([sft["rewards"]], [sft["log_ratios"]])
     out = {}
     for name, points in others.items():
-        rows = [as_row(f"{name} {knob(p)}", p, matched_kl_difference([sft_arm, *map(arm, dpo)], arm(p), seed=seed), True) for p in points]
-        rows += [as_row(f"DPO {knob(q)}", q, matched_kl_difference([sft_arm, *map(arm, points)], arm(q), seed=seed), False) for q in dpo]
-        dominance = [{"dpo": knob(q), "other": knob(p), **paired_point_difference(arm(q), arm(p), seed=seed)} for q in dpo for p in points]
+        rows = [as_row(f"{name} {knob(p)}", p, matched_kl_difference([sft_arm, *map(arm, dpo)], arm(p), seed=seed),
+                       True) for p in points]
+        rows += [as_row(f"DPO {knob(q)}", q, matched_kl_difference([sft_arm, *map(arm, points)], arm(q), seed=seed),
+                        False) for q in dpo]
+        dominance = [{"dpo": knob(q), "other": knob(p), **paired_point_difference(arm(q), arm(p), seed=seed)}
+                     for q in dpo for p in points]
         for d in dominance:
             d["dominates"] = {"a": "DPO", "b": "other", None: None}[d["dominates"]]
         evidence = [r["evidence"] for r in rows] + [d["dominates"] for d in dominance]

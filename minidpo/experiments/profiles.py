@@ -59,18 +59,21 @@ class InstructionPlan:
 
 _SMOKE_TRAIN = dict(max_steps=3, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3)
 INSTRUCTION_PLANS = {
-    "smoke": InstructionPlan(n_test=8, n_validation=8, n_judge=24, n_dpo=24, betas=(0.1, 1.0), sft=SFTConfig(**_SMOKE_TRAIN),
-                             dpo=DPOConfig(**_SMOKE_TRAIN, optimizer="adamw"), max_new_tokens=8, generation_batch_size=8,
-                             judge_refits=2, judge_l2_grid=(2e-3, 2e-1)),
+    "smoke": InstructionPlan(n_test=8, n_validation=8, n_judge=24, n_dpo=24, betas=(0.1, 1.0),
+                             sft=SFTConfig(**_SMOKE_TRAIN), dpo=DPOConfig(**_SMOKE_TRAIN, optimizer="adamw"),
+                             max_new_tokens=8, generation_batch_size=8, judge_refits=2, judge_l2_grid=(2e-3, 2e-1)),
     # ~45 min on 2 cores (a DPO step of 8 pairs ~5 s, an SFT step ~2.5 s, 100 replies of 64 tokens ~40 s)
     "cpu": InstructionPlan(n_test=200, n_validation=96, n_judge=398, n_dpo=400, betas=(0.05, 0.1, 0.5, 2.0),
-                           sft=SFTConfig(num_epochs=1, batch_size=8, learning_rate=1e-5, warmup_steps=10, eval_every=25, save_every=25),
+                           sft=SFTConfig(num_epochs=1, batch_size=8, learning_rate=1e-5, warmup_steps=10, eval_every=25,
+                                         save_every=25),
                            dpo=DPOConfig(num_epochs=1, batch_size=8, learning_rate=5e-6, warmup_steps=10, eval_every=17,
-                                    save_every=17, optimizer="adamw")),
-    "gpu": InstructionPlan(n_test=200, n_validation=96, n_judge=300, n_dpo=None, betas=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
-                           sft=SFTConfig(num_epochs=2, batch_size=16, learning_rate=1e-5, warmup_steps=20, eval_every=25, save_every=50),
+                                         save_every=17, optimizer="adamw")),
+    "gpu": InstructionPlan(n_test=200, n_validation=96, n_judge=300, n_dpo=None,
+                           betas=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+                           sft=SFTConfig(num_epochs=2, batch_size=16, learning_rate=1e-5, warmup_steps=20,
+                                         eval_every=25, save_every=50),
                            dpo=DPOConfig(num_epochs=2, batch_size=8, learning_rate=5e-6, warmup_steps=20, eval_every=25,
-                                    save_every=50, optimizer="adamw"),
+                                         save_every=50, optimizer="adamw"),
                            sentence_encoder="sentence-transformers/all-mpnet-base-v2"),
 }
 
@@ -117,20 +120,24 @@ class FrontierPlan:
     long_epochs: tuple[float, ...]  # where a long run stops to be scored
     draws_per_prompt: int = 2  # replies sampled per pair prompt; the best and the worst make the pair
     seeds: tuple[int, ...] = (0,)  # training seeds of every DPO and PPO point (data order, PPO's sampling)
-    dpo_checkpoints: tuple[float, ...] = (1.0,)  # epochs after which a DPO run is scored; the budget is chosen among them
+    dpo_checkpoints: tuple[float, ...] = (1.0,)  # epochs after which a DPO run is scored; the budget is chosen
+    # among them
     ppo_checkpoints: tuple[int, ...] = ()  # iterations after which a PPO run is scored (empty: only at the end)
-    reward_poolings: tuple[str, ...] = ("last",)  # RewardModel readouts; PPO and best-of-N use the best on validation pairs
+    reward_poolings: tuple[str, ...] = ("last",)  # RewardModel readouts; PPO and best-of-N use the best on
+    # validation pairs
 
 
 SENTIMENT_SMOKE = FrontierPlan(
     source="snippets", reward="vader", n_test=8, n_pairs_val=8, n_pairs_train=24, n_sft=32, max_new_tokens=12,
     draws_per_prompt=6,  # a random tiny model rarely writes a sentiment word: more draws, fewer ties
     sft=SFTConfig(max_steps=3, batch_size=8, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3),
-    dpo=DPOConfig(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
+    dpo=DPOConfig(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2,
+                  optimizer="adamw"),
     dpo_betas=(0.1, 1.0),
     preferred_ft=SFTConfig(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2),
     reward_model=RewardConfig(max_steps=3, batch_size=4, learning_rate=1e-3, eval_every=3, save_every=3),
-    ppo=PPOConfig(iterations=2, rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, save_every=1),
+    ppo=PPOConfig(iterations=2, rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3,
+                  save_every=1),
     kl_coefs=(0.05, 0.5),
     ppo_gt_kl_coefs=(0.05,),
     best_of=(2, 4),
@@ -142,11 +149,15 @@ SENTIMENT_SMOKE = FrontierPlan(
 SENTIMENT_CPU = FrontierPlan(  # one seed; notebooks 09-10 and `python -m minidpo family` run on it
     source="snippets", reward="vader", n_test=96, n_pairs_val=48, n_pairs_train=256, n_sft=384, max_new_tokens=20,
     sft=SFTConfig(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=12, save_every=12),
-    dpo=DPOConfig(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13, optimizer="adamw"),
+    dpo=DPOConfig(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13,
+                  optimizer="adamw"),
     dpo_betas=(0.05, 0.2, 1.0),
-    preferred_ft=SFTConfig(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13),
-    reward_model=RewardConfig(num_epochs=2, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=13, save_every=13),
-    ppo=PPOConfig(iterations=16, rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=3e-5, save_every=4),
+    preferred_ft=SFTConfig(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13,
+                           save_every=13),
+    reward_model=RewardConfig(num_epochs=2, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=13,
+                              save_every=13),
+    ppo=PPOConfig(iterations=16, rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=3e-5,
+                  save_every=4),
     kl_coefs=(0.02, 0.1, 0.5),
     ppo_gt_kl_coefs=(0.02, 0.1),
     best_of=(2, 4, 8),
@@ -157,10 +168,14 @@ SENTIMENT_CPU = FrontierPlan(  # one seed; notebooks 09-10 and `python -m minidp
 )
 SENTIMENT_GPU = replace(
     SENTIMENT_CPU, source="imdb", reward="siebert/sentiment-roberta-large-english", n_test=256, n_pairs_val=128,
-    n_pairs_train=2048, n_sft=4096, max_new_tokens=48, dpo_betas=(0.05, 0.1, 0.5, 1.0, 5.0), kl_coefs=(0.01, 0.03, 0.1, 0.3, 1.0),
-    ppo=PPOConfig(iterations=128, rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
-    dpo=DPOConfig(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
-    preferred_ft=SFTConfig(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50),
+    n_pairs_train=2048, n_sft=4096, max_new_tokens=48, dpo_betas=(0.05, 0.1, 0.5, 1.0, 5.0),
+    kl_coefs=(0.01, 0.03, 0.1, 0.3, 1.0),
+    ppo=PPOConfig(iterations=128, rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6,
+                  save_every=16),
+    dpo=DPOConfig(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50,
+                  optimizer="adamw"),
+    preferred_ft=SFTConfig(num_epochs=2, batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25,
+                           save_every=50),
     reward_model=RewardConfig(num_epochs=1, batch_size=16, learning_rate=1e-5, eval_every=25, save_every=50),
     sft=SFTConfig(num_epochs=1, batch_size=32, learning_rate=2e-5, warmup_steps=20, eval_every=25, save_every=50),
     long_runs=(("sigmoid", 0.05), ("ipo", 0.5)), long_epochs=(1, 3, 6, 10),
@@ -172,7 +187,8 @@ SENTIMENT_GPU = replace(
 # step of 8 pairs ~2.5 s, a PPO iteration of 16 rollouts ~11 s, scoring 128 + 96 prompts ~30 s): which is why PPO
 # has one KL coefficient; variants and the long run live on the sentiment base above.
 FRONTIER_SMOKE = replace(
-    SENTIMENT_SMOKE, dpo=DPOConfig(batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
+    SENTIMENT_SMOKE,
+    dpo=DPOConfig(batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
     ppo=PPOConfig(rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, save_every=1),
     variants=(), long_runs=(), long_epochs=(), seeds=(0, 1), dpo_checkpoints=(0.5, 1.0), ppo_checkpoints=(1, 2),
     reward_poolings=("sum", "last"),
@@ -182,8 +198,10 @@ FRONTIER_CPU = FrontierPlan(
     sft=SFTConfig(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=8, save_every=8),
     dpo=DPOConfig(batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=16, save_every=16, optimizer="adamw"),
     dpo_betas=(0.1, 1.0),
-    preferred_ft=SFTConfig(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=16, save_every=16),
-    reward_model=RewardConfig(num_epochs=1, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=8, save_every=16),
+    preferred_ft=SFTConfig(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=16,
+                           save_every=16),
+    reward_model=RewardConfig(num_epochs=1, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=8,
+                              save_every=16),
     ppo=PPOConfig(rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=5e-5, save_every=5),
     kl_coefs=(0.05,),  # one coefficient for PPO and PPO-GT alike: the two differ only in the reward they maximise
     ppo_gt_kl_coefs=(0.05,),
@@ -192,10 +210,11 @@ FRONTIER_CPU = FrontierPlan(
     seeds=(0, 1, 2), dpo_checkpoints=(0.5, 1.0), ppo_checkpoints=(18,), reward_poolings=("sum", "last"),
 )
 FRONTIER_GPU = replace(
-    SENTIMENT_GPU, dpo=DPOConfig(batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
+    SENTIMENT_GPU,
+    dpo=DPOConfig(batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
     ppo=PPOConfig(rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
-    variants=(), long_runs=(), long_epochs=(), seeds=(0, 1, 2), dpo_checkpoints=(1.0, 2.0, 4.0), ppo_checkpoints=(32, 64, 128),
-    reward_poolings=("sum", "last"),
+    variants=(), long_runs=(), long_epochs=(), seeds=(0, 1, 2), dpo_checkpoints=(1.0, 2.0, 4.0),
+    ppo_checkpoints=(32, 64, 128), reward_poolings=("sum", "last"),
 )
 
 
@@ -208,10 +227,12 @@ class FamilyPlan:
     instruction experiment (its reference, at the DPO beta chosen there on validation)."""
 
     variants: tuple[Variant, ...]  # offline, on the frontier's pairs
-    online_betas: tuple[float, ...]  # online DPO: two replies per prompt from the current policy, labelled by the true reward
+    online_betas: tuple[float, ...]  # online DPO: two replies per prompt from the current policy, labelled by the
+    # true reward
     ranking_k: int  # Plackett-Luce: replies sampled and ranked per pair prompt
     ranking_beta: float  # beta of Plackett-Luce DPO and of DPO on the best/worst pair of the same samples
-    instruction_variants: tuple[Variant, ...]  # beta None: DPO's beta selected there (sigmoid_norm: per token, see family)
+    instruction_variants: tuple[Variant, ...]  # beta None: DPO's beta selected there (sigmoid_norm: per token, see
+    # family)
 
 
 _FAMILY_VARIANTS = (
@@ -232,7 +253,8 @@ FAMILY_PLANS = {
                         instruction_variants=_INSTRUCTION_VARIANTS),
     "cpu": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.2, 1.0), ranking_k=4, ranking_beta=0.2,
                       instruction_variants=_INSTRUCTION_VARIANTS),
-    "gpu": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.05, 0.1, 1.0), ranking_k=4, ranking_beta=0.1,  # a beta of its dpo_betas
+    "gpu": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.05, 0.1, 1.0), ranking_k=4,
+                      ranking_beta=0.1,  # a beta of its dpo_betas
                       instruction_variants=_INSTRUCTION_VARIANTS),
 }
 
@@ -253,8 +275,10 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", "tiny-gpt2", INSTRUCTION_PLANS["smoke"], FRONTIER_SMOKE, SENTIMENT_SMOKE, FAMILY_PLANS["smoke"]),
-    "cpu": Profile("cpu", "smollm2-135m-instruct", INSTRUCTION_PLANS["cpu"], FRONTIER_CPU, SENTIMENT_CPU, FAMILY_PLANS["cpu"]),
+    "smoke": Profile("smoke", "tiny-gpt2", INSTRUCTION_PLANS["smoke"], FRONTIER_SMOKE, SENTIMENT_SMOKE,
+                     FAMILY_PLANS["smoke"]),
+    "cpu": Profile("cpu", "smollm2-135m-instruct", INSTRUCTION_PLANS["cpu"], FRONTIER_CPU, SENTIMENT_CPU,
+                   FAMILY_PLANS["cpu"]),
     "gpu": Profile("gpu", "gpt2-medium", INSTRUCTION_PLANS["gpu"], FRONTIER_GPU, SENTIMENT_GPU, FAMILY_PLANS["gpu"]),
 }
 

@@ -193,7 +193,8 @@ class Run:
         write_json(folder / "key.json", key)
         return folder
 
-    def phases(self, name: str, key, budgets: tuple, train_to: Callable, score: Callable) -> tuple[list[dict], list[dict]]:
+    def phases(self, name: str, key, budgets: tuple, train_to: Callable,
+               score: Callable) -> tuple[list[dict], list[dict]]:
         """One training run stopped after each budget of `budgets` (epochs, iterations, ...) and scored there. Each
         phase is a stage (`name/<budget>`) holding `score(budget, history)` and the training history so far; the
         run keeps its checkpoint in `name/train` (keyed like the phases, deleted after the last one), and

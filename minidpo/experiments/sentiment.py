@@ -62,7 +62,8 @@ def _download_sdist() -> bytes:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "vaderSentiment==3.3.2", "-d", tmp]
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+               "vaderSentiment==3.3.2", "-d", tmp]
         if subprocess.run(cmd, capture_output=True).returncode == 0:
             found = list(Path(tmp).glob("vaderSentiment-3.3.2.tar.gz"))
             if found:
@@ -97,7 +98,8 @@ def parse_snippets(text: str, source: str = SNIPPETS_FILE) -> list[str]:
             continue
         fields = line.split("\t")
         if len(fields) != 3:
-            raise PreferenceDataError(f"{source}, line {number}: expected 3 tab-separated fields (id, rating, text), got {len(fields)}")
+            raise PreferenceDataError(f"{source}, line {number}: expected 3 tab-separated fields (id, rating, text), "
+                                      f"got {len(fields)}")
         try:
             float(fields[1])
         except ValueError:
@@ -170,7 +172,8 @@ def vader_reward() -> Callable[[list[str]], torch.Tensor]:
     return reward
 
 
-def classifier_reward(name: str = SIEBERT, device: str = "cpu", batch_size: int = 32) -> Callable[[list[str]], torch.Tensor]:
+def classifier_reward(name: str = SIEBERT, device: str = "cpu",
+                      batch_size: int = 32) -> Callable[[list[str]], torch.Tensor]:
     """r*(text) = P(positive) under a sentiment classifier (the paper's siebert/sentiment-roberta-large-english)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -182,7 +185,8 @@ def classifier_reward(name: str = SIEBERT, device: str = "cpu", batch_size: int 
     def reward(texts: list[str]) -> torch.Tensor:
         out = []
         for s in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[s : s + batch_size], padding=True, truncation=True, max_length=512, return_tensors="pt")
+            enc = tokenizer(texts[s : s + batch_size], padding=True, truncation=True, max_length=512,
+                            return_tensors="pt")
             logits = model(**enc.to(device)).logits.float()
             out.append(logits.softmax(-1)[:, positive].cpu())
         return torch.cat(out)

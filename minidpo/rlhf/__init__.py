@@ -17,7 +17,8 @@ whose optimum is the closed form of notebook 02, and `train_ppo`), `ppo` (the la
 
 from .best_of_n import best_of_n_distribution, best_of_n_kl
 from .ppo import PolicyWithValue, PPOConfig, left_align, reply_logprobs, rollout_batch, train_ppo
-from .ppo_maths import generalized_advantages, kl_penalized_rewards, masked_mean, masked_whiten, ppo_loss, train_bandit_ppo
+from .ppo_maths import (generalized_advantages, kl_penalized_rewards, masked_mean, masked_whiten, ppo_loss,
+                        train_bandit_ppo)
 from .reward_model import RewardConfig, RewardModel, reward_step, score_replies, train_reward_model
 
 __all__ = [

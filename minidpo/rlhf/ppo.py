@@ -85,8 +85,10 @@ class PPOConfig:
         if not self.kl_coef >= 0:
             raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef!r}")
         if self.rollout_batch_size % self.num_mini_batches:
-            raise ValueError(f"rollout_batch_size ({self.rollout_batch_size}) must be a multiple of num_mini_batches ({self.num_mini_batches})")
-        for name in ("iterations", "rollout_batch_size", "num_mini_batches", "ppo_epochs", "max_new_tokens", "save_every"):
+            raise ValueError(f"rollout_batch_size ({self.rollout_batch_size}) must be a multiple of "
+                             f"num_mini_batches ({self.num_mini_batches})")
+        for name in ("iterations", "rollout_batch_size", "num_mini_batches", "ppo_epochs", "max_new_tokens",
+                     "save_every"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if not (self.learning_rate > 0 and 0 < self.cliprange and 0 < self.lam <= 1 and 0 < self.gamma <= 1):
@@ -137,7 +139,8 @@ def train_ppo(
         t0 = time.time()
         # the prompt order and the sampling seed are pure functions of (seed, iteration): resume replays them
         epoch, k = divmod(it, per_epoch)
-        order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))).tolist()
+        order = torch.randperm(len(prompts),
+                               generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))).tolist()
         index = order[k * cfg.rollout_batch_size : (k + 1) * cfg.rollout_batch_size]
         batch_prompts = [prompts[i] for i in index]
         policy.eval()
@@ -152,7 +155,8 @@ def train_ppo(
             logits, values = policy(batch["input_ids"], batch["attention_mask"])
             old_logps = reply_logprobs(logits, batch, width) * mask
             old_values = left_align(values.float(), batch["prompt_lengths"] - 1, width) * mask
-            ref_logits = ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+            ref_logits = ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                   use_cache=False).logits
             ref_logps = reply_logprobs(ref_logits, batch, width) * mask
             del logits, ref_logits
             if reward_model is None:
@@ -179,7 +183,8 @@ def train_ppo(
                     cfg.cliprange, cfg.cliprange_value, cfg.vf_coef,
                 )
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"PPO loss is {loss.item()} at iteration {it + 1}; the last good checkpoint is {ckpt}")
+                    raise FloatingPointError(f"PPO loss is {loss.item()} at iteration {it + 1}; "
+                                             f"the last good checkpoint is {ckpt}")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)

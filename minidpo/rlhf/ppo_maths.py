@@ -25,7 +25,8 @@ def masked_whiten(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
-def kl_penalized_rewards(scores: Tensor, logps: Tensor, ref_logps: Tensor, mask: Tensor, kl_coef: float) -> tuple[Tensor, Tensor]:
+def kl_penalized_rewards(scores: Tensor, logps: Tensor, ref_logps: Tensor, mask: Tensor,
+                         kl_coef: float) -> tuple[Tensor, Tensor]:
     """Per-token rewards of one rollout batch, (B, T) with replies left-aligned and `mask` 1 on real tokens:
 
         r_t = -kl_coef * (log pi(y_t|x,y_<t) - log pi_ref(y_t|x,y_<t))  +  [t = last token] * r_phi(x, y)
@@ -41,7 +42,8 @@ def kl_penalized_rewards(scores: Tensor, logps: Tensor, ref_logps: Tensor, mask:
     return rewards, log_ratio
 
 
-def generalized_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: float = 0.95) -> tuple[Tensor, Tensor]:
+def generalized_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0,
+                           lam: float = 0.95) -> tuple[Tensor, Tensor]:
     """GAE (Schulman et al. 2016): A_t = sum_l (gamma lam)^l delta_{t+l}, delta_t = r_t + gamma V_{t+1} - V_t,
     with V = 0 after the last token. Returns (advantages, returns = advantages + values), zero where masked."""
     advantages = torch.zeros_like(rewards)
@@ -101,15 +103,18 @@ def train_bandit_ppo(
             actions = torch.multinomial(probs, batch_size, replacement=True, generator=g)
             old_logps = probs.log()[actions][:, None]
             mask = torch.ones(batch_size, 1)
-            token_rewards, log_ratio = kl_penalized_rewards(rewards[actions], old_logps, ref_logp[actions][:, None], mask, kl_coef)
+            token_rewards, log_ratio = kl_penalized_rewards(rewards[actions], old_logps, ref_logp[actions][:, None],
+                                                            mask, kl_coef)
             old_values = value.detach().expand(batch_size, 1)
             advantages, returns = generalized_advantages(token_rewards, old_values, mask)
             advantages = masked_whiten(advantages, mask)
         for _ in range(ppo_epochs):
             logps = logits.log_softmax(-1)[actions][:, None]
-            loss, stats = ppo_loss(logps, old_logps, advantages, value.expand(batch_size, 1), old_values, returns, mask, cliprange, 10.0, 1.0)
+            loss, stats = ppo_loss(logps, old_logps, advantages, value.expand(batch_size, 1), old_values, returns,
+                                   mask, cliprange, 10.0, 1.0)
             opt.zero_grad()
             loss.backward()
             opt.step()
-        history.append({"iteration": it + 1, "objective/kl": log_ratio.mean().item(), "objective/scores": rewards[actions].mean().item(), **stats})
+        history.append({"iteration": it + 1, "objective/kl": log_ratio.mean().item(),
+                        "objective/scores": rewards[actions].mean().item(), **stats})
     return logits.detach().softmax(-1), history

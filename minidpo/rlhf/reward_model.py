@@ -70,7 +70,8 @@ def reward_step(model: RewardModel, batch: dict) -> tuple[Tensor, dict[str, floa
     }
 
 
-def train_reward_model(model: RewardModel, train_data, eval_data, config: RewardConfig, pad_token_id: int, resume: bool = True) -> list[dict]:
+def train_reward_model(model: RewardModel, train_data, eval_data, config: RewardConfig, pad_token_id: int,
+                       resume: bool = True) -> list[dict]:
     """Fit r_phi to tokenized preference pairs with the shared training loop (same batching, resume, logging)."""
     collate = lambda ex: collate_preferences(ex, pad_token_id)  # noqa: E731
     return train_loop(model, train_data, eval_data, config, reward_step, collate, resume=resume, desc="reward model")
@@ -82,7 +83,8 @@ def right_padded(prompt_ids: list[list[int]], reply_ids: list[list[int]], pad: i
 
 
 @torch.inference_mode()
-def score_replies(model: RewardModel, prompt_ids: list[list[int]], reply_ids: list[list[int]], pad: int, batch_size: int = 32) -> Tensor:
+def score_replies(model: RewardModel, prompt_ids: list[list[int]], reply_ids: list[list[int]], pad: int,
+                  batch_size: int = 32) -> Tensor:
     """r_phi(x, y) for token-id prompts and replies (scored exactly as sampled: no re-tokenization)."""
     device = next(model.parameters()).device
     out = []
