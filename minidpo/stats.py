@@ -21,7 +21,7 @@ from enum import Enum
 import torch
 
 __all__ = ["Interval", "Comparison", "Verdict", "verdict", "render", "combine", "bootstrap_interval", "wilson",
-           "paired_difference", "detectable_difference", "bonferroni_level", "p_value", "holm"]
+           "paired_difference", "detectable_difference", "p_value", "holm"]
 
 
 def _z(level: float) -> float:
@@ -92,11 +92,6 @@ def paired_difference(a, b, seed: int = 0, level: float = 0.95) -> Interval:
     """mean(a - b) over the same prompts, with a paired bootstrap interval (prompts resampled together)."""
     diff = torch.as_tensor(a, dtype=torch.float64) - torch.as_tensor(b, dtype=torch.float64)
     return bootstrap_interval(diff, "paired bootstrap over prompts", level=level, seed=seed)
-
-
-def bonferroni_level(level: float, m: int) -> float:
-    """The per-comparison level that keeps a family of `m` comparisons at `level` (Bonferroni: alpha / m)."""
-    return 1 - (1 - level) / m
 
 
 def detectable_difference(interval: Interval, power: float = 0.8) -> float:
@@ -176,15 +171,16 @@ def render(c: Comparison, spec: str = ".3f") -> str:
 
 
 def p_value(c: Comparison) -> float:
-    """The two-sided p-value of "no difference" read off the comparison's interval as if it were normal: z =
-    (estimate - null) / se, se from the interval's width. It agrees with the interval's own verdict for
-    symmetric intervals (p < 1 - level exactly when the interval excludes the null)."""
+    """The two-sided p-value of "no difference" read off the comparison's interval as if it were normal around
+    its midpoint: z = (midpoint - null) / se, se from the interval's width. Centred on the midpoint (not on the
+    estimate, which a Wilson or percentile interval need not centre), p < 1 - level exactly when the interval
+    excludes the null, so a family of one reads as `verdict`."""
     i = c.interval
     se = (i.high - i.low) / (2 * _z(i.level))
+    mid = (i.low + i.high) / 2
     if se == 0:
-        return 1.0 if i.estimate == c.null else 0.0
-    z = abs(i.estimate - c.null) / se
-    return math.erfc(z / math.sqrt(2))
+        return 1.0 if mid == c.null else 0.0
+    return math.erfc(abs(mid - c.null) / se / math.sqrt(2))
 
 
 def holm(comparisons: list[Comparison], level: float = 0.95) -> list[Verdict]:
@@ -199,5 +195,5 @@ def holm(comparisons: list[Comparison], level: float = 0.95) -> list[Verdict]:
         if p_value(comparisons[j]) > alpha / (m - k):
             break
         c = comparisons[j]
-        out[j] = Verdict.HIGHER if c.interval.estimate > c.null else Verdict.LOWER
+        out[j] = Verdict.HIGHER if (c.interval.low + c.interval.high) / 2 > c.null else Verdict.LOWER
     return out

@@ -86,6 +86,15 @@ def test_interrupted_run_resumes_from_saved_stages(tmp_path):
     second, _ = _run(tmp_path, "r")
     assert second["results"] == first["results"]
     assert not second["training"]["reference"]["trained_now"] and not second["training"]["dpo_beta1"]["trained_now"]
+    # a changed sampling setting resamples, and everything read from the samples follows (mutation caught: a KL or an
+    # evaluation keyed by the sampling seed alone, served stale after the replies changed)
+    run = tmp_path / "r" / "run"
+    before = {name: (run / name / "stage.json").read_text() for name in ("kl/dpo_beta1", "evaluation", "dpo_beta1")}
+    third, _ = _run(tmp_path, "r", "--set", "max_new_tokens=4")
+    after = {name: (run / name / "stage.json").read_text() for name in before}
+    assert after["dpo_beta1"] == before["dpo_beta1"]  # the model is not retrained
+    assert after["kl/dpo_beta1"] != before["kl/dpo_beta1"] and after["evaluation"] != before["evaluation"]
+    assert third["plan"]["max_new_tokens"] == 4
 
 
 def test_gpu_plan_code_path_with_a_random_gpt2_medium(tmp_path):

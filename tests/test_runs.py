@@ -5,9 +5,11 @@ line's `--set` (`settings.apply_overrides`).
 | --- | --- |
 | test_stage_computes_once_per_key | a stage recomputed though cached (time counted twice); a changed plan served a stale result |
 | test_stage_resumes_an_interrupted_computation_of_the_same_key | a crash's partial work thrown away, or another key's partial work resumed |
-| test_compute_s_is_the_sum_of_stage_times | a second timing formula; a cached read counted as compute |
+| test_an_output_saved_but_never_recorded_is_replaced | a crash between save and record breaking the stage for ever |
+| test_compute_s_is_the_sum_of_stage_times | a second timing formula; a cached read counted as compute; another plan's leftovers counted |
 | test_to_json_serialises_typed_results | a comparison saved without its verdict; tuples/paths/tensors left unserialisable |
 | test_set_overrides_the_plan_and_names_bad_fields | an unknown or mistyped field accepted silently; a config's own check bypassed |
+| test_set_reaches_only_the_plans_a_command_runs | a setting applied to a plan the command never runs, or to a field the runs overwrite |
 | test_cli_set_reaches_the_plan | `--set` parsed but not applied |
 """
 
@@ -22,7 +24,7 @@ import pytest
 import torch
 
 from minidpo.experiments.profiles import get_profile
-from minidpo.experiments.settings import apply_overrides
+from minidpo.experiments.settings import apply_overrides, override_profile
 from minidpo.experiments.runs import Run, to_json
 from minidpo.stats import Comparison, Interval
 
@@ -67,6 +69,25 @@ def test_stage_resumes_an_interrupted_computation_of_the_same_key(tmp_path):
     assert seen == [True, False]  # another key never resumes it
 
 
+def test_an_output_saved_but_never_recorded_is_replaced(tmp_path):
+    """A crash between a codec's save and the stage's record leaves an output no stage.json vouches for: the rerun
+    must recompute and save over it (a directory rename onto it would fail for ever)."""
+    from minidpo.experiments.runs import Codec
+
+    def save(folder, value):
+        tmp = folder / "model.tmp"
+        tmp.mkdir()
+        (tmp / "v.txt").write_text(str(value))
+        tmp.replace(folder / "model")
+
+    codec = Codec("dir", save, lambda folder: int((folder / "model" / "v.txt").read_text()))
+    run = Run(tmp_path)
+    (tmp_path / "s" / "model").mkdir(parents=True)
+    (tmp_path / "s" / "model" / "v.txt").write_text("1")
+    (tmp_path / "s" / "key.json").write_text(json.dumps({"k": 1}))  # same key, no stage.json: the crash
+    assert run.stage("s", lambda: 2, {"k": 1}, codec) == 2 and Run(tmp_path).stage("s", lambda: 3, {"k": 1}, codec) == 2
+
+
 def test_compute_s_is_the_sum_of_stage_times(tmp_path):
     run = Run(tmp_path)
     run.stage("a", lambda: time.sleep(0.2) or 1)
@@ -76,6 +97,8 @@ def test_compute_s_is_the_sum_of_stage_times(tmp_path):
     assert run.compute_s(["a"]) == pytest.approx(run.timing()["a"]["seconds"])
     run.stage("a", lambda: time.sleep(1) or 1)  # read back: not compute
     assert run.compute_s() == first
+    Run(tmp_path).stage("old", lambda: 3)  # a stage of another plan, left in the folder
+    assert Run(tmp_path).compute_s() == 0 and "old" not in run.timing()  # counted only by an invocation that uses it
 
 
 @dataclass(frozen=True)
@@ -101,10 +124,27 @@ def test_set_overrides_the_plan_and_names_bad_fields():
     for bad, message in [("dpo.learnin_rate=1", "DPOConfig has no field 'learnin_rate'"),
                          ("dpo.learning_rate=-1", "learning_rate must be a finite number > 0"),
                          ("betas=a", "cannot read 'a' as float"), ("n_test=1.5", "cannot read '1.5' as int"),
-                         ("dpo.beta=0.2", "the plan sweeps it; set betas"), ("dpo=1", "a group of settings"),
+                         ("dpo.beta=0.2", "set betas"), ("dpo=1", "a group of settings"),
+                         ("dpo.loss_type=ipo", "each arm sets its loss"), ("sft.seed=3", "the profile's seed"),
+                         ("dpo.output_dir=x", "its own stage folder"),
                          ("learning_rate", "expected field=value")]:
         with pytest.raises(ValueError, match=message):
             apply_overrides(plan, [bad])
+
+
+def test_set_reaches_only_the_plans_a_command_runs():
+    profile = get_profile("smoke")
+    assert override_profile(profile, "instruction", ["sentence_encoder=my/encoder"]).instruction.sentence_encoder == \
+        "my/encoder"  # an optional text field
+    fam = override_profile(profile, "family", ["sentiment.dpo.learning_rate=0.3", "online_betas=0.5"])
+    assert fam.sentiment.dpo.learning_rate == 0.3 and fam.family.online_betas == (0.5,)
+    for plan, bad, message in [("instruction", "frontier.n_test=5", "runs the instruction plan, not the frontier"),
+                               ("frontier", "dpo.num_epochs=2", "set dpo_checkpoints"),
+                               ("frontier", "ppo.max_new_tokens=9", "max_new_tokens"),
+                               ("family", "instruction_variants=x", "cannot be set from the command line")]:
+        with pytest.raises(ValueError, match=message):
+            override_profile(profile, plan, [bad])
+    assert override_profile(profile, "family", ["sentiment.dpo.num_epochs=2"]).sentiment.dpo.num_epochs == 2
 
 
 def test_cli_set_reaches_the_plan(monkeypatch):

@@ -13,7 +13,7 @@ Mutation table: what change to `minidpo/stats.py` (or to the frontier's verdict)
 | test_bootstrap_interval_is_the_percentile_bootstrap | resampling not paired (a and b resampled separately); a different estimator than the mean |
 | test_detectable_difference_is_2_8_standard_errors | power computed at the wrong quantile (e.g. 1.96 + 1.96) |
 | test_comparison_round_trips_through_json | a field lost between results file and report (the report's sentence would differ from the notebook's) |
-| test_p_value_agrees_with_the_interval | a one-sided p-value; the null ignored |
+| test_p_value_agrees_with_the_interval | a one-sided p-value; the null ignored; a p-value centred on the estimate disagreeing with an asymmetric interval's verdict |
 | test_holm_on_planted_families | no correction (every p < 0.05 called); Bonferroni's constant threshold instead of the step-down; the step-down not stopping at the first failure; a direction lost |
 """
 
@@ -127,6 +127,11 @@ def test_p_value_agrees_with_the_interval():
     assert p_value(_with_p(0.03)) == pytest.approx(0.03, rel=1e-9)
     assert p_value(_cmp(0.0, 0.2)) == pytest.approx(0.05, rel=1e-6)  # the interval touches 0: p = 1 - level
     assert p_value(_cmp(0.52, 0.70, 0.5)) < 0.05 < p_value(_cmp(0.40, 0.70, 0.5))
+    # an asymmetric (Wilson) interval: 8 of 10 is [0.49, 0.94], no clear difference from 1/2, and so is its p-value
+    # (mutation caught: centring on the estimate 0.8 calls it a difference, p = 0.0095)
+    eight = Comparison("m", "A", "B", wilson(8, 10), 0.5)
+    assert verdict(eight) is Verdict.NO_CLEAR_DIFFERENCE and p_value(eight) > 0.05
+    assert holm([eight]) == [verdict(eight)]
 
 
 def test_holm_on_planted_families():

@@ -6,7 +6,7 @@
 | test_high_precision_markers_drop_the_ambiguous_ones | the precision bar ignored; a marker kept on too few hits |
 | test_planted_edits_move_the_lexicon_the_right_way | an insertion that the lexicon cannot see; a strip that leaves the marker |
 | test_answer_containment_whole_words | substring matches inside words ("4" in "45"); case or punctuation breaking a match |
-| test_rude_markers_on_the_data_are_precise | (data) the lexicon the experiment derives flagging the original answers |
+| test_rude_markers_on_the_data_are_precise | (data) the lexicon the experiment derives flagging the original answers (precision < 0.95) or missing most rewrites (recall < 0.7) |
 """
 
 import pytest
@@ -59,6 +59,8 @@ def test_rude_markers_on_the_data_are_precise():
     originals = [r["output"] for r in rude]
     rewrites = [r["rejected"] for r in rude]
     markers = derive_markers(originals, rewrites, [r["chosen"] for r in polite])
+    derived = lexicon_validity(markers, rewrites, [r["output"] for r in records])  # as the experiment derives it
+    assert derived.precision >= 0.95 and derived.recall >= 0.7, derived
     strict = high_precision_markers(markers, rewrites, [r["output"] for r in records])
     v = lexicon_validity(strict, rewrites, [r["output"] for r in records])
     assert strict and v.precision >= 0.95 and marker_rate(originals, strict) < marker_rate(rewrites, strict)

@@ -33,7 +33,8 @@ from ..models import model_note
 from ..online import train_online_dpo
 from ..train import train_dpo, train_rankings
 from ..utils import derive_seed
-from .frontier import Task, dpo_run, dpo_run_name, over_optimisation_run, trained_and_scored
+from .frontier import Task, dpo_run, dpo_run_name, over_optimisation_run
+from .scoring import trained_and_scored
 from .frontier_run import shared_stages
 from .profiles import Profile
 from .measure import peak_rss_gib
@@ -99,7 +100,7 @@ def ranking_runs(task: Task, sft_model, rankings: dict, k: int, beta: float) -> 
         loss_type = "plackett_luce" if "pl_" in name else "sigmoid"
         runs.append(task.stage(name, lambda train=train, method=method, cfg=cfg, loss_type=loss_type: {
             **trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type, beta=beta, k=k),
-            "config": cfg}, {"dpo": config, "k": k, "data": data}))
+            "config": cfg}, {"dpo": config, "k": k, "data": data, "method": method}))
     return runs
 
 

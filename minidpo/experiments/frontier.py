@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -28,7 +27,6 @@ import torch
 from datasets import Dataset
 
 from ..batching import completions_from_pairs, tokenize_prompts, tokenize_sft
-from ..evaluate import bootstrap_ci, sampled_log_ratios
 from ..generate import generate_responses
 from ..logprobs import precompute_reference_logprobs, with_reference_logprobs
 from ..losses import LOSSES
@@ -37,8 +35,8 @@ from ..loop import optimizer_steps
 from ..train import train_dpo, train_sft
 from ..utils import derive_seed
 from .profiles import FrontierPlan, Profile
-from .measure import MemoryMonitor
 from .runs import TENSORS, Run, model_codec, open_run
+from .scoring import evaluate_policy, trained_and_scored
 from .sentiment import SNIPPETS_FILE, ground_truth_reward, join, load_review_prompts, review_snippets_path
 
 # ----------------------------------------------------------------------------- the task
@@ -97,8 +95,8 @@ def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progr
                  plan: FrontierPlan | None = None, subdir: str = "frontier") -> Task:
     """Review prefixes split into disjoint test / pair-validation / pair-train / SFT prompt sets, the base
     model and the ground-truth reward, for `plan` (default: the profile's frontier; notebooks 09-10 pass
-    `profile.sentiment` and subdir "sentiment"). The run folder (default `runs/<profile>/<subdir>`) is stamped
-    with the plan: a changed plan is refused."""
+    `profile.sentiment` and subdir "sentiment"). The run folder (default `runs/<profile>/<subdir>`) holds the
+    stages, each keyed by the plan entries it depends on: a changed plan recomputes what it touches."""
     plan = plan or profile.frontier
     run = open_run(run_dir, profile.name, subdir)
     sizes = {"test": plan.n_test, "pairs_val": plan.n_pairs_val, "pairs_train": plan.n_pairs_train, "sft": plan.n_sft}
@@ -128,7 +126,8 @@ def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progr
 
 def _continuation_data(task: Task, split: str) -> Dataset:
     """Prefix -> true continuation as tokenized SFT examples."""
-    tokenized, _ = tokenize_sft(task.splits[split], task.tokenizer, "continuation", max_length=128, max_prompt_length=32)
+    tokenized, _ = tokenize_sft(task.splits[split], task.tokenizer, "continuation", max_length=128,
+                                max_prompt_length=32)
     return tokenized
 
 
@@ -138,7 +137,8 @@ def sft_stage(task: Task):
 
     def train():
         model = copy.deepcopy(task.base_model)
-        return model, train_sft(model, _continuation_data(task, "sft"), _continuation_data(task, "pairs_val"), cfg, task.pad)
+        data = _continuation_data(task, "sft"), _continuation_data(task, "pairs_val")
+        return model, train_sft(model, *data, cfg, task.pad)
 
     model, history = task.stage("sft", train, codec=model_codec(task.tokenizer, task.profile.device))
     return model.eval(), history
@@ -199,47 +199,14 @@ def reference_stage(task: Task, sft_model, pairs: dict) -> dict:
     return {split: with_reference_logprobs(pairs[split], *logps[split]) for split in logps}
 
 
-# ----------------------------------------------------------------------------- scoring a policy
-
-
-def evaluate_policy(task: Task, model, sft_model, split: str = "test", per_prompt: bool = False) -> dict:
-    """Mean true reward (bootstrap 95% interval) and sequence KL(pi || pi_SFT) (mean and standard error) of
-    one reply per held-out prompt of `split` sampled from `model` at temperature 1, plus reply length and
-    examples; with `per_prompt`, each prompt's reward and log-ratio too (for paired comparisons). Every policy
-    draws with the same seed on the same prompts (common random numbers: paired comparisons are sharper)."""
-    prompts = task.prompts(split)
-    seed = (derive_seed(task.profile.seed, "evaluate") if split == "test"
-            else derive_seed(task.profile.seed, "evaluate", split))
-    texts, ids = task.sample(model, prompts, seed=seed)
-    rewards = task.true_reward(prompts, texts)
-    log_ratios = sampled_log_ratios(model, sft_model, task.tokenizer, prompts, ids, batch_size=16)
-    lo, hi = bootstrap_ci(rewards, seed=task.profile.seed)
-    n = len(prompts)
-    return {
-        "reward": float(rewards.mean()), "reward_ci": [lo, hi], "kl": float(log_ratios.mean()),
-        "kl_se": float(log_ratios.std() / n**0.5) if n > 1 else 0.0, "n": n,
-        "reply_tokens": sum(len(x) for x in ids) / n,
-        "examples": [{"prompt": prompts[i], "reply": texts[i], "reward": float(rewards[i])} for i in range(min(3, n))],
-        **({"rewards": rewards.tolist(), "log_ratios": log_ratios.tolist()} if per_prompt else {}),
-    }
-
-
-def trained_and_scored(task: Task, sft_model, train: Callable[[torch.nn.Module], list[dict]], per_prompt: bool = False,
-                       **labels) -> dict:
-    """Train a copy of the SFT model with `train(model) -> history`, then score it: the result of one run."""
-    model = copy.deepcopy(sft_model)
-    with MemoryMonitor() as mem:
-        history = train(model)
-    model.eval()
-    t = time.time()
-    scores = evaluate_policy(task, model, sft_model, per_prompt=per_prompt)
-    return {**labels, **scores, "train": mem.as_dict(), "eval_seconds": time.time() - t, "history": history}
+# ----------------------------------------------------------------------------- the SFT point
 
 
 def sft_point(task: Task, sft_model) -> dict:
     """The starting point of every method: the SFT model itself (its KL to itself is 0 by construction), with
     each prompt's reward (for paired comparisons)."""
-    return task.stage("sft_eval", lambda: {"method": "SFT", **evaluate_policy(task, sft_model, sft_model, per_prompt=True)})
+    return task.stage("sft_eval", lambda: {"method": "SFT",
+                                           **evaluate_policy(task, sft_model, sft_model, per_prompt=True)})
 
 
 # ----------------------------------------------------------------------------- DPO and its variants
@@ -252,8 +219,9 @@ def dpo_run_name(beta: float, loss_type: str = "sigmoid", label_smoothing: float
     return name + "".join(f"_{k}{v:g}" for k, v in hyperparameters)
 
 
-def dpo_run(task: Task, sft_model, ref_data: dict, beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0,
-            method: str = "DPO", hyperparameters: tuple[tuple[str, float], ...] = ()) -> dict:
+def dpo_run(task: Task, sft_model, ref_data: dict, beta: float, loss_type: str = "sigmoid",
+            label_smoothing: float = 0.0, method: str = "DPO",
+            hyperparameters: tuple[tuple[str, float], ...] = ()) -> dict:
     """DPO (or a variant of `losses.LOSSES`, with its `hyperparameters`) from the SFT model on the sampled pairs,
     then scored on held-out prompts. KTO's mismatched pairs take their reference log-probs from the SFT model."""
     name = dpo_run_name(beta, loss_type, label_smoothing, hyperparameters)
@@ -265,7 +233,8 @@ def dpo_run(task: Task, sft_model, ref_data: dict, beta: float, loss_type: str =
                                 ref_model=ref_model)
     return task.stage(name, lambda: {**trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type,
                                                           beta=beta, label_smoothing=label_smoothing,
-                                                          **dict(hyperparameters)), "config": cfg}, {"dpo": config})
+                                                          **dict(hyperparameters)), "config": cfg},
+                      {"dpo": config, "method": method})
 
 
 def preferred_ft_run(task: Task, sft_model, pairs: dict) -> dict:
@@ -292,7 +261,8 @@ def over_optimisation_run(task: Task, sft_model, ref_data: dict, loss_type: str,
 
     def score(epochs: float, history: list[dict]) -> dict:
         evals = [h for h in history if "eval_loss" in h]
-        return {"steps": steps(epochs), **evaluate_policy(task, model.eval(), sft_model), "eval": evals[-1] if evals else {}}
+        return {"steps": steps(epochs), **evaluate_policy(task, model.eval(), sft_model),
+                "eval": evals[-1] if evals else {}}
 
     points, history = task.run.phases(name, {"task": task.key, "dpo": config}, task.plan.long_epochs, train_to, score)
     for p in points:

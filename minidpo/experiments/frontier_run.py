@@ -84,7 +84,7 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
                                for p in r["points"]]} for r in runs],
         # every stage measured its own time and memory when it computed (a cached stage is read back, not re-timed):
         # their sum is the experiment's compute, whatever this invocation found in the cache
-        "timing_s": task.run.timing(), "compute_s": task.run.compute_s(), "peak_rss_gib": task.run.peak_rss_gib(),
+        "timing_s": task.run.timing(), "compute_s": task.run.compute_s(), "peak_rss_gib": task.run.peak_stage_rss_gib(),
         "wall_s_this_invocation": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),
         "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
     }

@@ -15,7 +15,8 @@ from ..rlhf import PolicyWithValue, train_ppo
 from ..loop import optimizer_steps
 from ..stats import Verdict, combine
 from ..train import train_dpo
-from .frontier import Task, evaluate_policy
+from .frontier import Task
+from .scoring import evaluate_policy
 
 
 def _score_both(task: Task, model, sft_model) -> dict:

@@ -33,24 +33,10 @@ from .profiles import InstructionPlan, Profile
 from .runs import TENSORS, Run, model_codec, open_run
 
 
-@dataclass(frozen=True)
-class Arm:
-    """One arm of the experiment: `name` is its label in results and folders ("reference", "preferred_ft",
-    "dpo_beta0.1", ...); a DPO arm carries its `beta` (and loss), never recovered from the name."""
-
-    name: str
-    beta: float | None = None
-    loss_type: str = "sigmoid"
-    hyperparameters: tuple[tuple[str, float], ...] = ()
-
-    @staticmethod
-    def dpo(beta: float) -> "Arm":
-        return Arm(f"dpo_beta{beta:g}", beta)
-
-
 def dpo_arm(beta: float) -> str:
-    """The name of DPO's arm at `beta` (the folder and results entry)."""
-    return Arm.dpo(beta).name
+    """The name of DPO's arm at `beta` (its stage folder and results entry); the arm's record carries `beta` itself,
+    which is never read back from the name."""
+    return f"dpo_beta{beta:g}"
 
 
 @dataclass
@@ -67,6 +53,7 @@ class InstructionExperiment:
     data_report: dict
     show_progress: bool = True
     model_keys: dict = field(default_factory=dict)  # arm name -> the stage key of its model (what it depends on)
+    sample_keys: dict = field(default_factory=dict)  # (split, arm) -> the stage key of its samples
 
     @property
     def run_dir(self) -> Path:
@@ -193,6 +180,7 @@ def samples(exp: InstructionExperiment, arm: str, model, split: str = "test") ->
 
     key = {"model": exp.model_keys[arm], "split": split, "seed": seed, "temperature": exp.plan.temperature,
            "max_new_tokens": exp.plan.max_new_tokens, "batch_size": exp.plan.generation_batch_size}
+    exp.sample_keys[(split, arm)] = key
     return exp.run.stage(f"samples/{split}/{arm}", sample, key)
 
 
@@ -204,7 +192,9 @@ def sampled_kl(exp: InstructionExperiment, arm: str, policy, reference, test_sam
                                     batch_size=8)
         return {"kl": float(ratios.mean()), "se": float(ratios.std() / len(ratios) ** 0.5), "n": len(ratios)}
 
-    key = {"policy": exp.model_keys[arm], "reference": exp.model_keys["reference"], "samples": test_samples["seed"]}
+    # keyed by the samples' own key: new replies (another temperature, length, ...) give a new estimate
+    key = {"policy": exp.model_keys[arm], "reference": exp.model_keys["reference"],
+           "samples": exp.sample_keys[("test", arm)]}
     return exp.run.stage(f"kl/{arm}", estimate, key)
 
 

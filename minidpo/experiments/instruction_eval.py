@@ -166,8 +166,9 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
                                                 list(exp.splits["test"]["chosen"]), seed=profile.seed)}
 
     p = exp.plan
-    key = {"arms": {a: exp.model_keys[a] for a in arms}, "encoder": p.sentence_encoder, "l2_grid": p.judge_l2_grid,
-           "refits": p.judge_refits, "samples": {a: arms[a]["samples"]["test"]["seed"] for a in arms}}
+    # keyed by every sample set it reads (which carry their models' keys) and the instruments' settings
+    key = {"samples": {f"{split}/{a}": exp.sample_keys[(split, a)] for a in arms for split in ("test", "validation")},
+           "encoder": p.sentence_encoder, "l2_grid": p.judge_l2_grid, "refits": p.judge_refits}
     measured = exp.run.stage("evaluation", measure, key)
     inst, rows, sim_probe = measured["instruments"], measured["rows"], measured["similarity_probe"]
     timing = exp.timing()
@@ -191,7 +192,7 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
                            **({"displacement": displacement(a["history"])} if "beta" in a else {})}
                      for arm, a in arms.items()},
         # every stage's compute as measured when it ran (its stage.json), whichever invocation ran it
-        "timing": timing, "compute_s": exp.run.compute_s(), "peak_rss_gib": exp.run.peak_rss_gib(),
+        "timing": timing, "compute_s": exp.run.compute_s(), "peak_rss_gib": exp.run.peak_stage_rss_gib(),
         "wall_s_this_invocation": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),
         "environment": {"minidpo": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
                         "threads": torch.get_num_threads()},

@@ -19,7 +19,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -135,6 +135,7 @@ def model_codec(tokenizer, device: str, wrap: Callable | None = None) -> Codec:
         else:
             save_torch(tmp / "state.pt", model.state_dict())
         write_json(tmp / "record.json", to_json(record))
+        shutil.rmtree(folder / "model", ignore_errors=True)  # a copy saved before a crash, never recorded
         tmp.replace(folder / "model")
 
     def load(folder: Path):
@@ -150,6 +151,9 @@ def model_codec(tokenizer, device: str, wrap: Callable | None = None) -> Codec:
     return Codec("model", save, load)
 
 
+OUTPUTS = ("value.json", "value.pt", "model")  # what a codec saves in a stage folder
+
+
 @dataclass(frozen=True)
 class Run:
     """A run folder: every stage of an experiment caches its output in `dir/<stage name>/`, beside a `stage.json`
@@ -158,6 +162,7 @@ class Run:
     no `stage.json` and is recomputed (training resumes from its checkpoint in the same folder)."""
 
     dir: Path
+    touched: set = field(default_factory=set)  # the stages this invocation computed or read back
 
     def folder(self, name: str) -> Path:
         return self.dir / name
@@ -170,14 +175,18 @@ class Run:
         folder = self.folder(name)
         meta_path = folder / "stage.json"
         key = plan_key(key)
+        self.touched.add(name)
         if meta_path.exists() and read_json(meta_path).get("key_sha") == _digest(key):
             return codec.load(folder)
         self.workdir(name, key)
+        for output in OUTPUTS:  # an output saved before a crash, never recorded: not to be read or kept
+            path = folder / output
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         with MemoryMonitor() as mon:
             value = compute()
         codec.save(folder, value)
         for leftover in folder.iterdir():
-            if leftover.name not in {"value.json", "value.pt", "model", "key.json"}:
+            if leftover.name not in {*OUTPUTS, "key.json"}:
                 shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         write_json(meta_path, {"stage": name, "codec": codec.name, "key_sha": _digest(key), **mon.as_dict()})
         return codec.load(folder) if codec.name == "json" else value
@@ -199,7 +208,8 @@ class Run:
         phase is a stage (`name/<budget>`) holding `score(budget, history)` and the training history so far; the
         run keeps its checkpoint in `name/train` (keyed like the phases, deleted after the last one), and
         `train_to(budget, folder) -> history` continues it from there. Returns (points, the whole history)."""
-        folder = self.workdir(f"{name}/train", key)
+        # keyed with the budgets: a checkpoint of a longer schedule is never resumed towards a shorter budget
+        folder = self.workdir(f"{name}/train", {"run": key, "budgets": list(budgets)})
         points, history = [], []
         for budget in budgets:
             def phase(budget=budget) -> dict:
@@ -218,19 +228,23 @@ class Run:
         return points, history
 
     def timing(self) -> dict[str, dict]:
-        """Every finished stage's measurement, by stage name: seconds, peak and rise of resident memory."""
+        """The measurement of every stage this invocation computed or read back (not the leftovers of other
+        plans or experiments sharing the folder), by stage name: seconds, peak and rise of resident memory."""
         out = {}
-        for meta in sorted(self.dir.rglob("stage.json")):
-            m = read_json(meta)
-            out[m["stage"]] = {k: m[k] for k in ("seconds", "peak_rss_gib", "rss_rise_gib")}
+        for name in sorted(self.touched):
+            meta = self.folder(name) / "stage.json"
+            if meta.exists():
+                m = read_json(meta)
+                out[name] = {k: m[k] for k in ("seconds", "peak_rss_gib", "rss_rise_gib")}
         return out
 
     def compute_s(self, names=None) -> float:
-        """The one compute rule: the sum of the seconds of every stage (or of the stages `names`) as measured when
-        it ran, whichever invocation ran it."""
+        """The one compute rule: the sum of the seconds of the stages this invocation used (or of the stages
+        `names`), each as measured when it ran, whichever invocation ran it."""
         return sum(t["seconds"] for name, t in self.timing().items() if names is None or name in set(names))
 
-    def peak_rss_gib(self) -> float:
+    def peak_stage_rss_gib(self) -> float:
+        """The highest peak resident memory any of those stages reached while it computed."""
         return max([t["peak_rss_gib"] or 0.0 for t in self.timing().values()] or [0.0])
 
 

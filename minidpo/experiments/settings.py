@@ -9,13 +9,23 @@ from dataclasses import replace
 
 from .profiles import Profile
 
-# fields a sweep replaces: setting them would do nothing, so it is refused with what to set instead
-_SWEPT = {"dpo.beta": "betas (instruction) or dpo_betas (frontier)", "ppo.kl_coef": "kl_coefs or ppo_gt_kl_coefs"}
+# fields each run sets itself: setting them in the plan would do nothing, so it is refused with what to set instead
+_PER_RUN = {"output_dir": "each run writes to its own stage folder", "seed": "the profile's seed (run: --seed)",
+            "show_progress": "set per call", "use_cpu": "the profile's device ($MINIDPO_DEVICE)"}
+_SWEPT = {"dpo.beta": "betas (instruction) or dpo_betas (frontier)", "dpo.loss_type": "each arm sets its loss",
+          "dpo.label_smoothing": "each variant sets its own", "ppo.kl_coef": "kl_coefs or ppo_gt_kl_coefs",
+          "ppo.max_new_tokens": "max_new_tokens (the plan's, shared by every policy)"}
+# the frontier's seeded runs stop at their checkpoints: the length of training is the checkpoints'
+_SWEPT_FRONTIER = {"dpo.num_epochs": "dpo_checkpoints", "dpo.max_steps": "dpo_checkpoints",
+                   "ppo.iterations": "ppo_checkpoints"}
 
 
 def _parse(text: str, current, where: str):
     """`text` read as the type of the field's current value (a tuple: comma-separated, as its first element)."""
     if isinstance(current, tuple):
+        if current and dataclasses.is_dataclass(current[0]):
+            kind = type(current[0]).__name__
+            raise ValueError(f"--set {where}: a list of {kind}s cannot be set from the command line")
         kind = type(current[0]) if current else float
         return tuple(_parse(x.strip(), kind(), where) for x in text.split(",") if x.strip())
     try:
@@ -27,8 +37,15 @@ def _parse(text: str, current, where: str):
             return int(text)
         if isinstance(current, float):
             return float(text)
-        if current is None:  # an optional number (max_steps, n_dpo): "none" keeps it unset
-            return None if text.lower() == "none" else (int(text) if text.lstrip("-").isdigit() else float(text))
+        if current is None:  # optional (max_steps, n_dpo, sentence_encoder): "none" keeps it unset
+            if text.lower() == "none":
+                return None
+            for kind in (int, float):
+                try:
+                    return kind(text)
+                except ValueError:
+                    pass
+            return text
     except ValueError as e:
         raise ValueError(f"--set {where}: cannot read {text!r} as {type(current).__name__} ({e})") from None
     if dataclasses.is_dataclass(current):
@@ -49,31 +66,42 @@ def _set(obj, path: list[str], text: str, where: str):
         raise ValueError(f"--set {where}: {e}") from None
 
 
-def apply_overrides(plan, assignments: list[str] | tuple[str, ...] = ()):
+def apply_overrides(plan, assignments: list[str] | tuple[str, ...] = (), swept: dict | None = None):
     """`plan` with each "a.b=value" of `assignments` set (e.g. "dpo.learning_rate=1e-6", "betas=0.1,0.5"),
-    read as the type of the field it replaces; an unknown field, a value of the wrong type or one the config's
-    checks refuse raises ValueError naming it."""
+    read as the type of the field it replaces. An unknown field, a value of the wrong type, one the config's
+    checks refuse, or a field the runs set themselves (`_PER_RUN`, `_SWEPT`, and `swept`) raises ValueError
+    naming it."""
+    refused = {**_SWEPT, **(swept or {})}
     for assignment in assignments:
         where, sep, text = assignment.partition("=")
         where = where.strip()
         if not sep or not where:
             raise ValueError(f"--set {assignment!r}: expected field=value, e.g. dpo.learning_rate=1e-6")
-        if where in _SWEPT and dataclasses.is_dataclass(plan) and hasattr(plan, where.split(".")[0]):
-            raise ValueError(f"--set {where}: the plan sweeps it; set {_SWEPT[where]} instead")
+        last = where.split(".")[-1]
+        if where in refused and hasattr(plan, where.split(".")[0]):
+            raise ValueError(f"--set {where}: the runs set it themselves; set {refused[where]} instead")
+        if "." in where and last in _PER_RUN:
+            raise ValueError(f"--set {where}: the runs set it themselves ({_PER_RUN[last]})")
         plan = _set(plan, where.split("."), text.strip(), where)
     return plan
 
 
 def override_profile(profile: Profile, plan_field: str, assignments: list[str] | tuple[str, ...] = ()) -> Profile:
-    """`profile` with `assignments` applied to its plan `plan_field` (the command's: "instruction", "frontier",
-    "family"); an assignment whose first name is another plan of the profile ("sentiment.dpo.learning_rate=...")
-    goes to that plan instead."""
+    """`profile` with `assignments` applied to the command's plan `plan_field` ("instruction", "frontier",
+    "family"). `family` runs on two more plans, so its assignments may start with their names
+    ("sentiment.dpo.learning_rate=...", "instruction.betas=..."); for the other commands a name of another plan
+    is refused: that plan is not run."""
+    others = {"family": ("sentiment", "instruction")}.get(plan_field, ())
     plans = {f.name for f in dataclasses.fields(profile) if dataclasses.is_dataclass(getattr(profile, f.name))}
     for assignment in assignments:
         head, _, rest = assignment.partition(".")
         own = getattr(profile, plan_field)
         if head in plans and head != plan_field and not hasattr(own, head):
+            if head not in others:
+                raise ValueError(f"--set {assignment.partition('=')[0]}: this command runs the {plan_field} plan, not "
+                                 f"the {head} plan")
             profile = replace(profile, **{head: apply_overrides(getattr(profile, head), [rest])})
         else:
-            profile = replace(profile, **{plan_field: apply_overrides(own, [assignment])})
+            swept = _SWEPT_FRONTIER if plan_field == "frontier" else None
+            profile = replace(profile, **{plan_field: apply_overrides(own, [assignment], swept)})
     return profile
