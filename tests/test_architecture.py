@@ -45,18 +45,8 @@ def test_modules_are_short_enough_to_read_in_one_sitting():
     assert not long, f"modules over 300 lines: {long}"
 
 
-# Modules the line-length test skips for now, and why.
-NOT_YET_WRAPPED = {
-    "minidpo/experiments/report.py": "being edited concurrently; to be wrapped next",
-    "minidpo/experiments/report_tables.py": "being edited concurrently; to be wrapped next",
-    "minidpo/experiments/frontier.py": "5 long lines left: wrapping them would take the module past 300 lines",
-}
-
-
 def test_lines_are_at_most_120_characters():
-    names = {p: p.relative_to(PACKAGE.parent).as_posix() for p in MODULES}
-    assert set(NOT_YET_WRAPPED) <= set(names.values()), "an exclusion names a module that no longer exists"
-    long = [f"{name}:{i} ({len(line)})" for p, name in names.items() if name not in NOT_YET_WRAPPED
+    long = [f"{p.relative_to(PACKAGE.parent).as_posix()}:{i} ({len(line)})" for p in MODULES
             for i, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 120]
     assert not long, f"lines over 120 characters: {long}"
 

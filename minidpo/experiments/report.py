@@ -36,8 +36,8 @@ from pathlib import Path
 
 from ..stats import Comparison, Interval, Verdict, verdict
 from ..utils import atomic_write, read_json
-from .report_tables import (family_instruction_table, family_sentiment_table, frontier_table, guard_table, instruction_table,
-                            judge_validation_table, matched_kl_table, variants_table)
+from .report_tables import (family_instruction_table, family_sentiment_table, frontier_table, guard_table,
+                            instruction_table, judge_validation_table, matched_kl_table, variants_table)
 
 CITATION = re.compile(r"\\res\{([^}]*)\}")
 VERDICT_CITATION = re.compile(r"\\verdict\{([^}]*)\}")
@@ -93,7 +93,8 @@ def lookup(key: str, results_dir: Path, _cache: dict | None = None, kind: str = 
 
 def format_value(value, fmt: str) -> str:
     if isinstance(value, dict) or (isinstance(value, list) and fmt not in ("list", "len")):
-        raise TypeError(f"a citation must name a single value (or a list with |list or |len), got a {type(value).__name__}")
+        raise TypeError("a citation must name a single value (or a list with |list or |len), "
+                        f"got a {type(value).__name__}")
     if fmt == "len":  # how many: [0, 1, 2] -> 3
         return str(len(value))
     if fmt == "pct":
@@ -134,12 +135,12 @@ def _interval(value, key: str) -> Interval:
         bounds = [("ci_low", "ci_high"), ("low", "high")]
         for low, high in bounds:
             if isinstance(value.get(low), (int, float)) and isinstance(value.get(high), (int, float)):
-                estimate = next((value[k] for k in ("estimate", "rate", "mean", "difference") if isinstance(value.get(k), (int, float))),
-                                (value[low] + value[high]) / 2)
-                return _checked(key, float(estimate), float(value[low]), float(value[high]), value.get("method", "cited"),
-                                int(value.get("n", 0) or 0))
-    raise TypeError(f"\\verdict{{{key}}}: names a {type(value).__name__}, not an interval (a dict with ci_low/ci_high or "
-                    "low/high, a [low, high] pair, a stats.Comparison, or a stored verdict string)")
+                estimate = next((value[k] for k in ("estimate", "rate", "mean", "difference")
+                                 if isinstance(value.get(k), (int, float))), (value[low] + value[high]) / 2)
+                return _checked(key, float(estimate), float(value[low]), float(value[high]),
+                                value.get("method", "cited"), int(value.get("n", 0) or 0))
+    raise TypeError(f"\\verdict{{{key}}}: names a {type(value).__name__}, not an interval (a dict with ci_low/ci_high "
+                    "or low/high, a [low, high] pair, a stats.Comparison, or a stored verdict string)")
 
 
 def verdict_word(key: str, results_dir: Path, _cache: dict | None = None) -> str:
@@ -156,7 +157,8 @@ def verdict_word(key: str, results_dir: Path, _cache: dict | None = None) -> str
         except ValueError:
             raise ValueError(f"\\verdict{{{key}}}: the null {null_text!r} is not a number") from None
         if null not in NULLS:
-            raise ValueError(f"\\verdict{{{key}}}: the null must be one of {', '.join(f'{n:g}' for n in NULLS)}, got {null_text!r}")
+            raise ValueError(f"\\verdict{{{key}}}: the null must be one of {', '.join(f'{n:g}' for n in NULLS)}, "
+                             f"got {null_text!r}")
     if isinstance(value, str):
         if not is_stored_verdict(value):
             raise TypeError(f"\\verdict{{{key}}}: {value!r} is not a verdict")
@@ -169,7 +171,8 @@ def verdict_word(key: str, results_dir: Path, _cache: dict | None = None) -> str
             raise ValueError(f"\\verdict{{{key}}}: cited against {null:g}, but the comparison's null is {c.null:g}")
         word = verdict(c).value
         if "verdict" in value and value["verdict"] != word:
-            raise ValueError(f"\\verdict{{{key}}}: the stored verdict {value['verdict']!r} is not what its interval says ({word!r})")
+            raise ValueError(f"\\verdict{{{key}}}: the stored verdict {value['verdict']!r} is not what its interval "
+                             f"says ({word!r})")
         return word
     interval = _interval(value, key)
     if null is None:
@@ -204,7 +207,8 @@ def generate(root: Path | None = None, profile: str = "cpu") -> list[Path]:
         except (KeyError, TypeError, ValueError) as e:
             problems.append(str(e).strip('"'))
             continue
-        if key.partition("|")[0].rsplit(":", 1)[-1] == "verdict" and not is_stored_verdict(lookup(key, results_dir, cache)):
+        if (key.partition("|")[0].rsplit(":", 1)[-1] == "verdict"
+                and not is_stored_verdict(lookup(key, results_dir, cache))):
             problems.append(f"\\res{{{key}}}: a stored verdict that is not one ({value!r})")
             continue
         lines.append(f"\\expandafter\\def\\csname res@{key}\\endcsname{{{value}}}")
@@ -221,7 +225,8 @@ def generate(root: Path | None = None, profile: str = "cpu") -> list[Path]:
     for name, (experiment, make) in TABLES.items():
         file = results_dir / f"{experiment}_{profile}.json"
         if file.exists():
-            written.append(write_text(out / name, "% generated from results/" + file.name + "\n" + make(read_json(file))))
+            written.append(write_text(out / name,
+                                      "% generated from results/" + file.name + "\n" + make(read_json(file))))
     return written
 
 
@@ -229,14 +234,16 @@ def write_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text), binary=False)
 
 
-LOG_PROBLEMS = re.compile(r"(LaTeX Warning: (Reference|Citation) .* undefined|There were undefined references|Citation .* undefined|^! )", re.M)
+LOG_PROBLEMS = re.compile(r"(LaTeX Warning: (Reference|Citation) .* undefined|There were undefined references"
+                          r"|Citation .* undefined|^! )", re.M)
 
 
 def build_pdf(root: Path | None = None, profile: str = "cpu") -> Path:
     """latexmk -> report/minidpo.pdf; raise if LaTeX failed or left references or citations undefined."""
     report = report_dir(root)
     if shutil.which("latexmk") is None:
-        raise FileNotFoundError("latexmk is not installed (Debian: apt-get install latexmk texlive-latex-recommended texlive-science)")
+        raise FileNotFoundError("latexmk is not installed "
+                                "(Debian: apt-get install latexmk texlive-latex-recommended texlive-science)")
     generate(root, profile)
     cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-jobname=minidpo", "main.tex"]
     done = subprocess.run(cmd, cwd=report, capture_output=True, text=True)
@@ -244,7 +251,8 @@ def build_pdf(root: Path | None = None, profile: str = "cpu") -> Path:
     problems = LOG_PROBLEMS.findall(log)
     if done.returncode != 0 or problems:
         tail = "\n".join(log.splitlines()[-40:])
-        raise RuntimeError(f"LaTeX build failed (exit {done.returncode}; {len(problems)} problem(s) in the log):\n{tail}")
+        raise RuntimeError(f"LaTeX build failed (exit {done.returncode}; {len(problems)} problem(s) in the log):"
+                           f"\n{tail}")
     return report / "minidpo.pdf"
 
 
