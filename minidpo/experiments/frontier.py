@@ -110,8 +110,9 @@ def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progr
     torch.manual_seed(profile.seed)
     texts = [p + c for p, c in zip(data["prompt"], data["continuation"])]
     model, tokenizer = load_model(profile.model, device=profile.device, seed=profile.seed, tokenizer_texts=texts)
-    key = {"model": profile.model, "seed": profile.seed, "source": plan.source, "reward": plan.reward, "sizes": sizes,
-           "max_new_tokens": plan.max_new_tokens, "draws_per_prompt": plan.draws_per_prompt, "sft": plan.sft}
+    key = {"model": profile.model, "device": profile.device, "seed": profile.seed, "source": plan.source,
+           "reward": plan.reward, "sizes": sizes, "max_new_tokens": plan.max_new_tokens,
+           "draws_per_prompt": plan.draws_per_prompt, "sft": plan.sft}
     task = Task(profile, plan, run, tokenizer, model, splits, ground_truth_reward(plan.reward, profile.device),
                 show_progress, key=key)
     if plan.source == "snippets":

@@ -104,8 +104,9 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
                    "halves": {k: dict(sorted(Counter(v["half"]).items())) for k, v in splits.items()},
                    "tokenization": counts}
     data_report["load_and_tokenize_s"] = time.time() - t  # this invocation's (seconds; not a cached stage)
-    base_key = {"model": profile.model, "seed": profile.seed, "sizes": sizes, "max_length": plan.max_length,
-                "max_prompt_length": plan.max_prompt_length}
+    # what every stage depends on (the device too: a model trained on a GPU computes other numbers than on a CPU)
+    base_key = {"model": profile.model, "device": profile.device, "seed": profile.seed, "sizes": sizes,
+                "max_length": plan.max_length, "max_prompt_length": plan.max_prompt_length}
     return InstructionExperiment(profile, plan, run, tokenizer, model, splits, tokenized, data_report, show_progress,
                                  {"base": base_key})
 
