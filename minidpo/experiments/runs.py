@@ -4,7 +4,7 @@
   with a `stage.json` recording the key it was computed for (the plan entries it depends on) and the time and
   memory it took; a stage is read back when its key matches, else recomputed. Resume is per stage (and, inside
   a training stage, from its last checkpoint).
-- `Run.compute_s()`: the one compute rule, the sum of every stage's measured seconds.
+- `Run.compute_s()`: the one compute rule, the sum of the measured seconds of the stages an invocation used.
 - `to_json`: the one serialiser of typed results (dataclasses, intervals, comparisons with their verdicts)
   into results files, which are written atomically and name no folder of the machine that made them.
 
@@ -81,7 +81,7 @@ def write_results_and_figures(path: str | Path, results, draw: Callable[[dict], 
     write_results(path, results)
     results["figures"] = {k: str(v) for k, v in draw(results).items()}
     write_results(path, results)
-    return to_json(results)
+    return results
 
 
 # ----------------------------------------------------------------------------- run folders and stages
@@ -135,8 +135,7 @@ def model_codec(tokenizer, device: str, wrap: Callable | None = None) -> Codec:
         else:
             save_torch(tmp / "state.pt", model.state_dict())
         write_json(tmp / "record.json", to_json(record))
-        shutil.rmtree(folder / "model", ignore_errors=True)  # a copy saved before a crash, never recorded
-        tmp.replace(folder / "model")
+        tmp.replace(folder / "model")  # `Run.stage` removed any unrecorded copy before computing
 
     def load(folder: Path):
         record = read_json(folder / "model" / "record.json")
