@@ -247,3 +247,34 @@ def matched_kl_difference(
     return {"difference": diff, "ci_low": lo, "ci_high": hi, "kl": kl_b, "reward": reward_b,
             "curve_reward_at_kl": reward_b + diff, "n_prompts": arms[0][0].shape[1],
             "seeds": [len(r) for r, _ in arms], "n_boot": n_boot, "out_of_range": n_boot - len(kept)}
+
+
+def curves_at_matched_kl(curve_a: list[tuple], curve_b: list[tuple], kl: float | None = None, n_boot: int = 2000,
+                         level: float = 0.95, seed: int = 0) -> dict | None:
+    """Two methods' curves read at the same KL: each curve's value at `kl` (default: the largest KL both curves
+    reach) by `reward_at_kl`, and a minus b with a paired bootstrap interval; None when `kl` lies outside either
+    curve. Each point is (values, log_ratios) per prompt (or (seeds, prompts)) on the *same* prompts -- e.g. a
+    checkpoint's rude flags and log pi - log pi_ref of its replies; replicates resample the prompts together for
+    every point, and those whose KLs no longer reach `kl` are counted (`out_of_range`) and left out."""
+    arms = _arms([*curve_a, *curve_b])
+    n_a = len(curve_a)
+
+    def read(means, k):
+        return (reward_at_kl([{"reward": r, "kl": x} for r, x in means[:n_a]], k),
+                reward_at_kl([{"reward": r, "kl": x} for r, x in means[n_a:]], k))
+
+    data = [(r.mean().item(), k.mean().item()) for r, k in arms]
+    kl = min(max(x for _, x in data[:n_a]), max(x for _, x in data[n_a:])) if kl is None else kl
+    at_a, at_b = read(data, kl)
+    if at_a is None or at_b is None:
+        return None
+
+    def statistic(means) -> float | None:
+        a, b = read(means, kl)
+        return None if a is None or b is None else a - b
+
+    diff, reps = _paired_bootstrap(arms, statistic, n_boot, seed)
+    kept = [d for d in reps if d is not None]
+    lo, hi = _interval(kept, level)
+    return {"kl": kl, "a": at_a, "b": at_b, "difference": diff, "ci_low": lo, "ci_high": hi,
+            "n_prompts": arms[0][0].shape[1], "n_boot": n_boot, "out_of_range": n_boot - len(kept)}

@@ -4,8 +4,9 @@ experiment's instruments, run on model replies and not only on the data's pairs.
 - `lexicon_validity`: a marker lexicon's precision (of the texts it flags, the share that carry the contrast:
   rewrites, not originals) and recall (the share of rewrites it flags), counted on the data;
 - `high_precision_markers`: the markers of a lexicon that alone keep precision at or above a bar;
-- `insert_marker` / `strip_markers`: planted edits of model replies (add a rude phrase or a polite opener, take
-  the markers out), which an instrument must detect in the right direction;
+- `marker_phrases`, `insert_marker`, `delete_markers` (and `strip_markers`): planted edits of model replies (add
+  one of the data's content-free rude phrases or polite openers, take the marker words out, or whole marked
+  sentences), which an instrument must detect in the right direction;
 - `short_answer` / `contains_answer`: answer containment, a content check for prompts whose reference answer
   is short enough to look for in a reply.
 
@@ -73,6 +74,45 @@ def strip_markers(reply: str, markers: list[str]) -> str:
     """A planted edit the other way: every sentence that holds a marker removed (the rest kept as written)."""
     sentences = re.split(r"(?<=[.!?])\s+", reply.strip())
     return " ".join(s for s in sentences if not flags([s], markers)[0])
+
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def marker_phrases(texts: list[str], markers: list[str], min_words: int = 2) -> list[str]:
+    """The clauses of `texts` (split at punctuation) made of marker words only -- every word inside some marker
+    1-2-gram -- such as "get it together" or "i'd be happy to help": phrases that carry the tone and no content,
+    so planting one changes nothing else about a reply. Most frequent first, then alphabetical."""
+    wanted, counts = set(markers), {}
+    for text in texts:
+        for clause in re.split(r"[.,!?;:\n]+", text):
+            words = _WORD.findall(clause.lower())
+            if len(words) >= min_words and all(_covered(words, wanted)):
+                counts[" ".join(words)] = counts.get(" ".join(words), 0) + 1
+    return sorted(counts, key=lambda p: (-counts[p], p))
+
+
+def _covered(words: list[str], wanted: set[str]) -> list[bool]:
+    """For each word, whether some marker 1-2-gram of `wanted` holds it."""
+    covered = [False] * len(words)
+    for n in (1, 2):
+        for i in range(len(words) - n + 1):
+            if " ".join(words[i:i + n]) in wanted:
+                covered[i:i + n] = [True] * n
+    return covered
+
+
+def delete_markers(reply: str, markers: list[str]) -> str:
+    """A planted edit that keeps the content: every word inside a marker 1-2-gram deleted from the reply (found as
+    `marker_phrases` finds them, on the original words), then the spaces and the punctuation left dangling tidied."""
+    spans = [(m.start(), m.end()) for m in _WORD.finditer(reply.lower())]
+    covered = _covered([reply[a:b].lower() for a, b in spans], set(markers))
+    for (a, b), gone in reversed(list(zip(spans, covered))):
+        if gone:
+            reply = reply[:a] + reply[b:]
+    reply = re.sub(r"\s+([,.!?;:])", r"\1", re.sub(r"[ \t]+", " ", reply))
+    reply = re.sub(r"([,;:])(?=[,.!?;:])", "", reply)
+    return re.sub(r"^[\s,.;:!?]+", "", reply).strip()
 
 
 _NORMALISE = re.compile(r"[^a-z0-9]+")

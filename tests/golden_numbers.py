@@ -6,7 +6,9 @@ The golden files were written from the smoke results of the code *before* the ex
 commit 22296e1), so the tests that compare against them pin "nothing changes in the numbers" for every later
 change too. One edit since, labels only: the preference judge's ridge is now written (l2 / 2) |w|^2, the
 convention of every Bradley-Terry fit here, so its grid values doubled (1e-3 -> 2e-3, 0.1 -> 0.2) while every
-accuracy stayed the same. To
+accuracy stayed the same. Regenerated since, on purpose: the instruction experiment's redesign (issue 27: a reference
+on both replies, trajectories, seeds, two replies per prompt, lexicons filtered against plain text) replaced
+instruction_smoke.json and the instruction part of family_smoke.json (its sentiment part unchanged). To
 accept an intended change, regenerate: `MINIDPO_UPDATE_GOLDEN=1 MINIDPO_PROFILE=smoke python -m pytest
 tests/test_instruction_experiment.py tests/test_sentiment_frontier.py tests/test_family_experiment.py`, and say
 why in the commit."""

@@ -51,7 +51,9 @@ def test_family_smoke_run(tmp_path):
     assert rows["length-normalised DPO"]["beta"] == dpo_beta * round(results["instruction"]["mean_chosen_tokens"])
     for method, r in rows.items():
         if method != "reference":
-            assert 0 <= r["judge_vs_reference"]["ci_low"] <= r["judge_vs_reference"]["rate"] <= r["judge_vs_reference"]["ci_high"] <= 1
+            win = r["judge_vs_reference"]["interval"]
+            assert 0 <= win["low"] <= win["estimate"] <= win["high"] <= 1 and r["judge_vs_reference"]["null"] == 0.5
+            assert r["epochs"] in profile.instruction.checkpoints  # read at the checkpoint chosen on validation
     saved = json.loads((tmp_path / "results" / "family_smoke.json").read_text())
     assert saved["sentiment"]["points"] == json.loads(json.dumps(results["sentiment"]["points"]))
     assert all((tmp_path / "figures" / f"09_{k}_smoke.png").stat().st_size > 10_000 for k in ("variants_frontier", "over_optimisation"))

@@ -41,32 +41,48 @@ def _run(tmp_path, name, *extra):
 
 def test_smoke_run_writes_results_samples_and_figures_and_is_deterministic(tmp_path):
     results, stdout = _run(tmp_path, "a")
-    # every number as the code before the experiments' redesign computed it (tests/golden_numbers.py)
+    # every number as the redesigned experiment (issue 27) computed it (tests/golden_numbers.py)
     assert not compare(results, "instruction_smoke"), compare(results, "instruction_smoke")[:20]
-    assert '"judge_win_rate_vs_reference"' in stdout
+    assert '"primary (Holm)"' in stdout
     data = results["data"]
     assert data["records_read"] == 1100 and data["records_kept"] == 1094
+    assert (data["output_is_chosen"], data["output_is_rejected"]) == (556, 538)  # `output` is one side of every pair
     assert data["split_sizes"] == {"test": 8, "validation": 8, "judge_train": 24, "dpo_train": 24}
+    assert data["tokenization"]["sft_reference/dpo_train"] and "sft_preferred/dpo_train" in data["tokenization"]
     share = data["halves_all"]["rude_rewrite"] / data["records_kept"]
     for split, halves in data["halves"].items():  # stratified: each split holds each half in its share, +-1
         assert abs(halves["rude_rewrite"] - share * sum(halves.values())) <= 1, split
-    assert results["arms"] == ["reference", "base", "preferred_ft", "dpo_beta0.1", "dpo_beta1"]
-    judge = results["instruments"]["preference_judge"]
-    assert judge["test_pair_accuracy"]["n"] == 8 and len(judge["refit_test_pair_accuracy"]) == 2
-    assert set(judge["probes"]) >= {"canned_opener", "rude_prefix", "rude_suffix", "duplicated", "polite_off_topic",
-                                    "reward_length_correlation"}
-    for arm in results["arms"]:
-        row = results["results"][arm]
-        assert math.isfinite(row["kl"]["kl"]) and 0 <= row["rude_rate"] <= 1 and row["mean_words"] > 0
-        if arm != "reference":
-            wr = row["judge_vs_reference"]
-            assert 0 <= wr["ci_low"] <= wr["rate"] <= wr["ci_high"] <= 1 and wr["n"] == 8 and len(wr["refit_rates"]) == 2
-            assert "rate" in row["lc_vs_reference"] and "validation_judge_vs_reference" in row
-    assert results["selected_beta"]["beta"] in results["betas"]
+    plan = results["plan"]
+    assert results["analysis_plan"]["primary_metrics"].keys() == {"rude rate", "polite rate"}  # stored with the run
+    assert list(results["arms"]) == ["base", "reference", "preferred_ft", "dpo_beta0.1", "dpo_beta1"]
+    for kind in ("rude", "polite"):
+        lex = results["lexicons"][kind]
+        assert set(lex["markers"]) <= set(lex["candidates"])
+        assert lex["validity_judge_split"]["precision"] >= plan["lexicon_precision"] or not lex["markers"]
+    ref = results["reference"]
+    assert [c["epochs"] for c in ref["checkpoints"]] == plan["reference_checkpoints"]
+    assert ref["selected_epochs"] in plan["reference_checkpoints"]
+    for name, t in results["trajectories"].items():  # the reference (step 0) and every checkpoint, on validation
+        assert [p["epochs"] for p in t["points"]] == [0.0, *plan["checkpoints"]], name
+        assert t["points"][0]["kl"] == 0 and all(math.isfinite(p["kl"]) for p in t["points"])
+        assert all("logratio/chosen" in p for p in t["points"][1:])
+        assert ("rewards/chosen" in t["points"][1]) == (t["method"] == "DPO")
+    sel = results["selection"]
+    assert sel["selected_beta"] in plan["betas"] and results["selected_arm"] == f"dpo_beta{sel['selected_beta']:g}"
+    seeds = {a: len(r["seeds"]) for a, r in results["arms"].items()}
+    assert seeds[results["selected_arm"]] == seeds["preferred_ft"] == len(plan["seeds"]) == 2 and seeds["base"] == 1
+    assert len(results["primary"]) == 2 * (len(plan["betas"]) + 2)
+    assert {p["holm"] for p in results["primary"]} <= {"higher", "lower", "no clear difference"}
+    assert all(c["interval"]["method"] == "paired bootstrap over prompts" for c in
+               [p["comparison"] for p in results["primary"]] + results["instrument_checks"]["aa"])
+    assert [e["edit"] for e in results["instrument_checks"]["edits"]][:2] == ["insert rude sentence (end)",
+                                                                               "insert polite sentence (start)"]
+    assert {m["metric"] for m in results["matched_kl"]} == {"rude rate", "polite rate"}
+    assert set(results["examples"][0]) == {"prompt", "reference", "preferred_ft", results["selected_arm"]}
     lines = (tmp_path / "a" / "results" / "samples_smoke.jsonl").read_text().splitlines()
-    assert len(lines) == 8 * len(results["arms"])
-    assert set(json.loads(lines[0])) == {"prompt_id", "arm", "beta", "temperature", "seed", "reply"}
-    for name in ("05_sft_loss", "06_dpo_curves", "07_beta_frontier", "07_instrument_rates"):
+    assert len(lines) == 8 * plan["samples_per_prompt"] * sum(seeds.values())
+    assert set(json.loads(lines[0])) == {"prompt_id", "arm", "beta", "epochs", "seed", "sample_set", "reply"}
+    for name in ("05_reference", "06_trajectories", "07_matched_kl", "07_primary"):
         assert (tmp_path / "a" / "figures" / f"{name}_smoke.png").stat().st_size > 1000
     redraw = subprocess.run([sys.executable, "-m", "minidpo", "figures", "--profile", "smoke", "--results-dir",
                              str(tmp_path / "a" / "results"), "--figures-dir", str(tmp_path / "redrawn")],
@@ -74,48 +90,51 @@ def test_smoke_run_writes_results_samples_and_figures_and_is_deterministic(tmp_p
     assert redraw.returncode == 0 and len(list((tmp_path / "redrawn").glob("*_smoke.png"))) == 4, redraw.stderr[-2000:]
     # same seed, same numbers (timings aside); a different seed changes the split, training and samples
     again, _ = _run(tmp_path, "b")
-    assert again["results"] == results["results"] and again["instruments"] == results["instruments"]
+    assert not compare(again, "instruction_smoke")
     other, _ = _run(tmp_path, "c", "--seed", "1")
-    assert other["seed"] == 1 and other["results"] != results["results"]
+    assert other["seed"] == 1 and other["arms"] != results["arms"]
 
 
 def test_interrupted_run_resumes_from_saved_stages(tmp_path):
     first, _ = _run(tmp_path, "r")
-    (tmp_path / "r" / "run" / "samples" / "test" / "dpo_beta1" / "stage.json").unlink()  # as if killed while sampling
-    (tmp_path / "r" / "run" / "kl" / "dpo_beta1" / "stage.json").unlink()
-    second, _ = _run(tmp_path, "r")
-    assert second["results"] == first["results"]
-    assert not second["training"]["reference"]["trained_now"] and not second["training"]["dpo_beta1"]["trained_now"]
-    # a changed sampling setting resamples, and everything read from the samples follows (mutation caught: a KL or an
-    # evaluation keyed by the sampling seed alone, served stale after the replies changed)
     run = tmp_path / "r" / "run"
-    before = {name: (run / name / "stage.json").read_text() for name in ("kl/dpo_beta1", "evaluation", "dpo_beta1")}
+    sample_stage = next((run / "samples" / "test").glob("dpo_beta1@*")) / "1" / "stage.json"
+    sample_stage.unlink()  # as if killed while sampling
+    (run / "dpo_beta1" / "1" / "stage.json").unlink()  # ... or after the last checkpoint's training
+    second, _ = _run(tmp_path, "r")
+    assert second["arms"] == first["arms"] and second["primary"] == first["primary"]
+    # a changed sampling setting resamples, and everything read from samples follows: the checkpoints' validation
+    # readings (a phase is its training and its reading) and the test KL (mutation caught: a phase or a KL keyed by
+    # the training alone or by the sampling seed alone, served stale after the replies changed)
+    names = ("dpo_beta1/1", "reference/1", f"kl/{sample_stage.parent.parent.name}")
+    before = {name: (run / name / "stage.json").read_text() for name in names}
     third, _ = _run(tmp_path, "r", "--set", "max_new_tokens=4")
-    after = {name: (run / name / "stage.json").read_text() for name in before}
-    assert after["dpo_beta1"] == before["dpo_beta1"]  # the model is not retrained
-    assert after["kl/dpo_beta1"] != before["kl/dpo_beta1"] and after["evaluation"] != before["evaluation"]
-    assert third["plan"]["max_new_tokens"] == 4
+    after = {name: (run / name / "stage.json").read_text() for name in names}
+    assert all(after[name] != before[name] for name in names) and third["plan"]["max_new_tokens"] == 4
+    assert third["arms"]["reference"]["mean_words"] <= 4 < first["arms"]["reference"]["mean_words"]
 
 
 def test_gpu_plan_code_path_with_a_random_gpt2_medium(tmp_path):
-    """The gpu plan's code path (its optimizer and learning rates, two SFT arms, DPO, sampling, KL, judges) on a
-    random-init model of GPT-2-medium's shape (24 layers, width 1024, 355M parameters), two steps each on the
-    CPU: the Colab path runs end to end without the hub. Sizes, steps, evaluation cadence, the beta grid, the
-    device and the hub-only encoder are overridden."""
+    """The gpu plan's code path (its optimizers and learning rates, the reference on both replies, Preferred-FT and
+    DPO with checkpoints and seeds, sampling, KL, judge) on a random-init model of GPT-2-medium's shape (24 layers,
+    width 1024, 355M parameters), a few steps each on the CPU: the Colab path runs end to end without the hub.
+    Sizes, checkpoints, seeds, the beta grid, the device and the hub-only encoder are overridden."""
     from dataclasses import replace
 
-    from minidpo.experiments.instruction_eval import run_instruction
+    from minidpo.experiments.instruction_results import run_instruction
 
     gpu = get_profile("gpu").instruction
-    few = dict(max_steps=2, batch_size=2, eval_every=1, save_every=2)
-    plan = replace(gpu, n_test=2, n_validation=2, n_judge=8, n_dpo=4, betas=gpu.betas[:1], sft=replace(gpu.sft, **few),
-                   dpo=replace(gpu.dpo, **few), max_new_tokens=4, generation_batch_size=2, sentence_encoder=None,
+    few = dict(batch_size=2, eval_every=1, save_every=2)
+    plan = replace(gpu, n_test=2, n_validation=2, n_judge=8, n_dpo=4, betas=gpu.betas[:1],
+                   reference=replace(gpu.reference, **few), reference_checkpoints=(0.5,),
+                   preferred_ft=replace(gpu.preferred_ft, **few), dpo=replace(gpu.dpo, **few), checkpoints=(0.5, 1.0),
+                   seeds=(0, 1), samples_per_prompt=2, max_new_tokens=4, generation_batch_size=2, sentence_encoder=None,
                    judge_refits=1, judge_l2_grid=(2e-3,))
     profile = get_profile("gpu", model="random-gpt2-medium", device="cpu")
     results = run_instruction(profile, run_dir=tmp_path / "run", results_dir=tmp_path / "results",
                               figures_dir=tmp_path / "figures", show_progress=False, plan=plan)
-    dpo = results["training"][f"dpo_beta{gpu.betas[0]:g}"]
-    assert dpo["train"]["step"] == 2 and results["training"]["reference"]["train"]["step"] == 2
-    assert all(math.isfinite(v) for arm in results["training"].values() for h in arm["history"] for v in h.values())
-    assert math.isfinite(results["results"][f"dpo_beta{gpu.betas[0]:g}"]["kl"]["kl"])
+    dpo = results["trajectories"][f"dpo_beta{gpu.betas[0]:g}"]["points"]
+    assert [p["steps"] for p in dpo] == [0, 1, 2]
+    assert all(math.isfinite(p[k]) for p in dpo for k in ("kl", "rude_rate", "logratio/chosen"))
+    assert all(math.isfinite(r["kl"]["estimate"]) for r in results["arms"].values())
     assert results["plan"]["dpo"]["optimizer"] == gpu.dpo.optimizer

@@ -340,6 +340,8 @@ COMPARATIVE = re.compile(r"\b(?:" + "|".join(COMPARATIVE_WORDS) + r")\b", re.I)
 ALLOWED_COMPARATIVE_PHRASES = {
     "best-of-": "the name of a method, best-of-N sampling, not a ranking of results",
     "best/worst": "the name of an arm, DPO on the best/worst of K samples (its `method` in results/family_cpu.json)",
+    "at least": "a bound stated in a rule or a definition (\"at least 50 times rarer\", \"a precision of at least\")",
+    "at most": "the same, an upper bound (\"at most four words\")",
 }
 
 # The prose about results: the report's result sections, whole, and its abstract; the README's results passages.
@@ -351,9 +353,13 @@ README_RESULT_PASSAGES = {  # heading -> where its results start: the whole sect
     "## Second experiment: DPO vs RLHF on controlled sentiment": "**What came out**",
     "## Third experiment: DPO's family": "**What came out**",
 }
-# TODO(issue 26, item 4): run `comparatives_in_markdown` on every markdown cell of these notebooks (and their
-# exercise versions) once they are rewritten; until then they are not checked for typed comparatives.
-COMPARATIVES_NOT_YET_CHECKED_IN = {p.name: "being rewritten concurrently" for p in NOTEBOOKS}
+# The notebooks whose every markdown cell is checked (the headline's, rewritten for issue 27). In a notebook
+# "above" and "below" point at cells ("the table above"), so they are read as positions there. TODO: the rest, as
+# their experiments are redone (issues 28-29).
+CHECKED_NOTEBOOKS = ("04_preference_data.ipynb", "05_sft.ipynb", "06_dpo_training.ipynb", "07_win_rates.ipynb")
+COMPARATIVES_NOT_YET_CHECKED_IN = {p.name: "its experiment is not redone yet" for p in NOTEBOOKS
+                                   if p.name not in CHECKED_NOTEBOOKS}
+NOTEBOOK_POSITIONS = re.compile(r"\b(?:above|below)\b", re.I)
 
 VERDICT_WORDS = ("no clear difference", "DPO higher", "DPO lower", "higher", "lower", "mixed")
 README_VERDICT = re.compile(r"<!--\s*verdict\{(?P<key>[^}]*)\}\s*-->(?P<stars>\**)(?P<word>"
@@ -412,6 +418,32 @@ def test_result_prose_makes_no_typed_comparative_claim(name, kind, text):
                           "tests/test_prose.py with its reason:\n" + "\n".join(problems))
 
 
+def _notebook_markdown() -> list[tuple[str, str]]:
+    out = []
+    for name in CHECKED_NOTEBOOKS:
+        cells = json.loads((ROOT / "notebooks" / name).read_text())["cells"]
+        out += [(f"{name} cell {i}", "".join(c["source"])) for i, c in enumerate(cells) if c["cell_type"] == "markdown"]
+    return out
+
+
+NOTEBOOK_CLAIMS = _notebook_markdown()
+
+
+@pytest.mark.parametrize("name,text", NOTEBOOK_CLAIMS, ids=[c[0] for c in NOTEBOOK_CLAIMS])
+def test_headline_notebooks_make_no_typed_comparative_claim(name, text):
+    """Notebooks 04-07 say "higher", "fell", ... only in what their cells print from a comparison (`stats.render`,
+    Holm's verdicts); their markdown states rules and definitions, never a result's direction."""
+    found = [(w, snip) for w, snip in comparatives_in_markdown(_blank(text, NOTEBOOK_POSITIONS))]
+    assert not found, f"{name}: comparative words typed into markdown: {found}"
+
+
+def test_the_notebook_guard_catches_a_typed_claim_and_passes_positions():
+    # mutation caught: a guard that skips notebooks, or blanks every comparative word with the positions
+    assert comparatives_in_markdown(_blank("DPO removed more rudeness than Preferred-FT.", NOTEBOOK_POSITIONS))
+    assert not comparatives_in_markdown(_blank("the verdicts printed above and the table below", NOTEBOOK_POSITIONS))
+    assert len(NOTEBOOK_CLAIMS) > 30
+
+
 def test_readme_verdicts_are_what_the_results_say():
     from minidpo.experiments.report import verdict_word
 
@@ -430,7 +462,7 @@ def test_the_comparative_guard_sees_the_result_prose():
     passages = readme_result_passages(README.read_text())
     assert all(len(p) > 500 for p in passages.values())  # each passage found, and more than its heading
     assert "SmolLM2-135M-Instruct" in abstract((ROOT / "report" / "main.tex").read_text())
-    assert set(COMPARATIVES_NOT_YET_CHECKED_IN) == {p.name for p in NOTEBOOKS}  # until the TODO above is done
+    assert set(COMPARATIVES_NOT_YET_CHECKED_IN) | set(CHECKED_NOTEBOOKS) == {p.name for p in NOTEBOOKS}
 
 
 def test_every_allowed_comparative_phrase_is_still_used():

@@ -118,14 +118,15 @@ def test_to_json_serialises_typed_results(tmp_path):
 
 def test_set_overrides_the_plan_and_names_bad_fields():
     plan = get_profile("cpu").instruction
-    new = apply_overrides(plan, ["dpo.learning_rate=1e-6", "betas=0.2, 0.5", "sft.num_epochs=2", "n_test=50"])
-    assert (new.dpo.learning_rate, new.betas, new.sft.num_epochs, new.n_test) == (1e-6, (0.2, 0.5), 2.0, 50)
+    new = apply_overrides(plan, ["dpo.learning_rate=1e-6", "betas=0.2, 0.5", "reference.warmup_steps=2", "n_test=50"])
+    assert (new.dpo.learning_rate, new.betas, new.reference.warmup_steps, new.n_test) == (1e-6, (0.2, 0.5), 2, 50)
     assert plan.dpo.learning_rate != 1e-6  # the profile's plan is untouched
     for bad, message in [("dpo.learnin_rate=1", "DPOConfig has no field 'learnin_rate'"),
                          ("dpo.learning_rate=-1", "learning_rate must be a finite number > 0"),
                          ("betas=a", "cannot read 'a' as float"), ("n_test=1.5", "cannot read '1.5' as int"),
                          ("dpo.beta=0.2", "set betas"), ("dpo=1", "a group of settings"),
-                         ("dpo.loss_type=ipo", "each arm sets its loss"), ("sft.seed=3", "the profile's seed"),
+                         ("dpo.loss_type=ipo", "each arm sets its loss"), ("reference.seed=3", "the profile's seed"),
+                         ("samples_per_prompt=1", "the A/A control"), ("checkpoints=1, 0.5", "increasing"),
                          ("dpo.output_dir=x", "its own stage folder"),
                          ("learning_rate", "expected field=value")]:
         with pytest.raises(ValueError, match=message):
@@ -140,6 +141,8 @@ def test_set_reaches_only_the_plans_a_command_runs():
     assert fam.sentiment.dpo.learning_rate == 0.3 and fam.family.online_betas == (0.5,)
     for plan, bad, message in [("instruction", "frontier.n_test=5", "runs the instruction plan, not the frontier"),
                                ("frontier", "dpo.num_epochs=2", "set dpo_checkpoints"),
+                               ("instruction", "dpo.num_epochs=2", "set checkpoints"),
+                               ("family", "instruction.reference.max_steps=9", "set reference_checkpoints"),
                                ("frontier", "ppo.max_new_tokens=9", "max_new_tokens"),
                                ("family", "instruction_variants=x", "cannot be set from the command line")]:
         with pytest.raises(ValueError, match=message):
@@ -156,7 +159,7 @@ def test_cli_set_reaches_the_plan(monkeypatch):
         seen["plan"] = profile.instruction
         raise SystemExit(0)
 
-    monkeypatch.setattr("minidpo.experiments.instruction_eval.run_instruction", fake_run)
+    monkeypatch.setattr("minidpo.experiments.instruction_results.run_instruction", fake_run)
     with pytest.raises(SystemExit):
         cli.main(["run", "--profile", "smoke", "--set", "dpo.learning_rate=0.5", "--set", "betas=0.3"])
     assert seen["plan"].dpo.learning_rate == 0.5 and seen["plan"].betas == (0.3,)

@@ -7,8 +7,10 @@
 - `runs`: the one stage cache (`Run.stage`: keyed by the plan entries a stage depends on, atomic, timed,
   resumable; `Run.phases` for a run scored at checkpoints), the one compute rule (`Run.compute_s`) and the one
   results serialiser (`to_json`); `measure`: time and memory of a stage;
-- `instruction`, `instruction_eval`, `instruction_plots`: the instruction experiment of notebooks 04-07 (reference,
-  Preferred-FT and DPO at a beta grid, measured by a validated preference judge and guard metrics);
+- `instruction_plan`, `instruction`, `instruction_arms`, `instruction_eval`, `instruction_results`,
+  `instruction_plots`: the instruction experiment of notebooks 04-07 (a reference on both replies, DPO at a beta
+  grid and Preferred-FT followed through training on validation, seeds; a plan written before the run, instruments
+  checked on model replies, the primary comparisons with Holm's correction, DPO vs Preferred-FT at matched KL);
 - `sentiment`, `frontier`, `frontier_rlhf`, `frontier_seeds`, `frontier_run`: the controlled-sentiment reward-KL
   frontier of notebook 08 (DPO against a reward model + PPO, PPO on the true reward, best-of-N; seeds, budgets
   chosen on validation, matched-KL verdicts) and the one-seed sentiment base of notebooks 09-10;

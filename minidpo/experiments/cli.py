@@ -103,19 +103,18 @@ def main(argv: list[str] | None = None) -> int:
                           "this_invocation_s": round(results["wall_s_this_invocation"], 1)}, indent=1))
         return 0
 
-    from . import instruction_eval
+    from . import instruction_results
 
-    results = instruction_eval.run_instruction(profile, run_dir=args.run_dir, results_dir=results_dir,
-                                               figures_dir=figures_dir)
-    fmt = lambda v: f"{v['rate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"  # noqa: E731
-    rows = results["results"]
+    results = instruction_results.run_instruction(profile, run_dir=args.run_dir, results_dir=results_dir,
+                                                  figures_dir=figures_dir)
     summary = {
         "profile": results["profile"],
-        "judge_test_pair_accuracy": fmt(results["instruments"]["preference_judge"]["test_pair_accuracy"]),
-        "judge_win_rate_vs_reference": {a: fmt(rows[a]["judge_vs_reference"]) for a in results["arms"]
-                                        if a != "reference"},
-        "kl_to_reference": {a: round(rows[a]["kl"]["kl"], 2) for a in results["arms"]},
-        "selected_beta (validation)": results["selected_beta"]["beta"],
+        "reference_validation_rude_rate": results["reference"]["validation_rude_rate"],
+        "selected": results["selection"]["checkpoints"],
+        "test_rates": {a: {k: str(round(v[k]["estimate"], 3)) for k in ("rude_rate", "polite_rate")}
+                       for a, v in results["arms"].items()},
+        "primary (Holm)": [f"{p['comparison']['metric']}: {p['comparison']['a']} vs {p['comparison']['b']}: "
+                           f"{p['holm']}" for p in results["primary"]],
         "compute_s (all stages, whichever invocation ran them)": round(results["compute_s"], 1),
         "this_invocation_s": round(results["wall_s_this_invocation"], 1),
         "peak_rss_gib": round(results["peak_rss_gib"], 2),

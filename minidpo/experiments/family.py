@@ -180,51 +180,55 @@ def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True)
 
 
 def instruction_family(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
-    """R-DPO, SimPO and length-normalised DPO on the instruction pairs, judged with the instruction
-    experiment's validated instruments against its reference, Preferred-FT and DPO arms."""
+    """R-DPO, SimPO and length-normalised DPO on the instruction pairs, from the instruction experiment's reference,
+    each scored on validation at the plan's checkpoints and read at its best one (notebook 07's rule), then judged
+    on the test prompts with the same instruments against the reference, beside DPO at its selected beta."""
     from ..evaluate import load_sentence_encoder
     from ..judges import CachedEncoder
-    from .instruction import (dpo_arm, prepare, reference_logprobs, sampled_kl, samples, sft_arm, train_all,
-                              train_dpo_arm)
-    from .instruction_eval import build_instruments, evaluate_arms
+    from .instruction import prepare, trajectory
+    from .instruction_arms import sample_arm, select, train_all
+    from .instruction_eval import build_judge, compare, compare_rate, judge_wins, per_prompt
+    from .instruction_results import arm_summary
 
     exp = prepare(profile, run_dir, show_progress)
-    arms = train_all(exp)  # cached stages of `python -m minidpo run`: the reference, Preferred-FT, DPO at each beta
-    encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
-    inst = build_instruments(exp, encoder)
-    rows = evaluate_arms(exp, arms, inst, encoder)
-    # notebook 07's rule
-    beta = max(exp.plan.betas, key=lambda b: (rows[dpo_arm(b)]["validation_judge_vs_reference"], b))
+    trained = train_all(exp)  # cached stages of `python -m minidpo run`
+    arms, beta = trained["arms"], trained["selection"]["selected_beta"]
+    reference, ref_data = trained["reference_model"], trained["ref_data"]
     mean_len = sum(map(len, exp.tokenized["dpo_train"]["chosen_ids"])) / len(exp.tokenized["dpo_train"])
-    reference = None
-    variants = {}
+    first, codec, table = exp.plan.seeds[0], exp.codec(), {}
+    names = [trained["selection"]["selected_dpo_arm"]]
     for v in profile.family.instruction_variants:
         # no beta of its own: DPO's selected one (per token for the length-normalised loss: times the mean reply length)
         b = v.beta if v.beta is not None else beta * (round(mean_len) if v.loss_type == "sigmoid_norm" else 1)
-        arm = f"{v.loss_type}_beta{b:g}" + "".join(f"_{k}{x:g}" for k, x in v.hyperparameters)
-        if reference is None:
-            reference, _, _ = sft_arm(exp, "reference")
-            ref_data = reference_logprobs(exp, reference)
-        model, hist, now = train_dpo_arm(exp, reference, ref_data, b, v.loss_type, arm, v.hyperparameters)
-        arms[arm] = {"beta": b, "history": hist, "trained_now": now,
-                     "samples": {s: samples(exp, arm, model, s) for s in ("test", "validation")}}
-        arms[arm]["kl"] = sampled_kl(exp, arm, model, reference, arms[arm]["samples"]["test"])
-        variants[arm] = {"method": v.method, "loss_type": v.loss_type, "beta": b,
-                         "hyperparameters": dict(v.hyperparameters)}
-        del model
-    rows = evaluate_arms(exp, arms, inst, encoder)
-    keep = ("kl", "mean_words", "fidelity", "judge_vs_reference", "lc_vs_reference", "words_minus_reference",
-            "fidelity_minus_reference", "validation_judge_vs_reference")
-    table = {"DPO": {"arm": dpo_arm(beta), "loss_type": "sigmoid", "beta": beta,
-                     **{k: rows[dpo_arm(beta)][k] for k in keep}}}
-    for arm, v in variants.items():
-        table[v["method"]] = {"arm": arm, **v, **{k: rows[arm][k] for k in keep}}
-    table["reference"] = {"arm": "reference", "mean_words": rows["reference"]["mean_words"],
-                          "fidelity": rows["reference"]["fidelity"], "kl": rows["reference"]["kl"]}
-    names = [f"{stage}{arm}" for arm in variants for stage in ("", "samples/test/", "samples/validation/", "kl/")]
+        run = f"{v.loss_type}_beta{b:g}" + "".join(f"_{k}{x:g}" for k, x in v.hyperparameters)
+        points = trajectory(exp, reference, ref_data, "dpo", b, seed=first, loss_type=v.loss_type, arm=run,
+                            hyperparameters=v.hyperparameters)
+        epochs = select(points)["budget"]
+        exp.model_keys[f"{run}@{epochs:g}"] = {"run": exp.model_keys[run], "epochs": epochs}
+        arms[run] = sample_arm(exp, run, v.method, [(f"{run}@{epochs:g}",
+                                                    lambda run=run, e=epochs: exp.run.phase_model(run, e, codec))],
+                              reference, b, epochs, (first,))
+        table[v.method] = {"arm": run, "loss_type": v.loss_type, "hyperparameters": dict(v.hyperparameters)}
+        names.append(run)
+    table = {"DPO": {"arm": names[0], "loss_type": "sigmoid", "hyperparameters": {}}, **table}
+    encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
+    judge, validation = build_judge(exp, encoder)
+    q, ref, seed = exp.questions("test"), arms["reference"], profile.seed
+    marks = {kind: (lambda rs, kind=kind: exp.marks(rs)[kind]) for kind in exp.lexicons}
+    for method, row in table.items():
+        arm = arms[row["arm"]]
+        row.update(arm_summary(exp, arm))
+        row["judge_vs_reference"] = compare_rate("preference-judge win rate", method, "reference",
+                                                 judge_wins(judge, q, arm, ref), len(arm.seeds), seed)
+        for kind, score in marks.items():
+            row[f"{kind}_minus_reference"] = compare(f"{kind} rate", method, "reference", per_prompt(arm, score),
+                                                     per_prompt(ref, score), len(arm.seeds), seed)
+    table["reference"] = {"arm": "reference", **arm_summary(exp, ref)}
+    # the family's own stages: each variant's phases (`<run>/<epochs>`), samples and KL (`.../<run>@<epochs>...`)
+    own = [n for n in exp.run.timing() if any(n.startswith(f"{run}/") or f"/{run}@" in n for run in names[1:])]
     return {"selected_beta": beta, "mean_chosen_tokens": mean_len, "rows": table,
-            "judge": {k: inst["validation"][k] for k in ("test_pair_accuracy", "refit_test_pair_accuracy", "probes")},
-            "timing": exp.timing(), "compute_s": exp.run.compute_s(names)}
+            "judge": {k: validation[k] for k in ("test_pair_accuracy", "refit_test_pair_accuracy", "probes")},
+            "timing": exp.timing(), "compute_s": exp.run.compute_s(own)}
 
 
 # ----------------------------------------------------------------------------- everything, for the CLI and notebook 10

@@ -45,20 +45,21 @@ def plot_family_frontier(points: list[dict], path: str | Path | None = None, tit
 
 
 def plot_instruction_family(rows: dict, path: str | Path | None = None, title: str = ""):
-    """The preference judge's win rate against the reference (95% Wilson interval) against mean words per reply
-    (left) and content fidelity (right); the reference's own words and fidelity as a dashed line."""
+    """The preference judge's win rate against the reference (95% bootstrap interval over prompts) against mean
+    words per reply (left) and the rude rate (right); the reference's own as a dashed line."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     ref = rows["reference"]
     for i, (method, r) in enumerate((m, r) for m, r in rows.items() if m != "reference"):
-        win = r["judge_vs_reference"]
-        yerr = [[win["rate"] - win["ci_low"]], [win["ci_high"] - win["rate"]]]
+        win = r["judge_vs_reference"]["interval"]
+        yerr = [[win["estimate"] - win["low"]], [win["high"] - win["estimate"]]]
+        rude = r["rude_rate"]
         for ax, x, xerr in ((axes[0], r["mean_words"], None),
-                            (axes[1], r["fidelity"]["mean"], [[r["fidelity"]["mean"] - r["fidelity"]["ci_low"]],
-                                                              [r["fidelity"]["ci_high"] - r["fidelity"]["mean"]]])):
-            ax.errorbar([x], [win["rate"]], yerr=yerr, xerr=xerr, marker=MARKERS[i], ms=7, capsize=2, lw=0,
+                            (axes[1], rude["estimate"], [[rude["estimate"] - rude["low"]],
+                                                         [rude["high"] - rude["estimate"]]])):
+            ax.errorbar([x], [win["estimate"]], yerr=yerr, xerr=xerr, marker=MARKERS[i], ms=7, capsize=2, lw=0,
                         label=f"{method} (beta={r['beta']:g})")
     for ax, x, label in ((axes[0], ref["mean_words"], "mean words per reply"),
-                         (axes[1], ref["fidelity"]["mean"], "content fidelity (cosine to the original answer)")):
+                         (axes[1], ref["rude_rate"]["estimate"], "rude rate (high-precision lexicon)")):
         ax.axvline(x, ls="--", c="grey", lw=1)
         ax.axhline(0.5, ls=":", c="grey", lw=1)
         ax.set_xlabel(label + " (dashed: reference)")
@@ -110,7 +111,7 @@ def family_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
                          title=f"DPO's family on controlled sentiment, {model}, n={n} held-out prompts")
     plot_instruction_family(results["instruction"]["rows"], paths["instruction"],
                             title=f"instruction pairs, {model}: judge win rate vs reference (n="
-                                  f"{results['instruction']['rows']['DPO']['judge_vs_reference']['n']} test prompts)")
+                                  f"{results['instruction']['rows']['DPO']['n_prompts']} test prompts)")
     # notebook 09's figures, from the same sentiment base (the CLI draws them too, not only the notebook)
     from .frontier_run import frontier_points, plot_frontier, plot_over_optimisation
 

@@ -1,17 +1,21 @@
-"""The instruction experiment (notebooks 04-07, `python -m minidpo run`): what DPO adds to its reference.
+"""The instruction experiment (notebooks 04-07, `python -m minidpo run`): does DPO move a model away from what the
+data rejects, and further than fine-tuning on the preferred replies alone?
 
 Data: the 1,094 usable instruction pairs come in two halves -- chosen = the original answer (`output`) vs a
 rude rewrite of it, and a polite rewrite vs the original answer. One seeded split, stratified by half, gives
 four disjoint parts: DPO train, judge train, validation, test.
 
-Arms, all from one base model and the same data: the *base* model; the *reference* = SFT on the original
-answers (`output`); *Preferred-FT* = SFT on the chosen replies (the paper's baseline); *DPO* from the
-reference at each beta of the plan.
+Arms, all from one base model and the same data: the untouched *base* model; the *reference* = SFT of the base
+on *both* replies of every DPO-train pair, so that it writes what the data prefers and what it rejects (its
+checkpoint is the first whose validation rude rate reaches the plan's bar); *Preferred-FT* = SFT of the reference
+on the chosen replies (the paper's baseline); *DPO* from the reference at each beta of the plan. DPO and
+Preferred-FT are scored on the validation prompts at checkpoints through training (their trajectories: marker
+rates, KL to the reference, log-probs of the validation pairs); the beta and the checkpoint are chosen there
+(highest polite-minus-rude rate), never on test. The selected DPO arm and Preferred-FT are trained with
+`plan.seeds`, and every arm writes `plan.samples_per_prompt` independently seeded replies per test prompt.
 
-Every arm writes one reply per test and validation prompt at temperature 1, so the same samples give the
-judges' verdicts and the sampled KL to the reference. Beta is chosen on validation, never on test. Every stage
-is a `Run.stage` under `runs/<profile>/instruction/`, keyed by the plan entries it depends on: an interrupted
-run resumes where it stopped, and a changed plan recomputes only what the change touches.
+Every stage is a `Run.stage` under `runs/<profile>/instruction/`, keyed by the plan entries it depends on: an
+interrupted run resumes where it stopped, and a changed plan recomputes only what the change touches.
 """
 
 from __future__ import annotations
@@ -22,26 +26,35 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from datasets import concatenate_datasets
+
 from ..data import format_prompt, load_instruction_preferences, stratified_split, tokenize_preferences, tokenize_sft
 from ..evaluate import sampled_log_ratios
 from ..generate import generate_responses
+from ..judges import derive_markers
 from ..logprobs import precompute_reference_logprobs, with_reference_logprobs
+from ..loop import optimizer_steps
 from ..models import load_model
 from ..train import train_dpo, train_sft
 from ..utils import derive_seed
-from .profiles import InstructionPlan, Profile
+from ..validity import flags, high_precision_markers, lexicon_validity
+from .instruction_plan import InstructionPlan
+from .profiles import Profile
 from .runs import TENSORS, Run, model_codec, open_run
 
 
-def dpo_arm(beta: float) -> str:
-    """The name of DPO's arm at `beta` (its stage folder and results entry); the arm's record carries `beta` itself,
-    which is never read back from the name."""
-    return f"dpo_beta{beta:g}"
+def dpo_arm(beta: float, seed: int = 0) -> str:
+    """The name of DPO's run at `beta` and training seed `seed` (its stage folder and results entry)."""
+    return f"dpo_beta{beta:g}" + (f"_seed{seed}" if seed else "")
+
+
+def pft_arm(seed: int = 0) -> str:
+    return "preferred_ft" + (f"_seed{seed}" if seed else "")
 
 
 @dataclass
 class InstructionExperiment:
-    """What every stage shares: profile, plan, run folder, data (text and tokenized), base model, timings."""
+    """What every stage shares: profile, plan, run folder, data (text and tokenized), base model, lexicons."""
 
     profile: Profile
     plan: InstructionPlan
@@ -51,13 +64,9 @@ class InstructionExperiment:
     splits: dict  # split name -> Dataset of records (prompt in the model's format, instruction, input, output, ...)
     tokenized: dict  # "dpo_train"/"validation" -> pairs; "sft_reference"/"sft_preferred" -> {train, validation}
     data_report: dict
+    lexicons: dict  # "rude"/"polite" -> {"markers", "validity"}: high-precision lexicons read off the judge split
     show_progress: bool = True
     model_keys: dict = field(default_factory=dict)  # arm name -> the stage key of its model (what it depends on)
-    sample_keys: dict = field(default_factory=dict)  # (split, arm) -> the stage key of its samples
-
-    @property
-    def run_dir(self) -> Path:
-        return self.run.dir
 
     @property
     def pad(self) -> int:
@@ -67,25 +76,58 @@ class InstructionExperiment:
         return list(self.splits[split]["prompt"])
 
     def questions(self, split: str) -> list[str]:
-        """The prompt as plain text (instruction and input), what the judges read."""
-        return [q for q in self.splits[split]["question"]]
+        """The prompt as plain text (instruction and input), what the judge reads."""
+        return list(self.splits[split]["question"])
+
+    def marks(self, replies: list[str]) -> dict[str, list[float]]:
+        """Per reply, 1.0 when it holds a marker of the rude (polite) lexicon, else 0.0."""
+        return {kind: [float(f) for f in flags(replies, lex["markers"])] for kind, lex in self.lexicons.items()}
+
+    def codec(self):
+        return model_codec(self.tokenizer, self.profile.device)
 
     def timing(self) -> dict:
         return self.run.timing()
 
 
+def derive_lexicons(splits: dict, min_precision: float) -> dict:
+    """The rude and polite lexicons: word 1-2-grams each half's rewrites add to the original answers (judge split),
+    kept when each alone flags rewrites at precision >= `min_precision` against plain text -- the other half's
+    rewrites, and the instructions and original answers of every split but test (so "would", "explain" or "right",
+    which plain instructions hold too, drop out); precision and recall also measured on the held-out test pairs
+    (rewrites vs originals of that half)."""
+    plain = [t for s in ("judge_train", "dpo_train", "validation") for r in splits[s]
+             for t in (r["output"], f"{r['instruction']} {r['input']}".strip())]
+    out = {}
+    halves = (("rude", "rude_rewrite", "rejected", "polite_rewrite", "chosen"),
+              ("polite", "polite_rewrite", "chosen", "rude_rewrite", "rejected"))
+    for kind, half, side, other_half, other_side in halves:
+        def texts(split, h, column):
+            return [r[column] for r in splits[split] if r["half"] == h]
+
+        originals, rewrites = texts("judge_train", half, "output"), texts("judge_train", half, side)
+        others = texts("judge_train", other_half, other_side)
+        candidates = derive_markers(originals, rewrites, others)
+        markers = high_precision_markers(candidates, rewrites, plain + others, min_precision)
+        out[kind] = {"markers": markers, "candidates": candidates,
+                     "validity_judge_split": lexicon_validity(markers, rewrites, plain + others),
+                     "validity_test_pairs": lexicon_validity(markers, texts("test", half, side),
+                                                             texts("test", half, "output"))}
+    return out
+
+
 def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True,
             plan: InstructionPlan | None = None) -> InstructionExperiment:
     """Stage 1 (notebook 04): load and validate the pairs (the 6 chosen == rejected rows dropped and counted),
-    split them stratified by half, load the base model, render prompts in its format, tokenize. `plan`
-    overrides the profile's plan (tests run the gpu plan's code path at a small size)."""
+    split them stratified by half, derive the lexicons, load the base model, render prompts in its format,
+    tokenize. `plan` overrides the profile's plan (tests run the gpu plan's code path at a small size)."""
     plan = plan or profile.instruction
     run = open_run(run_dir, profile.name, "instruction")
     t = time.time()
     records, report = load_instruction_preferences(drop_invalid=True)
     sizes = {"test": plan.n_test, "validation": plan.n_validation, "judge_train": plan.n_judge, "dpo_train": plan.n_dpo}
     splits = stratified_split(records, sizes, by="half", seed=profile.seed)
-    texts = [r["prompt"] + r["chosen"] + r["output"] for r in splits["dpo_train"]]
+    texts = [r["prompt"] + r["chosen"] + r["rejected"] for r in splits["dpo_train"]]
     model, tokenizer = load_model(profile.model, device=profile.device, seed=profile.seed, tokenizer_texts=texts)
     for name, ds in splits.items():
         splits[name] = ds.map(lambda r: {"prompt": format_prompt(tokenizer, r["instruction"], r["input"]),
@@ -94,52 +136,96 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
     tokenized, counts = {}, {}
     for split in ("dpo_train", "validation"):
         tokenized[split], counts[split] = tokenize_preferences(splits[split], tokenizer, overlong="drop", **lengths)
-    for arm, column in (("sft_reference", "output"), ("sft_preferred", "chosen")):
-        tokenized[arm] = {}
-        for s in ("dpo_train", "validation"):
-            tokenized[arm][s], counts[f"{arm}/{s}"] = tokenize_sft(splits[s], tokenizer, column, **lengths)
+    tokenized["sft_reference"], tokenized["sft_preferred"] = {}, {}
+    for s in ("dpo_train", "validation"):
+        both = concatenate_datasets([splits[s].map(lambda r: {"reply": r["chosen"]}),
+                                     splits[s].map(lambda r: {"reply": r["rejected"]})])  # each reply one SFT target
+        tokenized["sft_reference"][s], counts[f"sft_reference/{s}"] = tokenize_sft(both, tokenizer, "reply", **lengths)
+        tokenized["sft_preferred"][s], counts[f"sft_preferred/{s}"] = tokenize_sft(splits[s], tokenizer, "chosen",
+                                                                                    **lengths)
     data_report = {"records_read": report.n_in, "records_kept": report.n_kept, "dropped": dict(report.dropped),
                    "split_sizes": {k: len(v) for k, v in splits.items()},
                    "halves_all": dict(sorted(Counter(records["half"]).items())),
                    "halves": {k: dict(sorted(Counter(v["half"]).items())) for k, v in splits.items()},
+                   "output_is_chosen": sum(r["output"] == r["chosen"] for r in records),
+                   "output_is_rejected": sum(r["output"] == r["rejected"] for r in records),
                    "tokenization": counts}
     data_report["load_and_tokenize_s"] = time.time() - t  # this invocation's (seconds; not a cached stage)
     # what every stage depends on (the device too: a model trained on a GPU computes other numbers than on a CPU)
     base_key = {"model": profile.model, "device": profile.device, "seed": profile.seed, "sizes": sizes,
                 "max_length": plan.max_length, "max_prompt_length": plan.max_prompt_length}
-    return InstructionExperiment(profile, plan, run, tokenizer, model, splits, tokenized, data_report, show_progress,
-                                 {"base": base_key})
+    return InstructionExperiment(profile, plan, run, tokenizer, model, splits, tokenized, data_report,
+                                 derive_lexicons(splits, plan.lexicon_precision), show_progress, {"base": base_key})
 
 
-def _train_cfg(exp: InstructionExperiment, config, name: str, **fields):
-    """The plan's training `config` for the run `name`: its folder, the profile's seed and device."""
-    return replace(config, output_dir=str(exp.run.folder(name)), seed=exp.profile.seed, show_progress=exp.show_progress,
+def _train_cfg(exp: InstructionExperiment, config, folder: Path, seed: int, **fields):
+    """The plan's training `config` for one run: its folder, seed and device."""
+    return replace(config, output_dir=str(folder), seed=seed, show_progress=exp.show_progress,
                    use_cpu=exp.profile.device == "cpu", **fields)
 
 
-def _model_stage(exp: InstructionExperiment, name: str, key: dict, make_model,
-                 train) -> tuple[object, list[dict], bool]:
-    """A trained arm: a stage holding the model and its training history. Returns (model, history, trained now?)."""
+def validation_point(exp: InstructionExperiment, model, reference=None) -> dict:
+    """A checkpoint on the validation prompts: one reply per prompt (the same sampling seed for every policy:
+    common random numbers), each reply's rude and polite marks, and -- given the `reference` -- each reply's
+    log pi(y|x) - log pi_ref(y|x) (their mean estimates KL(pi || pi_ref)) and the policy's mean log-probs of the
+    validation pairs' chosen and rejected replies (likelihood displacement)."""
+    model.eval()
+    prompts = exp.prompts("validation")
+    texts, ids = generate_responses(model, exp.tokenizer, prompts, max_new_tokens=exp.plan.max_new_tokens,
+                                    temperature=exp.plan.temperature, seed=derive_seed(exp.profile.seed, "validation"),
+                                    batch_size=exp.plan.generation_batch_size, show_progress=exp.show_progress)
+    point = {"replies": texts, **exp.marks(texts)}
+    if reference is not None:
+        point["log_ratios"] = sampled_log_ratios(model, reference, exp.tokenizer, prompts, ids, batch_size=8).tolist()
+        chosen, rejected = precompute_reference_logprobs(model, exp.tokenized["validation"], exp.pad, batch_size=8,
+                                                         show_progress=False)
+        point["logps/chosen"], point["logps/rejected"] = chosen.tolist(), rejected.tolist()
+    return point
+
+
+def _phased(exp: InstructionExperiment, name: str, key: dict, start, budgets: tuple, data: tuple, config, seed: int,
+            train, reference, scored: bool = True) -> list[dict]:
+    """One training run from a copy of `start`, stopped after each budget (epochs) and scored on validation
+    (`validation_point`, unless not `scored`), its weights kept at every checkpoint. Returns the points (budget,
+    steps, scores)."""
+    model = copy.deepcopy(start)
+    steps = lambda epochs: optimizer_steps(epochs, len(data[0]), config.batch_size)  # noqa: E731
+
+    def train_to(epochs: float, folder) -> list[dict]:
+        # no validation pass inside training: `validation_point` reads the checkpoint (its pairs' log-probs too)
+        return train(model, data[0], None, _train_cfg(exp, config, folder, seed, max_steps=steps(epochs)), exp.pad)
+
+    def score(epochs: float, history: list[dict]) -> dict:
+        return {"steps": steps(epochs), **(validation_point(exp, model, reference) if scored else {})}
+
+    # a phase is its training and its validation reading: keyed by both (a changed reading recomputes the phase)
+    p = exp.plan
+    key = {**key, "validation": {"max_new_tokens": p.max_new_tokens, "temperature": p.temperature, "scored": scored,
+                                 "batch_size": p.generation_batch_size,
+                                 "lexicons": {k: v["markers"] for k, v in exp.lexicons.items()}}}
     exp.model_keys[name] = key
-    trained = []
-
-    def compute():
-        model = make_model()
-        trained.append(True)
-        return model, train(model)
-
-    model, history = exp.run.stage(name, compute, key, model_codec(exp.tokenizer, exp.profile.device))
-    return model, history, bool(trained)
+    points, _ = exp.run.phases(name, key, budgets, train_to, score, keep=(model, exp.codec()))
+    return points
 
 
-def sft_arm(exp: InstructionExperiment, arm: str) -> tuple[object, list[dict], bool]:
-    """Stage 2 (notebook 05): SFT from a copy of the base model, on the original answers (`arm="reference"`) or
-    on the chosen replies (`arm="preferred_ft"`). Returns (model, history, trained now?)."""
-    data = exp.tokenized["sft_reference" if arm == "reference" else "sft_preferred"]
-    cfg = _train_cfg(exp, exp.plan.sft, arm)
-    key = {**exp.model_keys["base"], "arm": arm, "sft": exp.plan.sft}
-    train = lambda model: train_sft(model, data["dpo_train"], data["validation"], cfg, exp.pad)  # noqa: E731
-    return _model_stage(exp, arm, key, lambda: copy.deepcopy(exp.base_model), train)
+def reference_run(exp: InstructionExperiment) -> tuple[object, dict]:
+    """Stage 2 (notebook 05): SFT of the base model on both replies of the DPO-train pairs, scored on validation
+    after each of `plan.reference_checkpoints` epochs. The reference is the first checkpoint whose validation rude
+    rate reaches `plan.min_reference_rude_rate` (else the rudest). Returns (reference model, its record)."""
+    p = exp.plan
+    data = (exp.tokenized["sft_reference"]["dpo_train"], exp.tokenized["sft_reference"]["validation"])
+    key = {**exp.model_keys["base"], "reference": p.reference, "data": "chosen and rejected replies"}
+    points = _phased(exp, "reference", key, exp.base_model, p.reference_checkpoints, data, p.reference,
+                     exp.profile.seed, train_sft, None)
+    rates = [sum(pt["rude"]) / len(pt["rude"]) for pt in points]
+    reached = [i for i, r in enumerate(rates) if r >= p.min_reference_rude_rate]
+    chosen = reached[0] if reached else max(range(len(rates)), key=lambda i: (rates[i], i))
+    record = {"checkpoints": points, "validation_rude_rate": rates, "selected_epochs": points[chosen]["budget"],
+              "reached_bar": bool(reached),
+              "rule": f"the first checkpoint whose validation rude rate is >= {p.min_reference_rude_rate:g}, "
+                      "else the rudest"}
+    exp.model_keys["reference"] = {"run": key, "epochs": points[chosen]["budget"]}
+    return exp.run.phase_model("reference", points[chosen]["budget"], exp.codec()), record
 
 
 def reference_logprobs(exp: InstructionExperiment, reference) -> dict:
@@ -153,74 +239,49 @@ def reference_logprobs(exp: InstructionExperiment, reference) -> dict:
     return {split: with_reference_logprobs(exp.tokenized[split], *logps[split]) for split in logps}
 
 
-def train_dpo_arm(exp: InstructionExperiment, reference, ref_data: dict, beta: float, loss_type: str = "sigmoid",
-                  arm: str | None = None,
-                  hyperparameters: tuple[tuple[str, float], ...] = ()) -> tuple[object, list[dict], bool]:
-    """Stage 4 (notebook 06): DPO (or a `losses.LOSSES` variant, notebook 10) at `beta` from a copy of the
-    reference, which is also pi_ref."""
-    arm = arm or dpo_arm(beta)
-    config = replace(exp.plan.dpo, beta=beta, loss_type=loss_type, **dict(hyperparameters))
-    cfg = _train_cfg(exp, config, arm)
-    key = {"reference": exp.model_keys["reference"], "dpo": config}
-    train = lambda model: train_dpo(model, ref_data["dpo_train"], ref_data["validation"], cfg, exp.pad)  # noqa: E731
-    return _model_stage(exp, arm, key, lambda: copy.deepcopy(reference), train)
+def trajectory(exp: InstructionExperiment, reference, ref_data: dict, method: str, beta: float | None = None,
+               seed: int = 0, budgets: tuple | None = None, loss_type: str = "sigmoid", arm: str | None = None,
+               hyperparameters: tuple = (), scored: bool = True) -> list[dict]:
+    """Stage 4 (notebook 06): DPO at `beta` (`method="dpo"`, or a `losses.LOSSES` variant) or Preferred-FT
+    (`method="preferred_ft"`) from the reference with training seed `seed`, scored on validation after each
+    budget (default: `plan.checkpoints` epochs)."""
+    p = exp.plan
+    budgets = budgets or p.checkpoints
+    if method == "preferred_ft":
+        arm, config, train = arm or pft_arm(seed), p.preferred_ft, train_sft
+        data = (exp.tokenized["sft_preferred"]["dpo_train"], exp.tokenized["sft_preferred"]["validation"])
+    else:
+        arm = arm or dpo_arm(beta, seed)
+        config = replace(p.dpo, beta=beta, loss_type=loss_type, **dict(hyperparameters))
+        data, train = (ref_data["dpo_train"], ref_data["validation"]), train_dpo
+    key = {"reference": exp.model_keys["reference"], method: config, "seed": seed}
+    return _phased(exp, arm, key, reference, budgets, data, config, seed, train, reference, scored)
 
 
-def samples(exp: InstructionExperiment, arm: str, model, split: str = "test") -> dict:
-    """Stage 5: one reply per prompt of `split` from `model` at the plan's temperature, with its token ids;
-    a stage (`samples/<split>/<arm>`)."""
-    seed = derive_seed(exp.profile.seed, "sample", split, arm)
+def samples(exp: InstructionExperiment, arm: str, model, split: str = "test", sample_set: int = 0) -> dict:
+    """Stage 5: one reply per prompt of `split` from `model` at the plan's temperature, with its token ids; sample
+    set `k` uses the same seed for every arm (common random numbers), another for each k (`samples/<split>/<arm>/k`)."""
+    seed = derive_seed(exp.profile.seed, "sample", split, sample_set)
 
     def sample() -> dict:
         texts, ids = generate_responses(model, exp.tokenizer, exp.prompts(split),
                                         max_new_tokens=exp.plan.max_new_tokens, temperature=exp.plan.temperature,
                                         seed=seed, batch_size=exp.plan.generation_batch_size,
                                         show_progress=exp.show_progress)
-        return {"arm": arm, "split": split, "temperature": exp.plan.temperature, "seed": seed, "replies": texts,
-                "token_ids": ids}
+        return {"arm": arm, "split": split, "sample_set": sample_set, "seed": seed, "replies": texts, "token_ids": ids}
 
     key = {"model": exp.model_keys[arm], "split": split, "seed": seed, "temperature": exp.plan.temperature,
            "max_new_tokens": exp.plan.max_new_tokens, "batch_size": exp.plan.generation_batch_size}
-    exp.sample_keys[(split, arm)] = key
-    return exp.run.stage(f"samples/{split}/{arm}", sample, key)
+    return exp.run.stage(f"samples/{split}/{arm}/{sample_set}", sample, key)
 
 
-def sampled_kl(exp: InstructionExperiment, arm: str, policy, reference, test_samples: dict) -> dict:
-    """KL(pi || pi_ref) per prompt, estimated from the arm's own test samples (token ids, T = 1): the mean of
-    log pi(y|x) - log pi_ref(y|x), with its standard error; a stage (`kl/<arm>`)."""
-    def estimate() -> dict:
-        ratios = sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"],
-                                    batch_size=8)
-        return {"kl": float(ratios.mean()), "se": float(ratios.std() / len(ratios) ** 0.5), "n": len(ratios)}
+def sampled_kl(exp: InstructionExperiment, arm: str, policy, reference, test_samples: dict) -> list[float]:
+    """Per test prompt, log pi(y|x) - log pi_ref(y|x) of the arm's own reply (sample set 0, T = 1): their mean
+    estimates KL(pi || pi_ref); a stage (`kl/<arm>`)."""
+    def estimate() -> list[float]:
+        return sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"],
+                                  batch_size=8).tolist()
 
-    # keyed by the samples' own key: new replies (another temperature, length, ...) give a new estimate
-    key = {"policy": exp.model_keys[arm], "reference": exp.model_keys["reference"],
-           "samples": exp.sample_keys[("test", arm)]}
+    key = {"policy": exp.model_keys[arm], "reference": exp.model_keys["reference"], "seed": test_samples["seed"],
+           "max_new_tokens": exp.plan.max_new_tokens}
     return exp.run.stage(f"kl/{arm}", estimate, key)
-
-
-def train_all(exp: InstructionExperiment) -> dict:
-    """Every arm trained (or reloaded) and sampled: {arm: {"history", "trained_now", "samples": {split: ...}}}.
-    Models are released once sampled and scored, so one policy and the reference are in memory at a time."""
-    arms: dict = {}
-    reference, hist, now = sft_arm(exp, "reference")
-    arms["reference"] = {"history": hist, "trained_now": now}
-    arms["base"] = {"history": [], "trained_now": False}
-    for arm, model in (("base", exp.base_model), ("reference", reference)):
-        arms[arm]["samples"] = {s: samples(exp, arm, model, s) for s in ("test", "validation")}
-    arms["base"]["kl"] = sampled_kl(exp, "base", exp.base_model, reference, arms["base"]["samples"]["test"])
-    pft, hist, now = sft_arm(exp, "preferred_ft")
-    arms["preferred_ft"] = {"history": hist, "trained_now": now,
-                            "samples": {s: samples(exp, "preferred_ft", pft, s) for s in ("test", "validation")}}
-    arms["preferred_ft"]["kl"] = sampled_kl(exp, "preferred_ft", pft, reference,
-                                            arms["preferred_ft"]["samples"]["test"])
-    del pft
-    ref_data = reference_logprobs(exp, reference)
-    for beta in exp.plan.betas:
-        arm = dpo_arm(beta)
-        model, hist, now = train_dpo_arm(exp, reference, ref_data, beta)
-        arms[arm] = {"beta": beta, "history": hist, "trained_now": now,
-                     "samples": {s: samples(exp, arm, model, s) for s in ("test", "validation")}}
-        arms[arm]["kl"] = sampled_kl(exp, arm, model, reference, arms[arm]["samples"]["test"])
-        del model
-    return arms

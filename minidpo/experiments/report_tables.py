@@ -114,73 +114,109 @@ def family_sentiment_table(results: dict) -> str:
 
 
 def family_instruction_table(results: dict) -> str:
-    """Notebook 10 on the instruction pairs: judge win rate vs the reference (paired), length-controlled rate,
-    words, fidelity, KL."""
+    """Notebook 10 on the instruction pairs: judge win rate vs the reference (paired bootstrap), rude and polite
+    rates, words, KL, each at the checkpoint chosen on validation."""
+    if "fidelity" in results["instruction"]["rows"]["reference"]:
+        return _family_instruction_table_before_issue_27(results)
+    rows = []
+    for method, r in results["instruction"]["rows"].items():
+        judge = _iv(r["judge_vs_reference"]["interval"]) if "judge_vs_reference" in r else "--"
+        beta = f"{r['beta']:g}" if r.get("beta") is not None else "--"
+        rows.append(f"{_escape(method)} & {beta} & {judge} & {_iv(r['rude_rate'])} & {_iv(r['polite_rate'])} & "
+                    f"{r['mean_words']:.1f} & {r['kl']['estimate']:.2f} \\\\")
+    return _tabular("lrcccrr", r"loss & $\beta$ & judge vs reference & rude rate & polite rate & words & KL (nats)",
+                    rows)
+
+
+def _family_instruction_table_before_issue_27(results: dict) -> str:
+    """The committed family run predates the redesigned headline (issue 27: reference on `output`, Wilson intervals,
+    content fidelity); its table is drawn in its own columns until issue 29 reruns the family. Remove then."""
     rows = []
     for method, r in results["instruction"]["rows"].items():
         if method == "reference":
+            rows.append(f"reference & -- & -- & -- & {r['mean_words']:.1f} & {r['fidelity']['mean']:.2f} & 0 \\\\")
             continue
         rows.append(f"{_escape(method)} & {r['beta']:g} & {_ci(r['judge_vs_reference'])} & "
-                    f"{r['lc_vs_reference']['rate']:.2f} & "
-                    f"{r['mean_words']:.1f} & {r['fidelity']['mean']:.2f} & {r['kl']['kl']:.2f} \\\\")
-    ref = results["instruction"]["rows"]["reference"]
-    rows.append(f"reference & -- & -- & -- & {ref['mean_words']:.1f} & {ref['fidelity']['mean']:.2f} & 0 \\\\")
+                    f"{r['lc_vs_reference']['rate']:.2f} & {r['mean_words']:.1f} & {r['fidelity']['mean']:.2f} & "
+                    f"{r['kl']['kl']:.2f} \\\\")
     return _tabular("lrcrrrr", r"loss & $\beta$ & judge vs reference & length-controlled & words & fidelity "
                     r"& KL (nats)", rows)
 
 
+def _iv(i: dict, fmt: str = ".2f") -> str:
+    """An `Interval` as `estimate [low, high]`."""
+    return f"{i['estimate']:{fmt}} [{i['low']:{fmt}}, {i['high']:{fmt}}]"
+
+
 def _arm_label(arm: str) -> str:
-    names = {"base": "base", "reference": "reference (SFT on output)", "preferred_ft": "Preferred-FT (SFT on chosen)"}
-    return names.get(arm, arm.replace("dpo_beta", "DPO $\\beta=") + "$" if arm.startswith("dpo_beta") else arm)
+    names = {"base": "base", "reference": "reference (SFT on both replies)",
+             "preferred_ft": "Preferred-FT (SFT on chosen)"}
+    return names.get(arm, arm.replace("dpo_beta", "DPO $\\beta=") + "$" if arm.startswith("dpo_beta") else _escape(arm))
 
 
 def _ci(v: dict, key: str = "rate", fmt: str = ".2f") -> str:
     return f"{v[key]:{fmt}} [{v['ci_low']:{fmt}}, {v['ci_high']:{fmt}}]"
 
 
+def _pct(i: dict) -> str:
+    """A rate `Interval` in percent: `12.3 [8.0, 16.8]`."""
+    return f"{100 * i['estimate']:.1f} [{100 * i['low']:.1f}, {100 * i['high']:.1f}]"
+
+
 def instruction_table(results: dict) -> str:
-    """One row per arm of the instruction experiment: sampled KL to the reference, the preference judge's win
-    rate against the reference (95% CI; range over refits), length-controlled, and against Preferred-FT."""
+    """One row per arm on the test prompts: the checkpoint read (epochs), training seeds, sampled KL to the
+    reference, the rude and polite rates in percent (95% bootstrap over prompts), words per reply."""
     rows = []
-    for arm in results["arms"]:
-        r = results["results"][arm]
-        kl = f"{r['kl']['kl']:.2f} $\\pm$ {r['kl']['se']:.2f}"
-        if arm == "reference":
-            vs_ref = lc = spread = "--"
-        else:
-            v = r["judge_vs_reference"]
-            vs_ref, lc = _ci(v), _ci(r["lc_vs_reference"])
-            spread = f"{min(v['refit_rates']):.2f}--{max(v['refit_rates']):.2f}"
-        vs_pft = _ci(r["judge_vs_preferred_ft"]) if "judge_vs_preferred_ft" in r else "--"
-        rows.append(f"{_arm_label(arm)} & {kl} & {vs_ref} & {spread} & {lc} & {vs_pft} \\\\")
-    return _tabular("lrcccc", r"arm & KL (nats) & judge vs reference & refits & length-controlled "
-                    r"& judge vs Preferred-FT", rows)
+    for arm, r in results["arms"].items():
+        epochs = f"{r['epochs']:g}" if r["epochs"] is not None else "--"
+        rows.append(f"{_arm_label(arm)} & {epochs} & {len(r['seeds'])} & {_iv(r['kl'])} & {_pct(r['rude_rate'])} & "
+                    f"{_pct(r['polite_rate'])} & {r['mean_words']:.1f} \\\\")
+    return _tabular("lrrcccr", r"arm & epochs & seeds & KL (nats) & rude \% & polite \% & words", rows)
 
 
-def guard_table(results: dict) -> str:
-    """Guard metrics per arm, with the chosen and rejected replies' base rates: rude and polite marker rates,
-    words, content fidelity, and the Sentence-BERT similarity win rate (closeness to chosen vs rejected)."""
-    base = results["instruments"]["marker_base_rates"]
-    rows = [f"chosen replies (data) & {100 * base['rude']['chosen']:.0f}\\% & "
-            f"{100 * base['polite']['chosen']:.0f}\\% & -- & -- & -- \\\\",
-            f"rejected replies (data) & {100 * base['rude']['rejected']:.0f}\\% & "
-            f"{100 * base['polite']['rejected']:.0f}\\% & -- & -- & -- \\\\"]
-    for arm in results["arms"]:
-        r = results["results"][arm]
-        rows.append(f"{_arm_label(arm)} & {100 * r['rude_rate']:.0f}\\% & {100 * r['polite_rate']:.0f}\\% & "
-                    f"{r['mean_words']:.1f} & {_ci(r['fidelity'], 'mean')} & {_ci(r['similarity_win_rate'])} \\\\")
-    return _tabular("lrrrcc", r"replies & rude & polite & words & fidelity & similarity win rate", rows)
+def _comparison_row(c: dict, extra: str = "") -> str:
+    i = c["interval"]
+    value = (f"{i['estimate']:.3f} [{i['low']:.3f}, {i['high']:.3f}]" if c["null"] else
+             f"{_num(i['estimate'])} [{_num(i['low'])}, {_num(i['high'])}]")
+    return (f"{_escape(c['metric'])} & {_arm_label(c['a'])} vs {_arm_label(c['b'])} & {value} & {c['verdict']}"
+            f"{extra} \\\\")
+
+
+def primary_table(results: dict) -> str:
+    """The pre-registered comparisons: a minus b of each primary rate on the test prompts (paired bootstrap), its own
+    verdict and the verdict after Holm's correction over the family."""
+    rows = [_comparison_row(p["comparison"], f" & {p['holm']}") for p in results["primary"]]
+    return _tabular("llccc", r"metric & comparison & a $-$ b [95\% CI] & verdict & Holm", rows)
+
+
+def secondary_table(results: dict) -> str:
+    """The secondary comparisons (judge, length-controlled, answer containment, words), each with its verdict."""
+    return _tabular("llcc", r"metric & comparison & estimate [95\% CI] & verdict",
+                    [_comparison_row(c) for c in results["secondary"]])
+
+
+def checks_table(results: dict) -> str:
+    """The instruments on model replies: the A/A control (must read no clear difference) and each planted edit,
+    with the direction it must read and what was read."""
+    checks = results["instrument_checks"]
+    rows = [_comparison_row(c, " & no clear difference") for c in checks["aa"]]
+    for e in checks["edits"]:
+        for c in e["checks"]:
+            rows.append(_comparison_row(c["comparison"], f" & {c['expected']}").replace(
+                "edited vs original", f"{_escape(e['edit'])} (n={e['changed']})"))
+    return _tabular("llccc", r"instrument & control & estimate [95\% CI] & read & must read", rows)
 
 
 def judge_validation_table(results: dict) -> str:
-    """The preference judge's validation: held-out pair accuracy (the positive control), relevance, refits,
-    and each probe's rate of preferring the edited answer."""
-    v = results["instruments"]["preference_judge"]
-    rows = [f"chosen beats rejected (test pairs) & {_ci(v['test_pair_accuracy'])} \\\\"]
+    """The preference judge's validation on data pairs: held-out pair accuracy (the positive control), relevance,
+    refits, and each probe's rate of preferring the edited answer."""
+    v = results["judge"]
+    acc = v["test_pair_accuracy"]
+    rows = [f"chosen beats rejected (test pairs) & {_iv(acc)} \\\\"]
     rows += [f"\\quad {h.replace('_', ' ')} half & {a:.2f} \\\\" for h, a in v["test_pair_accuracy_by_half"].items()]
-    rows.append(f"\\quad {v['refits']} bootstrap refits & "
+    rows.append(f"\\quad {len(v['refit_test_pair_accuracy'])} bootstrap refits & "
                 f"{min(v['refit_test_pair_accuracy']):.2f}--{max(v['refit_test_pair_accuracy']):.2f} \\\\")
-    rows.append(f"own chosen reply beats another prompt's & {_ci(v['relevance_accuracy'])} \\\\")
+    rows.append(f"own chosen reply beats another prompt's & {_iv(v['relevance_accuracy'])} \\\\")
     names = {"canned_opener": "canned polite opener added", "rude_prefix": "rude prefix added",
              "rude_suffix": "rude suffix added", "duplicated": "answer written twice",
              "polite_off_topic": "polite reply to another prompt"}

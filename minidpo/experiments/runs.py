@@ -201,12 +201,16 @@ class Run:
         write_json(folder / "key.json", key)
         return folder
 
-    def phases(self, name: str, key, budgets: tuple, train_to: Callable,
-               score: Callable) -> tuple[list[dict], list[dict]]:
+    def phases(self, name: str, key, budgets: tuple, train_to: Callable, score: Callable,
+               keep: tuple[object, Codec] | None = None) -> tuple[list[dict], list[dict]]:
         """One training run stopped after each budget of `budgets` (epochs, iterations, ...) and scored there. Each
         phase is a stage (`name/<budget>`) holding `score(budget, history)` and the training history so far; the
         run keeps its checkpoint in `name/train` (keyed like the phases, deleted after the last one), and
-        `train_to(budget, folder) -> history` continues it from there. Returns (points, the whole history)."""
+        `train_to(budget, folder) -> history` continues it from there. With `keep = (model, model_codec(...))`
+        each phase also keeps the weights it was scored with (`phase_model` reads them back), so a checkpoint
+        chosen later on validation can be sampled on test without training again. Returns (points, history)."""
+        codec = JSON if keep is None else Codec("model", lambda folder, value: keep[1].save(folder, (keep[0], value)),
+                                                lambda folder: read_json(folder / "model" / "record.json"))
         # keyed with the budgets: a checkpoint of a longer schedule is never resumed towards a shorter budget
         folder = self.workdir(f"{name}/train", {"run": key, "budgets": list(budgets)})
         points, history = [], []
@@ -218,13 +222,18 @@ class Run:
                 return {"budget": budget, "train_seconds": mem.seconds, "peak_rss_gib": mem.peak_gib,
                         **score(budget, history), "eval_seconds": time.time() - t, "history": history}
 
-            point = self.stage(f"{name}/{budget:g}", phase, {"run": key, "budget": budget})
+            point = self.stage(f"{name}/{budget:g}", phase, {"run": key, "budget": budget}, codec)
+            point = to_json(point)
             history = point.pop("history")
             points.append(point)
         (folder / "checkpoint.pt").unlink(missing_ok=True)
         for i in range(1, len(points)):  # training seconds so far, as the phases' own times add up
             points[i]["train_seconds"] += points[i - 1]["train_seconds"]
         return points, history
+
+    def phase_model(self, name: str, budget: float, codec: Codec):
+        """The weights a phase of `phases(name, ..., keep=...)` was scored with."""
+        return codec.load(self.folder(f"{name}/{budget:g}"))[0]
 
     def timing(self) -> dict[str, dict]:
         """The measurement of every stage this invocation computed or read back (not the leftovers of other

@@ -18,6 +18,11 @@ _SWEPT = {"dpo.beta": "betas (instruction) or dpo_betas (frontier)", "dpo.loss_t
 # the frontier's seeded runs stop at their checkpoints: the length of training is the checkpoints'
 _SWEPT_FRONTIER = {"dpo.num_epochs": "dpo_checkpoints", "dpo.max_steps": "dpo_checkpoints",
                    "ppo.iterations": "ppo_checkpoints"}
+# so do the instruction experiment's runs (each stops at its checkpoints, in epochs)
+_SWEPT_INSTRUCTION = {f"{run}.{field}": budgets for run, budgets in (
+    ("reference", "reference_checkpoints"), ("preferred_ft", "checkpoints"), ("dpo", "checkpoints"))
+    for field in ("num_epochs", "max_steps")}
+_SWEPT_BY_PLAN = {"frontier": _SWEPT_FRONTIER, "instruction": _SWEPT_INSTRUCTION}
 
 
 def _parse(text: str, current, where: str):
@@ -100,8 +105,9 @@ def override_profile(profile: Profile, plan_field: str, assignments: list[str] |
             if head not in others:
                 raise ValueError(f"--set {assignment.partition('=')[0]}: this command runs the {plan_field} plan, not "
                                  f"the {head} plan")
-            profile = replace(profile, **{head: apply_overrides(getattr(profile, head), [rest])})
+            profile = replace(profile, **{head: apply_overrides(getattr(profile, head), [rest],
+                                                                _SWEPT_BY_PLAN.get(head))})
         else:
-            swept = _SWEPT_FRONTIER if plan_field == "frontier" else None
+            swept = _SWEPT_BY_PLAN.get(plan_field)
             profile = replace(profile, **{plan_field: apply_overrides(own, [assignment], swept)})
     return profile
