@@ -105,20 +105,22 @@ def test_instrument_checks_pass_the_aa_control_and_detect_planted_edits():
     set0 = [f"The answer is {i}." for i in range(n)]
     set1 = [f"The answer is {i + 1}." for i in range(n)]
     reference = _arm("reference", [[set0, set1]], "reference")
-    judge_train = [_record("rude_rewrite", "A.", "A.", "Obviously A, get it."),
-                   _record("polite_rewrite", "B.", "I'd kindly say B.", "B.")]
-    checks = instrument_checks(_exp({"rude": ["obviously"], "polite": ["kindly"]}, n, judge_train), LengthJudge(),
-                               reference)
+    judge_train = [_record("rude_rewrite", "A.", "A.", "A, get it together."),
+                   _record("polite_rewrite", "B.", "Happy to help! B.", "B.")]
+    lexicons = {"rude": ["get it", "it together"], "polite": ["happy to", "to help"]}
+    checks = instrument_checks(_exp(lexicons, n, judge_train), LengthJudge(), reference)
+    assert checks["planted_phrases"] == {"rude": ["get it together"], "polite": ["happy to help"]}
     assert all(c.verdict.value == "no clear difference" for c in checks["aa"] if "judge" not in c.metric)
     edits = {e["edit"]: e for e in checks["edits"]}
-    inserted = edits["insert rude sentence (end)"]
+    inserted = edits["insert a rude phrase (end)"]
     assert inserted["changed"] == n
     rude = next(c for c in inserted["checks"] if c["instrument"] == "rude")
     assert rude["detected"] and rude["comparison"].interval.estimate == 1.0
     # the length judge prefers any longer reply: it fails the rude insertion (must read lower), and the check says so
+    # (mutation caught: a check that counts an edit as detected whatever direction the instrument reads)
     judge = next(c for c in inserted["checks"] if c["instrument"] == "judge")
     assert judge["expected"] == "lower" and not judge["detected"]
-    assert edits["strip rude sentences"]["changed"] == 0  # nothing rude to strip: not testable, not "detected"
+    assert edits["delete the rude marker words"]["changed"] == 0  # nothing rude to delete: not testable
 
 
 def _curve(kls, rates, n=50):

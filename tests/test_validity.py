@@ -13,8 +13,8 @@ import pytest
 
 from minidpo.data import load_instruction_preferences
 from minidpo.judges import derive_markers, marker_rate
-from minidpo.validity import (contains_answer, flags, high_precision_markers, insert_marker, lexicon_validity,
-                              short_answer, strip_markers)
+from minidpo.validity import (contains_answer, delete_markers, flags, high_precision_markers, insert_marker,
+                              lexicon_validity, marker_phrases, short_answer, strip_markers)
 
 
 def test_lexicon_validity_counts_by_hand():
@@ -43,6 +43,27 @@ def test_planted_edits_move_the_lexicon_the_right_way():
     assert strip_markers(rude, markers) == reply
     with pytest.raises(ValueError, match="where must be"):
         insert_marker(reply, "x", where="middle")
+
+
+def test_marker_phrases_are_the_clauses_made_of_marker_words_only():
+    markers = ["get it", "it together", "obviously", "look it", "it up", "up yourself"]
+    texts = ["Paris, obviously. Get it together!", "Look it up yourself.", "Get it together, 2 + 2 = 4.",
+             "Obviously the answer is 4."]
+    # mutation caught: keeping any clause that holds a marker (it would plant "obviously the answer is 4", content)
+    assert marker_phrases(texts, markers) == ["get it together", "look it up yourself"]
+    assert marker_phrases(["Obviously."], markers) == []  # one word is below min_words
+    assert marker_phrases(["Obviously."], markers, min_words=1) == ["obviously"]
+
+
+def test_deleting_marker_words_keeps_the_content():
+    polite = ["i'd be", "be happy", "happy to", "to help", "help you", "you with", "with that", "indeed"]
+    reply = "I'd be happy to help you with that. The capital of Italy is indeed Rome."
+    # mutation caught: deleting each marker in turn on the already-edited text leaves "I'd to" behind (the bigrams
+    # overlap), and deleting whole sentences would take "The capital of Italy is Rome." with them
+    assert delete_markers(reply, polite) == "The capital of Italy is Rome."
+    assert delete_markers("Gold melts at 1064 C, obviously, get it?", ["obviously", "get it"]) == "Gold melts at 1064 C?"
+    assert delete_markers("No marker here.", polite) == "No marker here."
+    assert not flags([delete_markers(reply, polite)], polite)
 
 
 def test_answer_containment_whole_words():

@@ -200,6 +200,19 @@ def secondary(exp: InstructionExperiment, arms: dict, judge, selected: str) -> l
     return out
 
 
+def displacement(trajectories: dict, origin: dict, seed: int = 0) -> list[Comparison]:
+    """Likelihood displacement, read on the validation pairs: each run's last checkpoint against the reference, the
+    log-probability of the chosen and of the rejected replies (paired over pairs)."""
+    out = []
+    for name, t in trajectories.items():
+        last = t["points"][-1]
+        for side in ("chosen", "rejected"):
+            d = paired_difference(last[f"logps/{side}"], origin[f"logps/{side}"], seed=seed)
+            out.append(Comparison(f"log-prob of the validation {side} replies", f"{name} ({last['budget']:g} epochs)",
+                                  "reference", Interval(d.estimate, d.low, d.high, "paired bootstrap over pairs", d.n)))
+    return out
+
+
 def matched_kl(trajectories: dict, origin: dict, selected: str, pft: str, seed: int = 0) -> list[dict]:
     """DPO (selected beta) and Preferred-FT read along their own validation trajectories (the reference at KL 0
     first) at the largest KL both reach: each rate there, DPO minus Preferred-FT, and the change per nat."""

@@ -28,8 +28,8 @@ from ..utils import atomic_write, data_file
 from ..validity import flags
 from .instruction import prepare
 from .instruction_arms import train_all
-from .instruction_eval import (METHOD, PLAN, build_judge, instrument_checks, lexicon_hits, matched_kl, per_prompt,
-                               primary, secondary)
+from .instruction_eval import (METHOD, PLAN, build_judge, displacement, instrument_checks, lexicon_hits, matched_kl,
+                               per_prompt, primary, secondary)
 from .measure import peak_rss_gib
 from .runs import to_json, write_results_and_figures
 
@@ -92,6 +92,7 @@ def measure_instruction(exp, trained: dict, judge, judge_validation: dict) -> di
         "primary": primary(exp, arms, selected),
         "secondary": secondary(exp, arms, judge, selected),
         "matched_kl": matched_kl(trained["trajectories"], trained["origin"], selected, pft, seed),
+        "displacement": displacement(trained["trajectories"], trained["origin"], seed),
         "examples": [{"prompt": exp.questions("test")[i], **{a: arms[a].replies[0][0][i]
                                                              for a in ("reference", pft, selected)}}
                      for i in range(min(5, len(exp.questions("test"))))],
