@@ -63,7 +63,7 @@ def test_deleting_marker_words_keeps_the_content():
     assert delete_markers(reply, polite) == "The capital of Italy is Rome."
     assert delete_markers("Gold melts at 1064 C, obviously, get it?", ["obviously", "get it"]) == "Gold melts at 1064 C?"
     assert delete_markers("No marker here.", polite) == "No marker here."
-    assert not flags([delete_markers(reply, polite)], polite)
+    assert flags([delete_markers(reply, polite)], polite) == [False]
 
 
 def test_answer_containment_whole_words():

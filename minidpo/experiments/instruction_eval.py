@@ -38,7 +38,8 @@ PLAN = {
     "secondary": ["preference-judge win rate (null 1/2) and its length-controlled rate",
                   "answer containment on test prompts whose answer has at most 4 words", "words per reply"],
     "matched_kl": "rude and polite rates of DPO (selected beta) and Preferred-FT read along their validation "
-                  "trajectories at the largest KL both reach; the difference with a paired bootstrap interval",
+                  "trajectories at 0.9 of the largest KL both reach (inside both curves, so bootstrap replicates "
+                  "rarely fall off an end); the difference with a paired bootstrap interval",
     "selection": "reference checkpoint, DPO beta and checkpoints, Preferred-FT checkpoint chosen on validation only",
     "units": "each test prompt's value is the mean over the arm's seeds and sample sets; intervals are 95% "
              "percentile bootstraps over prompts",
@@ -213,15 +214,24 @@ def displacement(trajectories: dict, origin: dict, seed: int = 0) -> list[Compar
     return out
 
 
+MATCHED_KL_SHARE = 0.9  # of the largest KL both curves reach: at that end itself half the replicates fall off it
+
+
 def matched_kl(trajectories: dict, origin: dict, selected: str, pft: str, seed: int = 0) -> list[dict]:
     """DPO (selected beta) and Preferred-FT read along their own validation trajectories (the reference at KL 0
-    first) at the largest KL both reach: each rate there, DPO minus Preferred-FT, and the change per nat."""
+    first) at `MATCHED_KL_SHARE` of the largest KL both reach: each rate there, DPO minus Preferred-FT, and the
+    change per nat. Replicates whose curves no longer reach that KL are counted (`out_of_range`)."""
     def curve(name, kind):
         return [(origin[kind], origin["log_ratios"])] + [(p[kind], p["log_ratios"])
                                                           for p in trajectories[name]["points"]]
+
+    def reach(name):
+        return max(sum(p["log_ratios"]) / len(p["log_ratios"]) for p in trajectories[name]["points"])
+
+    kl = MATCHED_KL_SHARE * min(reach(selected), reach(pft))
     out = []
     for kind in ("rude", "polite"):
-        r = curves_at_matched_kl(curve(selected, kind), curve(pft, kind), seed=seed)
+        r = curves_at_matched_kl(curve(selected, kind), curve(pft, kind), kl=kl, seed=seed)
         if r is None or r["out_of_range"] == r["n_boot"]:
             out.append({"metric": f"{kind} rate", "readable": False})
             continue
@@ -230,7 +240,7 @@ def matched_kl(trajectories: dict, origin: dict, selected: str, pft: str, seed: 
                        Interval(r["difference"], r["ci_low"], r["ci_high"], METHOD + " (both curves)",
                                 r["n_prompts"]))
         out.append({"metric": f"{kind} rate", "readable": True, "kl": r["kl"], "comparison": c,
-                    "reference": start, selected: r["a"], pft: r["b"], "out_of_range": r["out_of_range"],
+                    "reference": start, selected: r["a"], pft: r["b"], "out_of_range": r["out_of_range"], "n_boot": r["n_boot"],
                     "change_per_nat": {selected: (r["a"] - start) / r["kl"], pft: (r["b"] - start) / r["kl"]}
                     if r["kl"] > 0 else None})
     return out
