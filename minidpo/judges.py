@@ -152,15 +152,15 @@ def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, f
     return i.low, i.high
 
 
-_SEGMENT = re.compile(r"[.,;:!?()\"\n]+")
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+MARKER_CLAUSE = re.compile(r"[.,;:!?()\"\n]+")  # what separates clauses: no marker pair spans one
+MARKER_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")  # a word as the lexicons read it
 
 
 def _ngrams(text: str) -> set[str]:
     """Lower-case words and the pairs of adjacent words within a clause (no pair across punctuation)."""
     out: set[str] = set()
-    for segment in _SEGMENT.split(text.lower()):
-        words = _WORD.findall(segment)
+    for segment in MARKER_CLAUSE.split(text.lower()):
+        words = MARKER_WORD.findall(segment)
         out |= set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
     return out
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .judges import marker_rate
+from .judges import MARKER_CLAUSE, MARKER_WORD, marker_rate
 
 
 def flags(texts: list[str], markers: list[str]) -> list[bool]:
@@ -76,24 +76,8 @@ def strip_markers(reply: str, markers: list[str]) -> str:
     return " ".join(s for s in sentences if not flags([s], markers)[0])
 
 
-_WORD = re.compile(r"[a-z0-9']+")
-
-
-def marker_phrases(texts: list[str], markers: list[str], min_words: int = 2) -> list[str]:
-    """The clauses of `texts` (split at punctuation) made of marker words only -- every word inside some marker
-    1-2-gram -- such as "get it together" or "i'd be happy to help": phrases that carry the tone and no content,
-    so planting one changes nothing else about a reply. Most frequent first, then alphabetical."""
-    wanted, counts = set(markers), {}
-    for text in texts:
-        for clause in re.split(r"[.,!?;:\n]+", text):
-            words = _WORD.findall(clause.lower())
-            if len(words) >= min_words and all(_covered(words, wanted)):
-                counts[" ".join(words)] = counts.get(" ".join(words), 0) + 1
-    return sorted(counts, key=lambda p: (-counts[p], p))
-
-
 def _covered(words: list[str], wanted: set[str]) -> list[bool]:
-    """For each word, whether some marker 1-2-gram of `wanted` holds it."""
+    """For each word of one clause, whether some marker 1-2-gram of `wanted` holds it."""
     covered = [False] * len(words)
     for n in (1, 2):
         for i in range(len(words) - n + 1):
@@ -102,14 +86,35 @@ def _covered(words: list[str], wanted: set[str]) -> list[bool]:
     return covered
 
 
+def _clauses(text: str) -> list[tuple[int, int]]:
+    """The (start, end) of each clause of `text`, split where `judges.marker_rate` splits it."""
+    cuts = [0, *(x for m in MARKER_CLAUSE.finditer(text) for x in m.span()), len(text)]
+    return list(zip(cuts[::2], cuts[1::2]))
+
+
+def marker_phrases(texts: list[str], markers: list[str], min_words: int = 2) -> list[str]:
+    """The clauses of `texts` made of marker words only -- every word inside some marker 1-2-gram -- such as
+    "get it together" or "i'd be happy to help": phrases that carry the tone and no content, so planting one changes
+    nothing else about a reply. Words and clauses are read as the lexicons read them. Most frequent first."""
+    wanted, counts = set(markers), {}
+    for text in texts:
+        low = text.lower()
+        for a, b in _clauses(low):
+            words = MARKER_WORD.findall(low[a:b])
+            if len(words) >= min_words and all(_covered(words, wanted)):
+                counts[" ".join(words)] = counts.get(" ".join(words), 0) + 1
+    return sorted(counts, key=lambda p: (-counts[p], p))
+
+
 def delete_markers(reply: str, markers: list[str]) -> str:
-    """A planted edit that keeps the content: every word inside a marker 1-2-gram deleted from the reply (found as
-    `marker_phrases` finds them, on the original words), then the spaces and the punctuation left dangling tidied."""
-    spans = [(m.start(), m.end()) for m in _WORD.finditer(reply.lower())]
-    covered = _covered([reply[a:b].lower() for a, b in spans], set(markers))
-    for (a, b), gone in reversed(list(zip(spans, covered))):
-        if gone:
-            reply = reply[:a] + reply[b:]
+    """A planted edit that keeps the content: every word inside a marker 1-2-gram (within its clause, as
+    `judges.marker_rate` reads them) deleted from the reply, then the spaces and punctuation left dangling tidied."""
+    low, gone = reply.lower(), []
+    for a, b in _clauses(low):
+        spans = [(a + m.start(), a + m.end()) for m in MARKER_WORD.finditer(low[a:b])]
+        gone += [span for span, hit in zip(spans, _covered([low[x:y] for x, y in spans], set(markers))) if hit]
+    for x, y in reversed(gone):
+        reply = reply[:x] + reply[y:]
     reply = re.sub(r"\s+([,.!?;:])", r"\1", re.sub(r"[ \t]+", " ", reply))
     reply = re.sub(r"([,;:])(?=[,.!?;:])", "", reply)
     return re.sub(r"^[\s,.;:!?]+", "", reply).strip()

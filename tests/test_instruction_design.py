@@ -100,6 +100,20 @@ def test_primary_family_finds_a_planted_drop_and_holds_a_null_under_holm():
     assert len(rows) == 6
 
 
+def test_holm_holds_back_a_difference_one_interval_alone_would_call():
+    n = 60
+    rude = [f"obviously {i}" if i % 2 else f"fine {i}" for i in range(n)]
+    dpo = [f"fine {i}" if i % 2 and i < 8 else r for i, r in enumerate(rude)]  # 4 of the 30 rude replies gone
+    arms = {"reference": _arm("reference", [[rude, rude]], "reference"),
+            "preferred_ft": _arm("preferred_ft", [[rude, rude]], "Preferred-FT"),
+            "dpo_beta0.1": _arm("dpo_beta0.1", [[dpo, dpo]])}
+    row = primary(_exp({"rude": ["obviously"], "polite": ["kindly"]}, n), arms, "dpo_beta0.1")[2]
+    assert (row["comparison"].a, row["comparison"].metric) == ("dpo_beta0.1", "rude rate")
+    # -0.067 [-0.133, -0.017]: the interval alone says "lower"; read as one of six at once, Holm does not
+    # (mutation caught: the family's verdicts taken from each interval alone, uncorrected)
+    assert row["comparison"].verdict.value == "lower" and row["holm"].value == "no clear difference"
+
+
 def test_instrument_checks_pass_the_aa_control_and_detect_planted_edits():
     n = 40
     set0 = [f"The answer is {i}." for i in range(n)]

@@ -15,7 +15,8 @@ rates, KL to the reference, log-probs of the validation pairs); the beta and the
 `plan.seeds`, and every arm writes `plan.samples_per_prompt` independently seeded replies per test prompt.
 
 Every stage is a `Run.stage` under `runs/<profile>/instruction/`, keyed by the plan entries it depends on: an
-interrupted run resumes where it stopped, and a changed plan recomputes only what the change touches.
+interrupted run resumes where it stopped, and a changed plan recomputes what the change touches. A checkpoint is one
+stage with its validation reading, so a changed reading (reply length, lexicons) retrains the run too.
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ PLAN = {
     "primary_comparisons": "each DPO arm vs the reference; Preferred-FT vs the reference; the selected DPO arm vs "
                            "Preferred-FT; each on both rates",
     "decision_rule": "a difference is called when Holm's step-down correction over the primary family (family-wise "
-                     "error 5%) keeps it; its direction is the sign of the paired difference",
+                     "error 5%, p-values read off each interval as if normal) keeps it; its direction is the side of "
+                     "0 its interval lies on",
     "secondary": ["preference-judge win rate (null 1/2) and its length-controlled rate",
                   "answer containment on test prompts whose answer has at most 4 words", "words per reply"],
     "matched_kl": "rude and polite rates of DPO (selected beta) and Preferred-FT read along their validation "
@@ -42,7 +43,7 @@ PLAN = {
                   "rarely fall off an end); the difference with a paired bootstrap interval",
     "selection": "reference checkpoint, DPO beta and checkpoints, Preferred-FT checkpoint chosen on validation only",
     "units": "each test prompt's value is the mean over the arm's seeds and sample sets; intervals are 95% "
-             "percentile bootstraps over prompts",
+             "percentile bootstraps over prompts, for these trained runs (seeds averaged, not resampled)",
 }
 METHOD = "paired bootstrap over prompts"
 
@@ -161,11 +162,18 @@ def lexicon_hits(exp: InstructionExperiment, arms: dict, k: int = 10) -> dict:
     return out
 
 
+def primary_pairs(arms: dict, selected: str) -> list[tuple[str, str]]:
+    """(a, b) of the pre-registered comparisons: each DPO arm and Preferred-FT against the reference, then the
+    selected DPO arm against Preferred-FT (whatever its seed names it)."""
+    pft = next(a for a in arms if arms[a].method == "Preferred-FT")
+    return [(a, "reference") for a in arms if arms[a].method in ("DPO", "Preferred-FT")] + [(selected, pft)]
+
+
 def primary(exp: InstructionExperiment, arms: dict, selected: str) -> list[dict]:
     """The pre-registered family: rude and polite rate of each DPO arm and Preferred-FT against the reference,
     and of the selected DPO arm against Preferred-FT; each Comparison with its own verdict and Holm's."""
     lex = {k: v["markers"] for k, v in exp.lexicons.items()}
-    pairs = [(a, "reference") for a in arms if arms[a].method in ("DPO", "Preferred-FT")] + [(selected, "preferred_ft")]
+    pairs = primary_pairs(arms, selected)
     family = []
     for a, b in pairs:
         for kind in ("rude", "polite"):
@@ -184,7 +192,7 @@ def secondary(exp: InstructionExperiment, arms: dict, judge, selected: str) -> l
     checkable = [i for i, a in enumerate(answers) if a]
     contain = lambda rs: [float(contains_answer(rs[i], answers[i])) for i in checkable]  # noqa: E731
     words = lambda rs: [float(len(r.split())) for r in rs]  # noqa: E731
-    pairs = [(a, "reference") for a in arms if arms[a].method in ("DPO", "Preferred-FT")] + [(selected, "preferred_ft")]
+    pairs = primary_pairs(arms, selected)
     out = []
     for a, b in pairs:
         A, B = arms[a], arms[b]
@@ -240,7 +248,8 @@ def matched_kl(trajectories: dict, origin: dict, selected: str, pft: str, seed: 
                        Interval(r["difference"], r["ci_low"], r["ci_high"], METHOD + " (both curves)",
                                 r["n_prompts"]))
         out.append({"metric": f"{kind} rate", "readable": True, "kl": r["kl"], "comparison": c,
-                    "reference": start, selected: r["a"], pft: r["b"], "out_of_range": r["out_of_range"], "n_boot": r["n_boot"],
+                    "reference": start, selected: r["a"], pft: r["b"], "out_of_range": r["out_of_range"],
+                    "n_boot": r["n_boot"],
                     "change_per_nat": {selected: (r["a"] - start) / r["kl"], pft: (r["b"] - start) / r["kl"]}
                     if r["kl"] > 0 else None})
     return out

@@ -41,6 +41,9 @@ class InstructionPlan:
             budgets = getattr(self, name)
             if not budgets or list(budgets) != sorted(set(budgets)) or budgets[0] <= 0:
                 raise ValueError(f"{name} must be increasing positive epochs, got {budgets!r}")
+        if self.temperature != 1.0:
+            raise ValueError(f"temperature must be 1 (the replies also estimate KL(pi || pi_ref)), got "
+                             f"{self.temperature}")
         if self.samples_per_prompt < 2:
             raise ValueError(f"samples_per_prompt must be >= 2 (sets 0 and 1 are the A/A control), got "
                              f"{self.samples_per_prompt}")
