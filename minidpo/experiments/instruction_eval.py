@@ -222,7 +222,7 @@ def displacement(trajectories: dict, origin: dict, seed: int = 0) -> list[Compar
     return out
 
 
-MATCHED_KL_SHARE = 0.9  # of the largest KL both curves reach: at that end itself half the replicates fall off it
+MATCHED_KL_SHARE = 0.9  # of the largest KL both curves reach: read at that end, half the replicates stop short of it
 
 
 def matched_kl(trajectories: dict, origin: dict, selected: str, pft: str, seed: int = 0) -> list[dict]:
