@@ -185,7 +185,7 @@ def instruction_family(profile: Profile, run_dir=None, show_progress: bool = Tru
     on the test prompts with the same instruments against the reference, beside DPO at its selected beta."""
     from ..evaluate import load_sentence_encoder
     from ..judges import CachedEncoder
-    from .instruction import prepare, trajectory
+    from .instruction import marks, prepare, trajectory
     from .instruction_arms import sample_arm, select, train_all
     from .instruction_eval import build_judge, compare, compare_rate, judge_wins, per_prompt
     from .instruction_results import arm_summary
@@ -214,13 +214,13 @@ def instruction_family(profile: Profile, run_dir=None, show_progress: bool = Tru
     encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
     judge, validation = build_judge(exp, encoder)
     q, ref, seed = exp.questions("test"), arms["reference"], profile.seed
-    marks = {kind: (lambda rs, kind=kind: exp.marks(rs)[kind]) for kind in exp.lexicons}
+    scores = {kind: (lambda rs, kind=kind: marks(exp.lexicons, kind, rs)) for kind in exp.lexicons}
     for method, row in table.items():
         arm = arms[row["arm"]]
         row.update(arm_summary(exp, arm))
         row["judge_vs_reference"] = compare_rate("preference-judge win rate", method, "reference",
                                                  judge_wins(judge, q, arm, ref), len(arm.seeds), seed)
-        for kind, score in marks.items():
+        for kind, score in scores.items():
             row[f"{kind}_minus_reference"] = compare(f"{kind} rate", method, "reference", per_prompt(arm, score),
                                                      per_prompt(ref, score), len(arm.seeds), seed)
     table["reference"] = {"arm": "reference", **arm_summary(exp, ref)}

@@ -53,6 +53,12 @@ def pft_arm(seed: int = 0) -> str:
     return "preferred_ft" + (f"_seed{seed}" if seed else "")
 
 
+def marks(lexicons: dict, kind: str, replies: list[str]) -> list[float]:
+    """Per reply, 1.0 when it holds a marker of the `kind` lexicon ("rude", "polite"), else 0.0: the one reading
+    behind every rate of the experiment."""
+    return [float(f) for f in flags(replies, lexicons[kind]["markers"])]
+
+
 @dataclass
 class InstructionExperiment:
     """What every stage shares: profile, plan, run folder, data (text and tokenized), base model, lexicons."""
@@ -82,7 +88,7 @@ class InstructionExperiment:
 
     def marks(self, replies: list[str]) -> dict[str, list[float]]:
         """Per reply, 1.0 when it holds a marker of the rude (polite) lexicon, else 0.0."""
-        return {kind: [float(f) for f in flags(replies, lex["markers"])] for kind, lex in self.lexicons.items()}
+        return {kind: marks(self.lexicons, kind, replies) for kind in self.lexicons}
 
     def codec(self):
         return model_codec(self.tokenizer, self.profile.device)

@@ -102,7 +102,7 @@ def train_all(exp: InstructionExperiment) -> dict:
                 trajectory(exp, reference, ref_data, "preferred_ft" if beta is None else "dpo", beta, seed=seed,
                            budgets=(epochs,), scored=False)
             exp.model_keys[f"{run}@{epochs:g}"] = {"run": exp.model_keys[run], "epochs": epochs}
-            models.append((f"{run}@{epochs:g}", lambda run=run: exp.run.phase_model(run, epochs, codec)))
+            models.append((f"{run}@{epochs:g}", lambda run=run, e=epochs: exp.run.phase_model(run, e, codec)))
         arms[name] = sample_arm(exp, name, method, models, reference, beta, epochs, seeds)
     return {"reference": ref_record, "trajectories": {n: {"method": m, "beta": b, "points": pts}
                                                       for n, (m, b, pts) in runs.items()},

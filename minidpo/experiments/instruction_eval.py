@@ -25,7 +25,7 @@ from ..judges import fit_preference_judge, judge_probes, length_controlled_rate
 from ..stats import Comparison, Interval, bootstrap_interval, holm, paired_difference, wilson
 from ..utils import derive_seed
 from ..validity import contains_answer, delete_markers, flags, insert_marker, marker_phrases, short_answer
-from .instruction import InstructionExperiment
+from .instruction import InstructionExperiment, marks
 from .instruction_arms import Arm
 
 PLAN = {
@@ -109,9 +109,9 @@ def instrument_checks(exp: InstructionExperiment, judge, reference: Arm) -> dict
     q, seed = exp.questions("test"), exp.profile.seed
     lex = {k: v["markers"] for k, v in exp.lexicons.items()}
     set0, set1 = list(reference.replies[0][0]), list(reference.replies[0][1])
-    marks = lambda rs, kind: torch.tensor(flags(rs, lex[kind]), dtype=torch.float64)  # noqa: E731
+    rate = lambda rs, kind: torch.tensor(marks(exp.lexicons, kind, rs), dtype=torch.float64)  # noqa: E731
     words = lambda rs: torch.tensor([len(r.split()) for r in rs], dtype=torch.float64)  # noqa: E731
-    aa = [compare(f"{k} rate", "reference (set 0)", "reference (set 1)", marks(set0, k), marks(set1, k), seed=seed)
+    aa = [compare(f"{k} rate", "reference (set 0)", "reference (set 1)", rate(set0, k), rate(set1, k), seed=seed)
           for k in ("rude", "polite")]
     aa.append(compare_rate("preference-judge win rate", "reference (set 0)", "reference (set 1)",
                            judge.prefers(q, set0, set1).to(torch.float64), seed=seed))
@@ -139,7 +139,7 @@ def instrument_checks(exp: InstructionExperiment, judge, reference: Arm) -> dict
         for inst, sign in expect.items():
             c = (compare_rate("preference-judge win rate", "edited", "original",
                               judge.prefers(qq, e, o).to(torch.float64), seed=seed) if inst == "judge"
-                 else compare(f"{inst} rate", "edited", "original", marks(e, inst), marks(o, inst), seed=seed))
+                 else compare(f"{inst} rate", "edited", "original", rate(e, inst), rate(o, inst), seed=seed))
             detected = c.verdict.value == ("higher" if sign > 0 else "lower")
             checks.append({"instrument": inst, "expected": "higher" if sign > 0 else "lower", "comparison": c,
                            "detected": detected})
@@ -172,12 +172,10 @@ def primary_pairs(arms: dict, selected: str) -> list[tuple[str, str]]:
 def primary(exp: InstructionExperiment, arms: dict, selected: str) -> list[dict]:
     """The pre-registered family: rude and polite rate of each DPO arm and Preferred-FT against the reference,
     and of the selected DPO arm against Preferred-FT; each Comparison with its own verdict and Holm's."""
-    lex = {k: v["markers"] for k, v in exp.lexicons.items()}
-    pairs = primary_pairs(arms, selected)
     family = []
-    for a, b in pairs:
+    for a, b in primary_pairs(arms, selected):
         for kind in ("rude", "polite"):
-            score = lambda rs, kind=kind: [float(f) for f in flags(rs, lex[kind])]  # noqa: E731
+            score = lambda rs, kind=kind: marks(exp.lexicons, kind, rs)  # noqa: E731
             seeds = max(len(arms[a].seeds), len(arms[b].seeds))
             family.append(compare(f"{kind} rate", arms[a], arms[b], per_prompt(arms[a], score),
                                   per_prompt(arms[b], score), seeds, exp.profile.seed))

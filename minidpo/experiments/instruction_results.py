@@ -25,8 +25,7 @@ from ..judges import CachedEncoder
 from ..models import model_note
 from ..stats import bootstrap_interval
 from ..utils import atomic_write, data_file
-from ..validity import flags
-from .instruction import prepare
+from .instruction import marks, prepare
 from .instruction_arms import train_all
 from .instruction_eval import (METHOD, PLAN, build_judge, displacement, instrument_checks, lexicon_hits, matched_kl,
                                per_prompt, primary, secondary)
@@ -54,13 +53,13 @@ def summarise_point(point: dict, ref_logps: dict | None, beta: float | None) -> 
     return out
 
 
-def arm_summary(exp, arm, judge_free: bool = True) -> dict:
+def arm_summary(exp, arm) -> dict:
     """An arm on the test prompts: rude and polite rates (bootstrap over prompts), KL (mean over seeds and
     prompts, with its bootstrap interval), words per reply, n, seeds and sample sets."""
     seed = exp.profile.seed
-    rates = {kind: bootstrap_interval(per_prompt(arm, lambda rs, m=lex["markers"]: [float(f) for f in flags(rs, m)]),
+    rates = {kind: bootstrap_interval(per_prompt(arm, lambda rs, kind=kind: marks(exp.lexicons, kind, rs)),
                                       METHOD.replace("paired ", ""), seed=seed, seeds=len(arm.seeds))
-             for kind, lex in exp.lexicons.items()}
+             for kind in exp.lexicons}
     kl = torch.tensor(arm.log_ratios, dtype=torch.float64).mean(0)
     words = per_prompt(arm, lambda rs: [float(len(r.split())) for r in rs])
     return {"method": arm.method, "beta": arm.beta, "epochs": arm.epochs, "seeds": list(arm.seeds),
