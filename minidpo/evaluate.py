@@ -200,55 +200,6 @@ def _interval(values: list[float], level: float) -> tuple[float, float]:
             else (float("nan"), float("nan")))
 
 
-def paired_point_difference(a: tuple, b: tuple, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
-    """Mean true reward and mean KL of arm `a` minus those of arm `b`, each arm (rewards, log_ratios) of shape
-    (seeds, prompts) on the *same* prompts, with paired bootstrap intervals (prompts resampled together, seeds
-    within each arm). `a` dominates `b` when its reward is higher and its KL lower, both intervals clear of
-    zero: then `a`'s frontier lies above `b`'s at `b`'s KL whatever the shape of either curve (it reaches more
-    reward with less KL); `dominates` is "a", "b" or None."""
-    arms = _arms([a, b])
-    point, reps = _paired_bootstrap(arms, lambda m: (m[0][0] - m[1][0], m[0][1] - m[1][1]), n_boot, seed)
-    reward_ci, kl_ci = _interval([r for r, _ in reps], level), _interval([k for _, k in reps], level)
-    dominates = ("a" if reward_ci[0] > 0 and kl_ci[1] < 0 else "b" if reward_ci[1] < 0 and kl_ci[0] > 0 else None)
-    return {"reward_difference": point[0], "reward_ci": list(reward_ci), "kl_difference": point[1],
-            "kl_ci": list(kl_ci), "dominates": dominates, "n_prompts": arms[0][0].shape[1],
-            "seeds": [len(r) for r, _ in arms], "n_boot": n_boot}
-
-
-def matched_kl_difference(
-    curve: list[tuple[torch.Tensor, torch.Tensor]], point: tuple[torch.Tensor, torch.Tensor], n_boot: int = 2000,
-    level: float = 0.95, seed: int = 0,
-) -> dict | None:
-    """How much more true reward a method's frontier `curve` reaches than `point` at `point`'s KL, with a paired
-    bootstrap interval; None when that KL lies outside the curve's KL range (no extrapolation).
-
-    Each arm (a curve point, or `point`) is (rewards, log_ratios), both (seeds, prompts): per-prompt true reward
-    and log pi(y|x) - log pi_SFT(y|x) of each training seed's policy, on the *same* prompts. An arm's reward and
-    KL are their means over seeds and prompts; the curve's reward at KL k is `reward_at_kl` (linear
-    interpolation between its two points that bracket k: below the curve where it is concave, so the reading
-    under-credits the curve's method). Each bootstrap replicate resamples the prompts (the same draw for every
-    arm: paired) and, within each arm, its seeds, so the interval covers prompt sampling, training seeds and
-    the uncertainty of both KLs. Replicates whose KL falls outside the curve are counted (`out_of_range`) and
-    left out of the interval.
-    """
-    arms = _arms([*curve, point])
-
-    def statistic(means) -> float | None:
-        reward_b, kl_b = means[-1]
-        at = reward_at_kl([{"reward": r, "kl": k} for r, k in means[:-1]], kl_b)
-        return None if at is None else at - reward_b
-
-    diff, reps = _paired_bootstrap(arms, statistic, n_boot, seed)
-    if diff is None:
-        return None
-    kept = [d for d in reps if d is not None]
-    lo, hi = _interval(kept, level)
-    reward_b, kl_b = arms[-1][0].mean().item(), arms[-1][1].mean().item()
-    return {"difference": diff, "ci_low": lo, "ci_high": hi, "kl": kl_b, "reward": reward_b,
-            "curve_reward_at_kl": reward_b + diff, "n_prompts": arms[0][0].shape[1],
-            "seeds": [len(r) for r, _ in arms], "n_boot": n_boot, "out_of_range": n_boot - len(kept)}
-
-
 def curves_at_matched_kl(curve_a: list[tuple], curve_b: list[tuple], kl: float | None = None, n_boot: int = 2000,
                          level: float = 0.95, seed: int = 0) -> dict | None:
     """Two methods' curves read at the same KL: each curve's value at `kl` (default: the largest KL both curves

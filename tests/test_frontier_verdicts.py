@@ -1,12 +1,20 @@
-"""The frontier's decisions on planted inputs whose answer is known (notebook 08's matched-KL verdict and its budget
-choice), so a broken rule fails here rather than printing a plausible verdict.
+"""The frontier's decisions on planted inputs whose answer is known (notebook 08's matched-KL verdicts along each
+method's own curve, and the choices made on validation), so a broken rule fails here rather than printing a plausible
+verdict.
 
 | test | mutation it catches |
 | --- | --- |
-| test_matched_kl_verdict_on_planted_frontiers[higher] | evidence for DPO dropped; a line reading counted in the direction its bias can produce |
-| test_matched_kl_verdict_on_planted_frontiers[lower] | "DPO higher" and "DPO lower" swapped; the other method's line read as DPO's |
-| test_matched_kl_verdict_on_planted_frontiers[tie] | a difference called when every interval straddles 0 |
-| test_budget_is_chosen_on_validation_not_test | the budget chosen on the test prompts (or the last budget taken) |
+| test_verdict_on_planted_curves[higher] | evidence for DPO dropped; Holm or the interval skipped |
+| test_verdict_on_planted_curves[lower] | "DPO higher" and "DPO lower" swapped; the difference taken other minus DPO |
+| test_verdict_on_planted_curves[tie] | a difference called when every interval straddles 0 |
+| test_verdict_on_planted_curves[no overlap] | curves that share no KL compared anyway (by extrapolation or a chord) |
+| test_every_reading_is_dpo_minus_other | a reading's sign flipped where the other curve supplies the checkpoint |
+| test_curve_is_read_along_its_own_checkpoints | a chord from the SFT point; extrapolation; sorting by KL instead of training order |
+| test_endpoint_readings_count | a curve's own endpoint dropped as out of range half the time |
+| test_seeds_are_resampled_within_a_curve | seeds ignored (one run's noise read as the method's) |
+| test_ppo_learning_rate_rule | an unstable learning rate chosen; the objective ignored; no fallback |
+| test_reward_model_rule | the last or first candidate taken; loss used before accuracy |
+| test_choices_never_read_the_test_prompts | PPO's pilot or the reward model choice scored on the test prompts |
 """
 
 from __future__ import annotations
@@ -14,44 +22,149 @@ from __future__ import annotations
 import pytest
 import torch
 
-from minidpo.experiments.frontier_seeds import matched_kl_verdicts, seeded_points
+from minidpo.experiments.frontier_rlhf import RewardModelCandidate, select_reward_model
+from minidpo.experiments.frontier_seeds import PilotRun, select_ppo_learning_rate
+from minidpo.experiments.frontier_verdicts import (Curve, frontier_verdict, matched_kl_readings, matched_kl_verdicts,
+                                                   read_along)
 
-N_PROMPTS, SEEDS = 64, 2
+N_PROMPTS, SEEDS = 96, 3
 
 
-def _point(kl: float, reward: float, seed: int, **labels) -> dict:
-    """A point with per-prompt rewards and log-ratios of shape (seeds, prompts) around the planted means."""
+def _curve(method: str, kls: list[float], rewards: list[float], seed: int, noise: float = 0.3,
+           knob: str = "beta", value: float = 0.1) -> Curve:
+    """A curve with per-(checkpoint, seed, prompt) rewards and log-ratios around the planted means."""
     g = torch.Generator().manual_seed(seed)
-    rewards = reward + 0.05 * torch.randn(SEEDS, N_PROMPTS, generator=g, dtype=torch.float64)
-    ratios = kl + 0.05 * torch.randn(SEEDS, N_PROMPTS, generator=g, dtype=torch.float64)
-    return {"rewards": rewards.tolist(), "log_ratios": ratios.tolist(), "kl": kl, "reward": reward, **labels}
+    shape = (len(kls), SEEDS, N_PROMPTS)
+    r = torch.tensor(rewards, dtype=torch.float64)[:, None, None] + noise * torch.randn(shape, generator=g,
+                                                                                       dtype=torch.float64)
+    k = torch.tensor(kls, dtype=torch.float64)[:, None, None] + 0.3 * torch.randn(shape, generator=g,
+                                                                                  dtype=torch.float64)
+    return Curve(method, knob, value, tuple(range(1, len(kls) + 1)), r, k)
 
 
-SFT = {"rewards": [0.0] * N_PROMPTS, "log_ratios": [0.0] * N_PROMPTS}
-DPO = [_point(1.0, 0.5, 1, beta=1.0), _point(2.0, 0.8, 2, beta=0.1)]  # DPO's line: 0.5 at KL 1, 0.65 at KL 1.5
+DPO = [_curve("DPO", [0.4, 1.0, 2.0, 3.0], [0.30, 0.40, 0.50, 0.55], seed=1)]
 
 
-@pytest.mark.parametrize("case, other_reward, expected", [
-    ("higher", 0.2, "DPO higher"),  # far below DPO's line at KL 1.5, and dominated by DPO beta=1
-    ("lower", 1.2, "DPO lower"),  # far above it: more reward than DPO at less KL than beta=0.1
-    ("tie", 0.65, "no clear difference"),  # on DPO's line
+@pytest.mark.parametrize("case, shift, kls, expected", [
+    ("higher", -0.25, [0.5, 1.5, 2.5], "DPO higher"),
+    ("lower", +0.25, [0.5, 1.5, 2.5], "DPO lower"),
+    ("tie", 0.0, [0.5, 1.5, 2.5], "no clear difference"),
+    ("no overlap", 0.0, [4.0, 5.0, 6.0], "no overlap"),
 ])
-def test_matched_kl_verdict_on_planted_frontiers(case, other_reward, expected):
-    other = [_point(1.5, other_reward, 3, kl_coef=0.1)]
-    out = matched_kl_verdicts(SFT, DPO, {"PPO": other}, seed=0)["PPO"]
-    assert out["verdict"] == expected, out
-    for row in out["comparisons"]:
-        if row["difference"] is not None:  # every row says DPO minus the other
-            assert row["difference"] == pytest.approx(row["dpo_reward"] - row["other_reward"], abs=1e-9)
+def test_verdict_on_planted_curves(case, shift, kls, expected):
+    # the other method's curve planted on DPO's own curve (interpolated at its KLs), shifted by `shift`
+    on_dpo = [float(read_along(torch.tensor([0.4, 1.0, 2.0, 3.0]), torch.tensor([0.30, 0.40, 0.50, 0.55]), k))
+              for k in kls]
+    rewards = [0.55 if r != r else r + shift for r in on_dpo]  # beyond DPO's range: any value
+    other = [_curve("PPO", kls, rewards, seed=2, knob="kl_coef")]
+    out = matched_kl_verdicts(DPO, {"PPO": other}, seed=0)["PPO"]
+    assert out.verdict == expected, [r.comparison for r in out.readings]
+    if case == "no overlap":
+        assert not out.readings and out.detectable is None
+    else:
+        assert out.readings and out.detectable is not None and out.detectable > 0
+    if case == "tie":  # the power is said: the test would have found about this much
+        assert out.detectable < 0.25
 
 
-def test_budget_is_chosen_on_validation_not_test():
-    def scored(reward: float) -> dict:
-        return {"reward": reward, "kl": 1.0, "rewards": [reward] * 4, "log_ratios": [1.0] * 4, "reply_tokens": 5.0}
+def test_every_reading_is_dpo_minus_other():
+    other = [_curve("PPO", [0.5, 1.5, 2.5], [0.1, 0.2, 0.3], seed=3, knob="kl_coef")]
+    readings = matched_kl_readings(DPO, other, seed=0)
+    at_other = [r for r in readings if r.at.startswith("PPO")]
+    assert at_other and len(at_other) < len(readings)  # readings at both curves' checkpoints
+    for r in readings:
+        assert r.comparison.a.startswith("DPO") and r.comparison.b.startswith("PPO")
+        assert r.comparison.interval.estimate == pytest.approx(r.dpo_reward - r.other_reward, abs=1e-12)
+        assert r.comparison.interval.estimate > 0 and r.comparison.interval.low <= r.comparison.interval.estimate
 
-    # validation prefers the first budget, test the second: the choice must follow validation
-    runs = [{"method": "DPO", "beta": 0.1, "seed": s, "budget_unit": "epochs",
-             "points": [{"budget": 0.5, "validation": scored(0.6), "test": scored(0.3)},
-                        {"budget": 1.0, "validation": scored(0.4), "test": scored(0.9)}]} for s in (0, 1)]
-    (point,) = seeded_points(runs, "beta")
-    assert point["budget"] == 0.5 and point["reward"] == pytest.approx(0.3)
+
+def test_curve_is_read_along_its_own_checkpoints():
+    kl, reward = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.2, 0.4, 0.3])
+    assert read_along(kl, reward, 1.5).item() == pytest.approx(0.3)
+    assert read_along(kl, reward, 2.5).item() == pytest.approx(0.35)
+    assert torch.isnan(read_along(kl, reward, 0.5))  # below the first checkpoint: no chord from SFT's (0, r_SFT)
+    assert torch.isnan(read_along(kl, reward, 3.5))  # no extrapolation
+    # a curve whose KL turns back: the first segment in training order that brackets k, not the KL-sorted neighbours
+    kl, reward = torch.tensor([1.0, 3.0, 2.0]), torch.tensor([0.1, 0.5, 0.9])
+    assert read_along(kl, reward, 2.0).item() == pytest.approx(0.3)
+    # batched: one value per replicate row
+    out = read_along(torch.tensor([[1.0, 2.0], [2.0, 4.0]]), torch.tensor([[0.0, 1.0], [0.0, 1.0]]), 2.0)
+    assert out.tolist() == pytest.approx([1.0, 0.0])
+
+
+def test_endpoint_readings_count():
+    # two curves with the same KL range: every reading sits at an endpoint or inside, and each must count
+    other = [_curve("PPO", [0.4, 3.0], [0.1, 0.2], seed=4, knob="kl_coef")]
+    readings = matched_kl_readings(DPO, other, seed=0)
+    ends = [r for r in readings if r.at.endswith(" at 1") or r.at.endswith(" at 4") or r.at.startswith("PPO")]
+    assert ends and all(r.conclusive for r in readings if r.at.startswith("DPO"))
+
+
+def test_seeds_are_resampled_within_a_curve():
+    # one seed of PPO far above the others: with seeds resampled the interval must be wider than with one seed
+    base = _curve("PPO", [0.5, 1.5, 2.5], [0.3, 0.4, 0.5], seed=5, noise=0.05, knob="kl_coef")
+    rewards = base.rewards.clone()
+    rewards[:, 0] += 0.5
+    spread = Curve("PPO", "kl_coef", 0.1, base.budgets, rewards, base.log_ratios)
+    one = Curve("PPO", "kl_coef", 0.1, base.budgets, rewards[:, :1].expand(-1, SEEDS, -1).clone(), base.log_ratios)
+    width = lambda c: max(r.comparison.interval.high - r.comparison.interval.low  # noqa: E731
+                          for r in matched_kl_readings(DPO, [c], seed=0) if r.at.startswith("PPO"))
+    assert width(spread) > 1.5 * width(one)
+
+
+def test_ppo_learning_rate_rule():
+    pilot = [PilotRun(1e-6, 0.01, 0.01, 0.20, 0.1), PilotRun(1e-5, 0.05, 0.02, 0.30, 0.5),
+             PilotRun(3e-5, 0.40, 0.30, 0.60, 2.0)]  # the last reaches most reward but is unstable
+    choice, reason = select_ppo_learning_rate(pilot, threshold=0.1, kl_coef=0.1)
+    assert choice.learning_rate == 1e-5 and "stable" in reason
+    # the objective subtracts kl_coef * KL: at kl_coef 1 the middle one's 0.30 - 0.5 loses to 0.20 - 0.1
+    assert select_ppo_learning_rate(pilot, threshold=0.1, kl_coef=1.0)[0].learning_rate == 1e-6
+    unstable = [PilotRun(1e-5, 0.2, 0.2, 0.3, 0.5), PilotRun(3e-5, 0.4, 0.3, 0.6, 2.0)]
+    choice, reason = select_ppo_learning_rate(unstable, threshold=0.1, kl_coef=0.1)
+    assert choice.learning_rate == 1e-5 and "no learning rate" in reason
+
+
+def test_reward_model_rule():
+    cands = [RewardModelCandidate(3e-5, 1, 0.60, 0.66), RewardModelCandidate(3e-5, 2, 0.70, 0.64),
+             RewardModelCandidate(1e-4, 1, 0.70, 0.60), RewardModelCandidate(1e-4, 2, 0.65, 0.55)]
+    best = select_reward_model(cands)
+    assert (best.learning_rate, best.epochs) == (1e-4, 1)  # the accuracy tie goes to the lower loss, not the last
+
+
+def test_choices_never_read_the_test_prompts(tmp_path, monkeypatch):
+    """The reward model's choice and PPO's pilot on the smoke profile with the test prompts made unreadable: they
+    must finish, and the pilot must have scored the validation prompts."""
+    from minidpo.experiments import frontier
+    from minidpo.experiments.frontier import pairs_stage, prepare_task, sft_stage
+    from minidpo.experiments.frontier_rlhf import chosen_reward_model, reward_model_runs
+    from minidpo.experiments.frontier_seeds import ppo_pilot
+    from minidpo.experiments.profiles import get_profile
+
+    task = prepare_task(get_profile("smoke"), tmp_path, show_progress=False)
+    sft_model, _ = sft_stage(task)
+    pairs = pairs_stage(task, sft_model)
+    read = []
+
+    def prompts(self, split="test"):
+        if split == "test":
+            raise AssertionError("a choice read the test prompts")
+        read.append(split)
+        return list(self.splits["pairs_val"]["prompt"])
+
+    monkeypatch.setattr(frontier.Task, "prompts", prompts)
+    runs = reward_model_runs(task, sft_model, pairs)
+    model, record = chosen_reward_model(task, sft_model, pairs, runs)
+    pilot = ppo_pilot(task, sft_model, model, {"smoke": True})
+    assert read and set(read) == {"validation"} and pilot["split"] == "validation"
+    assert len(pilot["runs"]) == len(task.plan.ppo_pilot_lrs)
+    assert record["learning_rate"] in task.plan.reward_model_lrs and record["epochs"] in task.plan.reward_model_epochs
+
+
+def test_verdict_with_no_conclusive_reading_says_so():
+    # readings that exist but all leave the range: not counted, and the verdict is not invented from them
+    other = [_curve("PPO", [0.5, 1.5], [0.1, 0.2], seed=6, knob="kl_coef")]
+    readings = matched_kl_readings(DPO, other, seed=0)
+    forced = [type(r)(r.dpo, r.other, r.kl, r.at, r.dpo_reward, r.other_reward, r.comparison, r.n_boot, r.n_boot)
+              for r in readings]
+    out = frontier_verdict("PPO", forced)
+    assert out.verdict == "no clear difference" and out.detectable is None and all(v is None for v in out.holm_verdicts)

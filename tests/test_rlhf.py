@@ -1,6 +1,7 @@
 """The RLHF baseline: reward model, PPO maths pinned to independent computations, PPO on a bandit against the
 closed-form optimum of notebook 02, best-of-N against its exact distribution, and the language-model PPO loop."""
 
+import copy
 import math
 
 import pytest
@@ -288,3 +289,70 @@ def test_pair_accuracy_counts_every_ranked_pair_of_a_prompt():
     # row 0: (0,1) right, (0,2) wrong, (1,2) tied in truth -> skipped; row 1: (0,1) score tie -> half, (0,2) wrong, (1,2) right
     accuracy, n = pair_accuracy(scores, true)
     assert n == 5 and accuracy == pytest.approx((1 + 0 + 0.5 + 0 + 1) / 5)
+
+
+def test_ppo_warms_up_its_learning_rate_and_logs_its_stability(tmp_path):
+    """Mutations caught: no warm-up (the first iteration at the full rate), a warm-up that never ends, the largest
+    ratio averaged instead of maximised, the entropy or approxkl missing from the log."""
+    tok, sft, reward, cfg, prompts = _ppo_setup(tmp_path, 3, warmup_steps=6)  # 4 updates per iteration
+    policy = PolicyWithValue(tiny_gpt2(vocab_size=len(tok)))
+    history = train_ppo(policy, sft, reward, tok, prompts, cfg)
+    # the rate of each iteration's last update: steps 4, 8, 12 of a 6-step linear warm-up
+    assert [h["learning_rate"] for h in history] == pytest.approx([1e-3 * 4 / 6, 1e-3, 1e-3])
+    for h in history:
+        assert h["val/ratio_max"] >= h["val/ratio"] > 0 and h["policy/approxkl_avg"] >= 0
+        assert 0 <= h["policy/clipfrac_avg"] <= 1 and h["loss/value_avg"] >= 0
+        # a distribution over the vocabulary has entropy between 0 and log |V|
+        assert 0 < h["policy/entropy_avg"] <= math.log(len(tok)) + 1e-4
+    with pytest.raises(ValueError, match="warmup_steps"):
+        PPOConfig(warmup_steps=-1)
+
+
+def test_ppo_entropy_is_the_policy_entropy_at_the_reply_tokens(tmp_path):
+    """At iteration 1 the first update's entropy is the rollout policy's; compare it with an independent reading:
+    the entropy of the model's next-token distribution before each sampled reply token (mutation caught: entropy
+    read at the prompt's positions, or at padding)."""
+    tok, sft, reward, cfg, prompts = _ppo_setup(tmp_path, 1)
+    cfg.num_mini_batches, cfg.rollout_batch_size, cfg.ppo_epochs = 1, 4, 1
+    policy = PolicyWithValue(tiny_gpt2(vocab_size=len(tok)))
+    reference = copy.deepcopy(policy.lm).eval()
+    history = train_ppo(policy, sft, reward, tok, prompts[:4], cfg)
+    from minidpo.generate import generate_responses
+    from minidpo.utils import derive_seed, epoch_seed
+
+    # the same rollout, regenerated: same prompt order (iteration 0, epoch 0) and sampling seed
+    order = torch.randperm(4, generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, 0))).tolist()
+    batch_prompts = [prompts[i] for i in order]
+    _, ids = generate_responses(reference, tok, batch_prompts, max_new_tokens=cfg.max_new_tokens, temperature=1.0,
+                                seed=derive_seed(cfg.seed, "ppo/sample", 0), batch_size=4, show_progress=False)
+    total, count = 0.0, 0
+    for p, reply in zip(batch_prompts, ids):
+        prompt = tok(p, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = reference(torch.tensor([prompt + reply])).logits[0].double()
+        logp = logits[len(prompt) - 1 : len(prompt) - 1 + len(reply)].log_softmax(-1)
+        total += float(-(logp.exp() * logp).sum(-1).sum())
+        count += len(reply)
+    assert history[0]["policy/entropy_avg"] == pytest.approx(total / count, rel=1e-4)
+
+
+def test_calibration_maps_scores_onto_the_target_scale():
+    """Pinned to an independent computation: after the map the scores have the target's mean and standard deviation,
+    and the order of every two replies is kept (mutations: the scale inverted, the shift forgotten)."""
+    from minidpo.rlhf import CalibratedReward, calibration
+
+    g = torch.Generator().manual_seed(0)
+    scores = 3.0 * torch.randn(200, generator=g, dtype=torch.float64) + 7.0
+    target = 0.3 * torch.randn(200, generator=g, dtype=torch.float64) + 0.1
+    a, b = calibration(scores, target)
+    mapped = a * scores + b
+    assert mapped.mean().item() == pytest.approx(target.mean().item(), abs=1e-12)
+    assert mapped.std().item() == pytest.approx(target.std().item(), rel=1e-12)
+    assert a == pytest.approx(target.std().item() / scores.std().item(), rel=1e-12) and a > 0
+    with pytest.raises(ValueError, match="same score"):
+        calibration(torch.ones(5), torch.randn(5))
+    ids = torch.tensor([[1, 2, 9], [7, 8, 9]])
+    calibrated = CalibratedReward(_CountsTokens(5), 2.0, -1.0)
+    assert calibrated(ids, torch.ones_like(ids)).tolist() == [3.0, -1.0]  # 2 * (2, 0) - 1
+    with pytest.raises(ValueError, match="positive"):
+        CalibratedReward(_CountsTokens(5), -2.0, 0.0)

@@ -9,7 +9,8 @@ from golden_numbers import compare
 import torch
 
 from minidpo.data import PreferenceDataError
-from minidpo.experiments.frontier_run import frontier_points, run_frontier
+from minidpo.experiments.frontier_plots import frontier_points
+from minidpo.experiments.frontier_run import run_frontier
 from minidpo.experiments.measure import MemoryMonitor
 from minidpo.experiments.profiles import get_profile
 from minidpo.experiments.sentiment import join, load_review_prompts, parse_snippets, split_prefix, vader_reward
@@ -61,12 +62,12 @@ def test_memory_monitor_sees_an_allocation():
 
 
 def test_frontier_smoke_run(tmp_path):
-    """Every stage of notebook 08 on the smoke profile: every seed and checkpoint scored, budgets chosen on
-    validation, the matched-KL verdicts and files; then a rerun reads the caches."""
+    """Every stage of notebook 08 on the smoke profile: every seed and checkpoint of every curve scored on the test
+    prompts, the reward model and PPO's learning rate chosen on validation, the matched-KL verdicts, budgets and
+    files; then a rerun reads the caches."""
     profile = get_profile("smoke")
     results = run_frontier(profile, run_dir=tmp_path / "run", results_dir=tmp_path / "results", figures_dir=tmp_path / "figures",
                            show_progress=False)
-    # every number as the code before the experiments' redesign computed it (tests/golden_numbers.py)
     assert not compare(results, "frontier_smoke"), compare(results, "frontier_smoke")[:20]
     plan = profile.frontier
     from minidpo.experiments.frontier import prepare_task
@@ -74,51 +75,51 @@ def test_frontier_smoke_run(tmp_path):
     task = prepare_task(profile, tmp_path / "run", show_progress=False)
     task_prompts = {k: set(v["prompt"]) for k, v in task.splits.items()}
     assert not task_prompts["pairs_val"] & task_prompts["test"]
-    assert set(results["frontier"]) == {"SFT", "DPO", "Preferred-FT", "PPO", "PPO-GT (true reward)", "Best-of-N"}
-    assert len(results["frontier"]["DPO"]) == len(plan.dpo_betas) and len(results["frontier"]["PPO"]) == len(plan.kl_coefs)
-    assert [p["best_of"] for p in results["frontier"]["Best-of-N"]] == list(plan.best_of)
-    assert all(p["n"] == plan.n_test for ps in results["frontier"].values() for p in ps)  # n: prompts, everywhere
-    assert results["frontier"]["SFT"][0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the SFT model against itself
-    for points in results["frontier"].values():
-        for p in points:
-            assert math.isfinite(p["kl"]) and math.isfinite(p["reward"]) and -1 <= p["reward"] <= 1
-            assert p["reward_ci"][0] <= p["reward"] <= p["reward_ci"][1]
-    assert len(results["runs"]) == len(plan.seeds) * (len(plan.dpo_betas) + len(plan.kl_coefs) + len(plan.ppo_gt_kl_coefs))
-    for point in [*results["dpo"], *results["ppo"], *results["ppo_gt"]]:
-        assert point["seeds"] == list(plan.seeds) and len(point["seed_rewards"]) == len(plan.seeds)
-        assert point["reward"] == pytest.approx(sum(point["seed_rewards"]) / len(plan.seeds), abs=1e-6)  # the seeds' mean
-        # the budget is the checkpoint with the best seed-mean *validation* reward
-        best = max(point["checkpoints"], key=lambda c: c["validation_reward"])
-        assert point["budget"] == best["budget"]
+    assert set(results["curves"]) == {"DPO", "PPO", "PPO-GT"}
+    knobs = {"DPO": plan.dpo_betas, "PPO": plan.kl_coefs, "PPO-GT": plan.kl_coefs}
+    for method, curves in results["curves"].items():
+        assert [c[c["knob"]] for c in curves] == sorted(knobs[method])
+        budgets = plan.dpo_checkpoints if method == "DPO" else plan.ppo_checkpoints
+        for curve in curves:
+            assert curve["seeds"] == list(plan.seeds) and [p["budget"] for p in curve["points"]] == list(budgets)
+            for p in curve["points"]:
+                assert p["n"] == plan.n_test and math.isfinite(p["kl"]) and -1 <= p["reward"] <= 1
+                assert p["reward_ci"][0] <= p["reward"] <= p["reward_ci"][1]
+                assert p["reward"] == pytest.approx(sum(p["seed_rewards"]) / len(plan.seeds), abs=1e-6)  # seeds' mean
+                if method != "DPO":  # the reward model read on PPO's own samples
+                    assert 0 <= p["rm_accuracy_vs_sft"] <= 1 or p["rm_pairs_vs_sft"] == 0
+    ref = results["reference_points"]
+    assert ref["SFT"]["kl"] == pytest.approx(0.0, abs=1e-5)  # the SFT model against itself
+    assert [p["best_of"] for p in ref["Best-of-N"]] == list(plan.best_of)
+    assert len(results["runs"]) == len(plan.seeds) * (len(plan.dpo_betas) + 2 * len(plan.kl_coefs))
     for run in results["runs"]:
-        budgets = plan.dpo_checkpoints if run["method"] == "DPO" else plan.ppo_checkpoints
-        assert [p["budget"] for p in run["points"]] == list(budgets)
-        for p in run["points"]:  # budgets are chosen on the pair-validation prompts, points reported on the test prompts
-            assert (p["validation"]["n"], p["test"]["n"]) == (plan.n_pairs_val, plan.n_test)
-            assert p["validation"]["examples"][0]["prompt"] in task_prompts["pairs_val"] and p["test"]["examples"][0]["prompt"] in task_prompts["test"]
         if run["method"] != "DPO":
             assert len(run["history"]) == plan.ppo_checkpoints[-1]
+            assert all(run["history"][0][k] is not None for k in ("policy/approxkl_avg", "val/ratio_max",
+                                                                  "policy/entropy_avg", "learning_rate"))
+    # choices made on validation, with their rules stored
+    pilot, rm = results["ppo_pilot"], results["reward_model"]
+    assert pilot["split"] == "validation" and pilot["learning_rate"] in plan.ppo_pilot_lrs and pilot["rule"]
+    assert [r["learning_rate"] for r in pilot["runs"]] == list(plan.ppo_pilot_lrs)
+    assert rm["learning_rate"] in plan.reward_model_lrs and rm["epochs"] in plan.reward_model_epochs and rm["rule"]
+    assert len(rm["candidates"]) == len(plan.reward_model_lrs) and rm["calibration"]["scale"] > 0
+    assert rm["validation_accuracy_ci"][0] <= rm["validation_accuracy"] <= rm["validation_accuracy_ci"][1]
+    assert results["ppo_stability"]["runs"] and results["analysis_plan"]["decision"]
     for name, verdict in results["matched_kl"].items():
-        assert verdict["verdict"] in ("DPO higher", "DPO lower", "mixed", "no clear difference")
-        evidence = {c["evidence"] for c in verdict["comparisons"]} | {d["dominates"] for d in verdict["dominance"]}
-        assert (verdict["verdict"] == "no clear difference") == (evidence <= {None})
-        assert len(verdict["dominance"]) == len(plan.dpo_betas) * len(plan.kl_coefs if name == "PPO" else plan.ppo_gt_kl_coefs)
-        for c in verdict["comparisons"]:
-            if c["difference"] is not None:
-                assert c["ci_low"] <= c["difference"] <= c["ci_high"]
-                assert c["difference"] == pytest.approx(c["dpo_reward"] - c["other_reward"], abs=1e-9)  # DPO minus the other, every row
-    rm = results["reward_model"]
-    assert 0 <= rm["held_out_accuracy"] <= 1 and rm["learning_curve"] and rm["n_train_pairs"] == results["pairs"]["train"]["pairs"]
-    assert rm["held_out_accuracy_ci"][0] <= rm["held_out_accuracy"] <= rm["held_out_accuracy_ci"][1]
+        assert verdict["verdict"] in ("DPO higher", "DPO lower", "mixed", "no clear difference", "no overlap")
+        for r in verdict["readings"]:
+            i = r["comparison"]["interval"]
+            assert i["estimate"] == pytest.approx(r["dpo_reward"] - r["other_reward"], abs=1e-9)
+    assert {b["method"] for b in results["budgets"]} == {"DPO", "Preferred-FT", "PPO", "PPO-GT", "Best-of-N"}
     assert results["pairs"]["train"]["pairs"] + results["pairs"]["train"]["ties_dropped"] == plan.n_pairs_train
     assert results["compute_s"] > 0 and results["peak_rss_gib"] > 0
     saved = json.loads((tmp_path / "results" / "frontier_smoke.json").read_text())
-    assert saved["frontier"] == json.loads(json.dumps(results["frontier"]))
+    assert saved["curves"] == json.loads(json.dumps(results["curves"]))
     for path in results["figures"].values():
         assert (tmp_path / "figures").joinpath(path.split("/")[-1]).stat().st_size > 10_000
     again = run_frontier(profile, run_dir=tmp_path / "run", results_dir=tmp_path / "results2", figures_dir=tmp_path / "figures2",
                          show_progress=False)
-    assert again["frontier"] == results["frontier"] and again["compute_s"] == results["compute_s"]  # every stage came from its cache
+    assert again["curves"] == results["curves"] and again["compute_s"] == results["compute_s"]  # every stage cached
 
 
 def test_frontier_stages_are_keyed_by_the_plan(tmp_path):

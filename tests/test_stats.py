@@ -1,14 +1,13 @@
 """Intervals, comparisons and verdicts (`minidpo.stats`): every claim the series prints comes through here, so each
 decision is pinned on planted inputs whose answer is known, and each formula on an independent computation.
 
-Mutation table: what change to `minidpo/stats.py` (or to the frontier's verdict) each test catches.
+Mutation table: what change to `minidpo/stats.py` each test catches (the frontier's verdict: tests/test_frontier_verdicts.py).
 
 | test | mutation it catches |
 | --- | --- |
 | test_verdict_on_planted_intervals | "higher" and "lower" swapped; `>=` for `>` (an interval touching the null called a difference); the null ignored (a rate compared with 0 instead of 1/2) |
 | test_render_says_the_verdict_and_power | a sentence typed instead of rendered (words not following the interval); a tie rendered without its power |
 | test_combine_readings | "mixed" lost (one direction winning over the other); a tie swallowing a difference |
-| test_frontier_evidence_verdict_on_planted_readings | DPO's "higher" and "lower" swapped in the frontier; evidence for the other method read as evidence for DPO |
 | test_wilson_matches_the_formula_and_holds_at_the_edges | a wrong centre or half-width; z for the level confused; the interval collapsing at 0 or n successes |
 | test_bootstrap_interval_is_the_percentile_bootstrap | resampling not paired (a and b resampled separately); a different estimator than the mean |
 | test_detectable_difference_is_2_8_standard_errors | power computed at the wrong quantile (e.g. 1.96 + 1.96) |
@@ -24,7 +23,6 @@ import math
 import pytest
 import torch
 
-from minidpo.experiments.frontier_seeds import evidence_verdict
 from minidpo.stats import (Comparison, Interval, Verdict, bootstrap_interval, combine, detectable_difference, holm,
                            p_value, paired_difference, render, verdict, wilson)
 
@@ -67,13 +65,6 @@ def test_combine_readings():
     assert combine([N, N]) is N and combine([]) is N
     assert combine([N, H, N]) is H and combine([L, N]) is L
     assert combine([H, L]) is M and combine([H, N, L]) is M and combine([N, M]) is M
-
-
-def test_frontier_evidence_verdict_on_planted_readings():
-    assert evidence_verdict([None, "DPO", None]) == "DPO higher"
-    assert evidence_verdict(["other", None]) == "DPO lower"
-    assert evidence_verdict(["DPO", "other"]) == "mixed"
-    assert evidence_verdict([None, None]) == "no clear difference"
 
 
 def test_wilson_matches_the_formula_and_holds_at_the_edges():

@@ -95,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         from .frontier_run import run_frontier
 
         results = run_frontier(profile, run_dir=args.run_dir, results_dir=results_dir, figures_dir=figures_dir)
-        summary = {method: [f"KL {p['kl']:.2f} reward {p['reward']:.3f}" for p in points]
-                   for method, points in results["frontier"].items()}
-        print(json.dumps({"profile": profile.name, "frontier": summary,
+        summary = {_curve: [f"KL {p['kl']:.2f} reward {p['reward']:.3f}" for p in curve["points"]]
+                   for curves in results["curves"].values() for curve in curves
+                   for _curve in [f"{curve['method']} {curve['knob']}={curve[curve['knob']]:g}"]}
+        print(json.dumps({"profile": profile.name, "curves": summary,
+                          "ppo_learning_rate": results["ppo_pilot"]["learning_rate"],
+                          "ppo_stable": results["ppo_stability"]["all_stable"],
                           "verdicts": {k: v["verdict"] for k, v in results["matched_kl"].items()},
                           "compute_s": round(results["compute_s"], 1),
                           "this_invocation_s": round(results["wall_s_this_invocation"], 1)}, indent=1))

@@ -113,7 +113,7 @@ def family_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
                             title=f"instruction pairs, {model}: judge win rate vs reference (n="
                                   f"{results['instruction']['rows']['DPO']['n_prompts']} test prompts)")
     # notebook 09's figures, from the same sentiment base (the CLI draws them too, not only the notebook)
-    from .frontier_run import frontier_points, plot_frontier, plot_over_optimisation
+    from .frontier_plots import frontier_points, plot_frontier, plot_over_optimisation
 
     base = results["sentiment"]["dpo_variants"]
     sft = next(q for q in results["sentiment"]["points"] if q["method"] == "SFT")

@@ -203,11 +203,12 @@ def reference_stage(task: Task, sft_model, pairs: dict) -> dict:
 # ----------------------------------------------------------------------------- the SFT point
 
 
-def sft_point(task: Task, sft_model) -> dict:
+def sft_point(task: Task, sft_model, reward_model=None, reward_key=None) -> dict:
     """The starting point of every method: the SFT model itself (its KL to itself is 0 by construction), with
-    each prompt's reward (for paired comparisons)."""
-    return task.stage("sft_eval", lambda: {"method": "SFT",
-                                           **evaluate_policy(task, sft_model, sft_model, per_prompt=True)})
+    each prompt's reward (for paired comparisons) and, given a `reward_model`, its score of each reply."""
+    return task.stage("sft_eval", lambda: {"method": "SFT", **evaluate_policy(task, sft_model, sft_model, per_prompt=True,
+                                                                              reward_model=reward_model)},
+                      {"reward_model": reward_key} if reward_model is not None else None)
 
 
 # ----------------------------------------------------------------------------- DPO and its variants

@@ -1,35 +1,29 @@
-"""The whole frontier for the CLI (`python -m minidpo frontier`): every stage of notebook 08 (SFT, pairs, the reward
-model, best-of-N, Preferred-FT, DPO and PPO and PPO-GT at every seed), the seed-averaged points with budgets
-chosen on validation, the matched-KL verdicts, the results file `results/frontier_<profile>.json` and its figures.
+"""The whole frontier for the CLI (`python -m minidpo frontier`): every stage of notebook 08 in order -- SFT, the pairs,
+the reward models (learning rate and epochs chosen on validation pairs) and the calibrated one, the SFT point,
+PPO's learning-rate pilot (validation prompts), best-of-N, Preferred-FT, then the curves: DPO at every beta and
+PPO and PPO-GT at every kl_coef, every seed, each scored at its checkpoints -- and the results file
+`results/frontier_<profile>.json` with its matched-KL verdicts, budgets and figures.
 `shared_stages` is the one-seed sentiment base that notebooks 09-10 build on."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
 from .. import __version__
 from ..models import model_note
-from ..plots import finish_figure
+from ..stats import bootstrap_interval
 from .frontier import dpo_run, pairs_stage, preferred_ft_run, prepare_task, reference_stage, sft_point, sft_stage
-from .frontier_rlhf import best_of_n_stage, reward_models_stage
-from .frontier_seeds import dpo_seeded_run, matched_kl_verdicts, ppo_seeded_run, seeded_points
-from .profiles import Profile
+from .frontier_plots import frontier_figures
+from .frontier_rlhf import best_of_n_stage, chosen_reward_model, reward_model_key, reward_model_runs
+from .frontier_seeds import dpo_curve_run, ppo_curve_run, ppo_pilot
+from .frontier_verdicts import PLAN, curve_from_runs, matched_kl_verdicts
 from .measure import peak_rss_gib
+from .profiles import Profile
 from .runs import to_json, write_results_and_figures
-
-
-def frontier_points(runs: list[dict]) -> dict[str, list[dict]]:
-    """Runs (or seed-averaged points) grouped by method into (kl, reward) points sorted by KL, for the frontier plot."""
-    keys = ("kl", "kl_se", "reward", "reward_ci", "beta", "kl_coef", "best_of", "n", "budget", "seeds", "seed_rewards",
-            "seed_kls")
-    out: dict[str, list[dict]] = {}
-    for r in runs:
-        out.setdefault(r["method"], []).append({k: r[k] for k in keys if r.get(k) is not None})
-    return {m: sorted(v, key=lambda p: p["kl"]) for m, v in out.items()}
 
 
 def shared_stages(profile: Profile, run_dir=None, show_progress: bool = True) -> tuple:
@@ -44,188 +38,170 @@ def shared_stages(profile: Profile, run_dir=None, show_progress: bool = True) ->
     return task, sft_model, sft_history, pairs, ref_data, sft_point(task, sft_model), dpo
 
 
-def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_dir="figures",
-                 show_progress: bool = True) -> dict:
-    """Every stage of notebook 08; saves results/frontier_<profile>.json and the figures."""
-    t0 = time.time()
+def frontier_stages(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
+    """Every stage of notebook 08, in the order they run (each cached: a second call reads them back)."""
     task = prepare_task(profile, run_dir, show_progress)
     plan = task.plan
     sft_model, sft_history = sft_stage(task)
     pairs = pairs_stage(task, sft_model)
     ref_data = reference_stage(task, sft_model, pairs)
-    sft = sft_point(task, sft_model)
-    reward_models, use = reward_models_stage(task, sft_model, pairs)  # RLHF uses the best readout on validation pairs
-    reward_model, rm_result = reward_models[use]
-    best = best_of_n_stage(task, sft_model, {k: m for k, (m, _) in reward_models.items()}, use)
+    rm_runs = reward_model_runs(task, sft_model, pairs)
+    reward_model, rm = chosen_reward_model(task, sft_model, pairs, rm_runs)
+    reward_key = reward_model_key(task, rm_runs, rm)
+    sft = sft_point(task, sft_model, reward_model, reward_key)
+    pilot = ppo_pilot(task, sft_model, reward_model, reward_key)
+    best = best_of_n_stage(task, sft_model, reward_model, reward_key)
     preferred = preferred_ft_run(task, sft_model, pairs)
-    dpo_runs = [dpo_seeded_run(task, sft_model, ref_data, b, s) for b in plan.dpo_betas for s in plan.seeds]
-    gt_runs = [ppo_seeded_run(task, sft_model, None, c, s, ground_truth=True)
-               for c in plan.ppo_gt_kl_coefs for s in plan.seeds]
-    ppo_runs = [ppo_seeded_run(task, sft_model, reward_model, c, s) for c in plan.kl_coefs for s in plan.seeds]
-    dpo, ppo, ppo_gt = (seeded_points(runs, knob, profile.seed)
-                        for runs, knob in ((dpo_runs, "beta"), (ppo_runs, "kl_coef"), (gt_runs, "kl_coef")))
-    runs = [*dpo_runs, *gt_runs, *ppo_runs]
+    dpo = [dpo_curve_run(task, sft_model, ref_data, b, s) for b in plan.dpo_betas for s in plan.seeds]
+    lr = pilot["learning_rate"]
+    ppo_gt = [ppo_curve_run(task, sft_model, reward_model, reward_key, c, s, lr, ground_truth=True)
+              for c in plan.kl_coefs for s in plan.seeds]
+    ppo = [ppo_curve_run(task, sft_model, reward_model, reward_key, c, s, lr) for c in plan.kl_coefs for s in plan.seeds]
+    return {"task": task, "sft_history": sft_history, "pairs": pairs, "rm_runs": rm_runs, "reward_model": rm,
+            "sft": sft, "pilot": pilot, "best_of_n": best, "preferred_ft": preferred,
+            "runs": {"DPO": dpo, "PPO": ppo, "PPO-GT": ppo_gt}}
+
+
+# ----------------------------------------------------------------------------- summaries of the stages
+
+
+def _rm_accuracy_vs_sft(point: dict, sft: dict) -> tuple[float, int]:
+    """How often the reward model orders a checkpoint's reply and the SFT model's reply to the same test prompt as
+    the true reward does (prompts where the true rewards differ; a tie in r_phi counts half): its accuracy on the
+    policy's own samples. Falling as the policy trains is over-optimisation made visible."""
+    dt = torch.tensor(point["rewards"]) - torch.tensor(sft["rewards"])
+    ds = torch.tensor(point["rm_scores"]) - torch.tensor(sft["rm_scores"])
+    keep = dt != 0
+    agree = (torch.sign(ds) == torch.sign(dt)).double() + 0.5 * (ds == 0).double()
+    n = int(keep.sum())
+    return (agree[keep].mean().item() if n else float("nan")), n
+
+
+def curve_summaries(runs: list[dict], knob: str, sft: dict, seed: int) -> list[dict]:
+    """Each knob's curve as the seeds' means at every checkpoint: reward (bootstrap interval over prompts of the
+    seed-mean reward), KL, each seed's reading, training seconds, and for PPO the reward model's calibrated score
+    and its accuracy on the run's own samples against the SFT replies."""
+    out = []
+    for value in sorted({r[knob] for r in runs}):
+        group = [r for r in runs if r[knob] == value]
+        curve = curve_from_runs(group, knob)
+        points = []
+        for c, budget in enumerate(curve.budgets):
+            at = [r["points"][c] for r in group]
+            ci = bootstrap_interval(curve.rewards[c].mean(0), seed=seed, seeds=len(group))
+            kl_prompt = curve.log_ratios[c].mean(0)
+            point = {"budget": budget, "reward": ci.estimate, "reward_ci": [ci.low, ci.high],
+                     "kl": kl_prompt.mean().item(), "kl_se": (kl_prompt.std() / len(kl_prompt) ** 0.5).item(),
+                     "seed_rewards": [p["reward"] for p in at], "seed_kls": [p["kl"] for p in at],
+                     "reply_tokens": statistics.fmean(p["reply_tokens"] for p in at),
+                     "train_seconds": statistics.fmean(p["train_seconds"] for p in at), "n": len(kl_prompt)}
+            if "steps" in at[0]:
+                point["steps"], point["pairs_seen"] = at[0]["steps"], at[0]["pairs_seen"]
+            if "rm_scores" in at[0]:
+                accuracies = [_rm_accuracy_vs_sft(p, sft) for p in at]
+                point["rm_score"] = statistics.fmean(p["rm_score"] for p in at)
+                point["rm_accuracy_vs_sft"] = statistics.fmean(a for a, _ in accuracies)
+                point["rm_pairs_vs_sft"] = sum(n for _, n in accuracies)
+            points.append(point)
+        out.append({"method": group[0]["method"], "knob": knob, knob: value, "seeds": [r["seed"] for r in group],
+                    "budget_unit": group[0]["budget_unit"], "points": points})
+    return out
+
+
+def ppo_stability(runs: list[dict], pilot: dict, threshold: float) -> dict:
+    """What "stable" means and whether it held: every iteration's mean approxkl below `threshold`, in every run of
+    PPO and PPO-GT; with the first iteration's approxkl and the largest ratio, clip fraction and approxkl seen."""
+    rows = []
+    for r in runs:
+        h = r["history"]
+        rows.append({"method": r["method"], "kl_coef": r["kl_coef"], "seed": r["seed"],
+                     "first_approxkl": h[0]["policy/approxkl_avg"],
+                     "max_approxkl": max(x["policy/approxkl_avg"] for x in h),
+                     "max_clipfrac": max(x["policy/clipfrac_avg"] for x in h),
+                     "max_ratio": max(x["val/ratio_max"] for x in h),
+                     "stable": all(x["policy/approxkl_avg"] < threshold for x in h)})
+    return {"definition": f"every iteration's mean approxkl < {threshold:g}", "threshold": threshold,
+            "learning_rate": pilot["learning_rate"], "runs": rows, "all_stable": all(r["stable"] for r in rows),
+            "max_first_approxkl": max(r["first_approxkl"] for r in rows),
+            "max_approxkl": max(r["max_approxkl"] for r in rows)}
+
+
+def budgets_table(stages: dict, timing: dict) -> list[dict]:
+    """Label and compute budgets per method: preference pairs it learns from, true-reward calls and policy samples
+    during training, and measured seconds (mean per training run, to its last checkpoint, plus what it shares)."""
+    plan, pairs = stages["task"].plan, stages["pairs"]["stats"]
+    n_pairs = pairs["train"]["pairs"]
+    pair_samples = pairs["train"]["prompts"] * pairs["train"]["draws_per_prompt"]
+    rm_seconds = sum(t["seconds"] for name, t in timing.items() if name.startswith("reward_model_lr"))
+    pilot_seconds = sum(t["seconds"] for name, t in timing.items() if name.startswith("ppo_pilot_lr"))
+    last = lambda runs: statistics.fmean(r["points"][-1]["train_seconds"] for r in runs)  # noqa: E731
+    rollouts = (plan.ppo_checkpoints or (plan.ppo.iterations,))[-1] * plan.ppo.rollout_batch_size
+    shared = (f"the pairs: {pair_samples} SFT samples labelled by {pair_samples} true-reward calls "
+              f"({n_pairs} pairs after ties)")
+    runs = stages["runs"]
+    return [
+        {"method": "DPO", "preference_pairs": n_pairs, "true_reward_calls": 0, "policy_samples": 0,
+         "train_seconds": last(runs["DPO"]), "shared": shared},
+        {"method": "Preferred-FT", "preference_pairs": n_pairs, "true_reward_calls": 0, "policy_samples": 0,
+         "train_seconds": stages["preferred_ft"]["train"]["seconds"], "shared": shared},
+        {"method": "PPO", "preference_pairs": n_pairs, "true_reward_calls": 0, "policy_samples": rollouts,
+         "train_seconds": last(runs["PPO"]), "shared": f"{shared}; the reward models ({rm_seconds:.0f} s); the "
+                                                       f"learning-rate pilot ({pilot_seconds:.0f} s)"},
+        {"method": "PPO-GT", "preference_pairs": 0, "true_reward_calls": rollouts, "policy_samples": rollouts,
+         "train_seconds": last(runs["PPO-GT"]), "shared": f"the learning-rate pilot ({pilot_seconds:.0f} s)"},
+        {"method": "Best-of-N", "preference_pairs": n_pairs, "true_reward_calls": 0,
+         "policy_samples": max(plan.best_of) * plan.n_test, "train_seconds": 0.0,
+         "shared": f"{shared}; the reward models ({rm_seconds:.0f} s); N samples per prompt at inference"},
+    ]
+
+
+def _drop_arrays(point: dict) -> dict:
+    return {k: v for k, v in point.items() if k not in ("rewards", "log_ratios", "rm_scores", "examples")}
+
+
+def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_dir="figures",
+                 show_progress: bool = True) -> dict:
+    """Every stage of notebook 08; saves results/frontier_<profile>.json and the figures."""
+    t0 = time.time()
+    stages = frontier_stages(profile, run_dir, show_progress)
+    task, plan, runs, sft = stages["task"], stages["task"].plan, stages["runs"], stages["sft"]
+    curves = {"DPO": curve_summaries(runs["DPO"], "beta", sft, profile.seed),
+              "PPO": curve_summaries(runs["PPO"], "kl_coef", sft, profile.seed),
+              "PPO-GT": curve_summaries(runs["PPO-GT"], "kl_coef", sft, profile.seed)}
+    by_knob = lambda rs, knob: [curve_from_runs([r for r in rs if r[knob] == v], knob)  # noqa: E731
+                                for v in sorted({r[knob] for r in rs})]
+    verdicts = matched_kl_verdicts(by_knob(runs["DPO"], "beta"),
+                                   {"PPO": by_knob(runs["PPO"], "kl_coef"), "PPO-GT": by_knob(runs["PPO-GT"], "kl_coef")},
+                                   seed=profile.seed)
+    timing = task.run.timing()
+    pilot = stages["pilot"]
+    best = stages["best_of_n"]
     results = {
         "profile": profile.name,
         "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo frontier",
         "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed, "plan": to_json(plan),
-        "data": task.info,
-        "pairs": pairs["stats"], "sft": {"history": sft_history, **sft},
-        "reward_model": {**rm_result, **best["reward_models"][use], "test_samples": best["n_samples"]},
-        "reward_models": {k: {**{f: v for f, v in r.items() if f != "history"}, **best["reward_models"][k]}
-                          for k, (_, r) in reward_models.items()},
-        "frontier": frontier_points([sft, *dpo, preferred, *ppo, *ppo_gt, *best["rows"]]),
-        "dpo": dpo, "ppo": ppo, "ppo_gt": ppo_gt, "preferred_ft": preferred, "best_of_n": best,
-        "matched_kl": matched_kl_verdicts(sft, dpo, {"PPO": ppo, "PPO-GT": ppo_gt}, seed=profile.seed),
+        "analysis_plan": PLAN, "data": task.info, "pairs": stages["pairs"]["stats"],
+        "sft": {"history": stages["sft_history"], **_drop_arrays(sft)},
+        "reward_model": {**stages["reward_model"], "test_correlation": best["test_correlation"],
+                         "test_pair_accuracy": best["test_pair_accuracy"], "test_pairs": best["test_pairs"],
+                         "candidates": [{k: v for k, v in r.items()} for r in stages["rm_runs"]]},
+        "ppo_pilot": {k: v for k, v in pilot.items() if k != "runs"}
+        | {"runs": [{"learning_rate": r["run"].learning_rate, **to_json(r["run"]),
+                     "stable": r["run"].stable(plan.ppo_stable_approxkl), "diagnostics": r["diagnostics"]}
+                    for r in pilot["runs"]]},
+        "ppo_stability": ppo_stability([*runs["PPO"], *runs["PPO-GT"]], pilot, plan.ppo_stable_approxkl),
+        "curves": curves,
+        "reference_points": {"SFT": _drop_arrays(sft), "Preferred-FT": _drop_arrays(stages["preferred_ft"]),
+                             "Best-of-N": [_drop_arrays(r) for r in best["rows"]]},
+        "matched_kl": verdicts,
+        "budgets": budgets_table(stages, timing),
         "runs": [{k: r[k] for k in ("method", "beta", "kl_coef", "seed", "budget_unit", "history") if k in r}
-                 | {"points": [{k: v for k, v in p.items() if k not in ("validation", "test")}
-                               | {split: {k: v for k, v in p[split].items() if k not in ("rewards", "log_ratios")}
-                                  for split in ("validation", "test")}
-                               for p in r["points"]]} for r in runs],
+                 | {"points": [_drop_arrays(p) for p in r["points"]]} for rs in runs.values() for r in rs],
         # every stage measured its own time and memory when it computed (a cached stage is read back, not re-timed):
         # their sum is the experiment's compute, whatever this invocation found in the cache
-        "timing_s": task.run.timing(), "compute_s": task.run.compute_s(), "peak_rss_gib": task.run.peak_stage_rss_gib(),
+        "timing_s": timing, "compute_s": task.run.compute_s(), "peak_rss_gib": task.run.peak_stage_rss_gib(),
         "wall_s_this_invocation": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),
         "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
     }
     return write_results_and_figures(Path(results_dir) / f"frontier_{profile.name}.json", results,
                                      lambda r: frontier_figures(r, figures_dir))
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-# each method's knob labels sit in their own direction from the point, so two methods' labels never print over
-# each other
-_LABEL_OFFSETS = [(5, 5, "left"), (5, -11, "left"), (-5, 5, "right"), (-5, -11, "right"), (0, 9, "center"),
-                  (0, -15, "center")]
-
-
-def plot_frontier(frontier: dict[str, list[dict]], path: str | Path | None = None, title: str = ""):
-    """Mean true reward against sequence KL(pi || pi_ref), one curve per method (the DPO paper's figure 2,
-    left), with 95% intervals on the reward and +-1 standard error on the KL; where a point averages several
-    training seeds, each seed's reading is a small dot. Points are labelled by their knob (beta, kl_coef, N)."""
-    fig, ax = plt.subplots(figsize=(7.0, 4.6))
-    for i, (method, points) in enumerate(frontier.items()):
-        kl = [p["kl"] for p in points]
-        reward = [p["reward"] for p in points]
-        yerr = [[p["reward"] - p["reward_ci"][0] for p in points], [p["reward_ci"][1] - p["reward"] for p in points]]
-        xerr = [p.get("kl_se") or 0.0 for p in points]
-        seeds = len(points[0].get("seeds", [])) or 1
-        bars = ax.errorbar(kl, reward, yerr=yerr, xerr=xerr, marker="o", ms=5, capsize=2, lw=1.2,
-                           label=method + (f" ({seeds} seeds)" if seeds > 1 else ""))
-        color = bars[0].get_color()
-        for p in points:
-            if p.get("seed_kls"):
-                ax.plot(p["seed_kls"], p["seed_rewards"], ".", ms=4, color=color, alpha=0.5)
-        dx, dy, ha = _LABEL_OFFSETS[i % len(_LABEL_OFFSETS)]
-        for p in points:
-            knob = next((f"{label}={p[k]:g}"
-                         for k, label in (("beta", "beta"), ("kl_coef", "kl_coef"), ("best_of", "N"))
-                         if p.get(k) is not None), "")
-            if knob:
-                ax.annotate(knob, (p["kl"], p["reward"]), fontsize=6.5, xytext=(dx, dy), textcoords="offset points",
-                            ha=ha, color=color)
-    ax.set_xlabel("KL(pi || pi_SFT) per prompt, nats (estimated from samples)")
-    ax.set_ylabel("mean ground-truth reward")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return finish_figure(fig, path, title, ax)
-
-
-def plot_ppo_curves(runs: list[dict], path: str | Path | None = None, title: str = ""):
-    """PPO per iteration: reward-model score, true reward of the rollouts, and KL to the reference; runs of the
-    same method and kl_coef (training seeds) drawn as their mean with the band between the lowest and highest seed."""
-    keys = [("objective/scores", "score maximised (r_phi; PPO-GT: r*)"),
-            ("ground_truth_reward", "true reward r* of rollouts"), ("objective/kl", "KL(pi || pi_ref), nats")]
-    groups: dict[tuple, list[dict]] = {}
-    for run in runs:
-        groups.setdefault((run.get("method", "PPO"), run["kl_coef"]), []).append(run)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-    for (method, kl_coef), group in groups.items():
-        label = f"{method}, kl_coef={kl_coef:g}" + (f" ({len(group)} seeds)" if len(group) > 1 else "")
-        for ax, (key, name) in zip(axes, keys):
-            its = [x["iteration"] for x in group[0]["history"] if key in x]
-            values = torch.tensor([[x[key] for x in run["history"] if key in x][: len(its)] for run in group])
-            line, = ax.plot(its, values.mean(0), lw=1.2, label=label)
-            if len(group) > 1:
-                ax.fill_between(its, values.min(0).values, values.max(0).values, color=line.get_color(), alpha=0.2,
-                                lw=0)
-            ax.set_title(name, fontsize=10)
-            ax.set_xlabel("PPO iteration")
-            ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.12))
-    return finish_figure(fig, path, title)
-
-
-def plot_reward_model(rm: dict, path: str | Path | None = None, title: str = ""):
-    """The reward model's learning curve: held-out pair accuracy (against the true reward's labels) after each
-    number of training pairs seen, with chance."""
-    curve = rm["learning_curve"]
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    ax.plot([c["pairs_seen"] for c in curve], [c["accuracy"] for c in curve], "o-", label="r_phi, held-out pairs")
-    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
-    ax.set_xlabel("training pairs seen (one pass)")
-    ax.set_ylabel(f"held-out pair accuracy (n={rm['n_validation_pairs']})")
-    ax.set_ylim(0.3, 1.0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return finish_figure(fig, path, title, ax)
-
-
-def plot_matched_kl(matched: dict[str, dict], path: str | Path | None = None, title: str = ""):
-    """DPO's true reward minus each other method's at matched KL, with paired-bootstrap 95% intervals (one row per
-    comparison; rows outside the other curve's KL range are left out)."""
-    rows = [(f"vs {name} at {r['at']} (KL {r['kl']:.2f})", r) for name, m in matched.items() for r in m["comparisons"]
-            if r["difference"] is not None]
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(rows) + 1.2))
-    for y, (label, r) in enumerate(rows):
-        ax.errorbar([r["difference"]], [y], xerr=[[r["difference"] - r["ci_low"]], [r["ci_high"] - r["difference"]]],
-                    fmt="o", capsize=3, color="C0" if label.startswith("vs PPO ") else "C3")
-    ax.axvline(0, color="grey", lw=1)
-    ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("DPO minus other, mean true reward at matched KL")
-    ax.grid(alpha=0.3, axis="x")
-    return finish_figure(fig, path, title, ax)
-
-
-def plot_over_optimisation(long_runs: list[dict], path: str | Path | None = None, title: str = ""):
-    """Long training: true reward (left) and KL (middle) against epochs, and true reward against KL (right)."""
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for run in long_runs:
-        pts = run["points"]
-        label = f"{run['loss_type']}, beta={run['beta']:g}"
-        ep = [p["epochs"] for p in pts]
-        axes[0].plot(ep, [p["reward"] for p in pts], "o-", label=label)
-        axes[1].plot(ep, [p["kl"] for p in pts], "o-", label=label)
-        axes[2].plot([p["kl"] for p in pts], [p["reward"] for p in pts], "o-", label=label)
-    for ax, (x, y) in zip(axes, [("epochs", "mean true reward"), ("epochs", "KL(pi || pi_SFT), nats"),
-                                 ("KL(pi || pi_SFT), nats", "mean true reward")]):
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    return finish_figure(fig, path, title)
-
-
-
-def frontier_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
-    """The frontier figures of a results dictionary, with the titles notebook 08 gives them."""
-    figures_dir = Path(figures_dir)
-    p, model = results["profile"], results["model"]
-    n, seeds = results["sft"]["n"], len(results["plan"]["seeds"])
-    paths = {k: figures_dir / f"08_{k}_{p}.png" for k in ("frontier", "ppo_curves", "reward_model", "matched_kl")}
-    plot_frontier(results["frontier"], paths["frontier"],
-                  title=f"controlled sentiment, {model}: n={n} held-out prompts, {seeds} seeds")
-    runs = [r for r in results["runs"] if r["method"] != "DPO"]
-    plot_ppo_curves(runs, paths["ppo_curves"],
-                    title=f"PPO from the SFT model ({model}); "
-                          f"{results['plan']['ppo']['rollout_batch_size']} rollouts per iteration")
-    plot_reward_model(results["reward_model"], paths["reward_model"], title=f"reward model r_phi ({model} trunk)")
-    plot_matched_kl(results["matched_kl"], paths["matched_kl"],
-                    title=f"DPO against PPO at matched KL (n={n} prompts, {seeds} seeds)")
-    for fig in plt.get_fignums():
-        plt.close(fig)
-    return paths

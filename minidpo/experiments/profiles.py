@@ -67,20 +67,24 @@ class FrontierPlan:
     preferred_ft: SFTConfig
     reward_model: RewardConfig
     ppo: PPOConfig  # PPO and PPO-GT; `kl_coef` is unused (the runs sweep `kl_coefs`), `iterations` too when
-    # `ppo_checkpoints` is set (training stops at its last entry)
-    kl_coefs: tuple[float, ...]
-    ppo_gt_kl_coefs: tuple[float, ...]  # PPO on the ground-truth reward itself (the paper's PPO-GT)
+    # `ppo_checkpoints` is set (training stops at its last entry), `learning_rate` too when `ppo_pilot_lrs` is set
+    kl_coefs: tuple[float, ...]  # PPO and PPO-GT alike: on a calibrated reward model, one kl_coef is one trade-off
     best_of: tuple[int, ...]
     variants: tuple[Variant, ...]
     long_runs: tuple[tuple[str, float], ...]  # (loss_type, beta) of the over-optimisation runs
     long_epochs: tuple[float, ...]  # where a long run stops to be scored
     draws_per_prompt: int = 2  # replies sampled per pair prompt; the best and the worst make the pair
-    seeds: tuple[int, ...] = (0,)  # training seeds of every DPO and PPO point (data order, PPO's sampling)
-    dpo_checkpoints: tuple[float, ...] = (1.0,)  # epochs after which a DPO run is scored; the budget is chosen
-    # among them
+    seeds: tuple[int, ...] = (0,)  # training seeds of every DPO and PPO curve (data order, PPO's sampling)
+    dpo_checkpoints: tuple[float, ...] = (1.0,)  # epochs after which a DPO run is scored: the points of its curve
     ppo_checkpoints: tuple[int, ...] = ()  # iterations after which a PPO run is scored (empty: only at the end)
-    reward_poolings: tuple[str, ...] = ("last",)  # RewardModel readouts; PPO and best-of-N use the best on
-    # validation pairs
+    reward_pooling: str = "sum"  # the RewardModel readout of PPO's reward model and best-of-N
+    reward_model_lrs: tuple[float, ...] = ()  # learning rates tried for the reward model (empty: reward_model's);
+    # with `reward_model_epochs` (where each run is read), the one with the best validation pair accuracy is used
+    reward_model_epochs: tuple[float, ...] = (1.0,)
+    ppo_pilot_lrs: tuple[float, ...] = ()  # PPO learning rates tried by a one-seed pilot on the validation prompts
+    # (empty: ppo.learning_rate, no pilot)
+    ppo_pilot_iterations: int = 0
+    ppo_stable_approxkl: float = 0.1  # a PPO run is stable when every iteration's mean approxkl stays below this
 
 
 SENTIMENT_SMOKE = FrontierPlan(
@@ -95,7 +99,6 @@ SENTIMENT_SMOKE = FrontierPlan(
     ppo=PPOConfig(iterations=2, rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3,
                   save_every=1),
     kl_coefs=(0.05, 0.5),
-    ppo_gt_kl_coefs=(0.05,),
     best_of=(2, 4),
     variants=(Variant("cDPO (eps=0.2)", "sigmoid", 0.1, label_smoothing=0.2), Variant("IPO", "ipo", 0.5),
               Variant("hinge (SLiC)", "hinge", 0.1)),
@@ -115,7 +118,6 @@ SENTIMENT_CPU = FrontierPlan(  # one seed; notebooks 09-10 and `python -m minidp
     ppo=PPOConfig(iterations=16, rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=3e-5,
                   save_every=4),
     kl_coefs=(0.02, 0.1, 0.5),
-    ppo_gt_kl_coefs=(0.02, 0.1),
     best_of=(2, 4, 8),
     variants=(Variant("cDPO (eps=0.2)", "sigmoid", 0.2, label_smoothing=0.2), Variant("IPO", "ipo", 0.5),
               Variant("hinge (SLiC)", "hinge", 0.2)),
@@ -138,16 +140,19 @@ SENTIMENT_GPU = replace(
 )
 
 
-# The DPO-vs-RLHF comparison of notebook 08 (`python -m minidpo frontier`): three seeds per DPO and PPO point, DPO
-# scored at checkpoints on validation and test prompts, reward models validated before use. ~60 min on 2 cores (a DPO
-# step of 8 pairs ~2.5 s, a PPO iteration of 16 rollouts ~11 s, scoring 128 + 96 prompts ~30 s): which is why PPO
-# has one KL coefficient; variants and the long run live on the sentiment base above.
+# The DPO-vs-RLHF comparison of notebook 08 (`python -m minidpo frontier`): curves, not points. Every DPO run (each
+# beta, three seeds) is scored at four checkpoints, every PPO and PPO-GT run (each kl_coef, three seeds) at three;
+# the reward model's learning rate and epochs and PPO's learning rate are chosen on validation first. ~80 min on 2
+# cores (a DPO step of 8 pairs ~2.5 s, a PPO iteration of 16 rollouts ~11 s, scoring 128 prompts ~12 s); the
+# variants and the long run live on the sentiment base above.
 FRONTIER_SMOKE = replace(
     SENTIMENT_SMOKE,
     dpo=DPOConfig(batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
-    ppo=PPOConfig(rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, save_every=1),
-    variants=(), long_runs=(), long_epochs=(), seeds=(0, 1), dpo_checkpoints=(0.5, 1.0), ppo_checkpoints=(1, 2),
-    reward_poolings=("sum", "last"),
+    ppo=PPOConfig(rollout_batch_size=4, num_mini_batches=2, ppo_epochs=1, learning_rate=1e-3, warmup_steps=2,
+                  save_every=1),
+    kl_coefs=(0.1, 0.2), variants=(), long_runs=(), long_epochs=(), seeds=(0, 1), dpo_checkpoints=(1.0, 2.0),
+    ppo_checkpoints=(1, 2), reward_model_lrs=(1e-3, 3e-4), reward_model_epochs=(1, 2), ppo_pilot_lrs=(1e-3, 1e-4),
+    ppo_pilot_iterations=1,
 )
 FRONTIER_CPU = FrontierPlan(
     source="snippets", reward="vader", n_test=128, n_pairs_val=96, n_pairs_train=640, n_sft=256, max_new_tokens=12,
@@ -156,21 +161,24 @@ FRONTIER_CPU = FrontierPlan(
     dpo_betas=(0.1, 1.0),
     preferred_ft=SFTConfig(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=16,
                            save_every=16),
-    reward_model=RewardConfig(num_epochs=1, batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=8,
-                              save_every=16),
-    ppo=PPOConfig(rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=5e-5, save_every=5),
-    kl_coefs=(0.05,),  # one coefficient for PPO and PPO-GT alike: the two differ only in the reward they maximise
-    ppo_gt_kl_coefs=(0.05,),
-    best_of=(2, 4),
+    reward_model=RewardConfig(batch_size=8, learning_rate=1e-4, warmup_steps=4, eval_every=8, save_every=16),
+    ppo=PPOConfig(rollout_batch_size=16, num_mini_batches=2, ppo_epochs=2, learning_rate=1e-5, warmup_steps=8,
+                  save_every=4),
+    kl_coefs=(0.1, 0.2),
+    best_of=(2, 4, 8),
     variants=(), long_runs=(), long_epochs=(),
-    seeds=(0, 1, 2), dpo_checkpoints=(0.5, 1.0), ppo_checkpoints=(18,), reward_poolings=("sum", "last"),
+    seeds=(0, 1, 2), dpo_checkpoints=(0.125, 0.25, 0.5, 1.0), ppo_checkpoints=(5, 10, 15),
+    reward_model_lrs=(3e-5, 1e-4), reward_model_epochs=(1, 2), ppo_pilot_lrs=(5e-6, 1e-5, 2e-5),
+    ppo_pilot_iterations=6,
 )
 FRONTIER_GPU = replace(
     SENTIMENT_GPU,
     dpo=DPOConfig(batch_size=16, learning_rate=5e-6, warmup_steps=20, eval_every=25, save_every=50, optimizer="adamw"),
-    ppo=PPOConfig(rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, save_every=16),
-    variants=(), long_runs=(), long_epochs=(), seeds=(0, 1, 2), dpo_checkpoints=(1.0, 2.0, 4.0),
-    ppo_checkpoints=(32, 64, 128), reward_poolings=("sum", "last"),
+    ppo=PPOConfig(rollout_batch_size=64, num_mini_batches=4, ppo_epochs=4, learning_rate=3e-6, warmup_steps=32,
+                  save_every=16),
+    kl_coefs=(0.05, 0.1, 0.2), variants=(), long_runs=(), long_epochs=(), seeds=(0, 1, 2),
+    dpo_checkpoints=(0.5, 1.0, 2.0, 4.0), ppo_checkpoints=(32, 64, 128), reward_model_lrs=(1e-5, 3e-5),
+    reward_model_epochs=(1, 2), ppo_pilot_lrs=(1e-6, 3e-6, 1e-5), ppo_pilot_iterations=16,
 )
 
 

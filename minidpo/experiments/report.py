@@ -36,9 +36,9 @@ from pathlib import Path
 
 from ..stats import Comparison, Interval, Verdict, verdict
 from ..utils import atomic_write, read_json
-from .report_tables import (checks_table, family_instruction_table, family_sentiment_table, frontier_table,
-                            instruction_table, judge_validation_table, matched_kl_table, primary_table,
-                            secondary_table, variants_table)
+from .report_tables import (budgets_table, checks_table, family_instruction_table, family_sentiment_table,
+                            frontier_table, instruction_table, judge_validation_table, matched_kl_table,
+                            ppo_stability_table, primary_table, secondary_table, variants_table)
 
 CITATION = re.compile(r"\\res\{([^}]*)\}")
 VERDICT_CITATION = re.compile(r"\\verdict\{([^}]*)\}")
@@ -114,9 +114,9 @@ def format_value(value, fmt: str) -> str:
 
 
 def is_stored_verdict(value) -> bool:
-    """A verdict already written as a string: a `stats.Verdict` value, or "<subject> higher" / "<subject> lower"
-    (the frontier's "DPO higher")."""
-    words = {v.value for v in Verdict}
+    """A verdict already written as a string: a `stats.Verdict` value, "no overlap", or "<subject> higher" /
+    "<subject> lower" (the frontier's "DPO higher")."""
+    words = {v.value for v in Verdict} | {"no overlap"}  # the frontier's: no curves share a KL range
     return isinstance(value, str) and (value in words or (len(value.split(" ")) == 2 and value.split(" ")[1] in
                                                           (Verdict.HIGHER.value, Verdict.LOWER.value)))
 
@@ -184,6 +184,8 @@ def verdict_word(key: str, results_dir: Path, _cache: dict | None = None) -> str
 TABLES = {  # table file -> (the experiment whose results_<profile>.json it reads, how)
     "frontier_table.tex": ("frontier", frontier_table),
     "matched_kl_table.tex": ("frontier", matched_kl_table),
+    "budgets_table.tex": ("frontier", budgets_table),
+    "ppo_stability_table.tex": ("frontier", ppo_stability_table),
     "variants_table.tex": ("family", variants_table),
     "instruction_table.tex": ("instruction", instruction_table),
     "primary_table.tex": ("instruction", primary_table),

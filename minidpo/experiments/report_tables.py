@@ -28,66 +28,77 @@ def _reward_cells(r: dict) -> str:
 
 
 def frontier_table(results: dict) -> str:
-    """One row per point of the frontier experiment: method, knob, budget (chosen on validation), seeds, true
-    reward [95% CI over prompts], the range of the seeds' rewards, and KL +- s.e."""
+    """Every point of the frontier experiment's curves: method, knob, checkpoint, seeds, true reward [95% CI over
+    prompts], the range of the seeds' rewards, KL +- s.e., and for PPO the calibrated reward model's score of the
+    same replies; then the reference points (SFT, Preferred-FT, best-of-N)."""
     rows = []
-
-    def budget(r: dict) -> str:
-        return f"{r['budget']:g} " + ("ep." if r["budget_unit"] == "epochs" else "it.")
-
     kl_coef = "\\beta_{\\mathrm{KL}}"
-    points = [("SFT", "--", "--", results["sft"])]
-    points += [("DPO", f"$\\beta={r['beta']:g}$", budget(r), r) for r in results["dpo"]]
-    points += [("PPO", f"${kl_coef}={r['kl_coef']:g}$", budget(r), r) for r in results["ppo"]]
-    points += [("PPO-GT", f"${kl_coef}={r['kl_coef']:g}$", budget(r), r) for r in results["ppo_gt"]]
-    pft = results["plan"]["preferred_ft"]
-    points += [("Preferred-FT", "--",
-                f"{pft['num_epochs']:g} ep." if "num_epochs" in pft else f"{pft['max_steps']} steps",
-                results["preferred_ft"])]
-    points += [("Best-of-$N$", f"$N={r['best_of']}$", "--", r) for r in results["best_of_n"]["rows"]]
-    for method, knob, budget, r in points:
-        kl = f"{r['kl']:.2f}" + (f" $\\pm$ {r['kl_se']:.2f}" if r.get("kl_se")
-                                 else " (bound)" if method.startswith("Best") else "")
-        spread = (f"{_num(min(r['seed_rewards']))} to {_num(max(r['seed_rewards']))}" if r.get("seed_rewards")
-                  else "--")
-        seeds = len(r.get("seeds", [])) or 1
-        rows.append(f"{method} & {knob} & {budget} & {seeds} & {_reward_cells(r)} & {spread} & {kl} \\\\")
-    return _tabular("lllcrccr", r"method & knob & budget & seeds & true reward & 95\% CI (prompts) & seeds' range "
-                    r"& KL (nats)", rows)
+    unit = {"epochs": "ep.", "iterations": "it."}
+    for method, curves in results["curves"].items():
+        for curve in curves:
+            knob = f"$\\beta={curve['beta']:g}$" if curve["knob"] == "beta" else f"${kl_coef}={curve['kl_coef']:g}$"
+            for p in curve["points"]:
+                spread = f"{_num(min(p['seed_rewards']))} to {_num(max(p['seed_rewards']))}"
+                rm = _num(p["rm_score"]) if "rm_score" in p else "--"
+                rows.append(f"{method} & {knob} & {p['budget']:g} {unit[curve['budget_unit']]} & {len(curve['seeds'])} & "
+                            f"{_reward_cells(p)} & {spread} & {_num(p['kl'], '.2f')} $\\pm$ {p['kl_se']:.2f} & {rm} \\\\")
+    ref = results["reference_points"]
+    rows.append(r"\midrule")
+    rows.append(f"SFT & -- & -- & 1 & {_reward_cells(ref['SFT'])} & -- & 0 & {_num(ref['SFT']['rm_score'])} \\\\")
+    pft = ref["Preferred-FT"]
+    rows.append(f"Preferred-FT & -- & 1 ep. & 1 & {_reward_cells(pft)} & -- & {pft['kl']:.2f} $\\pm$ {pft['kl_se']:.2f} & "
+                f"-- \\\\")
+    rows += [f"Best-of-$N$ & $N={r['best_of']}$ & -- & 1 & {_reward_cells(r)} & -- & {r['kl']:.2f} (bound) & -- \\\\"
+             for r in ref["Best-of-N"]]
+    return _tabular("lllcrccrr", r"method & knob & checkpoint & seeds & true reward & 95\% CI (prompts) & seeds' range "
+                    r"& KL (nats) & $r_\phi$ (cal.)", rows)
 
 
 def matched_kl_table(results: dict) -> str:
-    """DPO against PPO and PPO-GT: each matched-KL reading (whose line, read where, the KL there, both rewards, DPO
-    minus the other with its paired-bootstrap 95% interval, whether it counts) and each dominance test (the KL and
-    reward differences of two points), then the verdict."""
+    """DPO against PPO and PPO-GT: every matched-KL reading of the plan (where it sits, the KL there, both curves'
+    rewards, DPO minus the other with its 95% interval, and Holm's call), then each comparison's verdict and power."""
     rows = []
-    for name, m in results["matched_kl"].items():
+    for name, v in results["matched_kl"].items():
         other = _escape(name)
-        for r in m["comparisons"]:
-            if r["difference"] is None:
-                rows.append(f"line at {_escape(r['at'])} & {r['kl']:.2f} & "
-                            "\\multicolumn{4}{c}{outside the other line's KL range} \\\\")
-                continue
-            line = "DPO's" if r["line"] == "DPO" else f"{other}'s"
-            could_count = (r["difference"] > 0) == (r["line"] == "DPO")  # a line under-credits its own method
-            note = ("no: the line's bias runs this way" if not could_count
-                    else f"no: {r['out_of_range']}/{r['n_boot']} out of range" if not r["conclusive"]
-                    else f"yes, for {'DPO' if r['evidence'] == 'DPO' else other}" if r["evidence"]
-                    else "no: interval includes zero")
-            rows.append(f"{line} line at {_escape(r['at'])} & {r['kl']:.2f} & {_num(r['dpo_reward'])} & "
-                        f"{_num(r['other_reward'])} & "
-                        f"{_num(r['difference'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}] & {note} \\\\")
-        for d in m["dominance"]:
-            lo, hi = d["reward_ci"]
-            klo, khi = d["kl_ci"]
-            who = {"DPO": "yes, for DPO", "other": f"yes, for {other}",
-                   None: "no: neither dominates"}[d["dominates"]]
-            rows.append(f"DPO {_escape(d['dpo'])} vs {other} {_escape(d['other'])} & "
-                        f"{_num(d['kl_difference'], '+.2f')} [{_num(klo, '+.2f')}, {_num(khi, '+.2f')}] & & & "
-                        f"{_num(d['reward_difference'])} [{_num(lo)}, {_num(hi)}] & {who} \\\\")
-        rows.append(f"\\multicolumn{{6}}{{r}}{{\\emph{{verdict against {other}: {m['verdict']}}}}} \\\\")
-    return _tabular("lrrrcl", r"comparison & KL (nats; dominance: DPO $-$ other) & DPO & other "
-                    r"& DPO $-$ other [95\% CI] & counts?", rows)
+        for r in v["readings"]:
+            i = r["comparison"]["interval"]
+            call = r["holm_verdict"] or f"inconclusive ({r['out_of_range']}/{r['n_boot']} out of range)"
+            rows.append(f"{_escape(r['dpo'])} vs {_escape(r['other'])} at {_escape(r['at'])} & {r['kl']:.2f} & "
+                        f"{_num(r['dpo_reward'])} & {_num(r['other_reward'])} & "
+                        f"{_num(i['estimate'])} [{_num(i['low'])}, {_num(i['high'])}] & {call} \\\\")
+        power = (f"; detects about {v['detectable_difference']:.3f} with 80\\% power"
+                 if v["detectable_difference"] is not None else "")
+        rows.append(f"\\multicolumn{{6}}{{r}}{{\\emph{{verdict against {other}: {v['verdict']} ({v['counted']} of "
+                    f"{len(v['readings'])} readings counted{power})}}}} \\\\")
+    return _tabular("lrrrcl", r"reading & KL (nats) & DPO & other & DPO $-$ other [95\% CI] & Holm", rows)
+
+
+def budgets_table(results: dict) -> str:
+    """Label and compute budgets per method (`frontier_run.budgets_table`)."""
+    rows = [f"{b['method']} & {b['preference_pairs']} & {b['true_reward_calls']} & {b['policy_samples']} & "
+            f"{b['train_seconds']:.0f} & {_escape(b['shared'])} \\\\" for b in results["budgets"]]
+    return _tabular("lrrrrp{6.5cm}", r"method & pairs & $r^*$ calls & policy samples & train s/run & shared", rows)
+
+
+def ppo_stability_table(results: dict) -> str:
+    """PPO's learning-rate pilot on the validation prompts: each learning rate's first and largest approxkl, its
+    validation reward, KL and objective, and whether it was stable and chosen."""
+    pilot = results["ppo_pilot"]
+    threshold = results["ppo_stability"]["threshold"]
+    rows = []
+    for r in pilot["runs"]:
+        chosen = "chosen" if r["learning_rate"] == pilot["learning_rate"] else ""
+        objective = r["validation_reward"] - pilot["kl_coef"] * r["validation_kl"]
+        rows.append(f"{_sci(r['learning_rate'])} & {r['first_approxkl']:.4f} & {r['max_approxkl']:.4f} & "
+                    f"{_num(r['validation_reward'])} & {_num(r['validation_kl'], '.2f')} & {_num(objective)} & "
+                    f"{'yes' if r['max_approxkl'] < threshold else 'no'} & {chosen} \\\\")
+    return _tabular("lrrrrrll", r"learning rate & approxkl, it.\,1 & max approxkl & val.\ reward & val.\ KL & "
+                    r"objective & stable & ", rows)
+
+
+def _sci(x: float) -> str:
+    mantissa, exponent = f"{x:.0e}".split("e")
+    return f"${mantissa}\\times10^{{{int(exponent)}}}$"
 
 
 def variants_table(results: dict) -> str:

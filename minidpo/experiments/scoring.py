@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from ..batching import tokenize_prompts
 from ..evaluate import bootstrap_ci, sampled_log_ratios
+from ..rlhf import score_replies
 from ..utils import derive_seed
 from .measure import MemoryMonitor
 
@@ -18,11 +20,14 @@ if TYPE_CHECKING:
     from .frontier import Task
 
 
-def evaluate_policy(task: Task, model, sft_model, split: str = "test", per_prompt: bool = False) -> dict:
+def evaluate_policy(task: Task, model, sft_model, split: str = "test", per_prompt: bool = False,
+                    reward_model=None) -> dict:
     """Mean true reward (bootstrap 95% interval) and sequence KL(pi || pi_SFT) (mean and standard error) of
     one reply per held-out prompt of `split` sampled from `model` at temperature 1, plus reply length and
     examples; with `per_prompt`, each prompt's reward and log-ratio too (for paired comparisons). Every policy
-    draws with the same seed on the same prompts (common random numbers: paired comparisons are sharper)."""
+    draws with the same seed on the same prompts (common random numbers: paired comparisons are sharper). With a
+    `reward_model` (r_phi, calibrated), its score of each reply too (`rm_scores`): what the policy's own samples
+    look like to the reward model, beside their true reward."""
     prompts = task.prompts(split)
     seed = (derive_seed(task.profile.seed, "evaluate") if split == "test"
             else derive_seed(task.profile.seed, "evaluate", split))
@@ -31,12 +36,16 @@ def evaluate_policy(task: Task, model, sft_model, split: str = "test", per_promp
     log_ratios = sampled_log_ratios(model, sft_model, task.tokenizer, prompts, ids, batch_size=16)
     lo, hi = bootstrap_ci(rewards, seed=task.profile.seed)
     n = len(prompts)
+    rm = {}
+    if reward_model is not None:
+        scores = score_replies(reward_model, tokenize_prompts(task.tokenizer, prompts), ids, task.pad)
+        rm = {"rm_score": float(scores.mean()), **({"rm_scores": scores.tolist()} if per_prompt else {})}
     return {
         "reward": float(rewards.mean()), "reward_ci": [lo, hi], "kl": float(log_ratios.mean()),
         "kl_se": float(log_ratios.std() / n**0.5) if n > 1 else 0.0, "n": n,
         "reply_tokens": sum(len(x) for x in ids) / n,
         "examples": [{"prompt": prompts[i], "reply": texts[i], "reward": float(rewards[i])} for i in range(min(3, n))],
-        **({"rewards": rewards.tolist(), "log_ratios": log_ratios.tolist()} if per_prompt else {}),
+        **({"rewards": rewards.tolist(), "log_ratios": log_ratios.tolist()} if per_prompt else {}), **rm,
     }
 
 

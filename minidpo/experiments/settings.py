@@ -13,11 +13,12 @@ from .profiles import Profile
 _PER_RUN = {"output_dir": "each run writes to its own stage folder", "seed": "the profile's seed (run: --seed)",
             "show_progress": "set per call", "use_cpu": "the profile's device ($MINIDPO_DEVICE)"}
 _SWEPT = {"dpo.beta": "betas (instruction) or dpo_betas (frontier)", "dpo.loss_type": "each arm sets its loss",
-          "dpo.label_smoothing": "each variant sets its own", "ppo.kl_coef": "kl_coefs or ppo_gt_kl_coefs",
+          "dpo.label_smoothing": "each variant sets its own", "ppo.kl_coef": "kl_coefs",
           "ppo.max_new_tokens": "max_new_tokens (the plan's, shared by every policy)"}
 # the frontier's seeded runs stop at their checkpoints: the length of training is the checkpoints'
 _SWEPT_FRONTIER = {"dpo.num_epochs": "dpo_checkpoints", "dpo.max_steps": "dpo_checkpoints",
-                   "ppo.iterations": "ppo_checkpoints"}
+                   "ppo.iterations": "ppo_checkpoints", "reward_model.num_epochs": "reward_model_epochs",
+                   "reward_model.max_steps": "reward_model_epochs"}
 # so do the instruction experiment's runs (each stops at its checkpoints, in epochs)
 _SWEPT_INSTRUCTION = {f"{run}.{field}": budgets for run, budgets in (
     ("reference", "reference_checkpoints"), ("preferred_ft", "checkpoints"), ("dpo", "checkpoints"))

@@ -19,10 +19,11 @@ from .best_of_n import best_of_n_distribution, best_of_n_kl
 from .ppo import PolicyWithValue, PPOConfig, left_align, reply_logprobs, rollout_batch, train_ppo
 from .ppo_maths import (generalized_advantages, kl_penalized_rewards, masked_mean, masked_whiten, ppo_loss,
                         train_bandit_ppo)
-from .reward_model import RewardConfig, RewardModel, reward_step, score_replies, train_reward_model
+from .reward_model import (CalibratedReward, RewardConfig, RewardModel, calibration, reward_step, score_replies,
+                           train_reward_model)
 
 __all__ = [
-    "RewardModel", "RewardConfig", "reward_step", "train_reward_model", "score_replies",
+    "RewardModel", "CalibratedReward", "calibration", "RewardConfig", "reward_step", "train_reward_model", "score_replies",
     "best_of_n_kl", "best_of_n_distribution",
     "masked_mean", "masked_whiten", "kl_penalized_rewards", "generalized_advantages", "ppo_loss", "train_bandit_ppo",
     "PolicyWithValue", "PPOConfig", "left_align", "reply_logprobs", "rollout_batch", "train_ppo",

@@ -65,6 +65,9 @@ class PPOConfig:
     output_dir: str = "runs/ppo"
     kl_coef: float = 0.05  # beta of eq. 3: higher keeps the policy closer to the reference
     learning_rate: float = 1e-5
+    warmup_steps: int = 0  # optimizer steps over which the learning rate rises linearly from lr/warmup to lr:
+    # Adam's first steps move every weight by about lr whatever its gradient, which throws a fresh policy far from
+    # the rollouts' policy (approxkl >> 0.1) when lr is not small
     iterations: int = 20  # rollout + update rounds
     rollout_batch_size: int = 16  # prompts per rollout (one reply each)
     num_mini_batches: int = 2
@@ -87,6 +90,8 @@ class PPOConfig:
         if self.rollout_batch_size % self.num_mini_batches:
             raise ValueError(f"rollout_batch_size ({self.rollout_batch_size}) must be a multiple of "
                              f"num_mini_batches ({self.num_mini_batches})")
+        if not (isinstance(self.warmup_steps, int) and self.warmup_steps >= 0):
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
         for name in ("iterations", "rollout_batch_size", "num_mini_batches", "ppo_epochs", "max_new_tokens",
                      "save_every"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
@@ -108,6 +113,9 @@ def train_ppo(
     `RewardModel` r_phi (it reads the rollout's tokens), or a reward on texts `reward(prompts, replies)` (the
     paper's PPO-GT when it is the ground truth). Logged per iteration with TRL's names; `ground_truth(prompts,
     replies)` adds the true reward of the rollouts when given.
+    The learning rate warms up linearly over the first `warmup_steps` optimizer steps (a pure function of the step,
+    so resuming replays it). Besides TRL's statistics each iteration logs the stability diagnostics: approxkl,
+    clip fraction, the probability ratio's mean and max, the value loss and the policy's entropy per reply token.
     Checkpoints every `save_every` iterations; with `resume`, continues from the last one and ends with the
     same weights and history as an uninterrupted run.
     """
@@ -170,6 +178,7 @@ def train_ppo(
         g = torch.Generator().manual_seed(derive_seed(cfg.seed, "ppo/minibatches", it))
         stats_sum: dict[str, float] = {}
         n_updates = 0
+        updates_before = it * cfg.ppo_epochs * cfg.num_mini_batches  # the optimizer steps of earlier iterations
         for _ in range(cfg.ppo_epochs):
             perm = torch.randperm(len(index), generator=g).tolist()
             for s in range(0, len(index), mb_size):
@@ -185,12 +194,23 @@ def train_ppo(
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"PPO loss is {loss.item()} at iteration {it + 1}; "
                                              f"the last good checkpoint is {ckpt}")
+                with torch.no_grad():  # the policy's entropy per reply token, before this update
+                    logp_all = left_align(logits.float().log_softmax(-1), mb["prompt_lengths"] - 1, width)
+                    entropy = -(logp_all.exp() * logp_all).sum(-1)
+                    stats["policy/entropy_avg"] = ((entropy * mask[rows]).sum() / mask[rows].sum()).item()
+                    del logp_all
+                step = updates_before + n_updates
+                for group in opt.param_groups:
+                    group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps \
+                        else cfg.learning_rate
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                 opt.step()
                 for key, v in stats.items():
-                    stats_sum[key] = stats_sum.get(key, 0.0) + v
+                    # the largest ratio is a maximum over the iteration's updates, the rest their means
+                    stats_sum[key] = max(stats_sum.get(key, v), v) if key.endswith("_max") else \
+                        stats_sum.get(key, 0.0) + v
                 n_updates += 1
         kl = log_ratio.sum(1)
         record = {
@@ -200,7 +220,8 @@ def train_ppo(
             "objective/kl": kl.mean().item(),
             "objective/rlhf_reward": (scores - cfg.kl_coef * kl).mean().item(),
             "reply_tokens": mask.sum(1).mean().item(),
-            **{k: v / n_updates for k, v in stats_sum.items()},
+            **{k: v if k.endswith("_max") else v / n_updates for k, v in stats_sum.items()},
+            "learning_rate": opt.param_groups[0]["lr"],
             "seconds": time.time() - t0,
         }
         if ground_truth is not None:

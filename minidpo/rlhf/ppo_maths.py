@@ -80,6 +80,7 @@ def ppo_loss(
             "policy/clipfrac_avg": masked_mean(((ratio - 1).abs() > cliprange).float(), mask).item(),
             "policy/approxkl_avg": masked_mean(0.5 * (logps - old_logps) ** 2, mask).item(),
             "val/ratio": masked_mean(ratio, mask).item(),
+            "val/ratio_max": ratio.masked_fill(mask == 0, 0.0).max().item(),
         }
     return pg_loss + vf_coef * vf_loss, stats
 

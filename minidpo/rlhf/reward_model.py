@@ -93,3 +93,34 @@ def score_replies(model: RewardModel, prompt_ids: list[list[int]], reply_ids: li
             batch = right_padded(prompt_ids[s : s + batch_size], reply_ids[s : s + batch_size], pad)
             out.append(model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).cpu())
     return torch.cat(out)
+
+
+def calibration(scores: Tensor, target: Tensor) -> tuple[float, float]:
+    """The affine map a * r + b (a > 0) that gives `scores` the mean and standard deviation of `target` on the same
+    replies: a = sd(target) / sd(scores), b = mean(target) - a * mean(scores). A Bradley-Terry reward is defined only
+    up to a shift and a scale (eq. 2 sees differences, and any scale is absorbed by the head), while the KL-
+    regularised objective E[r] - beta KL (eq. 3) is not: its optimum pi_ref exp(r / beta) / Z depends on r / beta.
+    Mapped onto the ground truth's scale, one kl_coef means one trade-off for PPO on r_phi and PPO on r*.
+    The order of replies (pair accuracy) is unchanged."""
+    scores, target = scores.double().flatten(), target.double().flatten()
+    if scores.numel() < 2 or scores.numel() != target.numel():
+        raise ValueError(f"calibration needs two or more (score, target) pairs, got {scores.numel()} and "
+                         f"{target.numel()}")
+    if not scores.std() > 0:
+        raise ValueError("the reward model gives every calibration reply the same score: nothing to scale")
+    a = (target.std() / scores.std()).item()
+    return a, (target.mean() - a * scores.mean()).item()
+
+
+class CalibratedReward(nn.Module):
+    """A reward model read through the affine map of `calibration`: a * r_phi(x, y) + b."""
+
+    def __init__(self, model: nn.Module, scale: float, shift: float):
+        super().__init__()
+        if not scale > 0:
+            raise ValueError(f"the calibration's scale must be positive (it keeps the order), got {scale!r}")
+        self.model, self.scale, self.shift = model, scale, shift
+        self.pooling = getattr(model, "pooling", None)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return self.scale * self.model(input_ids, attention_mask) + self.shift
