@@ -70,14 +70,13 @@ def test_generated_tables_carry_the_results_numbers(tmp_path):
     if frontier_file.exists():
         frontier = json.loads(frontier_file.read_text())
         table = rep.frontier_table(frontier)
-        assert table.count(r"\\") - 1 == (1 + len(frontier["dpo"]) + len(frontier["ppo"]) + len(frontier["ppo_gt"]) + 1
-                                            + len(frontier["best_of_n"]["rows"]))
-        assert f"{frontier['dpo'][0]['kl']:.2f}" in table
-        assert all(f"{min(p['seed_rewards']):+.3f}".replace("+", "$+$").replace("-", "$-$") in table for p in frontier["dpo"] + frontier["ppo"])
+        points = [p for curves in frontier["curves"].values() for c in curves for p in c["points"]]
+        # a row per curve point, SFT, Preferred-FT and each best-of-N; plus the header
+        assert table.count(r"\\") - 1 == len(points) + 2 + len(frontier["reference_points"]["Best-of-N"])
+        assert all(f"{min(p['seed_rewards']):+.3f}".replace("+", "$+$").replace("-", "$-$") in table for p in points)
         matched = rep.matched_kl_table(frontier)
-        rows = [r for m in frontier["matched_kl"].values() for r in m["comparisons"]]
-        dominance = [d for m in frontier["matched_kl"].values() for d in m["dominance"]]
-        assert matched.count(r"\\") - 1 == len(rows) + len(dominance) + len(frontier["matched_kl"])  # a row per test, a verdict per method
+        rows = [r for m in frontier["matched_kl"].values() for r in m["readings"]]
+        assert matched.count(r"\\") - 1 == len(rows) + len(frontier["matched_kl"])  # a row per reading, a verdict per method
         assert all(m["verdict"] in matched for m in frontier["matched_kl"].values())
     family = json.loads((ROOT / "results" / "family_cpu.json").read_text())  # committed: notebook 10's cpu run
     table = rep.variants_table(family)  # notebook 09's losses, on the sentiment base the family shares

@@ -220,7 +220,8 @@ def plot_reward_model(results: dict, path: str | Path | None = None, title: str 
         for curve in results["curves"].get(method, []):
             pts = curve["points"]
             _, marker, ls = _STYLE[method]
-            ax.plot([p["budget"] for p in pts], [p["rm_accuracy_vs_sft"] for p in pts], marker=marker, ls=ls,
+            ax.plot([p["budget"] for p in pts], [p["rm_accuracy_vs_sft"] if p["rm_pairs_vs_sft"] else float("nan")
+                                                 for p in pts], marker=marker, ls=ls,
                     label=_knob_label(curve))
     ax.axhline(results["reward_model"]["test_pair_accuracy"], color="C5", lw=1,
                label="on SFT samples (best-of-N draws)")

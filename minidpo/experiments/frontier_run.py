@@ -74,7 +74,7 @@ def _rm_accuracy_vs_sft(point: dict, sft: dict) -> tuple[float, int]:
     keep = dt != 0
     agree = (torch.sign(ds) == torch.sign(dt)).double() + 0.5 * (ds == 0).double()
     n = int(keep.sum())
-    return (agree[keep].mean().item() if n else float("nan")), n
+    return (agree[keep].mean().item() if n else 0.0), n
 
 
 def curve_summaries(runs: list[dict], knob: str, sft: dict, seed: int) -> list[dict]:
@@ -99,9 +99,10 @@ def curve_summaries(runs: list[dict], knob: str, sft: dict, seed: int) -> list[d
                 point["steps"], point["pairs_seen"] = at[0]["steps"], at[0]["pairs_seen"]
             if "rm_scores" in at[0]:
                 accuracies = [_rm_accuracy_vs_sft(p, sft) for p in at]
+                n = sum(k for _, k in accuracies)  # pooled over the seeds' ranked pairs
                 point["rm_score"] = statistics.fmean(p["rm_score"] for p in at)
-                point["rm_accuracy_vs_sft"] = statistics.fmean(a for a, _ in accuracies)
-                point["rm_pairs_vs_sft"] = sum(n for _, n in accuracies)
+                point["rm_accuracy_vs_sft"] = sum(a * k for a, k in accuracies if k) / n if n else None
+                point["rm_pairs_vs_sft"] = n
             points.append(point)
         out.append({"method": group[0]["method"], "knob": knob, knob: value, "seeds": [r["seed"] for r in group],
                     "budget_unit": group[0]["budget_unit"], "points": points})
@@ -128,7 +129,8 @@ def ppo_stability(runs: list[dict], pilot: dict, threshold: float) -> dict:
 
 def budgets_table(stages: dict, timing: dict) -> list[dict]:
     """Label and compute budgets per method: preference pairs it learns from, true-reward calls and policy samples
-    during training, and measured seconds (mean per training run, to its last checkpoint, plus what it shares)."""
+    during training, and measured seconds (mean per training run, to its last checkpoint), with what it shares with
+    other methods and the seconds that took."""
     plan, pairs = stages["task"].plan, stages["pairs"]["stats"]
     n_pairs = pairs["train"]["pairs"]
     pair_samples = pairs["train"]["prompts"] * pairs["train"]["draws_per_prompt"]
@@ -141,17 +143,17 @@ def budgets_table(stages: dict, timing: dict) -> list[dict]:
     runs = stages["runs"]
     return [
         {"method": "DPO", "preference_pairs": n_pairs, "true_reward_calls": 0, "policy_samples": 0,
-         "train_seconds": last(runs["DPO"]), "shared": shared},
+         "train_seconds": last(runs["DPO"]), "shared": shared, "shared_seconds": 0.0},
         {"method": "Preferred-FT", "preference_pairs": n_pairs, "true_reward_calls": 0, "policy_samples": 0,
-         "train_seconds": stages["preferred_ft"]["train"]["seconds"], "shared": shared},
+         "train_seconds": stages["preferred_ft"]["train"]["seconds"], "shared": shared, "shared_seconds": 0.0},
         {"method": "PPO", "preference_pairs": n_pairs, "true_reward_calls": 0, "policy_samples": rollouts,
-         "train_seconds": last(runs["PPO"]), "shared": f"{shared}; the reward models ({rm_seconds:.0f} s); the "
-                                                       f"learning-rate pilot ({pilot_seconds:.0f} s)"},
+         "train_seconds": last(runs["PPO"]), "shared": f"{shared}; the reward models; the learning-rate pilot",
+         "shared_seconds": rm_seconds + pilot_seconds},
         {"method": "PPO-GT", "preference_pairs": 0, "true_reward_calls": rollouts, "policy_samples": rollouts,
-         "train_seconds": last(runs["PPO-GT"]), "shared": f"the learning-rate pilot ({pilot_seconds:.0f} s)"},
+         "train_seconds": last(runs["PPO-GT"]), "shared": "the learning-rate pilot", "shared_seconds": pilot_seconds},
         {"method": "Best-of-N", "preference_pairs": n_pairs, "true_reward_calls": 0,
          "policy_samples": max(plan.best_of) * plan.n_test, "train_seconds": 0.0,
-         "shared": f"{shared}; the reward models ({rm_seconds:.0f} s); N samples per prompt at inference"},
+         "shared": f"{shared}; the reward models; N samples per prompt at inference", "shared_seconds": rm_seconds},
     ]
 
 
@@ -191,12 +193,13 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
                     for r in pilot["runs"]]},
         "ppo_stability": ppo_stability([*runs["PPO"], *runs["PPO-GT"]], pilot, plan.ppo_stable_approxkl),
         "curves": curves,
-        "reference_points": {"SFT": _drop_arrays(sft), "Preferred-FT": _drop_arrays(stages["preferred_ft"]),
-                             "Best-of-N": [_drop_arrays(r) for r in best["rows"]]},
+        # per prompt (rewards, log-ratios, r_phi scores) for every scored point, so any comparison can be paired
+        "reference_points": {"SFT": sft, "Preferred-FT": {k: v for k, v in stages["preferred_ft"].items()
+                                                          if k != "history"}, "Best-of-N": best["rows"]},
         "matched_kl": verdicts,
         "budgets": budgets_table(stages, timing),
         "runs": [{k: r[k] for k in ("method", "beta", "kl_coef", "seed", "budget_unit", "history") if k in r}
-                 | {"points": [_drop_arrays(p) for p in r["points"]]} for rs in runs.values() for r in rs],
+                 | {"points": r["points"]} for rs in runs.values() for r in rs],
         # every stage measured its own time and memory when it computed (a cached stage is read back, not re-timed):
         # their sum is the experiment's compute, whatever this invocation found in the cache
         "timing_s": timing, "compute_s": task.run.compute_s(), "peak_rss_gib": task.run.peak_stage_rss_gib(),

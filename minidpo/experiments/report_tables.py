@@ -76,8 +76,9 @@ def matched_kl_table(results: dict) -> str:
 def budgets_table(results: dict) -> str:
     """Label and compute budgets per method (`frontier_run.budgets_table`)."""
     rows = [f"{b['method']} & {b['preference_pairs']} & {b['true_reward_calls']} & {b['policy_samples']} & "
-            f"{b['train_seconds']:.0f} & {_escape(b['shared'])} \\\\" for b in results["budgets"]]
-    return _tabular("lrrrrp{6.5cm}", r"method & pairs & $r^*$ calls & policy samples & train s/run & shared", rows)
+            f"{b['train_seconds']:.0f} & {_escape(b['shared'])} & {b['shared_seconds']:.0f} \\\\" for b in results["budgets"]]
+    return _tabular("lrrrrp{6cm}r", r"method & pairs & $r^*$ calls & policy samples & train s/run & shared & shared s",
+                    rows)
 
 
 def ppo_stability_table(results: dict) -> str:
