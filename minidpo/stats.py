@@ -94,11 +94,13 @@ def paired_difference(a, b, seed: int = 0, level: float = 0.95) -> Interval:
     return bootstrap_interval(diff, "paired bootstrap over prompts", level=level, seed=seed)
 
 
-def detectable_difference(interval: Interval, power: float = 0.8) -> float:
+def detectable_difference(interval: Interval, power: float = 0.8, test_level: float | None = None) -> float:
     """The smallest true difference this test finds with probability `power`: (z_level + z_power) standard
-    errors, the standard error read off the interval's width as if it were normal."""
+    errors, the standard error read off the interval's width as if it were normal. `test_level` is the level the
+    test is actually run at when it differs from the interval's (a corrected one: Holm's first step in a family of
+    m is 1 - (1 - level) / m)."""
     se = (interval.high - interval.low) / (2 * _z(interval.level))
-    return (_z(interval.level) + _z(2 * power - 1)) * se
+    return (_z(interval.level if test_level is None else test_level) + _z(2 * power - 1)) * se
 
 
 class Verdict(str, Enum):
@@ -183,16 +185,20 @@ def p_value(c: Comparison) -> float:
     return math.erfc(abs(mid - c.null) / se / math.sqrt(2))
 
 
-def holm(comparisons: list[Comparison], level: float = 0.95) -> list[Verdict]:
+def holm(comparisons: list[Comparison], level: float = 0.95, p_values: list[float] | None = None) -> list[Verdict]:
     """Verdicts for a family of comparisons read together, with Holm's step-down correction (the family-wise
     error rate at most 1 - level): sort by p-value; the k-th smallest (k = 0, 1, ...) is a difference only if
     p <= (1 - level) / (m - k) and every smaller one was too. A difference keeps its direction; the rest read
-    "no clear difference"."""
+    "no clear difference". The p-values are `p_value` of each comparison unless given (e.g. read off bootstrap
+    replicates, where a family is large and its thresholds sit far in the tails)."""
     m, alpha = len(comparisons), 1 - level
-    order = sorted(range(m), key=lambda j: p_value(comparisons[j]))
+    p = [p_value(c) for c in comparisons] if p_values is None else list(p_values)
+    if len(p) != m:
+        raise ValueError(f"{m} comparisons and {len(p)} p-values")
+    order = sorted(range(m), key=lambda j: p[j])
     out = [Verdict.NO_CLEAR_DIFFERENCE] * m
     for k, j in enumerate(order):
-        if p_value(comparisons[j]) > alpha / (m - k):
+        if p[j] > alpha / (m - k):
             break
         c = comparisons[j]
         out[j] = Verdict.HIGHER if (c.interval.low + c.interval.high) / 2 > c.null else Verdict.LOWER

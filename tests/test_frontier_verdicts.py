@@ -15,17 +15,23 @@ verdict.
 | test_ppo_learning_rate_rule | an unstable learning rate chosen; the objective ignored; no fallback |
 | test_reward_model_rule | the last or first candidate taken; loss used before accuracy |
 | test_choices_never_read_the_test_prompts | PPO's pilot or the reward model choice scored on the test prompts |
+| test_verdict_with_no_conclusive_reading_says_so | readings that all left the range reported as "no clear difference" |
+| test_a_reading_with_no_replicate_in_range_is_kept_uncounted | a crash (an interval of NaNs) when every replicate leaves a range; a one-sided p-value |
+| test_holm_uses_the_replicates_p_values_and_power_its_threshold | the power stated at 95% for a family tested at 0.05 / m |
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import torch
 
 from minidpo.experiments.frontier_rlhf import RewardModelCandidate, select_reward_model
+from minidpo.stats import detectable_difference
 from minidpo.experiments.frontier_seeds import PilotRun, select_ppo_learning_rate
-from minidpo.experiments.frontier_verdicts import (Curve, frontier_verdict, matched_kl_readings, matched_kl_verdicts,
-                                                   read_along)
+from minidpo.experiments.frontier_verdicts import (Curve, bootstrap_p_value, frontier_verdict, matched_kl_readings,
+                                                   matched_kl_verdicts, read_along, replicate_interval)
 
 N_PROMPTS, SEEDS = 96, 3
 
@@ -93,11 +99,12 @@ def test_curve_is_read_along_its_own_checkpoints():
 
 
 def test_endpoint_readings_count():
-    # two curves with the same KL range: every reading sits at an endpoint or inside, and each must count
-    other = [_curve("PPO", [0.4, 3.0], [0.1, 0.2], seed=4, knob="kl_coef")]
-    readings = matched_kl_readings(DPO, other, seed=0)
-    ends = [r for r in readings if r.at.endswith(" at 1") or r.at.endswith(" at 4") or r.at.startswith("PPO")]
-    assert ends and all(r.conclusive for r in readings if r.at.startswith("DPO"))
+    # the other curve's range holds DPO's with a clear margin: every reading at a DPO checkpoint, its endpoints
+    # included, must count; the supplying curve's own range is never what makes a reading inconclusive
+    other = [_curve("PPO", [-1.0, 1.5, 5.0], [0.1, 0.2, 0.3], seed=4, knob="kl_coef")]
+    readings = [r for r in matched_kl_readings(DPO, other, seed=0) if r.at.startswith("DPO")]
+    assert [r.at for r in readings] == [f"DPO beta=0.1 at {b}" for b in (1, 2, 3, 4)]
+    assert all(r.conclusive and r.out_of_range == 0 for r in readings)
 
 
 def test_seeds_are_resampled_within_a_curve():
@@ -131,40 +138,65 @@ def test_reward_model_rule():
     assert (best.learning_rate, best.epochs) == (1e-4, 1)  # the accuracy tie goes to the lower loss, not the last
 
 
-def test_choices_never_read_the_test_prompts(tmp_path, monkeypatch):
-    """The reward model's choice and PPO's pilot on the smoke profile with the test prompts made unreadable: they
-    must finish, and the pilot must have scored the validation prompts."""
-    from minidpo.experiments import frontier
+def test_choices_never_read_the_test_prompts(tmp_path):
+    """The reward model's choice and PPO's pilot on the smoke profile with the test split made unreadable (any
+    access raises): they must finish, and the pilot must have scored the validation prompts."""
     from minidpo.experiments.frontier import pairs_stage, prepare_task, sft_stage
     from minidpo.experiments.frontier_rlhf import chosen_reward_model, reward_model_runs
     from minidpo.experiments.frontier_seeds import ppo_pilot
     from minidpo.experiments.profiles import get_profile
 
+    class Unreadable:
+        def __getattr__(self, name):
+            raise AssertionError("a choice read the test prompts")
+
+        def __getitem__(self, key):
+            raise AssertionError("a choice read the test prompts")
+
+        def __len__(self):
+            raise AssertionError("a choice read the test prompts")
+
     task = prepare_task(get_profile("smoke"), tmp_path, show_progress=False)
     sft_model, _ = sft_stage(task)
     pairs = pairs_stage(task, sft_model)
-    read = []
-
-    def prompts(self, split="test"):
-        if split == "test":
-            raise AssertionError("a choice read the test prompts")
-        read.append(split)
-        return list(self.splits["pairs_val"]["prompt"])
-
-    monkeypatch.setattr(frontier.Task, "prompts", prompts)
+    task.splits["test"] = Unreadable()
     runs = reward_model_runs(task, sft_model, pairs)
     model, record = chosen_reward_model(task, sft_model, pairs, runs)
     pilot = ppo_pilot(task, sft_model, model, {"smoke": True})
-    assert read and set(read) == {"validation"} and pilot["split"] == "validation"
-    assert len(pilot["runs"]) == len(task.plan.ppo_pilot_lrs)
+    assert pilot["split"] == "validation" and len(pilot["runs"]) == len(task.plan.ppo_pilot_lrs)
+    # the pilot's scores are on as many prompts as the validation split has
+    assert all(len(r["history"]) == task.plan.ppo_pilot_iterations for r in pilot["runs"])
     assert record["learning_rate"] in task.plan.reward_model_lrs and record["epochs"] in task.plan.reward_model_epochs
+    with pytest.raises(AssertionError, match="test prompts"):
+        task.prompts("test")  # the guard itself works
 
 
 def test_verdict_with_no_conclusive_reading_says_so():
-    # readings that exist but all leave the range: not counted, and the verdict is not invented from them
+    # readings that exist but all leave the range: not counted, and the verdict says so instead of "no difference"
     other = [_curve("PPO", [0.5, 1.5], [0.1, 0.2], seed=6, knob="kl_coef")]
     readings = matched_kl_readings(DPO, other, seed=0)
-    forced = [type(r)(r.dpo, r.other, r.kl, r.at, r.dpo_reward, r.other_reward, r.comparison, r.n_boot, r.n_boot)
-              for r in readings]
+    forced = [replace(r, out_of_range=r.n_boot) for r in readings]
     out = frontier_verdict("PPO", forced)
-    assert out.verdict == "no clear difference" and out.detectable is None and all(v is None for v in out.holm_verdicts)
+    assert out.verdict == "inconclusive" and out.detectable is None and all(v is None for v in out.holm_verdicts)
+
+
+def test_a_reading_with_no_replicate_in_range_is_kept_uncounted():
+    # every replicate left a range: the interval collapses to the estimate instead of NaNs (which would crash)
+    assert replicate_interval(torch.tensor([], dtype=torch.float64), 0.2) == (0.2, 0.2)
+    low, high = replicate_interval(torch.arange(1001, dtype=torch.float64) / 1000, 0.5)
+    assert (low, high) == pytest.approx((0.025, 0.975))
+    assert bootstrap_p_value(torch.tensor([], dtype=torch.float64)) == 1.0
+    # two-sided: twice the smaller tail; all replicates on one side gives 0
+    assert bootstrap_p_value(torch.tensor([-1.0, 1.0, 2.0, 3.0])) == pytest.approx(0.5)
+    assert bootstrap_p_value(torch.tensor([1.0, 2.0])) == 0.0
+
+
+def test_holm_uses_the_replicates_p_values_and_power_its_threshold():
+    # a family of many readings: Holm's first threshold 0.05 / m; the power reported is at that level, so it is
+    # larger than the single-test 2.8 standard errors (mutation: power at the interval's own 95%)
+    other = [_curve("PPO", [0.5, 1.5, 2.5], [0.3, 0.4, 0.5], seed=8, knob="kl_coef")]
+    readings = matched_kl_readings(DPO, other, seed=0)
+    out = frontier_verdict("PPO", readings)
+    single = sorted(detectable_difference(r.comparison.interval) for r in readings)[len(readings) // 2]
+    assert out.detectable > 1.1 * single
+    assert all(0 < r.p_value <= 1 for r in readings)

@@ -362,7 +362,8 @@ COMPARATIVES_NOT_YET_CHECKED_IN = {p.name: "its experiment is not redone yet" fo
                                    if p.name not in CHECKED_NOTEBOOKS}
 NOTEBOOK_POSITIONS = re.compile(r"\b(?:above|below)\b", re.I)
 
-VERDICT_WORDS = ("no clear difference", "DPO higher", "DPO lower", "higher", "lower", "mixed")
+VERDICT_WORDS = ("no clear difference", "DPO higher", "DPO lower", "higher", "lower", "mixed", "no overlap",
+                 "inconclusive")
 README_VERDICT = re.compile(r"<!--\s*verdict\{(?P<key>[^}]*)\}\s*-->(?P<stars>\**)(?P<word>"
                            + "|".join(map(re.escape, VERDICT_WORDS)) + r")?(?P=stars)")
 

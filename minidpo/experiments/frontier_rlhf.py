@@ -32,7 +32,12 @@ class RewardModelCandidate:
 
     @property
     def name(self) -> str:
-        return f"reward_model_lr{self.learning_rate:g}"
+        return reward_model_run_name(self.learning_rate)
+
+
+def reward_model_run_name(learning_rate: float) -> str:
+    """The stage name of the reward-model run at `learning_rate`."""
+    return f"reward_model_lr{learning_rate:g}"
 
 
 def select_reward_model(candidates: list[RewardModelCandidate]) -> RewardModelCandidate:
@@ -60,7 +65,7 @@ def reward_model_runs(task: Task, sft_model, pairs: dict) -> list[dict]:
     runs = []
     for lr in lrs:
         config = replace(plan.reward_model, learning_rate=lr)
-        name = RewardModelCandidate(lr, 0, 0, 0).name
+        name = reward_model_run_name(lr)
         model = RewardModel(copy.deepcopy(sft_model), pooling=plan.reward_pooling)
         steps = lambda epochs: optimizer_steps(epochs, len(pairs["train"]), config.batch_size)  # noqa: E731
 

@@ -128,32 +128,37 @@ def ppo_stability(runs: list[dict], pilot: dict, threshold: float) -> dict:
 
 
 def budgets_table(stages: dict, timing: dict) -> list[dict]:
-    """Label and compute budgets per method: preference pairs it learns from, true-reward calls and policy samples
-    during training, and measured seconds (mean per training run, to its last checkpoint), with what it shares with
-    other methods and the seconds that took."""
+    """Label and compute budgets per method: the preference pairs it learns from, the true-reward calls that are its
+    training signal, the true-reward calls spent choosing its hyperparameters on validation, policy samples during
+    training, and measured seconds (mean per training run, to its last checkpoint), with what it shares with other
+    methods and the seconds that took."""
     plan, pairs = stages["task"].plan, stages["pairs"]["stats"]
     n_pairs = pairs["train"]["pairs"]
     pair_samples = pairs["train"]["prompts"] * pairs["train"]["draws_per_prompt"]
-    rm_seconds = sum(t["seconds"] for name, t in timing.items() if name.startswith("reward_model_lr"))
-    pilot_seconds = sum(t["seconds"] for name, t in timing.items() if name.startswith("ppo_pilot_lr"))
+    seconds = lambda prefix: sum(t["seconds"] for n, t in timing.items() if n.startswith(prefix))  # noqa: E731
+    pairs_s, rm_s, pilot_s = seconds("pairs"), seconds("reward_model_lr"), seconds("ppo_pilot_lr")
     last = lambda runs: statistics.fmean(r["points"][-1]["train_seconds"] for r in runs)  # noqa: E731
     rollouts = (plan.ppo_checkpoints or (plan.ppo.iterations,))[-1] * plan.ppo.rollout_batch_size
-    shared = (f"the pairs: {pair_samples} SFT samples labelled by {pair_samples} true-reward calls "
-              f"({n_pairs} pairs after ties)")
+    validation_labels = pairs["validation"]["prompts"] * pairs["validation"]["draws_per_prompt"]
+    pilot_calls = len(plan.ppo_pilot_lrs) * plan.n_pairs_val  # each pilot run scored on the validation prompts
+    shared = (f"the pairs: {pair_samples} SFT samples labelled by as many true-reward calls ({n_pairs} pairs after "
+              f"ties)")
     runs = stages["runs"]
+
+    def row(method, pairs_used, calls, choice_calls, samples, train_s, what, shared_s):
+        return {"method": method, "preference_pairs": pairs_used, "true_reward_calls": calls,
+                "choice_true_reward_calls": choice_calls, "policy_samples": samples, "train_seconds": train_s,
+                "shared": what, "shared_seconds": shared_s}
+
     return [
-        {"method": "DPO", "preference_pairs": n_pairs, "true_reward_calls": 0, "policy_samples": 0,
-         "train_seconds": last(runs["DPO"]), "shared": shared, "shared_seconds": 0.0},
-        {"method": "Preferred-FT", "preference_pairs": n_pairs, "true_reward_calls": 0, "policy_samples": 0,
-         "train_seconds": stages["preferred_ft"]["train"]["seconds"], "shared": shared, "shared_seconds": 0.0},
-        {"method": "PPO", "preference_pairs": n_pairs, "true_reward_calls": 0, "policy_samples": rollouts,
-         "train_seconds": last(runs["PPO"]), "shared": f"{shared}; the reward models; the learning-rate pilot",
-         "shared_seconds": rm_seconds + pilot_seconds},
-        {"method": "PPO-GT", "preference_pairs": 0, "true_reward_calls": rollouts, "policy_samples": rollouts,
-         "train_seconds": last(runs["PPO-GT"]), "shared": "the learning-rate pilot", "shared_seconds": pilot_seconds},
-        {"method": "Best-of-N", "preference_pairs": n_pairs, "true_reward_calls": 0,
-         "policy_samples": max(plan.best_of) * plan.n_test, "train_seconds": 0.0,
-         "shared": f"{shared}; the reward models; N samples per prompt at inference", "shared_seconds": rm_seconds},
+        row("DPO", n_pairs, 0, 0, 0, last(runs["DPO"]), shared, pairs_s),
+        row("Preferred-FT", n_pairs, 0, 0, 0, stages["preferred_ft"]["train"]["seconds"], shared, pairs_s),
+        row("PPO", n_pairs, 0, validation_labels + pilot_calls, rollouts, last(runs["PPO"]),
+            f"{shared}; the reward models, chosen on {validation_labels} labelled validation replies; the "
+            "learning-rate pilot (its rollouts' true reward is logged, never trained on)", pairs_s + rm_s + pilot_s),
+        row("PPO-GT", 0, rollouts, pilot_calls, rollouts, last(runs["PPO-GT"]), "the learning-rate pilot", pilot_s),
+        row("Best-of-N", n_pairs, 0, validation_labels, max(plan.best_of) * plan.n_test, 0.0,
+            f"{shared}; the reward models; N samples per prompt at inference", pairs_s + rm_s),
     ]
 
 
@@ -186,11 +191,10 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
         "sft": {"history": stages["sft_history"], **_drop_arrays(sft)},
         "reward_model": {**stages["reward_model"], "test_correlation": best["test_correlation"],
                          "test_pair_accuracy": best["test_pair_accuracy"], "test_pairs": best["test_pairs"],
-                         "candidates": [{k: v for k, v in r.items()} for r in stages["rm_runs"]]},
+                         "candidates": stages["rm_runs"]},
         "ppo_pilot": {k: v for k, v in pilot.items() if k != "runs"}
-        | {"runs": [{"learning_rate": r["run"].learning_rate, **to_json(r["run"]),
-                     "stable": r["run"].stable(plan.ppo_stable_approxkl), "diagnostics": r["diagnostics"]}
-                    for r in pilot["runs"]]},
+        | {"runs": [{**to_json(r["run"]), "stable": r["run"].stable(plan.ppo_stable_approxkl),
+                     "diagnostics": r["diagnostics"]} for r in pilot["runs"]]},
         "ppo_stability": ppo_stability([*runs["PPO"], *runs["PPO-GT"]], pilot, plan.ppo_stable_approxkl),
         "curves": curves,
         # per prompt (rewards, log-ratios, r_phi scores) for every scored point, so any comparison can be paired

@@ -14,10 +14,12 @@ The plan, written before the run and stored in its results (`PLAN`):
   that resamples the prompts (the same draw for every curve: paired) and, within each curve, its seeds (the same
   draw for all of a curve's checkpoints: they are one run per seed), the KL re-read in every replicate;
 - a reading counts only if at most 5% of its replicates leave a curve's range (else "inconclusive");
-- the counted readings of one comparison (DPO vs PPO, DPO vs PPO-GT) are one family under Holm's correction at 95%;
+- the counted readings of one comparison (DPO vs PPO, DPO vs PPO-GT) are one family under Holm's correction at 95%,
+  each p-value two-sided from its bootstrap replicates;
 - the verdict: "DPO higher" if some reading is called higher and none lower, "DPO lower" the reverse, "mixed" if
-  both, "no clear difference" if none; "no overlap" when no curve pair shares a KL range; with each, the power:
-  the median difference the readings would detect with 80% power.
+  both, "no clear difference" if none; "no overlap" when no curve pair shares a KL range, "inconclusive" when
+  readings exist but none counts; with each, the power: the median difference the counted readings would detect
+  with 80% power at Holm's first threshold.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 from ..stats import Comparison, Interval, Verdict, combine, detectable_difference, holm
 
 MAX_OUT_OF_RANGE = 0.05
-N_BOOT = 2000
+N_BOOT = 10_000  # Holm's first threshold in a family of ~30 readings is 0.05 / 30: p-values must resolve ~1e-3
 PLAN = {
     "primary_metric": "mean ground-truth reward per test prompt at matched sequence KL(pi || pi_SFT)",
     "comparisons": ["DPO vs PPO", "DPO vs PPO-GT"],
@@ -41,10 +43,16 @@ PLAN = {
                 "each curve",
     "counted": f"a reading whose replicates leave a curve's KL range more than {MAX_OUT_OF_RANGE:.0%} of the time is "
                "inconclusive and not counted",
-    "decision": "Holm's correction over a comparison's counted readings at 95%; 'DPO higher' if some reading is "
+    "decision": "Holm's correction over a comparison's counted readings at 95%, each p-value two-sided from the "
+                "bootstrap replicates (twice the smaller share on either side of 0); 'DPO higher' if some reading is "
                 "called higher and none lower, 'DPO lower' the reverse, 'mixed' if both, else 'no clear difference'; "
-                "'no overlap' when no curves share a KL range",
-    "power": "the median over readings of the difference detectable with 80% power",
+                "'no overlap' when no curves share a KL range, 'inconclusive' when readings exist but none counts",
+    "power": "the median over counted readings of the difference detectable with 80% power at Holm's first "
+             "threshold (1 - 0.95) / m",
+    "known_biases": "a reading sets one curve's checkpoint against a straight line between the other curve's two "
+                    "bracketing checkpoints; where that curve is concave the line lies under it, which favours the "
+                    "curve supplying the checkpoint (each reading names its supplier in 'at'); three seeds per "
+                    "curve make the seed resampling understate seed-to-seed variance",
     "chosen_on_validation": "the reward model's learning rate and epochs (validation pairs), PPO's learning rate "
                             "(a one-seed pilot on the validation prompts); nothing is chosen on the test prompts",
     "earlier_rule": "the committed run before issue 28 read one PPO point per method against DPO's chord from the SFT "
@@ -144,6 +152,7 @@ class Reading:
     comparison: Comparison
     out_of_range: int
     n_boot: int
+    p_value: float  # two-sided, from the replicates that stayed in range
 
     @property
     def conclusive(self) -> bool:
@@ -152,7 +161,27 @@ class Reading:
     def as_dict(self) -> dict:
         return {"dpo": self.dpo, "other": self.other, "kl": self.kl, "at": self.at, "dpo_reward": self.dpo_reward,
                 "other_reward": self.other_reward, "comparison": self.comparison.as_dict(),
-                "out_of_range": self.out_of_range, "n_boot": self.n_boot, "conclusive": self.conclusive}
+                "out_of_range": self.out_of_range, "n_boot": self.n_boot, "p_value": self.p_value,
+                "conclusive": self.conclusive}
+
+
+def replicate_interval(replicates: torch.Tensor, estimate: float, level: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of the replicates that stayed in range; with none (a reading never counted), the
+    estimate itself, so that the reading is still reported."""
+    if not len(replicates):
+        return estimate, estimate
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    low, high = torch.quantile(replicates, q).tolist()
+    return low, high
+
+
+def bootstrap_p_value(replicates: torch.Tensor) -> float:
+    """Two-sided p-value of "no difference" from bootstrap replicates of a difference: twice the smaller share of
+    replicates on either side of 0 (at most 1)."""
+    if not len(replicates):
+        return 1.0
+    below, above = (replicates <= 0).double().mean().item(), (replicates >= 0).double().mean().item()
+    return min(1.0, 2 * min(below, above))
 
 
 @dataclass(frozen=True)
@@ -163,7 +192,7 @@ class FrontierVerdict:
     other: str
     readings: tuple[Reading, ...]
     holm_verdicts: tuple[Verdict | None, ...]  # None: inconclusive, not counted
-    verdict: str  # "DPO higher", "DPO lower", "mixed", "no clear difference", "no overlap"
+    verdict: str  # "DPO higher", "DPO lower", "mixed", "no clear difference", "no overlap", "inconclusive"
     detectable: float | None  # the median difference the counted readings detect with 80% power
 
     def as_dict(self) -> dict:
@@ -197,28 +226,30 @@ def matched_kl_readings(dpo: list[Curve], others: list[Curve], n_boot: int = N_B
                     value, read = src.reward[c].item(), read_along(dst.kl, dst.reward, k).item()
                     rep = sign * (reps[si][1][:, c] - read_along(reps[di][0], reps[di][1], reps[si][0][:, c]))
                     kept = rep[~torch.isnan(rep)]
-                    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-                    low, high = torch.quantile(kept, q).tolist() if len(kept) else (float("nan"),) * 2
                     ra, rb = (value, read) if sign > 0 else (read, value)
+                    low, high = replicate_interval(kept, ra - rb, level)
                     interval = Interval(ra - rb, low, high, "paired bootstrap over prompts, seeds within each curve",
                                         n_prompts, min(a.rewards.shape[1], b.rewards.shape[1]), level)
                     comparison = Comparison(f"mean true reward at KL {k:.2f}", a.label, b.label, interval)
                     readings.append(Reading(a.label, b.label, k, f"{src.label} at {budget:g}", ra, rb, comparison,
-                                            n_boot - len(kept), n_boot))
+                                            n_boot - len(kept), n_boot, bootstrap_p_value(kept)))
     return readings
 
 
 def frontier_verdict(other: str, readings: list[Reading], level: float = 0.95) -> FrontierVerdict:
     """The plan's decision over one comparison's readings (see the module docstring)."""
     counted = [r for r in readings if r.conclusive]
-    called = iter(holm([r.comparison for r in counted], level)) if counted else iter(())
+    called = iter(holm([r.comparison for r in counted], level, [r.p_value for r in counted]) if counted else ())
     verdicts = tuple(next(called) if r.conclusive else None for r in readings)
     if not readings:
         word = "no overlap"
+    elif not counted:
+        word = "inconclusive"
     else:
         v = combine(x for x in verdicts if x is not None)
         word = f"DPO {v.value}" if v in (Verdict.HIGHER, Verdict.LOWER) else v.value
-    detect = sorted(detectable_difference(r.comparison.interval) for r in counted)
+    first_step = 1 - (1 - level) / max(1, len(counted))  # Holm's first threshold: the level a reading must clear
+    detect = sorted(detectable_difference(r.comparison.interval, test_level=first_step) for r in counted)
     return FrontierVerdict(other, tuple(readings), verdicts, word, detect[len(detect) // 2] if detect else None)
 
 

@@ -75,24 +75,24 @@ def matched_kl_table(results: dict) -> str:
 
 def budgets_table(results: dict) -> str:
     """Label and compute budgets per method (`frontier_run.budgets_table`)."""
-    rows = [f"{b['method']} & {b['preference_pairs']} & {b['true_reward_calls']} & {b['policy_samples']} & "
-            f"{b['train_seconds']:.0f} & {_escape(b['shared'])} & {b['shared_seconds']:.0f} \\\\" for b in results["budgets"]]
-    return _tabular("lrrrrp{6cm}r", r"method & pairs & $r^*$ calls & policy samples & train s/run & shared & shared s",
-                    rows)
+    rows = [f"{b['method']} & {b['preference_pairs']} & {b['true_reward_calls']} & {b['choice_true_reward_calls']} & "
+            f"{b['policy_samples']} & {b['train_seconds']:.0f} & {_escape(b['shared'])} & {b['shared_seconds']:.0f} \\\\"
+            for b in results["budgets"]]
+    return _tabular("lrrrrrp{5.5cm}r", r"method & pairs & $r^*$ calls & $r^*$ calls (choices) & policy samples & "
+                    r"train s/run & shared & shared s", rows)
 
 
 def ppo_stability_table(results: dict) -> str:
     """PPO's learning-rate pilot on the validation prompts: each learning rate's first and largest approxkl, its
     validation reward, KL and objective, and whether it was stable and chosen."""
     pilot = results["ppo_pilot"]
-    threshold = results["ppo_stability"]["threshold"]
     rows = []
     for r in pilot["runs"]:
         chosen = "chosen" if r["learning_rate"] == pilot["learning_rate"] else ""
         objective = r["validation_reward"] - pilot["kl_coef"] * r["validation_kl"]
         rows.append(f"{_sci(r['learning_rate'])} & {r['first_approxkl']:.4f} & {r['max_approxkl']:.4f} & "
                     f"{_num(r['validation_reward'])} & {_num(r['validation_kl'], '.2f')} & {_num(objective)} & "
-                    f"{'yes' if r['max_approxkl'] < threshold else 'no'} & {chosen} \\\\")
+                    f"{'yes' if r['stable'] else 'no'} & {chosen} \\\\")
     return _tabular("lrrrrrll", r"learning rate & approxkl, it.\,1 & max approxkl & val.\ reward & val.\ KL & "
                     r"objective & stable & ", rows)
 

@@ -100,8 +100,9 @@ def calibration(scores: Tensor, target: Tensor) -> tuple[float, float]:
     replies: a = sd(target) / sd(scores), b = mean(target) - a * mean(scores). A Bradley-Terry reward is defined only
     up to a shift and a scale (eq. 2 sees differences, and any scale is absorbed by the head), while the KL-
     regularised objective E[r] - beta KL (eq. 3) is not: its optimum pi_ref exp(r / beta) / Z depends on r / beta.
-    Mapped onto the ground truth's scale, one kl_coef means one trade-off for PPO on r_phi and PPO on r*.
-    The order of replies (pair accuracy) is unchanged."""
+    Mapped onto the ground truth's scale, one kl_coef prices the same spread of score against KL for PPO on r_phi
+    and on r*. It does not make r_phi as informative as r*: with correlation rho, only rho * sd(r*) of the mapped
+    score's spread tracks r*. The order of replies (pair accuracy) is unchanged."""
     scores, target = scores.double().flatten(), target.double().flatten()
     if scores.numel() < 2 or scores.numel() != target.numel():
         raise ValueError(f"calibration needs two or more (score, target) pairs, got {scores.numel()} and "
