@@ -12,7 +12,7 @@ verdict.
 | test_curve_is_read_along_its_own_checkpoints | a chord from the SFT point; extrapolation; sorting by KL instead of training order |
 | test_endpoint_readings_count | a curve's own endpoint dropped as out of range half the time |
 | test_seeds_are_resampled_within_a_curve | seeds ignored (one run's noise read as the method's) |
-| test_ppo_learning_rate_rule | an unstable learning rate chosen; the objective ignored; no fallback |
+| test_ppo_learning_rate_rule | an unstable learning rate chosen; the smallest stable one chosen; no fallback; the first rule's objective misread |
 | test_reward_model_rule | the last or first candidate taken; loss used before accuracy |
 | test_choices_never_read_the_test_prompts | PPO's pilot or the reward model choice scored on the test prompts |
 | test_verdict_with_no_conclusive_reading_says_so | readings that all left the range reported as "no clear difference" |
@@ -29,7 +29,7 @@ import torch
 
 from minidpo.experiments.frontier_rlhf import RewardModelCandidate, select_reward_model
 from minidpo.stats import detectable_difference
-from minidpo.experiments.frontier_seeds import PilotRun, select_ppo_learning_rate
+from minidpo.experiments.frontier_seeds import PilotRun, select_by_objective, select_ppo_learning_rate
 from minidpo.experiments.frontier_verdicts import (Curve, bootstrap_p_value, frontier_verdict, matched_kl_readings,
                                                    matched_kl_verdicts, read_along, replicate_interval)
 
@@ -122,13 +122,15 @@ def test_seeds_are_resampled_within_a_curve():
 def test_ppo_learning_rate_rule():
     pilot = [PilotRun(1e-6, 0.01, 0.01, 0.20, 0.1), PilotRun(1e-5, 0.05, 0.02, 0.30, 0.5),
              PilotRun(3e-5, 0.40, 0.30, 0.60, 2.0)]  # the last reaches most reward but is unstable
-    choice, reason = select_ppo_learning_rate(pilot, threshold=0.1, kl_coef=0.1)
-    assert choice.learning_rate == 1e-5 and "stable" in reason
-    # the objective subtracts kl_coef * KL: at kl_coef 1 the middle one's 0.30 - 0.5 loses to 0.20 - 0.1
-    assert select_ppo_learning_rate(pilot, threshold=0.1, kl_coef=1.0)[0].learning_rate == 1e-6
+    choice, reason = select_ppo_learning_rate(pilot, threshold=0.1)
+    assert choice.learning_rate == 1e-5 and "largest stable" in reason  # not the unstable one, not the smallest
+    assert select_ppo_learning_rate(pilot, threshold=0.5)[0].learning_rate == 3e-5  # stable under a looser bound
     unstable = [PilotRun(1e-5, 0.2, 0.2, 0.3, 0.5), PilotRun(3e-5, 0.4, 0.3, 0.6, 2.0)]
-    choice, reason = select_ppo_learning_rate(unstable, threshold=0.1, kl_coef=0.1)
+    choice, reason = select_ppo_learning_rate(unstable, threshold=0.1)
     assert choice.learning_rate == 1e-5 and "no learning rate" in reason
+    # the first rule, kept to disclose what it chose: the objective subtracts kl_coef * KL
+    assert select_by_objective(pilot, threshold=0.1, kl_coef=0.1).learning_rate == 1e-5
+    assert select_by_objective(pilot, threshold=0.1, kl_coef=1.0).learning_rate == 1e-6
 
 
 def test_reward_model_rule():

@@ -55,6 +55,10 @@ PLAN = {
                     "curve make the seed resampling understate seed-to-seed variance",
     "chosen_on_validation": "the reward model's learning rate and epochs (validation pairs), PPO's learning rate "
                             "(a one-seed pilot on the validation prompts); nothing is chosen on the test prompts",
+    "changes": "the pilot's rule was changed after the pilot and before any PPO curve was trained or any PPO policy "
+               "scored on a test prompt: from the highest validation objective (which differed by less than its "
+               "noise between learning rates) to the largest stable learning rate; results['ppo_pilot']['rule_change'] "
+               "records what the first rule chose",
     "earlier_rule": "the committed run before issue 28 read one PPO point per method against DPO's chord from the SFT "
                     "point, and its rule was changed after the first result (disclosed here and in notebook 08)",
 }
