@@ -168,7 +168,16 @@ def _drop_arrays(point: dict) -> dict:
 
 def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_dir="figures",
                  show_progress: bool = True) -> dict:
-    """Every stage of notebook 08; saves results/frontier_<profile>.json and the figures."""
+    """Every stage of notebook 08; saves results/frontier_<profile>.json and the figures, and returns the results
+    as saved."""
+    return write_results_and_figures(Path(results_dir) / f"frontier_{profile.name}.json",
+                                     frontier_results(profile, run_dir, show_progress),
+                                     lambda r: frontier_figures(r, figures_dir))
+
+
+def frontier_results(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
+    """Every stage of notebook 08 (computed, or read back from the cache) and the results they make, as the JSON
+    values `run_frontier` saves (notebook 08 reads them without writing any file)."""
     t0 = time.time()
     stages = frontier_stages(profile, run_dir, show_progress)
     task, plan, runs, sft = stages["task"], stages["task"].plan, stages["runs"], stages["sft"]
@@ -210,5 +219,4 @@ def run_frontier(profile: Profile, run_dir=None, results_dir="results", figures_
         "wall_s_this_invocation": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),
         "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
     }
-    return write_results_and_figures(Path(results_dir) / f"frontier_{profile.name}.json", results,
-                                     lambda r: frontier_figures(r, figures_dir))
+    return to_json(results)

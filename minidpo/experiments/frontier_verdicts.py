@@ -33,6 +33,7 @@ from ..stats import Comparison, Interval, Verdict, combine, detectable_differenc
 MAX_OUT_OF_RANGE = 0.05
 N_BOOT = 10_000  # Holm's first threshold in a family of ~30 readings is 0.05 / 30: p-values must resolve ~1e-3
 PLAN = {
+    "max_out_of_range": MAX_OUT_OF_RANGE, "n_boot": N_BOOT, "power_level": 0.8, "level": 0.95,
     "primary_metric": "mean ground-truth reward per test prompt at matched sequence KL(pi || pi_SFT)",
     "comparisons": ["DPO vs PPO", "DPO vs PPO-GT"],
     "curves": "each method at each knob (DPO beta, PPO kl_coef) along its own checkpoints, seeds averaged",
