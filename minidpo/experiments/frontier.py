@@ -206,8 +206,11 @@ def reference_stage(task: Task, sft_model, pairs: dict) -> dict:
 def sft_point(task: Task, sft_model, reward_model=None, reward_key=None) -> dict:
     """The starting point of every method: the SFT model itself (its KL to itself is 0 by construction), with
     each prompt's reward (for paired comparisons) and, given a `reward_model`, its score of each reply."""
-    return task.stage("sft_eval", lambda: {"method": "SFT", **evaluate_policy(task, sft_model, sft_model, per_prompt=True,
-                                                                              reward_model=reward_model)},
+    def score() -> dict:
+        return {"method": "SFT", **evaluate_policy(task, sft_model, sft_model, per_prompt=True,
+                                                   reward_model=reward_model)}
+
+    return task.stage("sft_eval", score,
                       {"reward_model": reward_key} if reward_model is not None else None)
 
 

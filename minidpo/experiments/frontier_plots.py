@@ -100,7 +100,8 @@ def plot_curves(results: dict, path: str | Path | None = None, title: str = ""):
             pts = curve["points"]
             alpha = 1.0 if i == 0 else 0.55
             ax.errorbar([p["kl"] for p in pts], [p["reward"] for p in pts],
-                        yerr=[[p["reward"] - p["reward_ci"][0] for p in pts], [p["reward_ci"][1] - p["reward"] for p in pts]],
+                        yerr=[[p["reward"] - p["reward_ci"][0] for p in pts],
+                              [p["reward_ci"][1] - p["reward"] for p in pts]],
                         color=color, marker=marker, ls=ls, ms=5 - i, lw=1.3, capsize=2, alpha=alpha,
                         label=f"{_knob_label(curve)} ({len(curve['seeds'])} seeds)")
             for p in pts:

@@ -56,7 +56,8 @@ def frontier_stages(profile: Profile, run_dir=None, show_progress: bool = True) 
     lr = pilot["learning_rate"]
     ppo_gt = [ppo_curve_run(task, sft_model, reward_model, reward_key, c, s, lr, ground_truth=True)
               for c in plan.kl_coefs for s in plan.seeds]
-    ppo = [ppo_curve_run(task, sft_model, reward_model, reward_key, c, s, lr) for c in plan.kl_coefs for s in plan.seeds]
+    ppo = [ppo_curve_run(task, sft_model, reward_model, reward_key, c, s, lr)
+           for c in plan.kl_coefs for s in plan.seeds]
     return {"task": task, "sft_history": sft_history, "pairs": pairs, "rm_runs": rm_runs, "reward_model": rm,
             "sft": sft, "pilot": pilot, "best_of_n": best, "preferred_ft": preferred,
             "runs": {"DPO": dpo, "PPO": ppo, "PPO-GT": ppo_gt}}
@@ -187,7 +188,7 @@ def frontier_results(profile: Profile, run_dir=None, show_progress: bool = True)
     by_knob = lambda rs, knob: [curve_from_runs([r for r in rs if r[knob] == v], knob)  # noqa: E731
                                 for v in sorted({r[knob] for r in rs})]
     verdicts = matched_kl_verdicts(by_knob(runs["DPO"], "beta"),
-                                   {"PPO": by_knob(runs["PPO"], "kl_coef"), "PPO-GT": by_knob(runs["PPO-GT"], "kl_coef")},
+                                   {name: by_knob(runs[name], "kl_coef") for name in ("PPO", "PPO-GT")},
                                    seed=profile.seed)
     timing = task.run.timing()
     pilot = stages["pilot"]

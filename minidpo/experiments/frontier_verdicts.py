@@ -100,7 +100,8 @@ def curve_from_runs(runs: list[dict], knob: str) -> Curve:
     """The seeds of one method at one knob (runs of `frontier_seeds`, scored at the same checkpoints) as a Curve."""
     budgets = [p["budget"] for p in runs[0]["points"]]
     if any([p["budget"] for p in r["points"]] != budgets for r in runs):
-        raise ValueError(f"{runs[0]['method']} {knob}={runs[0][knob]:g}: the seeds were scored at different checkpoints")
+        raise ValueError(f"{runs[0]['method']} {knob}={runs[0][knob]:g}: the seeds were scored at different "
+                         "checkpoints")
     def stack(key: str) -> torch.Tensor:  # (checkpoints, seeds, prompts)
         return torch.tensor([[run["points"][c][key] for run in runs] for c in range(len(budgets))],
                             dtype=torch.float64)
@@ -260,4 +261,5 @@ def frontier_verdict(other: str, readings: list[Reading], level: float = 0.95) -
 
 def matched_kl_verdicts(dpo: list[Curve], others: dict[str, list[Curve]], seed: int = 0) -> dict[str, FrontierVerdict]:
     """DPO against each other method: {name: FrontierVerdict}."""
-    return {name: frontier_verdict(name, matched_kl_readings(dpo, curves, seed=seed)) for name, curves in others.items()}
+    return {name: frontier_verdict(name, matched_kl_readings(dpo, curves, seed=seed))
+            for name, curves in others.items()}

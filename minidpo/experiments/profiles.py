@@ -143,7 +143,7 @@ SENTIMENT_GPU = replace(
 # The DPO-vs-RLHF comparison of notebook 08 (`python -m minidpo frontier`): curves, not points. Every DPO run (each
 # beta, three seeds) and every PPO and PPO-GT run (each kl_coef, three seeds) is scored at three checkpoints;
 # the reward model's learning rate and epochs and PPO's learning rate are chosen on validation first. ~110 min on 2
-# cores (a DPO step of 8 pairs ~3.5 s, a PPO iteration of 16 rollouts ~19 s, scoring 128 prompts ~35 s); the
+# cores (a DPO step of 8 pairs ~5.5 s, a PPO iteration of 16 rollouts ~19 s, scoring 128 prompts ~35 s); the
 # variants and the long run live on the sentiment base above.
 FRONTIER_SMOKE = replace(
     SENTIMENT_SMOKE,
@@ -167,7 +167,7 @@ FRONTIER_CPU = FrontierPlan(
     kl_coefs=(0.1, 0.2),
     best_of=(2, 4, 8),
     variants=(), long_runs=(), long_epochs=(),
-    seeds=(0, 1, 2), dpo_checkpoints=(0.125, 0.25, 1.0), ppo_checkpoints=(4, 7, 10),
+    seeds=(0, 1, 2), dpo_checkpoints=(0.125, 0.25, 0.5), ppo_checkpoints=(3, 6, 9),
     reward_model_lrs=(3e-5, 1e-4), reward_model_epochs=(1, 2), ppo_pilot_lrs=(5e-6, 1e-5, 2e-5),
     ppo_pilot_iterations=6,
 )

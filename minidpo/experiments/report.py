@@ -114,8 +114,8 @@ def format_value(value, fmt: str) -> str:
 
 
 def is_stored_verdict(value) -> bool:
-    """A verdict already written as a string: a `stats.Verdict` value, "no overlap", "inconclusive", or "<subject> higher" /
-    "<subject> lower" (the frontier's "DPO higher")."""
+    """A verdict already written as a string: a `stats.Verdict` value, "no overlap", "inconclusive", or
+    "<subject> higher" / "<subject> lower" (the frontier's "DPO higher")."""
     words = {v.value for v in Verdict} | {"no overlap", "inconclusive"}  # the frontier's (frontier_verdicts)
     return isinstance(value, str) and (value in words or (len(value.split(" ")) == 2 and value.split(" ")[1] in
                                                           (Verdict.HIGHER.value, Verdict.LOWER.value)))

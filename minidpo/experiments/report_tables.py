@@ -40,14 +40,15 @@ def frontier_table(results: dict) -> str:
             for p in curve["points"]:
                 spread = f"{_num(min(p['seed_rewards']))} to {_num(max(p['seed_rewards']))}"
                 rm = _num(p["rm_score"]) if "rm_score" in p else "--"
-                rows.append(f"{method} & {knob} & {p['budget']:g} {unit[curve['budget_unit']]} & {len(curve['seeds'])} & "
-                            f"{_reward_cells(p)} & {spread} & {_num(p['kl'], '.2f')} $\\pm$ {p['kl_se']:.2f} & {rm} \\\\")
+                kl = f"{_num(p['kl'], '.2f')} $\\pm$ {p['kl_se']:.2f}"
+                rows.append(f"{method} & {knob} & {p['budget']:g} {unit[curve['budget_unit']]} & "
+                            f"{len(curve['seeds'])} & {_reward_cells(p)} & {spread} & {kl} & {rm} \\\\")
     ref = results["reference_points"]
     rows.append(r"\midrule")
     rows.append(f"SFT & -- & -- & 1 & {_reward_cells(ref['SFT'])} & -- & 0 & {_num(ref['SFT']['rm_score'])} \\\\")
     pft = ref["Preferred-FT"]
-    rows.append(f"Preferred-FT & -- & 1 ep. & 1 & {_reward_cells(pft)} & -- & {pft['kl']:.2f} $\\pm$ {pft['kl_se']:.2f} & "
-                f"-- \\\\")
+    rows.append(f"Preferred-FT & -- & 1 ep. & 1 & {_reward_cells(pft)} & -- & "
+                f"{_num(pft['kl'], '.2f')} $\\pm$ {pft['kl_se']:.2f} & -- \\\\")
     rows += [f"Best-of-$N$ & $N={r['best_of']}$ & -- & 1 & {_reward_cells(r)} & -- & {r['kl']:.2f} (bound) & -- \\\\"
              for r in ref["Best-of-N"]]
     return _tabular("lllcrccrr", r"method & knob & checkpoint & seeds & true reward & 95\% CI (prompts) & seeds' range "
@@ -76,7 +77,8 @@ def matched_kl_table(results: dict) -> str:
 def budgets_table(results: dict) -> str:
     """Label and compute budgets per method (`frontier_run.budgets_table`)."""
     rows = [f"{b['method']} & {b['preference_pairs']} & {b['true_reward_calls']} & {b['choice_true_reward_calls']} & "
-            f"{b['policy_samples']} & {b['train_seconds']:.0f} & {_escape(b['shared'])} & {b['shared_seconds']:.0f} \\\\"
+            f"{b['policy_samples']} & {b['train_seconds']:.0f} & {_escape(b['shared'])} & "
+            f"{b['shared_seconds']:.0f} \\\\"
             for b in results["budgets"]]
     return _tabular("lrrrrrp{5.5cm}r", r"method & pairs & $r^*$ calls & $r^*$ calls (choices) & policy samples & "
                     r"train s/run & shared & shared s", rows)

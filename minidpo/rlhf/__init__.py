@@ -23,7 +23,8 @@ from .reward_model import (CalibratedReward, RewardConfig, RewardModel, calibrat
                            train_reward_model)
 
 __all__ = [
-    "RewardModel", "CalibratedReward", "calibration", "RewardConfig", "reward_step", "train_reward_model", "score_replies",
+    "RewardModel", "CalibratedReward", "calibration", "RewardConfig", "reward_step", "train_reward_model",
+    "score_replies",
     "best_of_n_kl", "best_of_n_distribution",
     "masked_mean", "masked_whiten", "kl_penalized_rewards", "generalized_advantages", "ppo_loss", "train_bandit_ppo",
     "PolicyWithValue", "PPOConfig", "left_align", "reply_logprobs", "rollout_batch", "train_ppo",
