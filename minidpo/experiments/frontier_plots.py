@@ -129,6 +129,15 @@ def plot_curves(results: dict, path: str | Path | None = None, title: str = ""):
     return finish_figure(fig, path, title, ax)
 
 
+def _ppo_groups(results: dict) -> dict[tuple, list[dict]]:
+    """PPO's and PPO-GT's runs grouped by (method, kl_coef): the seeds of one curve."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in results["runs"]:
+        if run["method"] in ("PPO", "PPO-GT"):
+            groups.setdefault((run["method"], run["kl_coef"]), []).append(run)
+    return groups
+
+
 def plot_ppo_diagnostics(results: dict, path: str | Path | None = None, title: str = ""):
     """PPO's stability per iteration: approxkl of the pilot's learning rates (with the stability threshold), then
     for the runs (mean over seeds, band from lowest to highest seed) approxkl, clip fraction, largest ratio,
@@ -147,10 +156,7 @@ def plot_ppo_diagnostics(results: dict, path: str | Path | None = None, title: s
     keys = [("policy/approxkl_avg", "runs: approxkl"), ("policy/clipfrac_avg", "clip fraction"),
             ("val/ratio_max", "largest probability ratio"), ("policy/entropy_avg", "entropy per reply token, nats"),
             ("loss/value_avg", "value loss")]
-    groups: dict[tuple, list[dict]] = {}
-    for run in results["runs"]:
-        if run["method"] in ("PPO", "PPO-GT"):
-            groups.setdefault((run["method"], run["kl_coef"]), []).append(run)
+    groups = _ppo_groups(results)
     for ax, (key, name) in zip(axes.flat[1:], keys):
         for (method, kl_coef), group in groups.items():
             its = [x["iteration"] for x in group[0]["history"]]
@@ -173,10 +179,7 @@ def plot_ppo_learning(results: dict, path: str | Path | None = None, title: str 
     r_phi; PPO-GT: r*), the true reward of its rollouts, and KL to the SFT model."""
     keys = [("objective/scores", "score maximised (r_phi calibrated; PPO-GT: r*)"),
             ("ground_truth_reward", "true reward r* of rollouts"), ("objective/kl", "KL(pi || pi_SFT), nats")]
-    groups: dict[tuple, list[dict]] = {}
-    for run in results["runs"]:
-        if run["method"] in ("PPO", "PPO-GT"):
-            groups.setdefault((run["method"], run["kl_coef"]), []).append(run)
+    groups = _ppo_groups(results)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     for (method, kl_coef), group in groups.items():
         for ax, (key, name) in zip(axes, keys):
