@@ -81,17 +81,18 @@ def test_frontier_smoke_run(tmp_path):
         assert [c[c["knob"]] for c in curves] == sorted(knobs[method])
         budgets = plan.dpo_checkpoints if method == "DPO" else plan.ppo_checkpoints
         for curve in curves:
-            assert curve["seeds"] == list(plan.seeds) and [p["budget"] for p in curve["points"]] == list(budgets)
+            seeds = plan.seeds if method == "DPO" else plan.rl_seeds
+            assert curve["seeds"] == list(seeds) and [p["budget"] for p in curve["points"]] == list(budgets)
             for p in curve["points"]:
                 assert p["n"] == plan.n_test and math.isfinite(p["kl"]) and -1 <= p["reward"] <= 1
                 assert p["reward_ci"][0] <= p["reward"] <= p["reward_ci"][1]
-                assert p["reward"] == pytest.approx(sum(p["seed_rewards"]) / len(plan.seeds), abs=1e-6)  # seeds' mean
+                assert p["reward"] == pytest.approx(sum(p["seed_rewards"]) / len(seeds), abs=1e-6)  # seeds' mean
                 if method != "DPO":  # the reward model read on PPO's own samples
                     assert p["rm_pairs_vs_sft"] == 0 or 0 <= p["rm_accuracy_vs_sft"] <= 1
     ref = results["reference_points"]
     assert ref["SFT"]["kl"] == pytest.approx(0.0, abs=1e-5)  # the SFT model against itself
     assert [p["best_of"] for p in ref["Best-of-N"]] == list(plan.best_of)
-    assert len(results["runs"]) == len(plan.seeds) * (len(plan.dpo_betas) + 2 * len(plan.kl_coefs))
+    assert len(results["runs"]) == len(plan.seeds) * len(plan.dpo_betas) + len(plan.rl_seeds) * 2 * len(plan.kl_coefs)
     for run in results["runs"]:
         if run["method"] != "DPO":
             assert len(run["history"]) == plan.ppo_checkpoints[-1]

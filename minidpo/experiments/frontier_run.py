@@ -55,9 +55,9 @@ def frontier_stages(profile: Profile, run_dir=None, show_progress: bool = True) 
     dpo = [dpo_curve_run(task, sft_model, ref_data, b, s) for b in plan.dpo_betas for s in plan.seeds]
     lr = pilot["learning_rate"]
     ppo_gt = [ppo_curve_run(task, sft_model, reward_model, reward_key, c, s, lr, ground_truth=True)
-              for c in plan.kl_coefs for s in plan.seeds]
+              for c in plan.kl_coefs for s in plan.rl_seeds]
     ppo = [ppo_curve_run(task, sft_model, reward_model, reward_key, c, s, lr)
-           for c in plan.kl_coefs for s in plan.seeds]
+           for c in plan.kl_coefs for s in plan.rl_seeds]
     return {"task": task, "sft_history": sft_history, "pairs": pairs, "rm_runs": rm_runs, "reward_model": rm,
             "sft": sft, "pilot": pilot, "best_of_n": best, "preferred_ft": preferred,
             "runs": {"DPO": dpo, "PPO": ppo, "PPO-GT": ppo_gt}}

@@ -75,6 +75,7 @@ class FrontierPlan:
     long_epochs: tuple[float, ...]  # where a long run stops to be scored
     draws_per_prompt: int = 2  # replies sampled per pair prompt; the best and the worst make the pair
     seeds: tuple[int, ...] = (0,)  # training seeds of every DPO and PPO curve (data order, PPO's sampling)
+    ppo_seeds: tuple[int, ...] = ()  # PPO's and PPO-GT's training seeds when they differ from `seeds` (empty: `seeds`)
     dpo_checkpoints: tuple[float, ...] = (1.0,)  # epochs after which a DPO run is scored: the points of its curve
     ppo_checkpoints: tuple[int, ...] = ()  # iterations after which a PPO run is scored (empty: only at the end)
     reward_pooling: str = "sum"  # the RewardModel readout of PPO's reward model and best-of-N
@@ -85,6 +86,11 @@ class FrontierPlan:
     # (empty: ppo.learning_rate, no pilot)
     ppo_pilot_iterations: int = 0
     ppo_stable_approxkl: float = 0.1  # a PPO run is stable when every iteration's mean approxkl stays below this
+
+    @property
+    def rl_seeds(self) -> tuple[int, ...]:
+        """The training seeds of PPO's and PPO-GT's curves."""
+        return self.ppo_seeds or self.seeds
 
 
 SENTIMENT_SMOKE = FrontierPlan(
@@ -167,7 +173,8 @@ FRONTIER_CPU = FrontierPlan(
     kl_coefs=(0.1, 0.2),
     best_of=(2, 4, 8),
     variants=(), long_runs=(), long_epochs=(),
-    seeds=(0, 1, 2), dpo_checkpoints=(0.125, 0.25, 0.5), ppo_checkpoints=(3, 6, 9),
+    seeds=(0, 1, 2), ppo_seeds=(0, 1),  # two PPO seeds: a PPO iteration with scoring costs ~25 s here
+    dpo_checkpoints=(0.125, 0.25, 0.5), ppo_checkpoints=(3, 6, 9),
     reward_model_lrs=(3e-5, 1e-4), reward_model_epochs=(1, 2), ppo_pilot_lrs=(5e-6, 1e-5, 2e-5),
     ppo_pilot_iterations=6,
 )
