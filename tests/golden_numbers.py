@@ -8,7 +8,9 @@ change too. One edit since, labels only: the preference judge's ridge is now wri
 convention of every Bradley-Terry fit here, so its grid values doubled (1e-3 -> 2e-3, 0.1 -> 0.2) while every
 accuracy stayed the same. Regenerated since, on purpose: the instruction experiment's redesign (issue 27: a reference
 on both replies, trajectories, seeds, two replies per prompt, lexicons filtered against plain text) replaced
-instruction_smoke.json and the instruction part of family_smoke.json (its sentiment part unchanged). To
+instruction_smoke.json and the instruction part of family_smoke.json (its sentiment part unchanged). The frontier's
+redesign (issue 28: curves, a calibrated reward model chosen on validation, PPO's pilot and warm-up, the matched-KL
+rule along each curve) replaced frontier_smoke.json. To
 accept an intended change, regenerate: `MINIDPO_UPDATE_GOLDEN=1 MINIDPO_PROFILE=smoke python -m pytest
 tests/test_instruction_experiment.py tests/test_sentiment_frontier.py tests/test_family_experiment.py`, and say
 why in the commit."""
