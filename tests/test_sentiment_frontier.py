@@ -107,7 +107,8 @@ def test_frontier_smoke_run(tmp_path):
     assert rm["validation_accuracy_ci"][0] <= rm["validation_accuracy"] <= rm["validation_accuracy_ci"][1]
     assert results["ppo_stability"]["runs"] and results["analysis_plan"]["decision"]
     for name, verdict in results["matched_kl"].items():
-        assert verdict["verdict"] in ("DPO higher", "DPO lower", "mixed", "no clear difference", "no overlap")
+        assert verdict["verdict"] in ("DPO higher", "DPO lower", "mixed", "no clear difference", "no overlap",
+                                      "inconclusive")
         for r in verdict["readings"]:
             i = r["comparison"]["interval"]
             assert i["estimate"] == pytest.approx(r["dpo_reward"] - r["other_reward"], abs=1e-9)
