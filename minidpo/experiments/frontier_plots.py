@@ -264,17 +264,16 @@ def frontier_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
     """The frontier figures of a results dictionary, with the titles notebook 08 gives them."""
     figures_dir = Path(figures_dir)
     p, model = results["profile"], results["model"]
-    n, seeds = results["sft"]["n"], len(results["plan"]["seeds"])
+    n = results["sft"]["n"]
     paths = {k: figures_dir / f"08_{k}_{p}.png"
              for k in ("frontier", "ppo_diagnostics", "ppo_curves", "reward_model", "matched_kl")}
-    plot_curves(results, paths["frontier"], title=f"controlled sentiment, {model}: n={n} test prompts, {seeds} seeds")
+    plot_curves(results, paths["frontier"], title=f"controlled sentiment, {model}: n={n} test prompts")
     plot_ppo_diagnostics(results, paths["ppo_diagnostics"],
                          title=f"PPO's stability ({results['plan']['ppo']['rollout_batch_size']} rollouts per "
                                f"iteration, lr {results['ppo_pilot']['learning_rate']:g})")
     plot_ppo_learning(results, paths["ppo_curves"], title=f"PPO and PPO-GT from the SFT model ({model})")
     plot_reward_model(results, paths["reward_model"], title=f"reward model r_phi ({model} trunk)")
-    plot_matched_kl(results, paths["matched_kl"], title=f"DPO against PPO and PPO-GT at matched KL (n={n} prompts, "
-                                                        f"{seeds} seeds)")
+    plot_matched_kl(results, paths["matched_kl"], title=f"DPO against PPO and PPO-GT at matched KL (n={n} prompts)")
     for fig in plt.get_fignums():
         plt.close(fig)
     return paths
