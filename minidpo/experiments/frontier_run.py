@@ -19,7 +19,7 @@ from ..stats import bootstrap_interval
 from .frontier import dpo_run, pairs_stage, preferred_ft_run, prepare_task, reference_stage, sft_point, sft_stage
 from .frontier_plots import frontier_figures
 from .frontier_rlhf import best_of_n_stage, chosen_reward_model, reward_model_key, reward_model_runs
-from .frontier_seeds import dpo_curve_run, ppo_curve_run, ppo_pilot
+from .frontier_seeds import dpo_curve_run, is_stable, ppo_curve_run, ppo_pilot
 from .frontier_verdicts import PLAN, curve_from_runs, matched_kl_verdicts
 from .measure import peak_rss_gib
 from .profiles import Profile
@@ -78,13 +78,19 @@ def _rm_accuracy_vs_sft(point: dict, sft: dict) -> tuple[float, int]:
     return (agree[keep].mean().item() if n else 0.0), n
 
 
+def runs_by_knob(runs: list[dict], knob: str) -> list[list[dict]]:
+    """A method's runs grouped by `knob` ("beta", "kl_coef"), in increasing order of it: each group is one curve's
+    seeds."""
+    return [[r for r in runs if r[knob] == value] for value in sorted({r[knob] for r in runs})]
+
+
 def curve_summaries(runs: list[dict], knob: str, sft: dict, seed: int) -> list[dict]:
     """Each knob's curve as the seeds' means at every checkpoint: reward (bootstrap interval over prompts of the
     seed-mean reward), KL, each seed's reading, training seconds, and for PPO the reward model's calibrated score
     and its accuracy on the run's own samples against the SFT replies."""
     out = []
-    for value in sorted({r[knob] for r in runs}):
-        group = [r for r in runs if r[knob] == value]
+    for group in runs_by_knob(runs, knob):
+        value = group[0][knob]
         curve = curve_from_runs(group, knob)
         points = []
         for c, budget in enumerate(curve.budgets):
@@ -116,12 +122,11 @@ def ppo_stability(runs: list[dict], pilot: dict, threshold: float) -> dict:
     rows = []
     for r in runs:
         h = r["history"]
+        max_approxkl = max(x["policy/approxkl_avg"] for x in h)
         rows.append({"method": r["method"], "kl_coef": r["kl_coef"], "seed": r["seed"],
-                     "first_approxkl": h[0]["policy/approxkl_avg"],
-                     "max_approxkl": max(x["policy/approxkl_avg"] for x in h),
+                     "first_approxkl": h[0]["policy/approxkl_avg"], "max_approxkl": max_approxkl,
                      "max_clipfrac": max(x["policy/clipfrac_avg"] for x in h),
-                     "max_ratio": max(x["val/ratio_max"] for x in h),
-                     "stable": all(x["policy/approxkl_avg"] < threshold for x in h)})
+                     "max_ratio": max(x["val/ratio_max"] for x in h), "stable": is_stable(max_approxkl, threshold)})
     return {"definition": f"every iteration's mean approxkl < {threshold:g}", "threshold": threshold,
             "learning_rate": pilot["learning_rate"], "runs": rows, "all_stable": all(r["stable"] for r in rows),
             "max_first_approxkl": max(r["first_approxkl"] for r in rows),
@@ -185,8 +190,7 @@ def frontier_results(profile: Profile, run_dir=None, show_progress: bool = True)
     curves = {"DPO": curve_summaries(runs["DPO"], "beta", sft, profile.seed),
               "PPO": curve_summaries(runs["PPO"], "kl_coef", sft, profile.seed),
               "PPO-GT": curve_summaries(runs["PPO-GT"], "kl_coef", sft, profile.seed)}
-    by_knob = lambda rs, knob: [curve_from_runs([r for r in rs if r[knob] == v], knob)  # noqa: E731
-                                for v in sorted({r[knob] for r in rs})]
+    by_knob = lambda rs, knob: [curve_from_runs(group, knob) for group in runs_by_knob(rs, knob)]  # noqa: E731
     verdicts = matched_kl_verdicts(by_knob(runs["DPO"], "beta"),
                                    {name: by_knob(runs[name], "kl_coef") for name in ("PPO", "PPO-GT")},
                                    seed=profile.seed)

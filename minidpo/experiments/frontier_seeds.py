@@ -61,6 +61,12 @@ def _ppo_phases(task: Task, sft_model, reward_model, reward_key, name: str, conf
     return task.run.phases(name, key, budgets, train_to, score)
 
 
+def is_stable(max_approxkl: float, threshold: float) -> bool:
+    """The plan's definition of a stable PPO run: every iteration's mean approxkl below `threshold`, i.e. the largest
+    of them is."""
+    return max_approxkl < threshold
+
+
 @dataclass(frozen=True)
 class PilotRun:
     """One learning rate of PPO's pilot: its stability diagnostics over the pilot's iterations and what it reached on
@@ -73,7 +79,7 @@ class PilotRun:
     validation_kl: float
 
     def stable(self, threshold: float) -> bool:
-        return self.max_approxkl < threshold
+        return is_stable(self.max_approxkl, threshold)
 
     def objective(self, kl_coef: float) -> float:
         """The KL-regularised objective of eq. 3 with the true reward, on the validation prompts."""
