@@ -228,11 +228,13 @@ def collate_sft(examples: list[dict], pad_token_id: int,
                               pad_token_id, pad_to_multiple_of)
 
 
-def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, bucket: bool = True) -> list[list[int]]:
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, bucket: bool = True,
+                           min_batch: int = 1) -> list[list[int]]:
     """Shuffle, then (if `bucket`) sort within windows of 50 batches by length so each batch pads little.
 
     Batches are shuffled again so training does not see lengths in order. Same seed, same batches.
-    The last batch may be smaller.
+    The last batch may be smaller; one smaller than `min_batch` joins the batch before it (KTO needs two pairs
+    for its reference point).
     """
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(lengths), generator=g).tolist()
@@ -242,5 +244,7 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, b
             i for w in range(0, len(order), window) for i in sorted(order[w : w + window], key=lambda j: lengths[j])
         ]
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < min_batch:
+        batches[-2] += batches.pop()
     perm = torch.randperm(len(batches), generator=g).tolist()
     return [batches[i] for i in perm]

@@ -54,7 +54,7 @@ def optimizer_steps(epochs: float, n_examples: int, batch_size: int, gradient_ac
     return max(1, math.floor(epochs * per_epoch / gradient_accumulation_steps))
 
 
-def _micro_batches(n_examples: int, lengths: list[int], cfg) -> tuple[list[list[int]], int]:
+def _micro_batches(n_examples: int, lengths: list[int], cfg, min_batch: int = 1) -> tuple[list[list[int]], int]:
     """The whole run's micro-batches (a pure function of the seed) and the number of optimizer steps."""
     steps = cfg.max_steps or optimizer_steps(cfg.num_epochs, n_examples, cfg.batch_size,
                                              cfg.gradient_accumulation_steps)
@@ -62,7 +62,7 @@ def _micro_batches(n_examples: int, lengths: list[int], cfg) -> tuple[list[list[
     batches: list[list[int]] = []
     epoch = 0
     while len(batches) < needed:
-        batches += length_grouped_batches(lengths, cfg.batch_size, seed=epoch_seed(cfg.seed, epoch),
+        batches += length_grouped_batches(lengths, cfg.batch_size, seed=epoch_seed(cfg.seed, epoch), min_batch=min_batch,
                                           bucket=cfg.length_bucketing)
         epoch += 1
     return batches[:needed], steps
@@ -96,15 +96,19 @@ def _size(examples: list[dict], example_weight: Callable[[dict], float] | None) 
 @torch.no_grad()
 def evaluate_objective(
     model, objective: Callable, data, collate: Callable, batch_size: int, autocast=contextlib.nullcontext,
-    example_weight: Callable[[dict], float] | None = None,
+    example_weight: Callable[[dict], float] | None = None, min_batch: int = 1,
 ) -> dict[str, float]:
     """Mean of the objective's metrics over a dataset under eval mode: batches weighted by their number of
-    examples, or by `example_weight` summed over them (response tokens for SFT's token-mean loss)."""
+    examples, or by `example_weight` summed over them (response tokens for SFT's token-mean loss). A last batch
+    smaller than `min_batch` joins the one before it."""
     totals: dict[str, float] = {}
     n = 0
     with evaluating(model):
-        for start in range(0, len(data), batch_size):
-            examples = [data[i] for i in range(start, min(start + batch_size, len(data)))]
+        starts = list(range(0, len(data), batch_size))
+        if len(starts) > 1 and len(data) - starts[-1] < min_batch:
+            starts.pop()
+        for start, end in zip(starts, starts[1:] + [len(data)]):
+            examples = [data[i] for i in range(start, end)]
             with autocast():
                 _, metrics = objective(model, collate(examples))
             size = _size(examples, example_weight)
@@ -124,11 +128,13 @@ def train_loop(
     resume: bool = True,
     desc: str = "train",
     example_weight: Callable[[dict], float] | None = None,
+    min_batch: int = 1,
 ) -> list[dict]:
     """Run `config`'s schedule of optimizer steps; return the metrics history (one dict per step/eval).
 
     With `resume=True` and a checkpoint in `config.output_dir`, training continues from it and ends with the
-    same weights and history as an uninterrupted run. Stops with a FloatingPointError naming the step and
+    same weights and history as an uninterrupted run. A last batch smaller than `min_batch` joins the one before
+    it (in training and evaluation). Stops with a FloatingPointError naming the step and
     batch if the loss or gradient norm is not finite (the last good checkpoint is kept).
     """
     from accelerate import Accelerator
@@ -148,7 +154,7 @@ def train_loop(
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
-    batches, total_steps = _micro_batches(len(train_data), pair_lengths(train_data), config)
+    batches, total_steps = _micro_batches(len(train_data), pair_lengths(train_data), config, min_batch)
     model.to(accelerator.device)
     optimizer, scheduler = make_optimizer(model, config)
     history: list[dict] = []
@@ -247,7 +253,7 @@ def train_loop(
         if eval_data is not None and len(eval_data) and ((step + 1) % config.eval_every == 0 or last):
             # every process evaluates the whole (small) validation split: same numbers everywhere
             metrics = evaluate_objective(wrapped, objective, eval_data, collate, config.batch_size, autocast,
-                                         example_weight)
+                                         example_weight, min_batch)
             history.append({"step": step + 1, **metrics})
         if (step + 1) % config.save_every == 0 or last:
             checkpoint(step + 1)

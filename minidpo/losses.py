@@ -260,7 +260,7 @@ def dpo_loss(
 
     The loss comes from `LOSSES[loss_type]`; of `hyperparameters` (`label_smoothing`, `rpo_alpha`, ...; see
     `HYPERPARAMETERS`) each loss is passed those it takes. For a reference-free loss (SimPO, ORPO) the
-    "rewards" are beta log pi(y|x).
+    "rewards" are beta log pi(y|x) / |y|, the length-averaged log-prob, as TRL's CPO and ORPO trainers log them.
     """
     hyperparameters["label_smoothing"] = label_smoothing
     check_dpo_hyperparameters(beta, loss_type, **hyperparameters)
@@ -269,6 +269,12 @@ def dpo_loss(
                    rejected_lengths, mismatched_logratios)
     losses = spec.fn(lp, beta, **{k: v for k, v in hyperparameters.items() if k in spec.hyperparameters})
     chosen_logratios, rejected_logratios = lp.logratios()
+    if not spec.needs_reference:
+        # TRL's CPOTrainer (SimPO: loss_type="simpo", cpo_alpha=0) and ORPOTrainer log beta x the length-averaged
+        # log-prob, the quantity these losses compare; the summed one would rank a long chosen reply below a
+        # short rejected one of higher per-token likelihood
+        n_w, n_l = lp.lengths()
+        chosen_logratios, rejected_logratios = chosen_logratios / n_w, rejected_logratios / n_l
     return DPOLossOutput(losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach())
 
 

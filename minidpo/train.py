@@ -128,9 +128,9 @@ class DPOStep:
         if not self.spec.needs_mismatched:
             return None
         if "mismatched_input_ids" not in batch and batch["input_ids"].shape[0] == 2:
-            # one pair (e.g. an epoch's last batch): no reply of another prompt to compare with, so the
-            # reference point takes its floor, z = 0
-            return torch.zeros(1, device=batch["input_ids"].device)
+            raise ValueError(f"loss_type={self.config.loss_type!r} needs two pairs or more per batch: one pair has no "
+                             "other prompt's reply for the reference point z (train_dpo merges a last batch of one "
+                             "into the batch before it)")
         if "mismatched_input_ids" not in batch:
             raise ValueError(f"loss_type={self.config.loss_type!r} needs mismatched pairs: collate with "
                              f"collate_preferences(..., mismatched=True)")
@@ -195,8 +195,12 @@ def train_dpo(
     already stored in the datasets' `ref_chosen_logps`/`ref_rejected_logps` columns."""
     mismatched = LOSSES[config.loss_type].needs_mismatched
     collate = lambda ex: collate_preferences(ex, pad_token_id, mismatched=mismatched)  # noqa: E731
+    # KTO's reference point z is a mean over the batch's mismatched pairs: a batch of one pair has none, so a last
+    # batch of one joins the one before it, and a validation split of one pair gives no validation loss
+    if mismatched and eval_data is not None and len(eval_data) < 2:
+        eval_data = None
     return train_loop(model, train_data, eval_data, config, DPOStep(config, ref_model), collate, resume=resume,
-                      desc="DPO")
+                      desc="DPO", min_batch=2 if mismatched else 1)
 
 
 def train_rankings(model, train_data, eval_data, config: DPOConfig, pad_token_id: int, ref_model,

@@ -101,6 +101,31 @@ def test_length_terms_do_what_their_papers_say():
     assert torch.allclose(same, torch.full_like(same, -math.log(_sig(-0.7))))
 
 
+@pytest.mark.parametrize("loss_type", ["simpo", "orpo"])
+def test_reference_free_rewards_are_beta_times_the_length_averaged_logprob(loss_type):
+    # chosen -20 over 20 tokens (-1 per token) against rejected -10 over 5 (-2 per token): the length-averaged
+    # log-prob these losses compare prefers the chosen reply; logging beta x the summed log-prob (the mutation this
+    # catches) would count the pair as ranked wrong in rewards/accuracies
+    from minidpo.losses import dpo_loss, dpo_metrics
+
+    pc, pr = torch.tensor([-20.0], dtype=F64), torch.tensor([-10.0], dtype=F64)
+    lc, lr = torch.tensor([20.0], dtype=F64), torch.tensor([5.0], dtype=F64)
+    out = dpo_loss(pc, pr, None, None, 2.0, loss_type, chosen_lengths=lc, rejected_lengths=lr)
+    assert out.chosen_rewards.item() == -2.0 and out.rejected_rewards.item() == -4.0
+    assert dpo_metrics(out, pc, pr)["rewards/accuracies"] == 1.0
+
+
+def test_kto_never_sees_a_batch_of_one_pair():
+    # 9 pairs in batches of 4 leave a last batch of one: merged into the batch before it (min_batch=2), so the
+    # mismatched-pair estimate z always has another prompt's reply; without the merge (the mutation) a batch of 1
+    from minidpo.batching import length_grouped_batches
+
+    for seed in range(5):
+        batches = length_grouped_batches([3] * 9, 4, seed=seed, min_batch=2)
+        assert sorted(map(len, batches)) == [4, 5] and sorted(i for b in batches for i in b) == list(range(9))
+        assert sorted(map(len, length_grouped_batches([3] * 9, 4, seed=seed))) == [1, 4, 4]
+
+
 def test_kto_reference_point_is_the_clamped_mismatched_mean_without_gradient():
     pc, pr, rc, rr, lc, lr, _ = _batch(4)
     below = _ours("kto", pc, pr, rc, rr, lc, lr, -torch.ones(12, dtype=F64), 0.5)

@@ -1,63 +1,90 @@
-"""Notebook 10's experiment end to end on the smoke profile: every arm present and scored, files written, the
-stages cached (a rerun recomputes nothing), and the online and ranking runs labelled as the issue asks."""
+"""Notebook 10's experiment end to end on the smoke profile: every arm tuned on validation by the plan's rule, on its
+own curve with every seed, read against DPO's curves at matched KL raw and length-adjusted with one Holm family, the
+length regression recomputed here, files written, and the stages cached (a rerun recomputes nothing); notebook 09's
+`variants` command on the sentiment base."""
 
 import json
 import math
 
+import torch
 from golden_numbers import compare
 
 from minidpo.experiments.family import run_family
 from minidpo.experiments.profiles import get_profile
+from minidpo.experiments.variants import run_variants
 
 
 def test_family_smoke_run(tmp_path):
     profile = get_profile("smoke")
     fam = profile.family
-    kw = dict(run_dir=tmp_path / "frontier", instruction_run_dir=tmp_path / "instruction", show_progress=False)
+    kw = dict(run_dir=tmp_path / "frontier", show_progress=False)
     results = run_family(profile, results_dir=tmp_path / "results", figures_dir=tmp_path / "figures", **kw)
-    # every number as the code before the experiments' redesign computed it (tests/golden_numbers.py)
+    # every number as the code of issue 29 computed it (tests/golden_numbers.py)
     assert not compare(results, "family_smoke"), compare(results, "family_smoke")[:20]
-    methods = [p["method"] for p in results["sentiment"]["points"]]
-    assert {v.method for v in fam.variants} | {"SFT", "DPO", "online DPO"} <= set(methods)
-    assert methods.count("online DPO") == len(fam.online_betas)
-    if results["sentiment"]["rankings"]["train"]["rankings"]:  # a random tiny model can tie on every prompt
-        assert {f"Plackett-Luce DPO (K={fam.ranking_k})", f"DPO on best/worst of {fam.ranking_k}"} <= set(methods)
-    long_epochs = [p["epochs"] for p in results["sentiment"]["dpo_long"]]  # notebook 09's long DPO run extends DPO's curve
-    assert long_epochs == list(profile.sentiment.long_epochs) * sum(lt == "sigmoid" for lt, _ in profile.sentiment.long_runs)
-    for p in results["sentiment"]["points"]:
-        assert math.isfinite(p["kl"]) and p["reward_ci"][0] <= p["reward"] <= p["reward_ci"][1]
-    # notebook 09's numbers on the same base: DPO at the base's betas, each variant, each long run after each epoch count
-    base = results["sentiment"]["dpo_variants"]
-    assert [r["beta"] for r in base["dpo"]] == list(profile.sentiment.dpo_betas)
-    assert [r["method"] for r in base["variant_runs"]] == [v.method for v in profile.sentiment.variants]
-    assert [[p["epochs"] for p in r["points"]] for r in base["long_runs"]] == [list(profile.sentiment.long_epochs)] * len(profile.sentiment.long_runs)
-    assert base["compute_s"] > 0 and all("history" in r for r in base["dpo"] + base["variant_runs"])
-    # the matched-KL reading, recomputed here from DPO's points by hand (chord between the bracketing points)
-    curve = sorted([p for p in results["sentiment"]["points"] if p["method"] in ("SFT", "DPO")] + results["sentiment"]["dpo_long"],
-                   key=lambda p: p["kl"])
-    for p in results["sentiment"]["points"]:
-        if p["method"] in ("SFT", "DPO"):
+    ranked = results["rankings"]["train"]["rankings"] > 0  # a random tiny model can tie on every prompt
+    expected = [a.method for a in fam.arms if ranked or a.loss_type not in ("plackett_luce", "best_worst")]
+    assert list(results["arms"]) == expected
+    assert results["analysis_plan"]["decision"].startswith("one Holm family")  # the plan travels with the results
+    for arm in fam.arms:
+        if arm.method not in results["arms"]:
             continue
-        inside = [(a, b) for a, b in zip(curve, curve[1:]) if a["kl"] <= p["kl"] <= b["kl"] and b["kl"] > a["kl"]]
-        if not inside:
-            assert p["dpo_reward_at_kl"] is None
-        else:
-            a, b = inside[0]
-            assert p["dpo_reward_at_kl"] == a["reward"] + (b["reward"] - a["reward"]) * (p["kl"] - a["kl"]) / (b["kl"] - a["kl"])
-    rows = results["instruction"]["rows"]
-    assert {v.method for v in fam.instruction_variants} | {"DPO", "reference"} == set(rows)
-    dpo_beta = results["instruction"]["selected_beta"]
-    assert rows["R-DPO"]["beta"] == dpo_beta  # the DPO beta chosen on validation, transferred
-    assert rows["length-normalised DPO"]["beta"] == dpo_beta * round(results["instruction"]["mean_chosen_tokens"])
-    for method, r in rows.items():
-        if method != "reference":
-            win = r["judge_vs_reference"]["interval"]
-            assert 0 <= win["low"] <= win["estimate"] <= win["high"] <= 1 and r["judge_vs_reference"]["null"] == 0.5
-            assert r["epochs"] in profile.instruction.checkpoints  # read at the checkpoint chosen on validation
+        a = results["arms"][arm.method]
+        curve = results["curves"][arm.method]
+        assert len(curve) == 1 and curve[0]["seeds"] == list(fam.seeds)
+        assert [p["budget"] for p in curve[0]["points"]] == list(fam.checkpoints)
+        for p in curve[0]["points"]:
+            assert math.isfinite(p["kl"]) and p["reward_ci"][0] <= p["reward"] <= p["reward_ci"][1]
+        if arm.grid is None:
+            assert a["grid"] is None and a["value"] is None
+        else:  # the rule recomputed: the highest validation reward - kl_coef x KL (a test-set choice would differ)
+            g = a["grid"]
+            assert g["parameter"] == arm.grid[0] and g["values"] == list(arm.grid[1])
+            objective = [r - fam.selection_kl_coef * k for r, k in zip(g["validation_reward"], g["validation_kl"])]
+            assert a["value"] == g["chosen"] == g["values"][objective.index(max(objective))]
+        v = a["verdicts"]
+        assert v["primary"] == ("length-adjusted" if arm.length_adjusted_primary else "raw")
+        for kind in ("raw", "length-adjusted"):
+            assert v[kind]["verdict"] in ("DPO higher", "DPO lower", "mixed", "no clear difference", "no overlap",
+                                          "inconclusive")
+            for r in v[kind]["readings"]:
+                i = r["comparison"]["interval"]
+                assert i["n"] == results["sft"]["n"] and r["dpo"].startswith("DPO beta=")
+                assert r["other"] == f"{arm.method} beta={curve[0]['beta']:g}"
+    # the length regression recomputed independently (torch.linalg.lstsq on the cached SFT replies)
+    lr = results["length_regression"]
+    raw = json.loads((tmp_path / "frontier" / f"length_regression_d{fam.length_draws}" / "value.json").read_text())
+    x = torch.tensor(raw["lengths"], dtype=torch.float64).flatten()
+    y = torch.tensor(raw["rewards"], dtype=torch.float64).flatten()
+    design = torch.stack([torch.ones_like(x), x], 1)
+    intercept, slope = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.flatten().tolist()
+    assert abs(slope - lr["slope"]) < 1e-9 and abs(intercept - lr["intercept"]) < 1e-9
+    assert lr["n_replies"] == fam.length_draws * profile.frontier.n_pairs_val
+    # an adjusted point is its reward minus slope x (its length - the SFT model's)
+    for curves in results["curves"].values():
+        for p in curves[0]["points"]:
+            assert abs(p["length_adjusted_reward"]
+                       - (p["reward"] - lr["slope"] * (p["reply_tokens"] - results["sft"]["reply_tokens"]))) < 1e-12
     saved = json.loads((tmp_path / "results" / "family_smoke.json").read_text())
-    assert saved["sentiment"]["points"] == json.loads(json.dumps(results["sentiment"]["points"]))
-    assert all((tmp_path / "figures" / f"09_{k}_smoke.png").stat().st_size > 10_000 for k in ("variants_frontier", "over_optimisation"))
-    assert all((tmp_path / "figures" / f"10_family_{k}_smoke.png").stat().st_size > 10_000 for k in ("frontier", "instruction"))
+    assert saved["arms"] == json.loads(json.dumps(results["arms"]))
+    assert all((tmp_path / "figures" / f"10_family_{k}_smoke.png").stat().st_size > 10_000
+               for k in ("curves", "curves_length_adjusted"))
     again = run_family(profile, results_dir=tmp_path / "results2", figures_dir=tmp_path / "figures2", **kw)
-    assert again["sentiment"]["points"] == results["sentiment"]["points"]  # every run came from its cache
-    assert again["instruction"]["rows"] == results["instruction"]["rows"]
+    assert again["curves"] == results["curves"] and again["arms"] == results["arms"]  # every run from its cache
+
+
+def test_variants_smoke_run(tmp_path):
+    profile = get_profile("smoke")
+    results = run_variants(profile, run_dir=tmp_path / "sentiment", results_dir=tmp_path / "results",
+                           figures_dir=tmp_path / "figures", show_progress=False)
+    plan = profile.sentiment
+    assert [r["beta"] for r in results["dpo"]] == list(plan.dpo_betas)
+    assert [r["method"] for r in results["variant_runs"]] == [v.method for v in plan.variants]
+    assert [[p["epochs"] for p in r["points"]] for r in results["long_runs"]] == [list(plan.long_epochs)] * len(plan.long_runs)
+    for run, fall in zip(results["long_runs"], results["long_run_falls"]):
+        # "did it fall": the last checkpoint minus the best earlier one, paired over prompts
+        peak = max(run["points"][:-1], key=lambda p: p["reward"])
+        assert abs(fall["interval"]["estimate"] - (run["points"][-1]["reward"] - peak["reward"])) < 1e-6
+        assert fall["verdict"] in ("lower", "higher", "no clear difference")
+    assert results["compute_s"] > 0 and all("history" in r for r in results["dpo"] + results["variant_runs"])
+    assert all((tmp_path / "figures" / f"09_{k}_smoke.png").stat().st_size > 10_000
+               for k in ("variants_frontier", "over_optimisation"))

@@ -78,21 +78,17 @@ def test_generated_tables_carry_the_results_numbers(tmp_path):
         rows = [r for m in frontier["matched_kl"].values() for r in m["readings"]]
         assert matched.count(r"\\") - 1 == len(rows) + len(frontier["matched_kl"])  # a row per reading, a verdict per method
         assert all(m["verdict"] in matched for m in frontier["matched_kl"].values())
+    variants = json.loads((ROOT / "results" / "variants_cpu.json").read_text())  # committed: notebook 09's cpu run
+    table = rep.variants_table(variants)
+    assert table.count(r"\\") - 1 == len(variants["dpo"]) + len(variants["variant_runs"])
     family = json.loads((ROOT / "results" / "family_cpu.json").read_text())  # committed: notebook 10's cpu run
-    table = rep.variants_table(family)  # notebook 09's losses, on the sentiment base the family shares
-    base = family["sentiment"]["dpo_variants"]
-    assert table.count(r"\\") - 1 == len(base["dpo"]) + len(base["variant_runs"])
-    table = rep.family_sentiment_table(family)
-    assert table.count(r"\\") - 1 == len(family["sentiment"]["points"])
-    assert all(f"{p['kl']:.2f} $\\pm$ {p['kl_se']:.2f}" in table for p in family["sentiment"]["points"])
-    table = rep.family_instruction_table(family)
-    rows = family["instruction"]["rows"]
-    assert table.count(r"\\") - 1 == len(rows)
-    if "fidelity" in rows["reference"]:  # the committed family run predates issue 27 (issue 29 reruns it)
-        assert all(f"{r['judge_vs_reference']['rate']:.2f}" in table for m, r in rows.items() if m != "reference")
-    else:
-        assert all(f"{r['judge_vs_reference']['interval']['estimate']:.2f}" in table for m, r in rows.items()
-                   if m != "reference")
+    table = rep.family_arms_table(family)
+    assert table.count(r"\\") - 1 == len(family["arms"])  # a row per arm, with its primary verdict
+    assert all(a["verdicts"][a["verdicts"]["primary"]]["verdict"] in table for a in family["arms"].values())
+    grid = rep.family_grid_table(family)
+    tuned = [a for a in family["arms"].values() if a["grid"] is not None]
+    assert grid.count(r"\\") - 1 == sum(len(a["grid"]["values"]) for a in tuned)
+    assert grid.count("chosen") == len(tuned)  # one choice per grid
 
 
 def test_every_cited_verdict_resolves_and_agrees_with_the_librarys_comparisons():

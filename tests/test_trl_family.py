@@ -89,9 +89,15 @@ def test_simpo_matches_trl_cpo_simpo(gamma):
 
     pc, pr, lc, lr = _length_averaged(1)
     beta = 2.0
-    theirs, _, _ = CPOTrainer.cpo_loss(_fake_trainer(beta=beta, simpo_gamma=gamma, loss_type="simpo"), pc / lc, pr / lr)
-    ours = dpo_loss(pc, pr, None, None, beta, "simpo", chosen_lengths=lc, rejected_lengths=lr, simpo_gamma=gamma).losses
+    theirs, their_c, their_r = CPOTrainer.cpo_loss(_fake_trainer(beta=beta, simpo_gamma=gamma, loss_type="simpo"),
+                                                   pc / lc, pr / lr)
+    out = dpo_loss(pc, pr, None, None, beta, "simpo", chosen_lengths=lc, rejected_lengths=lr, simpo_gamma=gamma)
+    ours = out.losses
     assert torch.allclose(ours, theirs, rtol=0, atol=sum_tol(float(theirs.abs().max()) + 10, 8, torch.finfo(torch.float64).eps))
+    # the logged rewards/* are TRL's: beta x the length-averaged log-prob (catches beta x the summed one)
+    tol = 4 * torch.finfo(torch.float64).eps * beta * (pc / lc).abs().max().item()
+    assert torch.allclose(out.chosen_rewards, their_c, rtol=0, atol=tol)
+    assert torch.allclose(out.rejected_rewards, their_r, rtol=0, atol=tol)
 
 
 def test_orpo_matches_trl_odds_ratio_loss_plus_nll():
@@ -99,10 +105,15 @@ def test_orpo_matches_trl_odds_ratio_loss_plus_nll():
 
     pc, pr, lc, lr = _length_averaged(2)
     lam = 0.25
-    or_losses, *_ = ORPOTrainer.odds_ratio_loss(_fake_trainer(beta=lam), pc / lc, pr / lr)
+    or_losses, their_c, their_r, *_ = ORPOTrainer.odds_ratio_loss(_fake_trainer(beta=lam), pc / lc, pr / lr)
     nll = -pc.sum() / lc.sum()  # TRL's NLL: cross-entropy over every chosen token of the batch
     theirs = nll - or_losses.mean()  # ORPOTrainer.get_batch_loss_metrics: loss = policy_nll_loss - losses.mean()
-    ours = dpo_loss(pc, pr, None, None, lam, "orpo", chosen_lengths=lc, rejected_lengths=lr).losses.mean()
+    out = dpo_loss(pc, pr, None, None, lam, "orpo", chosen_lengths=lc, rejected_lengths=lr)
+    ours = out.losses.mean()
+    # the logged rewards/* are TRL's ORPO metrics: beta x the length-averaged log-prob (TRL computes them in float32)
+    tol = 4 * torch.finfo(torch.float32).eps * lam * (pc / lc).abs().max().item()
+    assert torch.allclose(out.chosen_rewards, their_c.double(), rtol=0, atol=tol)
+    assert torch.allclose(out.rejected_rewards, their_r.double(), rtol=0, atol=tol)
     # TRL computes the odds ratio in float32 (`.float()`): float32 roundings of the log-odds terms, each below 10
     assert abs(ours.item() - theirs.item()) <= sum_tol(abs(theirs.item()) + 10, 16, torch.finfo(torch.float32).eps)
 

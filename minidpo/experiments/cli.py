@@ -1,9 +1,9 @@
 """The command line of the experiments:
-`python -m minidpo run|frontier|family|figures|report [--profile smoke|cpu|gpu]`.
+`python -m minidpo run|frontier|family|variants|figures|report [--profile smoke|cpu|gpu]`.
 
 Any knob of a plan is settable: `python -m minidpo run --set dpo.learning_rate=1e-6 --set betas=0.1,0.5` (fields of
 the command's plan, `profiles.InstructionPlan`, `FrontierPlan` or `FamilyPlan`; `family` also takes
-`sentiment.<field>` and `instruction.<field>`). The plan actually used is stored in the results file."""
+`frontier.<field>`, `variants` the sentiment base's `FrontierPlan`). The plan actually used is stored in the results file."""
 
 from __future__ import annotations
 
@@ -30,11 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     fr.add_argument("--run-dir", default=None, help="default runs/<profile>/frontier")
     fr.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     fr.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
-    fam = sub.add_parser("family", help="notebook 10: DPO's family (offline, online, Plackett-Luce) on the sentiment "
-                                        "frontier and the instruction pairs")
+    fam = sub.add_parser("family", help="notebook 10: DPO's family (offline, online, Plackett-Luce), each arm on its "
+                                        "own curve against DPO's at matched KL, on the frontier's task")
     fam.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
     fam.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
     fam.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
+    var = sub.add_parser("variants", help="notebook 09: cDPO, IPO, hinge and the long runs on the sentiment base")
+    var.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $MINIDPO_PROFILE, else cpu)")
+    var.add_argument("--results-dir", default=None, help="default results/ (runs/smoke/results for smoke)")
+    var.add_argument("--figures-dir", default=None, help="default figures/ (runs/smoke/figures for smoke)")
     figs = sub.add_parser("figures", help="redraw the figures from results/instruction_<profile>.json")
     figs.add_argument("--profile", default=None)
     figs.add_argument("--results-dir", default="results")
@@ -42,18 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report", help="report/generated/*.tex from results/*.json (and the PDF with --pdf)")
     rep.add_argument("--pdf", action="store_true", help="also build report/minidpo.pdf with latexmk and check the log")
     rep.add_argument("--profile", default="cpu", help="whose results the tables show (default cpu)")
-    for command in (run, fr, fam):
+    for command in (run, fr, fam, var):
         command.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                              help="set a field of the plan, e.g. dpo.learning_rate=1e-6 or betas=0.1,0.5 (repeatable)")
     args = parser.parse_args(argv)
-    if args.command in ("run", "frontier", "family"):
+    if args.command in ("run", "frontier", "family", "variants"):
         from .profiles import get_profile
         from .settings import override_profile
 
         try:
             profile = (get_profile(args.profile) if getattr(args, "seed", None) is None
                        else get_profile(args.profile, seed=args.seed))
-            profile = override_profile(profile, {"run": "instruction"}.get(args.command, args.command), args.set)
+            profile = override_profile(profile, {"run": "instruction", "variants": "sentiment"}.get(args.command,
+                                                                                                 args.command), args.set)
         except ValueError as e:
             parser.error(str(e))
         # smoke runs must not overwrite the committed results and figures of a real run
@@ -80,15 +85,21 @@ def main(argv: list[str] | None = None) -> int:
         from .family import run_family
 
         results = run_family(profile, results_dir=results_dir, figures_dir=figures_dir)
-        summary = {p["method"] + (f" beta={p['beta']:g}" if p.get("beta") is not None else ""):
-                   f"KL {p['kl']:.2f} reward {p['reward']:.3f} [{p['reward_ci'][0]:.3f}, {p['reward_ci'][1]:.3f}]"
-                   for p in results["sentiment"]["points"]}
-        rows = {m: f"{r['judge_vs_reference']['rate']:.3f} [{r['judge_vs_reference']['ci_low']:.3f}, "
-                   f"{r['judge_vs_reference']['ci_high']:.3f}]"
-                for m, r in results["instruction"]["rows"].items() if m != "reference"}
-        print(json.dumps({"profile": profile.name, "sentiment": summary,
-                          "instruction judge win rate vs reference": rows,
-                          "compute_s": round(results["compute_s"], 1)}, indent=1))
+        summary = {method: {"value": a["value"], **{kind: a["verdicts"][kind]["verdict"]
+                                                     for kind in (a["verdicts"]["primary"], a["verdicts"]["secondary"])},
+                            "primary": a["verdicts"]["primary"]} for method, a in results["arms"].items()}
+        print(json.dumps({"profile": profile.name, "arms vs DPO at matched KL": summary,
+                          "compute_s": round(results["compute_s"], 1),
+                          "this_invocation_s": round(results["wall_s_this_invocation"], 1)}, indent=1))
+        return 0
+
+    if args.command == "variants":
+        from .variants import run_variants
+
+        results = run_variants(profile, results_dir=results_dir, figures_dir=figures_dir)
+        print(json.dumps({"profile": profile.name, "compute_s": round(results["compute_s"], 1),
+                          "points": {f"{r['method']} beta={r['beta']:g}": f"KL {r['kl']:.2f} reward {r['reward']:.3f}"
+                                     for r in [*results["dpo"], *results["variant_runs"]]}}, indent=1))
         return 0
 
     if args.command == "frontier":

@@ -1,26 +1,30 @@
-"""DPO's family on one frontier and on the instruction experiment (notebook 10).
+"""DPO's family compared fairly (notebook 10, `python -m minidpo family`; profile from $MINIDPO_PROFILE, default "cpu").
 
-    python -m minidpo family       # profile from $MINIDPO_PROFILE, default "cpu"
+On notebook 08's task and its cached stages (`runs/<profile>/frontier/`: the SFT model, the pairs, the test prompts
+and DPO's curves, each beta at three seeds), every arm of `FamilyPlan.arms` -- length-normalised DPO, RPO, R-DPO,
+SimPO, ORPO, KTO on the same pairs; online DPO on pairs drawn from the current policy; Plackett-Luce DPO on K
+ranked SFT replies per prompt, and DPO on the best and worst of the same K -- is
 
-Sentiment (the one-seed sentiment base `profile.sentiment` of notebooks 09-10: its task, SFT model, pairs and caches in
-runs/<profile>/sentiment/):
-- every offline variant of `FamilyPlan.variants` on the frontier's pairs, scored like DPO (true reward and
-  sampled KL(pi || pi_SFT) on the held-out prompts, reply length);
-- online DPO: the same pair prompts, two replies per prompt drawn from the *current* policy and labelled by the
-  true reward (the same labelling budget as the offline pairs: two reward calls per prompt);
-- Plackett-Luce DPO: `ranking_k` replies per pair prompt from the SFT model ranked by the true reward, against
-  DPO on the best and the worst of the same replies (the same sampling compute). The first two replies are the
-  frontier's pair draws, and with K = 2 Plackett-Luce DPO is DPO (tests/test_family.py): the frontier's own DPO
-  run at `ranking_beta` is the K = 2 point.
-Instruction (the instruction experiment's run folder): R-DPO, SimPO and length-normalised DPO from its reference,
-at the DPO beta chosen there on validation, judged like its DPO arms (preference-judge win rate against the
-reference, length-controlled rate, words per reply, content fidelity; paired on the same prompts).
+1. tuned on validation: an arm with a `grid` trains once per value (one seed, `grid_checkpoint` epochs) and is
+   scored on the validation prompts; the value with the highest reward - `selection_kl_coef` x KL is kept
+   (`select_on_validation`);
+2. trained with every seed of `FamilyPlan.seeds` and scored on the test prompts after each of `checkpoints`
+   (epochs of the offline pairs as optimizer steps, the same steps for every arm): its own reward-KL curve;
+3. compared with DPO's curves at matched KL by the frontier's rule (`frontier_verdicts`: readings at checkpoints
+   inside the KL overlap, paired bootstrap over prompts with seeds within curves), with one Holm family over every
+   arm's readings;
+4. read with its reply length controlled: the true reward regressed on reply length over the SFT model's samples
+   of the validation prompts (`length_regression_stage`), and each checkpoint's reward minus slope x (its mean reply
+   length - the SFT model's); the arms that act on length (`length_adjusted_primary`) are judged on that.
+
+The analysis plan (`PLAN`) is stored in the results.
 """
 
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,38 +32,78 @@ from datasets import Dataset
 
 from .. import __version__
 from ..batching import tokenize_prompts
-from ..evaluate import reward_at_kl
+from ..loop import optimizer_steps
+from ..losses import LOSSES
 from ..models import model_note
 from ..online import train_online_dpo
 from ..train import train_dpo, train_rankings
 from ..utils import derive_seed
-from .frontier import Task, dpo_run, dpo_run_name, over_optimisation_run
-from .scoring import trained_and_scored
-from .frontier_run import shared_stages
-from .profiles import Profile
+from .frontier import Task, pairs_stage, prepare_task, reference_stage, sft_point, sft_stage
+from .frontier_run import curve_summaries, runs_by_knob
+from .frontier_seeds import dpo_curve_run
+from .frontier_verdicts import PLAN as FRONTIER_PLAN, Curve, curve_from_runs, joint_verdicts, matched_kl_readings
 from .measure import peak_rss_gib
+from .profiles import FamilyArm, Profile
 from .runs import to_json, write_results_and_figures
+from .scoring import evaluate_policy
 
-POINT_KEYS = ("method", "loss_type", "beta", "reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n", "train",
-              "eval_seconds")
+PLAN = {
+    **{k: FRONTIER_PLAN[k] for k in ("max_out_of_range", "n_boot", "power_level", "level", "reading", "interval",
+                                     "counted", "known_biases")},
+    "primary_metric": "mean ground-truth reward per test prompt at matched sequence KL(pi || pi_SFT); for the arms "
+                      "that act on reply length (length-normalised DPO, R-DPO) the length-adjusted reward",
+    "comparisons": "DPO (its curves at each beta of the frontier, three seeds) against each arm (its curve at the "
+                   "value chosen on validation, the family's seeds)",
+    "curves": "DPO at each beta along its own checkpoints; each arm along its own checkpoints (the same optimizer "
+              "steps for every arm); seeds averaged",
+    "decision": "one Holm family at 95% over every counted reading of every arm's primary comparison, each p-value "
+                "two-sided from the bootstrap replicates; per arm: 'DPO higher' if some reading is called higher and "
+                "none lower, 'DPO lower' the reverse, 'mixed' if both, else 'no clear difference'; 'no overlap' when "
+                "the arm's KL range misses DPO's, 'inconclusive' when readings exist but none counts. The secondary "
+                "reading (raw or adjusted, whichever is not primary) is a second Holm family",
+    "power": "per arm, the median over its counted readings of the difference detectable with 80% power at the "
+             "family's first Holm threshold (1 - 0.95) / m",
+    "length_control": "the true reward regressed (least squares) on reply length in tokens over the SFT model's "
+                      "replies to the validation prompts; a checkpoint's adjusted reward is its reward minus slope x "
+                      "(its seed's mean reply length there - the SFT model's mean on the test prompts); the adjustment "
+                      "is one number per checkpoint and seed, so the bootstrap does not carry the slope's own error",
+    "chosen_on_validation": "each arm's grid value: one seed trained to grid_checkpoint epochs, scored on the "
+                            "validation prompts, the highest reward - selection_kl_coef x KL; nothing is chosen on the "
+                            "test prompts",
+}
 
 
-def point(run: dict, **labels) -> dict:
-    """A run's frontier point: what the tables and plots need, without its history and examples."""
-    return {**{k: run[k] for k in POINT_KEYS if k in run}, **labels}
+def arm_steps(task: Task, n_pairs: int, epochs: float) -> int:
+    """The optimizer steps of `epochs` over the offline pairs: every arm (online and ranking arms too) trains for
+    these, so each sees as many prompts per checkpoint."""
+    return optimizer_steps(epochs, n_pairs, task.plan.dpo.batch_size)
 
 
-# ----------------------------------------------------------------------------- rankings for Plackett-Luce DPO
+def arm_config(task: Task, arm: FamilyArm, value: float | None):
+    """The arm's `DPOConfig`: the frontier's DPO settings with the arm's loss, beta, fixed fields and grid value."""
+    loss_type = arm.loss_type if arm.loss_type in LOSSES else "sigmoid"
+    fields = {"beta": arm.beta, **dict(arm.fixed), **({arm.grid[0]: value} if arm.grid else {})}
+    return replace(task.plan.dpo, loss_type=loss_type, **fields)
+
+
+def arm_name(arm: FamilyArm, value: float | None, seed: int, split: str) -> str:
+    """The stage name of one run of an arm: its loss (or pair source), grid value, seed and the split it is scored on."""
+    grid = f"_{arm.grid[0]}{value:g}" if arm.grid else ""
+    return f"family_{arm.loss_type}_beta{arm.beta:g}{grid}_seed{seed}" + ("_validation" if split == "validation" else "")
+
+
+# ----------------------------------------------------------------------------- the data of the ranking arms
 
 
 def rankings_stage(task: Task, sft_model, k: int) -> dict:
-    """`k` replies per pair prompt (train and validation) from the SFT model, ranked best first by the true
-    reward; prompts whose best and worst reply score the same are dropped and counted. Cached."""
+    """`k` replies per pair prompt (train and validation) from the SFT model, ranked best first by the true reward; a
+    prompt whose best and worst replies score the same is dropped and counted, and so are rankings with ties inside
+    (whose tied stages the Plackett-Luce loss leaves out). The first two replies are the frontier's pair draws (the
+    same seeds), so K = 2 would be the frontier's pairs. Cached."""
     def sample() -> dict:
         out = {"records": {}, "stats": {}}
         for split, key in (("train", "pairs_train"), ("validation", "pairs_val")):
             prompts = list(task.splits[key]["prompt"])
-            # the pairs stage's seeds: the first two draws are the frontier's pairs, so K = 2 nests in K
             draws = [task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "pairs", key, d))
                      for d in range(k)]
             rewards = torch.stack([task.true_reward(prompts, texts) for texts, _ in draws], 1)  # (P, k)
@@ -70,11 +114,10 @@ def rankings_stage(task: Task, sft_model, k: int) -> dict:
                     continue
                 records.append({"prompt": prompt, "ranked_ids": [draws[d][1][i] for d in order],
                                 "rewards": [float(rewards[i, d]) for d in order]})
-            inner_ties = sum(len(set(r["rewards"])) < k for r in records)
             out["records"][split] = records
             out["stats"][split] = {"prompts": len(prompts), "rankings": len(records),
                                    "all_tied_dropped": len(prompts) - len(records),
-                                   "rankings_with_inner_ties": inner_ties}
+                                   "rankings_with_inner_ties": sum(len(set(r["rewards"])) < k for r in records)}
         return out
 
     out = task.stage(f"rankings_k{k}", sample, {"k": k})
@@ -88,174 +131,242 @@ def rankings_stage(task: Task, sft_model, k: int) -> dict:
     return out
 
 
-def ranking_runs(task: Task, sft_model, rankings: dict, k: int, beta: float) -> list[dict]:
-    """Plackett-Luce DPO on the K-way rankings, and DPO on the best/worst pair of the same replies."""
-    runs = []
-    for name, method, data, job in ((f"pl_k{k}_beta{beta:g}", f"Plackett-Luce DPO (K={k})", "", train_rankings),
-                                    (f"bestworst_k{k}_beta{beta:g}", f"DPO on best/worst of {k}", "_pairs", train_dpo)):
-        config = replace(task.plan.dpo, beta=beta)
-        cfg = task.config(config, task.run.folder(name))
-        train = lambda m, cfg=cfg, data=data, job=job: job(  # noqa: E731
-            m, rankings["train" + data], rankings["validation" + data], cfg, task.pad, ref_model=sft_model)
-        loss_type = "plackett_luce" if "pl_" in name else "sigmoid"
-        runs.append(task.stage(name, lambda train=train, method=method, cfg=cfg, loss_type=loss_type: {
-            **trained_and_scored(task, sft_model, train, method=method, loss_type=loss_type, beta=beta, k=k),
-            "config": cfg}, {"dpo": config, "k": k, "data": data, "method": method}))
-    return runs
+# ----------------------------------------------------------------------------- one arm's run
 
 
-# ----------------------------------------------------------------------------- online DPO
+def arm_run(task: Task, sft_model, data: dict, arm: FamilyArm, value: float | None, seed: int, budgets: tuple,
+            split: str = "test") -> dict:
+    """One run of `arm` (grid value `value`, training seed `seed`) from the SFT model, stopped after each of `budgets`
+    (epochs of the offline pairs, as optimizer steps) and scored on `split`'s prompts there."""
+    config = arm_config(task, arm, value)
+    n_pairs = len(data["ref"]["train"])
+    steps = lambda epochs: arm_steps(task, n_pairs, epochs)  # noqa: E731
+    model = copy.deepcopy(sft_model)
+    ranked = data.get("rankings")
+
+    def train(cfg) -> list[dict]:
+        if arm.loss_type == "online":
+            return train_online_dpo(model, sft_model, task.tokenizer, data["prompts"], None, cfg,
+                                    lambda ps, rs: task.true_reward(ps, rs), task.plan.max_new_tokens)
+        if arm.loss_type == "plackett_luce":
+            return train_rankings(model, ranked["train"], ranked["validation"], cfg, task.pad, ref_model=sft_model)
+        if arm.loss_type == "best_worst":
+            return train_dpo(model, ranked["train_pairs"], ranked["validation_pairs"], cfg, task.pad,
+                             ref_model=sft_model)
+        ref_model = sft_model if LOSSES[arm.loss_type].needs_mismatched else None
+        return train_dpo(model, data["ref"]["train"], data["ref"]["validation"], cfg, task.pad, ref_model=ref_model)
+
+    def train_to(epochs: float, folder) -> list[dict]:
+        return train(task.config(config, folder, seed=seed, max_steps=steps(epochs)))
+
+    def score(epochs: float, history: list[dict]) -> dict:
+        evals = [h for h in history if any(k.startswith("eval_") for k in h)]
+        return {**evaluate_policy(task, model.eval(), sft_model, split, per_prompt=True), "steps": steps(epochs),
+                "pairs_seen": steps(epochs) * config.batch_size, "eval": evals[-1] if evals else {}}
+
+    key = {"task": task.key, "arm": arm.loss_type, "dpo": config, "seed": seed, "split": split,
+           "steps": [steps(b) for b in budgets], **({"k": task.profile.family.ranking_k} if ranked else {})}
+    points, history = task.run.phases(arm_name(arm, value, seed, split), key, budgets, train_to, score)
+    return {"method": arm.method, "beta": config.beta, "value": value, "seed": seed, "budget_unit": "epochs",
+            "points": points, "history": history}
 
 
-def online_run(task: Task, sft_model, beta: float) -> dict:
-    """Online DPO from the SFT model over the pair prompts, one epoch (two reward calls per prompt: the offline
-    pairs' budget when they are made from two draws), against the SFT model as reference."""
-    name = f"online_beta{beta:g}"
+# ----------------------------------------------------------------------------- choosing on validation
+
+
+@dataclass(frozen=True)
+class GridChoice:
+    """An arm's grid on the validation prompts and the value the plan's rule chose."""
+
+    parameter: str
+    values: tuple[float, ...]
+    validation_reward: tuple[float, ...]
+    validation_kl: tuple[float, ...]
+    objective: tuple[float, ...]  # reward - kl_coef x KL
+    kl_coef: float
+    chosen: float
+
+
+def select_on_validation(parameter: str, values, rewards, kls, kl_coef: float) -> GridChoice:
+    """The plan's rule: the value with the highest validation reward - `kl_coef` x KL (eq. 3's objective at one
+    exchange rate for every arm); the first such value on a tie."""
+    objective = tuple(r - kl_coef * k for r, k in zip(rewards, kls))
+    best = max(range(len(values)), key=lambda i: (objective[i], -i))
+    return GridChoice(parameter, tuple(values), tuple(rewards), tuple(kls), objective, kl_coef, values[best])
+
+
+def tune_arm(task: Task, sft_model, data: dict, arm: FamilyArm) -> GridChoice | None:
+    """The arm's grid, one seed, each value scored on the validation prompts; None for an arm without a grid."""
+    if arm.grid is None:
+        return None
+    fam = task.profile.family
+    seed = derive_seed(task.profile.seed, "family grid")
+    runs = [arm_run(task, sft_model, data, arm, v, seed, (fam.grid_checkpoint,), "validation") for v in arm.grid[1]]
+    return select_on_validation(arm.grid[0], arm.grid[1], [r["points"][-1]["reward"] for r in runs],
+                                [r["points"][-1]["kl"] for r in runs], fam.selection_kl_coef)
+
+
+# ----------------------------------------------------------------------------- length
+
+
+@dataclass(frozen=True)
+class LengthRegression:
+    """True reward = intercept + slope x reply tokens, least squares over the SFT model's replies to the validation
+    prompts (`draws` per prompt), with a bootstrap interval of the slope over prompts."""
+
+    slope: float
+    slope_low: float
+    slope_high: float
+    intercept: float
+    correlation: float
+    n_replies: int
+    n_prompts: int
+    mean_tokens: float
+
+
+def least_squares(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(slope, intercept) of y on x."""
+    xc = x - x.mean()
+    slope = float((xc * (y - y.mean())).sum() / (xc * xc).sum()) if float((xc * xc).sum()) > 0 else 0.0
+    return slope, float(y.mean() - slope * x.mean())
+
+
+def length_regression_stage(task: Task, sft_model, draws: int) -> LengthRegression:
+    """`draws` SFT replies per validation prompt, their true reward regressed on their length in tokens. Cached."""
+    def sample() -> dict:
+        prompts = task.prompts("validation")
+        rewards, lengths = [], []
+        for d in range(draws):
+            texts, ids = task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "length", d))
+            rewards.append(task.true_reward(prompts, texts).tolist())
+            lengths.append([len(x) for x in ids])
+        return {"rewards": rewards, "lengths": lengths}  # (draws, prompts)
+
+    raw = task.stage(f"length_regression_d{draws}", sample, {"draws": draws})
+    r = torch.tensor(raw["rewards"], dtype=torch.float64)
+    n = torch.tensor(raw["lengths"], dtype=torch.float64)
+    slope, intercept = least_squares(n.flatten(), r.flatten())
+    g = torch.Generator().manual_seed(task.profile.seed)
+    reps = []
+    for _ in range(2000):  # resample prompts with their draws (a prompt's replies are not independent)
+        idx = torch.randint(0, r.shape[1], (r.shape[1],), generator=g)
+        reps.append(least_squares(n[:, idx].flatten(), r[:, idx].flatten())[0])
+    low, high = torch.quantile(torch.tensor(reps, dtype=torch.float64), torch.tensor([0.025, 0.975],
+                                                                                     dtype=torch.float64)).tolist()
+    corr = float(torch.corrcoef(torch.stack([n.flatten(), r.flatten()]))[0, 1]) if float(n.std()) > 0 else 0.0
+    return LengthRegression(slope, low, high, intercept, corr, r.numel(), r.shape[1], float(n.mean()))
+
+
+def length_adjusted(curve: Curve, runs: list[dict], slope: float, sft_tokens: float) -> Curve:
+    """`curve` with each (checkpoint, seed)'s rewards minus slope x (its mean reply length - the SFT model's)."""
+    tokens = torch.tensor([[r["points"][c]["reply_tokens"] for r in runs] for c in range(len(curve.budgets))],
+                          dtype=torch.float64)
+    shift = (slope * (tokens - sft_tokens)).unsqueeze(-1)
+    return Curve(curve.method, curve.knob, curve.value, curve.budgets, curve.rewards - shift, curve.log_ratios)
+
+
+# ----------------------------------------------------------------------------- everything
+
+
+def family_stages(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
+    """Every stage of notebook 10 in the order they run, on the frontier's cached base (each cached)."""
+    task = prepare_task(profile, run_dir, show_progress)  # the frontier's task and run folder
+    fam, plan = profile.family, task.plan
+    sft_model, _ = sft_stage(task)
+    pairs = pairs_stage(task, sft_model)
+    ref_data = reference_stage(task, sft_model, pairs)
+    dpo = [dpo_curve_run(task, sft_model, ref_data, b, s) for b in plan.dpo_betas for s in plan.seeds]
+    sft = sft_point(task, sft_model)
+    length = length_regression_stage(task, sft_model, fam.length_draws)
     split = task.splits["pairs_train"]
-    prompts = Dataset.from_dict({"record_id": list(split["record_id"]), "prompt": list(split["prompt"]),
-                                 "prompt_ids": tokenize_prompts(task.tokenizer, list(split["prompt"]))})
-    config = replace(task.plan.dpo, beta=beta, max_steps=None, num_epochs=1)
-    cfg = task.config(config, task.run.folder(name))
-    train = lambda m: train_online_dpo(m, sft_model, task.tokenizer, prompts, None, cfg,  # noqa: E731
-                                       lambda ps, rs: task.true_reward(ps, rs), task.plan.max_new_tokens)
-    return task.stage(name, lambda: {**trained_and_scored(task, sft_model, train, method="online DPO",
-                                                          loss_type="sigmoid", beta=beta), "config": cfg},
-                      {"online_dpo": config})
+    data = {"ref": ref_data,
+            "prompts": Dataset.from_dict({"record_id": list(split["record_id"]), "prompt": list(split["prompt"]),
+                                          "prompt_ids": tokenize_prompts(task.tokenizer, list(split["prompt"]))})}
+    rankings = None
+    if any(a.loss_type in ("plackett_luce", "best_worst") for a in fam.arms):
+        rankings = rankings_stage(task, sft_model, fam.ranking_k)
+    arms = {}
+    for arm in fam.arms:
+        if arm.loss_type in ("plackett_luce", "best_worst") and not len(rankings["train"]):
+            continue  # a tiny random model (smoke) can tie on every prompt
+        arm_data = {**data, "rankings": rankings} if arm.loss_type in ("plackett_luce", "best_worst") else data
+        choice = tune_arm(task, sft_model, arm_data, arm)
+        value = choice.chosen if choice else None
+        runs = [arm_run(task, sft_model, arm_data, arm, value, s, fam.checkpoints) for s in fam.seeds]
+        arms[arm.method] = {"arm": arm, "choice": choice, "runs": runs}
+    return {"task": task, "pairs": pairs, "sft": sft, "dpo": dpo, "length": length,
+            "rankings": rankings["stats"] if rankings else None, "arms": arms}
 
 
-def sentiment_family(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
-    """Every sentiment stage of notebook 10 (cached with the sentiment base's): the points and their runs."""
-    task, sft_model, _, pairs, ref_data, sft, dpo = shared_stages(profile, run_dir, show_progress)
-    fam = profile.family
-    variants = [dpo_run(task, sft_model, ref_data, v.beta, v.loss_type, v.label_smoothing, v.method, v.hyperparameters)
-                for v in fam.variants]
-    online = [online_run(task, sft_model, b) for b in fam.online_betas]
-    rankings = rankings_stage(task, sft_model, fam.ranking_k)
-    # a tiny random model (smoke) may write no sentiment word in any of its K replies to every prompt
-    ranked = ranking_runs(task, sft_model, rankings, fam.ranking_k, fam.ranking_beta) if len(rankings["train"]) else []
-    # K = 2 is the frontier's DPO run when its pairs are the best and worst of two draws and it trained at ranking_beta
-    k2 = next((r for r in dpo if r["beta"] == fam.ranking_beta), None) if task.plan.draws_per_prompt == 2 else None
-    # notebook 09's long DPO run, scored after each number of epochs: DPO's curve beyond one epoch's KL
-    long = [over_optimisation_run(task, sft_model, ref_data, lt, b) for lt, b in task.plan.long_runs if lt == "sigmoid"]
-    points = [point(sft), *(point(r) for r in dpo), *(point(r, hyperparameters=dict(v.hyperparameters))
-                                                      for r, v in zip(variants, fam.variants)),
-              *(point(r) for r in online), *(point(r, k=fam.ranking_k) for r in ranked)]
-    dpo_long = [{"method": "DPO, trained longer", "beta": r["beta"], "epochs": p["epochs"],
-                 **{k: p[k] for k in ("reward", "reward_ci", "kl", "kl_se", "reply_tokens", "n")}}
-                for r in long for p in r["points"]]
-    # the matched-KL reading: DPO's reward at each other arm's KL, on the chord of DPO's points (SFT at KL 0, each
-    # beta, the long run after each epoch count); None outside DPO's KL range
-    dpo_curve = [p for p in points if p["method"] in ("SFT", "DPO")] + dpo_long
-    for p in points:
-        if p["method"] not in ("SFT", "DPO"):
-            p["dpo_reward_at_kl"] = reward_at_kl(dpo_curve, p["kl"])
-    # notebook 09 on the same base: the losses of section 5 of the report (cDPO, IPO, hinge) beside DPO, and the
-    # long runs, with their training histories (the implicit reward's held-out accuracy)
-    keep = lambda r: {k: v for k, v in r.items() if k != "examples"}  # noqa: E731
-    variants_09 = [dpo_run(task, sft_model, ref_data, v.beta, v.loss_type, v.label_smoothing, method=v.method)
-                   for v in task.plan.variants]
-    long_09 = [over_optimisation_run(task, sft_model, ref_data, lt, b) for lt, b in task.plan.long_runs]
-    return {
-        "task": task, "pairs": pairs["stats"], "rankings": rankings["stats"],
-        "dpo_variants": {"dpo": [keep(r) for r in dpo], "variant_runs": [keep(r) for r in variants_09],
-                         "long_runs": long_09, "compute_s": task.run.compute_s(
-                             [*(dpo_run_name(v.beta, v.loss_type, v.label_smoothing) for v in task.plan.variants),
-                              *(f"long_{lt}_beta{b:g}/{e:g}" for lt, b in task.plan.long_runs
-                                for e in task.plan.long_epochs)])},
-        "reward_calls": {"offline pairs": task.plan.draws_per_prompt * pairs["stats"]["train"]["prompts"],
-                         "online DPO (each run)": 2 * len(task.splits["pairs_train"]),
-                         f"rankings (K={fam.ranking_k})": fam.ranking_k * rankings["stats"]["train"]["prompts"]},
-        "points": points, "dpo_long": dpo_long,
-        "compute_s": task.run.compute_s([*(dpo_run_name(v.beta, v.loss_type, v.label_smoothing, v.hyperparameters)
-                                           for v in fam.variants),
-                                         *(f"online_beta{b:g}" for b in fam.online_betas), f"rankings_k{fam.ranking_k}",
-                                         *(f"{kind}_k{fam.ranking_k}_beta{fam.ranking_beta:g}"
-                                           for kind in ("pl", "bestworst"))]),
-        "plackett_luce_k2": ("the DPO run at beta {:g} (K = 2 Plackett-Luce DPO is DPO)".format(fam.ranking_beta)
-                             if k2 else None),
-    }
+def family_verdicts(stages: dict, seed: int) -> dict:
+    """Each arm against DPO's curves at matched KL, raw and length-adjusted; the primary reading of every arm in one
+    Holm family, the secondary in another."""
+    length, sft = stages["length"], stages["sft"]
+    dpo_groups = runs_by_knob(stages["dpo"], "beta")
+    dpo_raw = [curve_from_runs(g, "beta") for g in dpo_groups]
+    dpo_adj = [length_adjusted(c, g, length.slope, sft["reply_tokens"]) for c, g in zip(dpo_raw, dpo_groups)]
+    primary, secondary, kinds = {}, {}, {}
+    for method, a in stages["arms"].items():
+        raw = curve_from_runs(a["runs"], "beta")
+        adj = length_adjusted(raw, a["runs"], length.slope, sft["reply_tokens"])
+        readings = {"raw": matched_kl_readings(dpo_raw, [raw], seed=seed),
+                    "length-adjusted": matched_kl_readings(dpo_adj, [adj], seed=seed)}
+        first = "length-adjusted" if a["arm"].length_adjusted_primary else "raw"
+        second = "raw" if first == "length-adjusted" else "length-adjusted"
+        primary[method], secondary[method], kinds[method] = readings[first], readings[second], (first, second)
+    p, s = joint_verdicts(primary), joint_verdicts(secondary)
+    return {m: {"primary": kinds[m][0], "secondary": kinds[m][1], kinds[m][0]: p[m], kinds[m][1]: s[m]}
+            for m in stages["arms"]}
 
 
-# ----------------------------------------------------------------------------- the instruction experiment
-
-
-def instruction_family(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
-    """R-DPO, SimPO and length-normalised DPO on the instruction pairs, from the instruction experiment's reference,
-    each scored on validation at the plan's checkpoints and read at its best one (notebook 07's rule), then judged
-    on the test prompts with the same instruments against the reference, beside DPO at its selected beta."""
-    from ..evaluate import load_sentence_encoder
-    from ..judges import CachedEncoder
-    from .instruction import marks, prepare, trajectory
-    from .instruction_arms import sample_arm, select, train_all
-    from .instruction_eval import build_judge, compare, compare_rate, judge_wins, per_prompt
-    from .instruction_results import arm_summary
-
-    exp = prepare(profile, run_dir, show_progress)
-    trained = train_all(exp)  # cached stages of `python -m minidpo run`
-    arms, beta = trained["arms"], trained["selection"]["selected_beta"]
-    reference, ref_data = trained["reference_model"], trained["ref_data"]
-    mean_len = sum(map(len, exp.tokenized["dpo_train"]["chosen_ids"])) / len(exp.tokenized["dpo_train"])
-    first, codec, table = exp.plan.seeds[0], exp.codec(), {}
-    names = [trained["selection"]["selected_dpo_arm"]]
-    for v in profile.family.instruction_variants:
-        # no beta of its own: DPO's selected one (per token for the length-normalised loss: times the mean reply length)
-        b = v.beta if v.beta is not None else beta * (round(mean_len) if v.loss_type == "sigmoid_norm" else 1)
-        run = f"{v.loss_type}_beta{b:g}" + "".join(f"_{k}{x:g}" for k, x in v.hyperparameters)
-        points = trajectory(exp, reference, ref_data, "dpo", b, seed=first, loss_type=v.loss_type, arm=run,
-                            hyperparameters=v.hyperparameters)
-        epochs = select(points)["budget"]
-        exp.model_keys[f"{run}@{epochs:g}"] = {"run": exp.model_keys[run], "epochs": epochs}
-        arms[run] = sample_arm(exp, run, v.method, [(f"{run}@{epochs:g}",
-                                                    lambda run=run, e=epochs: exp.run.phase_model(run, e, codec))],
-                              reference, b, epochs, (first,))
-        table[v.method] = {"arm": run, "loss_type": v.loss_type, "hyperparameters": dict(v.hyperparameters)}
-        names.append(run)
-    table = {"DPO": {"arm": names[0], "loss_type": "sigmoid", "hyperparameters": {}}, **table}
-    encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
-    judge, validation = build_judge(exp, encoder)
-    q, ref, seed = exp.questions("test"), arms["reference"], profile.seed
-    scores = {kind: (lambda rs, kind=kind: marks(exp.lexicons, kind, rs)) for kind in exp.lexicons}
-    for method, row in table.items():
-        arm = arms[row["arm"]]
-        row.update(arm_summary(exp, arm))
-        row["judge_vs_reference"] = compare_rate("preference-judge win rate", method, "reference",
-                                                 judge_wins(judge, q, arm, ref), len(arm.seeds), seed)
-        for kind, score in scores.items():
-            row[f"{kind}_minus_reference"] = compare(f"{kind} rate", method, "reference", per_prompt(arm, score),
-                                                     per_prompt(ref, score), len(arm.seeds), seed)
-    table["reference"] = {"arm": "reference", **arm_summary(exp, ref)}
-    # the family's own stages: each variant's phases (`<run>/<epochs>`), samples and KL (`.../<run>@<epochs>...`)
-    own = [n for n in exp.run.timing() if any(n.startswith(f"{run}/") or f"/{run}@" in n for run in names[1:])]
-    return {"selected_beta": beta, "mean_chosen_tokens": mean_len, "rows": table,
-            "judge": {k: validation[k] for k in ("test_pair_accuracy", "refit_test_pair_accuracy", "probes")},
-            "timing": exp.timing(), "compute_s": exp.run.compute_s(own)}
-
-
-# ----------------------------------------------------------------------------- everything, for the CLI and notebook 10
-
-
-def run_family(profile: Profile, run_dir=None, instruction_run_dir=None, results_dir="results", figures_dir="figures",
-               show_progress: bool = True) -> dict:
-    """Both parts of notebook 10; saves results/family_<profile>.json and the figures."""
-    from .family_plots import family_figures
-
+def family_results(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
+    """Every stage of notebook 10 (computed or read back) and the results they make, as `run_family` saves them."""
     t0 = time.time()
-    sentiment = sentiment_family(profile, run_dir, show_progress)
-    task = sentiment.pop("task")
-    instruction = instruction_family(profile, instruction_run_dir, show_progress)
-    fam_points = [p for p in sentiment["points"] if p["method"] not in ("SFT", "DPO")]
+    stages = family_stages(profile, run_dir, show_progress)
+    task, sft, length = stages["task"], stages["sft"], stages["length"]
+    verdicts = family_verdicts(stages, profile.seed)
+    adjust = lambda p: p["reward"] - length.slope * (p["reply_tokens"] - sft["reply_tokens"])  # noqa: E731
+    curves = {"DPO": curve_summaries(stages["dpo"], "beta", sft, profile.seed)}
+    arms = {}
+    for method, a in stages["arms"].items():
+        curves[method] = curve_summaries(a["runs"], "beta", sft, profile.seed)
+        for c in curves[method]:
+            for p in c["points"]:
+                p["length_adjusted_reward"] = adjust(p)
+        arms[method] = {"arm": a["arm"], "grid": a["choice"], "value": a["runs"][0]["value"],
+                        "verdicts": verdicts[method]}
+    for c in curves["DPO"]:
+        for p in c["points"]:
+            p["length_adjusted_reward"] = adjust(p)
+    own = [n for n in task.run.timing() if n.startswith(("family_", "rankings_", "length_regression", "sft_eval_plain"))]
+    shared = [n for n in task.run.timing() if n not in own]
+    arm_points = [p for a in stages["arms"].values() for r in a["runs"] for p in r["points"]]
     results = {
         "profile": profile.name, "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo family",
         "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed,
-        "plan": to_json(profile.family),
-        "frontier_plan": to_json(task.plan),  # the sentiment base's plan, whole (the plan actually used)
-        "instruction_plan": to_json(profile.instruction),
-        "sentiment": sentiment, "instruction": instruction,
-        # compute of the family's own stages (training + scoring), as measured when each ran
-        "compute_s": sentiment["compute_s"] + instruction["compute_s"],
-        "peak_rss_gib": max([p["train"]["peak_rss_gib"] or 0.0 for p in fam_points] + [peak_rss_gib()]),
+        "plan": to_json(profile.family), "frontier_plan": to_json(task.plan), "analysis_plan": PLAN,
+        "data": task.info, "pairs": stages["pairs"]["stats"], "rankings": stages["rankings"],
+        "sft": {k: v for k, v in sft.items() if k not in ("rewards", "log_ratios", "examples")},
+        "length_regression": length, "curves": curves, "arms": arms,
+        "runs": [{k: r[k] for k in ("method", "beta", "value", "seed", "budget_unit", "history")} | {"points": r["points"]}
+                 for a in stages["arms"].values() for r in a["runs"]],
+        "timing_s": task.run.timing(),
+        # the family's own stages (grids, curves, rankings, the length regression, the SFT point); the frontier's
+        # stages it reads (SFT, pairs, DPO's curves) are `shared_compute_s`, already spent when the frontier ran
+        "compute_s": task.run.compute_s(own), "shared_compute_s": task.run.compute_s(shared),
+        "peak_rss_gib": max([p.get("peak_rss_gib") or 0.0 for p in arm_points] + [peak_rss_gib()]),
         "wall_s_this_invocation": time.time() - t0,
         "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
     }
-    return write_results_and_figures(Path(results_dir) / f"family_{profile.name}.json", results,
+    return to_json(results)
+
+
+def run_family(profile: Profile, run_dir=None, results_dir="results", figures_dir="figures",
+               show_progress: bool = True) -> dict:
+    """Every stage of notebook 10; saves results/family_<profile>.json and the figures, and returns the results."""
+    from .family_plots import family_figures
+
+    return write_results_and_figures(Path(results_dir) / f"family_{profile.name}.json",
+                                     family_results(profile, run_dir, show_progress),
                                      lambda r: family_figures(r, figures_dir))
+

@@ -210,7 +210,8 @@ def sft_point(task: Task, sft_model, reward_model=None, reward_key=None) -> dict
         return {"method": "SFT", **evaluate_policy(task, sft_model, sft_model, per_prompt=True,
                                                    reward_model=reward_model)}
 
-    return task.stage("sft_eval", score,
+    # without a reward model a stage of its own: notebook 10 reads the frontier's folder without its reward model
+    return task.stage("sft_eval" if reward_model is not None else "sft_eval_plain", score,
                       {"reward_model": reward_key} if reward_model is not None else None)
 
 
@@ -266,7 +267,7 @@ def over_optimisation_run(task: Task, sft_model, ref_data: dict, loss_type: str,
 
     def score(epochs: float, history: list[dict]) -> dict:
         evals = [h for h in history if "eval_loss" in h]
-        return {"steps": steps(epochs), **evaluate_policy(task, model.eval(), sft_model),
+        return {"steps": steps(epochs), **evaluate_policy(task, model.eval(), sft_model, per_prompt=True),
                 "eval": evals[-1] if evals else {}}
 
     points, history = task.run.phases(name, {"task": task.key, "dpo": config}, task.plan.long_epochs, train_to, score)

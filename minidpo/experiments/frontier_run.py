@@ -2,8 +2,8 @@
 the reward models (learning rate and epochs chosen on validation pairs) and the calibrated one, the SFT point,
 PPO's learning-rate pilot (validation prompts), best-of-N, Preferred-FT, then the curves: DPO at every beta and
 PPO and PPO-GT at every kl_coef, every seed, each scored at its checkpoints -- and the results file
-`results/frontier_<profile>.json` with its matched-KL verdicts, budgets and figures.
-`shared_stages` is the one-seed sentiment base that notebooks 09-10 build on."""
+`results/frontier_<profile>.json` with its matched-KL verdicts, budgets and figures. Notebook 10 (`family`) reads
+the same stages."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from .. import __version__
 from ..models import model_note
 from ..stats import bootstrap_interval
-from .frontier import dpo_run, pairs_stage, preferred_ft_run, prepare_task, reference_stage, sft_point, sft_stage
+from .frontier import pairs_stage, preferred_ft_run, prepare_task, reference_stage, sft_point, sft_stage
 from .frontier_plots import frontier_figures
 from .frontier_rlhf import best_of_n_stage, chosen_reward_model, reward_model_key, reward_model_runs
 from .frontier_seeds import dpo_curve_run, is_stable, ppo_curve_run, ppo_pilot
@@ -24,18 +24,6 @@ from .frontier_verdicts import PLAN, curve_from_runs, matched_kl_verdicts
 from .measure import peak_rss_gib
 from .profiles import Profile
 from .runs import to_json, write_results_and_figures
-
-
-def shared_stages(profile: Profile, run_dir=None, show_progress: bool = True) -> tuple:
-    """What notebooks 09-10 start from, on the one-seed sentiment base (`profile.sentiment`, cached in
-    `runs/<profile>/sentiment/`): (task, SFT model, its history, pairs, pairs with reference log-probs, the SFT
-    point, the DPO runs at the plan's betas)."""
-    task = prepare_task(profile, run_dir, show_progress, plan=profile.sentiment, subdir="sentiment")
-    sft_model, sft_history = sft_stage(task)
-    pairs = pairs_stage(task, sft_model)
-    ref_data = reference_stage(task, sft_model, pairs)
-    dpo = [dpo_run(task, sft_model, ref_data, beta) for beta in task.plan.dpo_betas]
-    return task, sft_model, sft_history, pairs, ref_data, sft_point(task, sft_model), dpo
 
 
 def frontier_stages(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:

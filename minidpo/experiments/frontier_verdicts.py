@@ -244,19 +244,34 @@ def matched_kl_readings(dpo: list[Curve], others: list[Curve], n_boot: int = N_B
 
 def frontier_verdict(other: str, readings: list[Reading], level: float = 0.95) -> FrontierVerdict:
     """The plan's decision over one comparison's readings (see the module docstring)."""
-    counted = [r for r in readings if r.conclusive]
-    called = iter(holm([r.comparison for r in counted], level, [r.p_value for r in counted]) if counted else ())
-    verdicts = tuple(next(called) if r.conclusive else None for r in readings)
-    if not readings:
-        word = "no overlap"
-    elif not counted:
-        word = "inconclusive"
-    else:
-        v = combine(x for x in verdicts if x is not None)
-        word = f"DPO {v.value}" if v in (Verdict.HIGHER, Verdict.LOWER) else v.value
-    first_step = 1 - (1 - level) / max(1, len(counted))  # Holm's first threshold: the level a reading must clear
-    detect = sorted(detectable_difference(r.comparison.interval, test_level=first_step) for r in counted)
-    return FrontierVerdict(other, tuple(readings), verdicts, word, detect[len(detect) // 2] if detect else None)
+    return joint_verdicts({other: readings}, level)[other]
+
+
+def joint_verdicts(readings: dict[str, list[Reading]], level: float = 0.95) -> dict[str, FrontierVerdict]:
+    """The plan's decision for several comparisons at once, {name: its readings}, with *one* Holm family over every
+    counted reading of all of them (notebook 10: DPO against each arm of its family); each comparison then gets
+    its word from its own readings, and the power at the family's first threshold."""
+    names = list(readings)
+    counted = [(name, i) for name in names for i, r in enumerate(readings[name]) if r.conclusive]
+    flat = [readings[name][i] for name, i in counted]
+    called = dict(zip(counted, holm([r.comparison for r in flat], level, [r.p_value for r in flat]) if flat else ()))
+    first_step = 1 - (1 - level) / max(1, len(flat))  # Holm's first threshold: the level a reading must clear
+    out = {}
+    for name in names:
+        verdicts = tuple(called.get((name, i)) for i in range(len(readings[name])))
+        mine = [v for v in verdicts if v is not None]
+        if not readings[name]:
+            word = "no overlap"
+        elif not mine:
+            word = "inconclusive"
+        else:
+            v = combine(mine)
+            word = f"DPO {v.value}" if v in (Verdict.HIGHER, Verdict.LOWER) else v.value
+        detect = sorted(detectable_difference(r.comparison.interval, test_level=first_step)
+                        for r in readings[name] if r.conclusive)
+        out[name] = FrontierVerdict(name, tuple(readings[name]), verdicts, word,
+                                    detect[len(detect) // 2] if detect else None)
+    return out
 
 
 def matched_kl_verdicts(dpo: list[Curve], others: dict[str, list[Curve]], seed: int = 0) -> dict[str, FrontierVerdict]:

@@ -193,40 +193,55 @@ FRONTIER_GPU = replace(
 
 
 @dataclass(frozen=True)
+class FamilyArm:
+    """One arm of notebook 10: a loss of `losses.LOSSES` on the frontier's pairs, or a way of making the pairs
+    ("online": DPO on pairs drawn from the current policy; "plackett_luce" / "best_worst": K replies per prompt from
+    the SFT model, ranked, or only their best and worst), at one beta. `grid` is the arm's own strength parameter and
+    the values tried on the validation prompts (one is chosen, `family.select_on_validation`); `fixed` sets other
+    `DPOConfig` loss fields."""
+
+    method: str  # its label in tables and plots
+    loss_type: str  # a LOSSES name, or "online", "plackett_luce", "best_worst"
+    beta: float
+    grid: tuple[str, tuple[float, ...]] | None = None  # (a DPOConfig field, its values)
+    fixed: tuple[tuple[str, float], ...] = ()
+    length_adjusted_primary: bool = False  # judged on the length-adjusted reward (a loss that acts on length)
+
+
+@dataclass(frozen=True)
 class FamilyPlan:
-    """Notebook 10: the family on the sentiment task (on the frontier's SFT model and pairs) and on the
-    instruction experiment (its reference, at the DPO beta chosen there on validation)."""
+    """Notebook 10 on the frontier's task (`profile.frontier`: its SFT model, pairs, test prompts and DPO curves, in
+    `runs/<profile>/frontier/`): every arm trained with each of `seeds` and scored on the test prompts after each
+    of `checkpoints` (epochs of the offline pairs, as optimizer steps: the same steps for every arm), compared with
+    DPO's curves at matched KL. An arm's `grid` is tried first with one seed up to `grid_checkpoint`, scored on the
+    validation prompts, and the value with the highest validation objective reward - `selection_kl_coef` x KL is
+    used."""
 
-    variants: tuple[Variant, ...]  # offline, on the frontier's pairs
-    online_betas: tuple[float, ...]  # online DPO: two replies per prompt from the current policy, labelled by the
-    # true reward
-    ranking_k: int  # Plackett-Luce: replies sampled and ranked per pair prompt
-    ranking_beta: float  # beta of Plackett-Luce DPO and of DPO on the best/worst pair of the same samples
-    instruction_variants: tuple[Variant, ...]  # beta None: DPO's beta selected there (sigmoid_norm: per token, see
-    # family)
+    arms: tuple[FamilyArm, ...]
+    seeds: tuple[int, ...] = (0, 1)
+    checkpoints: tuple[float, ...] = (0.125, 0.25)
+    grid_checkpoint: float = 0.125
+    selection_kl_coef: float = 0.05  # the exchange rate of the validation objective, one for every arm
+    ranking_k: int = 4  # Plackett-Luce: replies sampled and ranked per pair prompt
+    length_draws: int = 4  # SFT replies per validation prompt for the reward-on-length regression
 
 
-_FAMILY_VARIANTS = (
-    Variant("length-normalised DPO", "sigmoid_norm", 3.0),  # per-token beta ~ DPO's 0.2 x ~15 reply tokens
-    Variant("RPO", "rpo", 0.2, hyperparameters=(("rpo_alpha", 1.0),)),
-    Variant("R-DPO", "rdpo", 0.2, hyperparameters=(("rdpo_alpha", 0.05),)),
-    Variant("SimPO", "simpo", 2.0, hyperparameters=(("simpo_gamma", 1.0),)),  # the paper's beta 2, gamma / beta = 0.5
-    Variant("ORPO", "orpo", 0.1),  # lambda = 0.1, TRL's default
-    Variant("KTO", "kto", 0.2),
-)
-_INSTRUCTION_VARIANTS = (
-    Variant("R-DPO", "rdpo", None, hyperparameters=(("rdpo_alpha", 0.05),)),
-    Variant("SimPO", "simpo", 2.0, hyperparameters=(("simpo_gamma", 1.0),)),
-    Variant("length-normalised DPO", "sigmoid_norm", None),
+_FAMILY_ARMS = (
+    # beta 0.1 is DPO's lower beta on the frontier: each arm's KL scale is DPO's where the loss allows it
+    FamilyArm("length-normalised DPO", "sigmoid_norm", 1.0, length_adjusted_primary=True),  # ~DPO's 0.1 x 10 tokens
+    FamilyArm("RPO", "rpo", 0.1, grid=("rpo_alpha", (0.2, 1.0))),
+    FamilyArm("R-DPO", "rdpo", 0.1, grid=("rdpo_alpha", (0.01, 0.05)), length_adjusted_primary=True),
+    FamilyArm("SimPO", "simpo", 2.0, grid=("simpo_gamma", (0.5, 1.5))),  # gamma / beta 0.25 or 0.75
+    FamilyArm("ORPO", "orpo", 0.1, grid=("beta", (0.1, 1.0))),  # lambda is beta, as in TRL; 0.1 is TRL's default
+    FamilyArm("KTO", "kto", 0.1, grid=("desirable_weight", (1.0, 1.33))),  # lambda_D / lambda_U in the paper's range
+    FamilyArm("online DPO", "online", 0.1),
+    FamilyArm("Plackett-Luce DPO (K=4)", "plackett_luce", 0.1),
+    FamilyArm("DPO on best/worst of 4", "best_worst", 0.1),
 )
 FAMILY_PLANS = {
-    "smoke": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.2,), ranking_k=4, ranking_beta=0.2,
-                        instruction_variants=_INSTRUCTION_VARIANTS),
-    "cpu": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.2, 1.0), ranking_k=4, ranking_beta=0.2,
-                      instruction_variants=_INSTRUCTION_VARIANTS),
-    "gpu": FamilyPlan(variants=_FAMILY_VARIANTS, online_betas=(0.05, 0.1, 1.0), ranking_k=4,
-                      ranking_beta=0.1,  # a beta of its dpo_betas
-                      instruction_variants=_INSTRUCTION_VARIANTS),
+    "smoke": FamilyPlan(arms=_FAMILY_ARMS, checkpoints=(1.0, 2.0), grid_checkpoint=1.0, length_draws=2),
+    "cpu": FamilyPlan(arms=_FAMILY_ARMS),
+    "gpu": FamilyPlan(arms=_FAMILY_ARMS, seeds=(0, 1, 2), checkpoints=(0.5, 1.0, 2.0), grid_checkpoint=0.5),
 }
 
 
@@ -238,8 +253,8 @@ class Profile:
     name: str
     model: str  # a name of `minidpo.models.MODELS`, a hub name or a local folder
     instruction: InstructionPlan
-    frontier: FrontierPlan  # notebook 08: DPO against RLHF, with seeds
-    sentiment: FrontierPlan  # notebooks 09-10: the one-seed sentiment base of DPO's variants and family
+    frontier: FrontierPlan  # notebooks 08 and 10: DPO against RLHF and DPO's family, with seeds
+    sentiment: FrontierPlan  # notebook 09: the one-seed sentiment base of DPO's variants
     family: FamilyPlan
     seed: int = 0
     device: str = ""  # filled by get_profile: $MINIDPO_DEVICE, else cuda when present, else cpu

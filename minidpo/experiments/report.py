@@ -36,8 +36,7 @@ from pathlib import Path
 
 from ..stats import Comparison, Interval, Verdict, verdict
 from ..utils import atomic_write, read_json
-from .report_tables import (budgets_table, checks_table, family_instruction_table, family_sentiment_table,
-                            frontier_table, instruction_table, judge_validation_table, matched_kl_table,
+from .report_tables import (budgets_table, checks_table, family_arms_table, family_grid_table, frontier_table, instruction_table, judge_validation_table, matched_kl_table,
                             ppo_stability_table, primary_table, secondary_table, variants_table)
 
 CITATION = re.compile(r"\\res\{([^}]*)\}")
@@ -186,14 +185,14 @@ TABLES = {  # table file -> (the experiment whose results_<profile>.json it read
     "matched_kl_table.tex": ("frontier", matched_kl_table),
     "budgets_table.tex": ("frontier", budgets_table),
     "ppo_stability_table.tex": ("frontier", ppo_stability_table),
-    "variants_table.tex": ("family", variants_table),
+    "variants_table.tex": ("variants", variants_table),
     "instruction_table.tex": ("instruction", instruction_table),
     "primary_table.tex": ("instruction", primary_table),
     "secondary_table.tex": ("instruction", secondary_table),
     "checks_table.tex": ("instruction", checks_table),
     "judge_validation_table.tex": ("instruction", judge_validation_table),
-    "family_sentiment_table.tex": ("family", family_sentiment_table),
-    "family_instruction_table.tex": ("family", family_instruction_table),
+    "family_arms_table.tex": ("family", family_arms_table),
+    "family_grid_table.tex": ("family", family_grid_table),
 }
 
 

@@ -105,10 +105,9 @@ def _sci(x: float) -> str:
 
 
 def variants_table(results: dict) -> str:
-    """Notebook 09 on the sentiment base (from the family experiment's results): DPO and its variants."""
-    base = results["sentiment"]["dpo_variants"]
+    """Notebook 09 on the sentiment base (results/variants_<profile>.json): DPO and its variants."""
     rows = []
-    for r in [*base["dpo"], *base["variant_runs"]]:
+    for r in [*results["dpo"], *results["variant_runs"]]:
         acc = [h for h in r["history"] if "eval_rewards/accuracies" in h][-1]["eval_rewards/accuracies"]
         method = "DPO (sigmoid)" if r["method"] == "DPO" else _escape(r["method"])
         rows.append(f"{method} & {r['beta']:g} & {_reward_cells(r)} & {r['kl']:.2f} $\\pm$ {r['kl_se']:.2f} & "
@@ -116,45 +115,37 @@ def variants_table(results: dict) -> str:
     return _tabular("lrrcrr", r"loss & $\beta$ & true reward & 95\% CI & KL (nats) & held-out pair acc.", rows)
 
 
-def family_sentiment_table(results: dict) -> str:
-    """Notebook 10's sentiment frontier: every method's point, its reply length and training time."""
+def family_arms_table(results: dict) -> str:
+    """Notebook 10: each arm's curve (beta, the grid value chosen on validation, KL at its checkpoints, reward and
+    length-adjusted reward at its last one, reply tokens) and its primary reading against DPO at matched KL (which
+    reward, counted readings, Holm's verdict, the difference it would detect with 80% power)."""
     rows = []
-    for p in results["sentiment"]["points"]:
-        seconds = f"{p['train']['seconds']:.0f}" if "train" in p else "--"
-        beta = f"{p['beta']:g}" if p.get("beta") is not None else "--"
-        rows.append(f"{_escape(p['method'])} & {beta} & {_reward_cells(p)} & {p['kl']:.2f} $\\pm$ {p['kl_se']:.2f} & "
-                    f"{p['reply_tokens']:.1f} & {seconds} \\\\")
-    return _tabular("lrrcrrr", r"method & $\beta$ & true reward & 95\% CI & KL (nats) & tokens & train (s)", rows)
+    for method, a in results["arms"].items():
+        curve = results["curves"][method][0]
+        last = curve["points"][-1]
+        value = "--" if a["grid"] is None else f"{_escape(a['grid']['parameter'])}={a['value']:g}"
+        v = a["verdicts"][a["verdicts"]["primary"]]
+        detect = "--" if v["detectable_difference"] is None else f"{v['detectable_difference']:.3f}"
+        kls = "--".join(f"{p['kl']:.2f}" for p in curve["points"])
+        rows.append(f"{_escape(method)} & {curve['beta']:g} & {value} & {kls} & {_num(last['reward'])} & "
+                    f"{_num(last['length_adjusted_reward'])} & {last['reply_tokens']:.1f} & "
+                    f"{a['verdicts']['primary']} & {v['counted']}/{len(v['readings'])} & {v['verdict']} & {detect} \\\\")
+    return _tabular("lrlcrrrlrlr", r"arm & $\beta$ & chosen & KL (nats) & reward & adjusted & tokens & read on & "
+                    r"counted & verdict & power", rows)
 
 
-def family_instruction_table(results: dict) -> str:
-    """Notebook 10 on the instruction pairs: judge win rate vs the reference (paired bootstrap), rude and polite
-    rates, words, KL, each at the checkpoint chosen on validation."""
-    if "fidelity" in results["instruction"]["rows"]["reference"]:
-        return _family_instruction_table_before_issue_27(results)
+def family_grid_table(results: dict) -> str:
+    """Notebook 10's choices on validation: each arm's grid, one seed, scored on the validation prompts."""
     rows = []
-    for method, r in results["instruction"]["rows"].items():
-        judge = _iv(r["judge_vs_reference"]["interval"]) if "judge_vs_reference" in r else "--"
-        beta = f"{r['beta']:g}" if r.get("beta") is not None else "--"
-        rows.append(f"{_escape(method)} & {beta} & {judge} & {_iv(r['rude_rate'])} & {_iv(r['polite_rate'])} & "
-                    f"{r['mean_words']:.1f} & {r['kl']['estimate']:.2f} \\\\")
-    return _tabular("lrcccrr", r"loss & $\beta$ & judge vs reference & rude rate & polite rate & words & KL (nats)",
-                    rows)
-
-
-def _family_instruction_table_before_issue_27(results: dict) -> str:
-    """The committed family run predates the redesigned headline (issue 27: reference on `output`, Wilson intervals,
-    content fidelity); its table is drawn in its own columns until issue 29 reruns the family. Remove then."""
-    rows = []
-    for method, r in results["instruction"]["rows"].items():
-        if method == "reference":
-            rows.append(f"reference & -- & -- & -- & {r['mean_words']:.1f} & {r['fidelity']['mean']:.2f} & 0 \\\\")
+    for method, a in results["arms"].items():
+        g = a["grid"]
+        if g is None:
             continue
-        rows.append(f"{_escape(method)} & {r['beta']:g} & {_ci(r['judge_vs_reference'])} & "
-                    f"{r['lc_vs_reference']['rate']:.2f} & {r['mean_words']:.1f} & {r['fidelity']['mean']:.2f} & "
-                    f"{r['kl']['kl']:.2f} \\\\")
-    return _tabular("lrcrrrr", r"loss & $\beta$ & judge vs reference & length-controlled & words & fidelity "
-                    r"& KL (nats)", rows)
+        for i, value in enumerate(g["values"]):
+            chosen = "chosen" if value == g["chosen"] else ""
+            rows.append(f"{_escape(method)} & {_escape(g['parameter'])}={value:g} & {_num(g['validation_reward'][i])} & "
+                        f"{g['validation_kl'][i]:.2f} & {_num(g['objective'][i])} & {chosen} \\\\")
+    return _tabular("llrrrl", r"arm & value & val.\ reward & val.\ KL & objective & ", rows)
 
 
 def _iv(i: dict, fmt: str = ".2f") -> str:

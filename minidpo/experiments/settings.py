@@ -94,10 +94,10 @@ def apply_overrides(plan, assignments: list[str] | tuple[str, ...] = (), swept: 
 
 def override_profile(profile: Profile, plan_field: str, assignments: list[str] | tuple[str, ...] = ()) -> Profile:
     """`profile` with `assignments` applied to the command's plan `plan_field` ("instruction", "frontier",
-    "family"). `family` runs on two more plans, so its assignments may start with their names
-    ("sentiment.dpo.learning_rate=...", "instruction.betas=..."); for the other commands a name of another plan
-    is refused: that plan is not run."""
-    others = {"family": ("sentiment", "instruction")}.get(plan_field, ())
+    "family", "sentiment"). `family` runs on the frontier's plan too, so its assignments may start with its name
+    ("frontier.dpo.learning_rate=..."); for the other commands a name of another plan is refused: that plan is not
+    run."""
+    others = {"family": ("frontier",)}.get(plan_field, ())
     plans = {f.name for f in dataclasses.fields(profile) if dataclasses.is_dataclass(getattr(profile, f.name))}
     for assignment in assignments:
         head, _, rest = assignment.partition(".")
