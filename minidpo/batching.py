@@ -245,6 +245,7 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, b
         ]
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if len(batches) > 1 and len(batches[-1]) < min_batch:
-        batches[-2] += batches.pop()
+        last = batches.pop()
+        batches[-1] = batches[-1] + last
     perm = torch.randperm(len(batches), generator=g).tolist()
     return [batches[i] for i in perm]

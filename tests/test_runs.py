@@ -137,17 +137,19 @@ def test_set_reaches_only_the_plans_a_command_runs():
     profile = get_profile("smoke")
     assert override_profile(profile, "instruction", ["sentence_encoder=my/encoder"]).instruction.sentence_encoder == \
         "my/encoder"  # an optional text field
-    fam = override_profile(profile, "family", ["sentiment.dpo.learning_rate=0.3", "online_betas=0.5"])
-    assert fam.sentiment.dpo.learning_rate == 0.3 and fam.family.online_betas == (0.5,)
+    fam = override_profile(profile, "family", ["frontier.dpo.learning_rate=0.3", "seeds=0,1,2"])
+    assert fam.frontier.dpo.learning_rate == 0.3 and fam.family.seeds == (0, 1, 2)
+    var = override_profile(profile, "sentiment", ["dpo.learning_rate=0.2"])  # `variants` runs the sentiment base
+    assert var.sentiment.dpo.learning_rate == 0.2
     for plan, bad, message in [("instruction", "frontier.n_test=5", "runs the instruction plan, not the frontier"),
                                ("frontier", "dpo.num_epochs=2", "set dpo_checkpoints"),
                                ("instruction", "dpo.num_epochs=2", "set checkpoints"),
-                               ("family", "instruction.reference.max_steps=9", "set reference_checkpoints"),
+                               ("family", "frontier.dpo.num_epochs=2", "set dpo_checkpoints"),
+                               ("family", "instruction.betas=0.1", "runs the family plan, not the instruction"),
                                ("frontier", "ppo.max_new_tokens=9", "max_new_tokens"),
-                               ("family", "instruction_variants=x", "cannot be set from the command line")]:
+                               ("family", "arms=x", "cannot be set from the command line")]:
         with pytest.raises(ValueError, match=message):
             override_profile(profile, plan, [bad])
-    assert override_profile(profile, "family", ["sentiment.dpo.num_epochs=2"]).sentiment.dpo.num_epochs == 2
 
 
 def test_cli_set_reaches_the_plan(monkeypatch):

@@ -1,4 +1,4 @@
-"""The experiments built on the library: what `python -m minidpo run|frontier|family|figures|report` and notebooks
+"""The experiments built on the library: what `python -m minidpo run|frontier|family|variants|figures|report` and notebooks
 04-10 run.
 
 - `profiles`: smoke / cpu / gpu, each a model and one typed plan per experiment (`InstructionPlan`, `FrontierPlan`,
@@ -13,8 +13,9 @@
   checked on model replies, the primary comparisons with Holm's correction, DPO vs Preferred-FT at matched KL);
 - `sentiment`, `frontier`, `frontier_rlhf`, `frontier_seeds`, `frontier_run`: the controlled-sentiment reward-KL
   frontier of notebook 08 (DPO against a reward model + PPO, PPO on the true reward, best-of-N; seeds, budgets
-  chosen on validation, matched-KL verdicts) and the one-seed sentiment base of notebooks 09-10;
-- `family`, `family_plots`: DPO's family (notebook 10);
+  chosen on validation, matched-KL verdicts);
+- `variants`: notebook 09's losses and long runs on a one-seed sentiment base;
+- `family`, `family_plots`: DPO's family at matched KL on the frontier's stages (notebook 10);
 - `report`, `report_tables`, `cli`: the report's numbers, verdicts and tables; the command line.
 
 Claims about results are verdicts of `minidpo.stats` comparisons (an interval and its rule), never typed words.

@@ -5,7 +5,7 @@ continuations -> two replies per prompt from SFT, the one with the higher true r
 DPO, reward model + PPO, PPO on the true reward, preferred-FT, best-of-N.
 
 This module: the task, SFT, the pairs, scoring a policy, and the one-seed DPO runs (`dpo_run`,
-`over_optimisation_run`) of notebooks 09-10. `frontier_seeds` holds the seeded runs and verdicts of notebook 08,
+`over_optimisation_run`) of notebook 09. `frontier_seeds` holds the seeded runs and verdicts of notebook 08,
 `frontier_rlhf` the reward model and best-of-N, `frontier_run` the whole experiment and its figures.
 
 Each run is scored on held-out prompts by its mean true reward (one reply per prompt at temperature 1) and
@@ -94,7 +94,7 @@ class Task:
 def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True,
                  plan: FrontierPlan | None = None, subdir: str = "frontier") -> Task:
     """Review prefixes split into disjoint test / pair-validation / pair-train / SFT prompt sets, the base
-    model and the ground-truth reward, for `plan` (default: the profile's frontier; notebooks 09-10 pass
+    model and the ground-truth reward, for `plan` (default: the profile's frontier; notebook 09 passes
     `profile.sentiment` and subdir "sentiment"). The run folder (default `runs/<profile>/<subdir>`) holds the
     stages, each keyed by the plan entries it depends on: a changed plan recomputes what it touches."""
     plan = plan or profile.frontier

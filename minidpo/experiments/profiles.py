@@ -6,7 +6,7 @@
 | gpu     | gpt2-medium from the Hugging Face hub | Colab / one GPU |
 
 A profile holds one typed plan per experiment: `InstructionPlan` (notebooks 04-07, module `instruction_plan`),
-`FrontierPlan` (notebooks 08-09) and `FamilyPlan` (notebook 10).
+`FrontierPlan` (notebook 08, and its sentiment base for notebook 09) and `FamilyPlan` (notebook 10).
 
 Notebooks and the CLI read the profile through `get_profile()` and never branch on anything else. The profile
 picks the *size* of a run, not the device: every profile trains and samples on CUDA when a GPU is present (e.g.
@@ -34,7 +34,7 @@ def default_device() -> str:
     return os.environ.get(DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-# ----------------------------------------------------------------------------- the sentiment frontier (08-09)
+# ----------------------------------------------------------------------------- the sentiment frontier (08-10)
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ SENTIMENT_SMOKE = FrontierPlan(
     long_runs=(("sigmoid", 0.1), ("ipo", 0.5)),
     long_epochs=(1, 2),
 )
-SENTIMENT_CPU = FrontierPlan(  # one seed; notebooks 09-10 and `python -m minidpo family` run on it
+SENTIMENT_CPU = FrontierPlan(  # one seed; notebook 09 and `python -m minidpo variants` run on it
     source="snippets", reward="vader", n_test=96, n_pairs_val=48, n_pairs_train=256, n_sft=384, max_new_tokens=20,
     sft=SFTConfig(num_epochs=1, batch_size=16, learning_rate=2e-5, warmup_steps=4, eval_every=12, save_every=12),
     dpo=DPOConfig(num_epochs=1, batch_size=8, learning_rate=6e-5, warmup_steps=4, eval_every=13, save_every=13,
@@ -149,8 +149,8 @@ SENTIMENT_GPU = replace(
 # The DPO-vs-RLHF comparison of notebook 08 (`python -m minidpo frontier`): curves, not points. Every DPO run (each
 # beta, three seeds) and every PPO and PPO-GT run (each kl_coef, three seeds) is scored at three checkpoints;
 # the reward model's learning rate and epochs and PPO's learning rate are chosen on validation first. ~110 min on 2
-# cores (a DPO step of 8 pairs ~5.5 s, a PPO iteration of 16 rollouts ~19 s, scoring 128 prompts ~35 s); the
-# variants and the long run live on the sentiment base above.
+# cores (a DPO step of 8 pairs ~5.5 s, a PPO iteration of 16 rollouts ~19 s, scoring 128 prompts ~35 s); notebook
+# 09's variants and long run live on the sentiment base above; notebook 10's family reuses these stages.
 FRONTIER_SMOKE = replace(
     SENTIMENT_SMOKE,
     dpo=DPOConfig(batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
@@ -224,6 +224,7 @@ class FamilyPlan:
     selection_kl_coef: float = 0.05  # the exchange rate of the validation objective, one for every arm
     ranking_k: int = 4  # Plackett-Luce: replies sampled and ranked per pair prompt
     length_draws: int = 4  # SFT replies per validation prompt for the reward-on-length regression
+    budget_minutes: int = 75  # the compute the family's own stages may take on this profile's machine (2 CPU cores)
 
 
 _FAMILY_ARMS = (
@@ -239,9 +240,11 @@ _FAMILY_ARMS = (
     FamilyArm("DPO on best/worst of 4", "best_worst", 0.1),
 )
 FAMILY_PLANS = {
-    "smoke": FamilyPlan(arms=_FAMILY_ARMS, checkpoints=(1.0, 2.0), grid_checkpoint=1.0, length_draws=2),
+    "smoke": FamilyPlan(arms=_FAMILY_ARMS, checkpoints=(1.0, 2.0), grid_checkpoint=1.0, length_draws=2,
+                        budget_minutes=1),
     "cpu": FamilyPlan(arms=_FAMILY_ARMS),
-    "gpu": FamilyPlan(arms=_FAMILY_ARMS, seeds=(0, 1, 2), checkpoints=(0.5, 1.0, 2.0), grid_checkpoint=0.5),
+    "gpu": FamilyPlan(arms=_FAMILY_ARMS, seeds=(0, 1, 2), checkpoints=(0.5, 1.0, 2.0), grid_checkpoint=0.5,
+                      budget_minutes=60),  # one GPU
 }
 
 
