@@ -154,6 +154,8 @@ def train_loop(
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
+    # a batch is split across processes: each needs min_batch of its own
+    min_batch = min_batch * world if min_batch > 1 else 1
     batches, total_steps = _micro_batches(len(train_data), pair_lengths(train_data), config, min_batch)
     model.to(accelerator.device)
     optimizer, scheduler = make_optimizer(model, config)

@@ -216,7 +216,8 @@ def plackett_luce_loss(logratios: Tensor, beta: float, strict: Tensor | None = N
 
 class DPOLossOutput(NamedTuple):  # per pair, shape (B,)
     losses: Tensor
-    chosen_rewards: Tensor  # beta * (log pi - log pi_ref) of the chosen response, detached
+    chosen_rewards: Tensor  # beta * (log pi - log pi_ref) of the chosen response, detached (reference-free losses:
+    # beta * log pi / |y|)
     rejected_rewards: Tensor  # same for the rejected response
 
 

@@ -15,19 +15,8 @@ from __future__ import annotations
 import torch
 
 from minidpo.experiments.family import least_squares, length_adjusted, select_on_validation
-from minidpo.experiments.frontier_verdicts import Curve, frontier_verdict, joint_verdicts, matched_kl_readings
-
-N_PROMPTS, SEEDS = 96, 2
-
-
-def _curve(method, kls, rewards, seed, noise=0.3) -> Curve:
-    g = torch.Generator().manual_seed(seed)
-    shape = (len(kls), SEEDS, N_PROMPTS)
-    r = torch.tensor(rewards, dtype=torch.float64)[:, None, None] + noise * torch.randn(shape, generator=g,
-                                                                                       dtype=torch.float64)
-    k = torch.tensor(kls, dtype=torch.float64)[:, None, None] + 0.3 * torch.randn(shape, generator=g,
-                                                                                  dtype=torch.float64)
-    return Curve(method, "beta", 0.1, tuple(range(1, len(kls) + 1)), r, k)
+from minidpo.experiments.frontier_verdicts import frontier_verdict, joint_verdicts, matched_kl_readings
+from test_frontier_verdicts import SEEDS, _curve  # planted curves: (checkpoints, seeds, prompts) around given means
 
 
 def test_grid_rule_on_planted_values():
@@ -49,9 +38,11 @@ def test_least_squares_is_the_regression_slope():
 def test_length_adjustment_moves_each_checkpoint_by_its_own_length():
     curve = _curve("arm", [0.5, 1.0], [0.3, 0.4], seed=0)
     runs = [{"points": [{"reply_tokens": 10.0}, {"reply_tokens": 14.0}]},
-            {"points": [{"reply_tokens": 12.0}, {"reply_tokens": 10.0}]}]
+            {"points": [{"reply_tokens": 12.0}, {"reply_tokens": 10.0}]},
+            {"points": [{"reply_tokens": 8.0}, {"reply_tokens": 11.0}]}]
     adj = length_adjusted(curve, runs, slope=0.05, sft_tokens=10.0)
-    shift = torch.tensor([[0.0, 0.1], [0.2, 0.0]], dtype=torch.float64)  # (checkpoint, seed): 0.05 x (tokens - 10)
+    # (checkpoint, seed): 0.05 x (tokens - 10)
+    shift = torch.tensor([[0.0, 0.1, -0.1], [0.2, 0.0, 0.05]], dtype=torch.float64)
     assert torch.allclose(curve.rewards - adj.rewards, shift[:, :, None].expand_as(curve.rewards), atol=1e-12)
     assert torch.equal(adj.log_ratios, curve.log_ratios)  # the KL is not adjusted
 

@@ -23,6 +23,7 @@ The analysis plan (`PLAN`) is stored in the results.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,19 +42,23 @@ from ..utils import derive_seed
 from .frontier import Task, pairs_stage, prepare_task, reference_stage, sft_point, sft_stage
 from .frontier_run import curve_summaries, runs_by_knob
 from .frontier_seeds import dpo_curve_run
-from .frontier_verdicts import PLAN as FRONTIER_PLAN, Curve, curve_from_runs, joint_verdicts, matched_kl_readings
+from .frontier_verdicts import (N_BOOT, PLAN as FRONTIER_PLAN, Curve, curve_from_runs, joint_verdicts,
+                                matched_kl_readings)
 from .measure import peak_rss_gib
 from .profiles import FamilyArm, Profile
 from .runs import to_json, write_results_and_figures
 from .scoring import evaluate_policy
 
 PLAN = {
-    **{k: FRONTIER_PLAN[k] for k in ("max_out_of_range", "n_boot", "power_level", "level", "reading", "interval",
-                                     "counted", "known_biases")},
+    **{k: FRONTIER_PLAN[k] for k in ("max_out_of_range", "power_level", "level", "reading", "interval", "counted")},
+    "known_biases": "a reading sets one curve's checkpoint against a straight line between the other curve's two "
+                    "bracketing checkpoints; where that curve is concave the line lies under it, which favours the "
+                    "curve supplying the checkpoint (each reading names its supplier in 'at'); two or three seeds per "
+                    "curve make the seed resampling understate seed-to-seed variance",
     "primary_metric": "mean ground-truth reward per test prompt at matched sequence KL(pi || pi_SFT); for the arms "
                       "that act on reply length (length-normalised DPO, R-DPO) the length-adjusted reward",
-    "comparisons": "DPO (its curves at each beta of the frontier, three seeds) against each arm (its curve at the "
-                   "value chosen on validation, the family's seeds)",
+    "comparisons": "DPO (its curves at each beta of the frontier, the frontier's seeds) against each arm (its curve at "
+                   "the value chosen on validation, the family's seeds)",
     "curves": "DPO at each beta along its own checkpoints; each arm along its own checkpoints (the same optimizer "
               "steps for every arm); seeds averaged",
     "decision": "one Holm family at 95% over every counted reading of every arm's primary comparison, each p-value "
@@ -66,10 +71,17 @@ PLAN = {
     "length_control": "the true reward regressed (least squares) on reply length in tokens over the SFT model's "
                       "replies to the validation prompts; a checkpoint's adjusted reward is its reward minus slope x "
                       "(its seed's mean reply length there - the SFT model's mean on the test prompts); the adjustment "
-                      "is one number per checkpoint and seed, so the bootstrap does not carry the slope's own error",
+                      "is one number per checkpoint and seed, so the bootstrap carries neither the slope's own error nor "
+                      "the sampling error of the mean length (per-prompt lengths are not stored)",
     "chosen_on_validation": "each arm's grid value: one seed trained to grid_checkpoint epochs, scored on the "
-                            "validation prompts, the highest reward - selection_kl_coef x KL; nothing is chosen on the "
-                            "test prompts",
+                            "validation prompts, the highest reward - selection_kl_coef x KL (the length-adjusted "
+                            "reward for the arms judged on it); nothing is chosen on the test prompts",
+    "n_boot": "10,000 replicates, or 10 / (Holm's first threshold) when a family could hold more readings than that "
+              "resolves (a p-value must be able to reach (1 - 0.95) / m)",
+    "changes": "made after the cpu run had started and before any test-prompt result was read: the grid of the arms "
+               "judged on the length-adjusted reward (R-DPO) is chosen on the adjusted validation reward, not the raw "
+               "one (a reviewer's point: otherwise the grid rewards the length its verdict removes); R-DPO's choice "
+               "on the cpu run is the same under both rules",
 }
 
 
@@ -87,9 +99,12 @@ def arm_config(task: Task, arm: FamilyArm, value: float | None):
 
 
 def arm_name(arm: FamilyArm, value: float | None, seed: int, split: str) -> str:
-    """The stage name of one run of an arm: its loss (or pair source), grid value, seed and the split it is scored on."""
+    """The stage name of one run of an arm: its loss (or pair source), fixed fields, grid value, seed and the split it
+    is scored on."""
+    fixed = "".join(f"_{k}{v:g}" for k, v in arm.fixed)
     grid = f"_{arm.grid[0]}{value:g}" if arm.grid else ""
-    return f"family_{arm.loss_type}_beta{arm.beta:g}{grid}_seed{seed}" + ("_validation" if split == "validation" else "")
+    return (f"family_{arm.loss_type}_beta{arm.beta:g}{fixed}{grid}_seed{seed}"
+            + ("_validation" if split == "validation" else ""))
 
 
 # ----------------------------------------------------------------------------- the data of the ranking arms
@@ -98,8 +113,8 @@ def arm_name(arm: FamilyArm, value: float | None, seed: int, split: str) -> str:
 def rankings_stage(task: Task, sft_model, k: int) -> dict:
     """`k` replies per pair prompt (train and validation) from the SFT model, ranked best first by the true reward; a
     prompt whose best and worst replies score the same is dropped and counted, and so are rankings with ties inside
-    (whose tied stages the Plackett-Luce loss leaves out). The first two replies are the frontier's pair draws (the
-    same seeds), so K = 2 would be the frontier's pairs. Cached."""
+    (whose tied stages the Plackett-Luce loss leaves out). The first draws use the frontier's pair seeds (with two draws
+    per prompt, K = 2 would be the frontier's pairs, less the pairs of two identical replies it drops). Cached."""
     def sample() -> dict:
         out = {"records": {}, "stats": {}}
         for split, key in (("train", "pairs_train"), ("validation", "pairs_val")):
@@ -180,30 +195,38 @@ class GridChoice:
 
     parameter: str
     values: tuple[float, ...]
-    validation_reward: tuple[float, ...]
+    validation_reward: tuple[float, ...]  # the reward the rule reads (length-adjusted for the arms judged on it)
     validation_kl: tuple[float, ...]
     objective: tuple[float, ...]  # reward - kl_coef x KL
     kl_coef: float
     chosen: float
+    reward: str = "raw"  # or "length-adjusted"
+    split: str = "validation"
+    n_prompts: int = 0
 
 
-def select_on_validation(parameter: str, values, rewards, kls, kl_coef: float) -> GridChoice:
+def select_on_validation(parameter: str, values, rewards, kls, kl_coef: float, **where) -> GridChoice:
     """The plan's rule: the value with the highest validation reward - `kl_coef` x KL (eq. 3's objective at one
-    exchange rate for every arm); the first such value on a tie."""
+    exchange rate for every arm); the first such value on a tie. `where`: the GridChoice's reward, split, n_prompts."""
     objective = tuple(r - kl_coef * k for r, k in zip(rewards, kls))
     best = max(range(len(values)), key=lambda i: (objective[i], -i))
-    return GridChoice(parameter, tuple(values), tuple(rewards), tuple(kls), objective, kl_coef, values[best])
+    return GridChoice(parameter, tuple(values), tuple(rewards), tuple(kls), objective, kl_coef, values[best], **where)
 
 
-def tune_arm(task: Task, sft_model, data: dict, arm: FamilyArm) -> GridChoice | None:
-    """The arm's grid, one seed, each value scored on the validation prompts; None for an arm without a grid."""
+def tune_arm(task: Task, sft_model, data: dict, arm: FamilyArm, length: "LengthRegression") -> GridChoice | None:
+    """The arm's grid, one seed, each value scored on the validation prompts (the length-adjusted reward for an arm
+    judged on it, against the SFT model's mean length there); None for an arm without a grid."""
     if arm.grid is None:
         return None
     fam = task.profile.family
     seed = derive_seed(task.profile.seed, "family grid")
     runs = [arm_run(task, sft_model, data, arm, v, seed, (fam.grid_checkpoint,), "validation") for v in arm.grid[1]]
-    return select_on_validation(arm.grid[0], arm.grid[1], [r["points"][-1]["reward"] for r in runs],
-                                [r["points"][-1]["kl"] for r in runs], fam.selection_kl_coef)
+    last = [r["points"][-1] for r in runs]
+    shift = (lambda p: length.slope * (p["reply_tokens"] - length.mean_tokens)) if arm.length_adjusted_primary else (
+        lambda p: 0.0)
+    return select_on_validation(arm.grid[0], arm.grid[1], [p["reward"] - shift(p) for p in last], [p["kl"] for p in last],
+                                fam.selection_kl_coef, reward="length-adjusted" if arm.length_adjusted_primary else "raw",
+                                split="validation", n_prompts=last[0]["n"])
 
 
 # ----------------------------------------------------------------------------- length
@@ -290,7 +313,7 @@ def family_stages(profile: Profile, run_dir=None, show_progress: bool = True) ->
         if arm.loss_type in ("plackett_luce", "best_worst") and not len(rankings["train"]):
             continue  # a tiny random model (smoke) can tie on every prompt
         arm_data = {**data, "rankings": rankings} if arm.loss_type in ("plackett_luce", "best_worst") else data
-        choice = tune_arm(task, sft_model, arm_data, arm)
+        choice = tune_arm(task, sft_model, arm_data, arm, length)
         value = choice.chosen if choice else None
         runs = [arm_run(task, sft_model, arm_data, arm, value, s, fam.checkpoints) for s in fam.seeds]
         arms[arm.method] = {"arm": arm, "choice": choice, "runs": runs}
@@ -305,12 +328,16 @@ def family_verdicts(stages: dict, seed: int) -> dict:
     dpo_groups = runs_by_knob(stages["dpo"], "beta")
     dpo_raw = [curve_from_runs(g, "beta") for g in dpo_groups]
     dpo_adj = [length_adjusted(c, g, length.slope, sft["reply_tokens"]) for c, g in zip(dpo_raw, dpo_groups)]
+    # a p-value must be able to reach Holm's first threshold: at most every checkpoint of both curves, per DPO curve
+    most = sum(len(d.budgets) + len(a["runs"][0]["points"]) for d in dpo_raw for a in stages["arms"].values())
+    n_boot = max(N_BOOT, math.ceil(10 * most / (1 - PLAN["level"])))
     primary, secondary, kinds = {}, {}, {}
     for method, a in stages["arms"].items():
         raw = curve_from_runs(a["runs"], "beta")
         adj = length_adjusted(raw, a["runs"], length.slope, sft["reply_tokens"])
-        readings = {"raw": matched_kl_readings(dpo_raw, [raw], seed=seed),
-                    "length-adjusted": matched_kl_readings(dpo_adj, [adj], seed=seed)}
+        readings = {"raw": matched_kl_readings(dpo_raw, [raw], n_boot, seed),
+                    "length-adjusted": matched_kl_readings(dpo_adj, [adj], n_boot, seed,
+                                                           metric="length-adjusted true reward")}
         first = "length-adjusted" if a["arm"].length_adjusted_primary else "raw"
         second = "raw" if first == "length-adjusted" else "length-adjusted"
         primary[method], secondary[method], kinds[method] = readings[first], readings[second], (first, second)

@@ -34,8 +34,8 @@ def plot_family_curves(results: dict, path: str | Path | None = None, title: str
         ax.errorbar([p["kl"] for p in pts], y, yerr=yerr, capsize=2, **style)
 
     for ax, method in zip(axes.flat, arms):
-        for c in results["curves"]["DPO"]:
-            draw(ax, c, color="grey", marker="o", ms=3, lw=1, alpha=0.8, label=f"DPO beta={c['beta']:g}")
+        for c, ls in zip(results["curves"]["DPO"], ("-", "--", ":", "-.") * 4):
+            draw(ax, c, color="grey", marker="o", ms=3, lw=1, ls=ls, alpha=0.8, label=f"DPO beta={c['beta']:g}")
         for c in results["curves"][method]:
             draw(ax, c, color="C3", marker="s", ms=4, lw=1.5, label=method)
         ax.plot([0], [sft["reward"]], "k*", ms=8, label="SFT")
@@ -49,9 +49,10 @@ def plot_family_curves(results: dict, path: str | Path | None = None, title: str
     for ax in axes[:, 0]:
         ax.set_ylabel(("length-adjusted " if adjusted else "") + "true reward")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles[:len(results["curves"]["DPO"])] + handles[-1:],
-               labels[:len(results["curves"]["DPO"])] + labels[-1:], loc="lower center", ncol=4, fontsize=8,
-               bbox_to_anchor=(0.5, -0.03))
+    by_label = dict(zip(labels, handles))  # DPO's curves and the SFT star, by label (the arm's own differs by panel)
+    keep = [f"DPO beta={c['beta']:g}" for c in results["curves"]["DPO"]] + ["SFT"]
+    fig.legend([by_label[k] for k in keep] + [plt.Line2D([], [], color="C3", marker="s")], keep + ["the arm"],
+               loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.03))
     return finish_figure(fig, path, title)
 
 

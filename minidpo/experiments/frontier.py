@@ -270,7 +270,8 @@ def over_optimisation_run(task: Task, sft_model, ref_data: dict, loss_type: str,
         return {"steps": steps(epochs), **evaluate_policy(task, model.eval(), sft_model, per_prompt=True),
                 "eval": evals[-1] if evals else {}}
 
-    points, history = task.run.phases(name, {"task": task.key, "dpo": config}, task.plan.long_epochs, train_to, score)
+    points, history = task.run.phases(name, {"task": task.key, "dpo": config, "scored": "per prompt"},
+                                      task.plan.long_epochs, train_to, score)
     for p in points:
         p["epochs"] = p.pop("budget")
     return {"method": f"{loss_type} (long)", "loss_type": loss_type, "beta": beta, "points": points, "history": history}

@@ -209,7 +209,7 @@ class FrontierVerdict:
 
 
 def matched_kl_readings(dpo: list[Curve], others: list[Curve], n_boot: int = N_BOOT, seed: int = 0,
-                        level: float = 0.95) -> list[Reading]:
+                        level: float = 0.95, metric: str = "mean true reward") -> list[Reading]:
     """Every reading of the plan between DPO's curves and another method's (see the module docstring)."""
     curves = [*dpo, *others]
     reps = _replicate_means(curves, n_boot, seed)
@@ -236,7 +236,7 @@ def matched_kl_readings(dpo: list[Curve], others: list[Curve], n_boot: int = N_B
                     low, high = replicate_interval(kept, ra - rb, level)
                     interval = Interval(ra - rb, low, high, "paired bootstrap over prompts, seeds within each curve",
                                         n_prompts, min(a.rewards.shape[1], b.rewards.shape[1]), level)
-                    comparison = Comparison(f"mean true reward at KL {k:.2f}", a.label, b.label, interval)
+                    comparison = Comparison(f"{metric} at KL {k:.2f}", a.label, b.label, interval)
                     readings.append(Reading(a.label, b.label, k, f"{src.label} at {budget:g}", ra, rb, comparison,
                                             n_boot - len(kept), n_boot, bootstrap_p_value(kept)))
     return readings

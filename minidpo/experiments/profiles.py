@@ -228,7 +228,7 @@ class FamilyPlan:
 
 
 _FAMILY_ARMS = (
-    # beta 0.1 is DPO's lower beta on the frontier: each arm's KL scale is DPO's where the loss allows it
+    # beta 0.1 is a beta of DPO's cpu curves: each arm's KL scale is DPO's there, where the loss allows it
     FamilyArm("length-normalised DPO", "sigmoid_norm", 1.0, length_adjusted_primary=True),  # ~DPO's 0.1 x 10 tokens
     FamilyArm("RPO", "rpo", 0.1, grid=("rpo_alpha", (0.2, 1.0))),
     FamilyArm("R-DPO", "rdpo", 0.1, grid=("rdpo_alpha", (0.01, 0.05)), length_adjusted_primary=True),

@@ -131,7 +131,7 @@ def family_arms_table(results: dict) -> str:
                     f"{_num(last['length_adjusted_reward'])} & {last['reply_tokens']:.1f} & "
                     f"{a['verdicts']['primary']} & {v['counted']}/{len(v['readings'])} & {v['verdict']} & {detect} \\\\")
     return _tabular("lrlcrrrlrlr", r"arm & $\beta$ & chosen & KL (nats) & reward & adjusted & tokens & read on & "
-                    r"counted & verdict & power", rows)
+                    r"counted & verdict & detectable", rows)
 
 
 def family_grid_table(results: dict) -> str:

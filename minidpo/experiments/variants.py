@@ -6,13 +6,14 @@ comparison of methods (notebook 10 compares DPO's family at matched KL, with see
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .. import __version__
 from ..models import model_note
-from ..stats import Comparison, paired_difference
+from ..stats import Comparison, Verdict, combine, holm, paired_difference
 from .frontier import (dpo_run, dpo_run_name, over_optimisation_run, pairs_stage, prepare_task, reference_stage,
                        sft_point, sft_stage)
 from .measure import peak_rss_gib
@@ -36,13 +37,32 @@ def variants_stages(profile: Profile, run_dir=None, show_progress: bool = True) 
             "long_runs": [over_optimisation_run(task, sft_model, ref_data, lt, b) for lt, b in plan.long_runs]}
 
 
-def long_run_fall(run: dict, seed: int = 0) -> Comparison:
-    """Did the true reward fall after its peak? The last checkpoint against the best earlier one, paired over the
-    prompts (every checkpoint draws with the same seed on the same prompts). Picking the best earlier checkpoint
-    leans towards finding a fall; "lower" is the only verdict that says the reward fell."""
-    last, peak = run["points"][-1], max(run["points"][:-1], key=lambda p: p["reward"])
-    return Comparison("mean true reward", f"{last['epochs']:g} epochs", f"{peak['epochs']:g} epochs (the best earlier)",
-                      paired_difference(last["rewards"], peak["rewards"], seed=seed))
+@dataclass(frozen=True)
+class LongRunFall:
+    """Did the true reward fall by the end of a long run? The last checkpoint against *every* earlier one (no
+    checkpoint picked by its reward), paired over the prompts (every checkpoint draws with the same seed on the same
+    prompts), with Holm's correction over them; the verdict is "lower" only if the last is called lower than some
+    earlier checkpoint and higher than none."""
+
+    comparisons: tuple[Comparison, ...]
+    holm: tuple[Verdict, ...]
+
+    @property
+    def verdict(self) -> Verdict:
+        return combine(self.holm)
+
+    def as_dict(self) -> dict:
+        return {"comparisons": list(self.comparisons), "holm": [v.value for v in self.holm],
+                "verdict": self.verdict.value}
+
+
+def long_run_fall(run: dict, seed: int = 0) -> LongRunFall:
+    """The plan's test of a fall on one long run (`LongRunFall`)."""
+    last = run["points"][-1]
+    comparisons = tuple(Comparison("mean true reward", f"{last['epochs']:g} epochs", f"{p['epochs']:g} epochs",
+                                   paired_difference(last["rewards"], p["rewards"], seed=seed))
+                        for p in run["points"][:-1])
+    return LongRunFall(comparisons, tuple(holm(list(comparisons))))
 
 
 def variants_results(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
