@@ -59,13 +59,14 @@ def test_family_smoke_run(tmp_path):
     y = torch.tensor(raw["rewards"], dtype=torch.float64).flatten()
     design = torch.stack([torch.ones_like(x), x], 1)
     intercept, slope = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.flatten().tolist()
-    assert abs(slope - lr["slope"]) < 1e-9 and abs(intercept - lr["intercept"]) < 1e-9
+    assert abs(slope - lr["slope"]["estimate"]) < 1e-9 and abs(intercept - lr["intercept"]) < 1e-9
+    assert lr["slope"]["low"] <= lr["slope"]["estimate"] <= lr["slope"]["high"] and lr["slope"]["n"] == profile.frontier.n_pairs_val
     assert lr["n_replies"] == fam.length_draws * profile.frontier.n_pairs_val
     # an adjusted point is its reward minus slope x (its length - the SFT model's)
     for curves in results["curves"].values():
         for p in curves[0]["points"]:
             assert abs(p["length_adjusted_reward"]
-                       - (p["reward"] - lr["slope"] * (p["reply_tokens"] - results["sft"]["reply_tokens"]))) < 1e-12
+                       - (p["reward"] - lr["slope"]["estimate"] * (p["reply_tokens"] - results["sft"]["reply_tokens"]))) < 1e-12
     saved = json.loads((tmp_path / "results" / "family_smoke.json").read_text())
     assert saved["arms"] == json.loads(json.dumps(results["arms"]))
     assert all((tmp_path / "figures" / f"10_family_{k}_smoke.png").stat().st_size > 10_000

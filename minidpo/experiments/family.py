@@ -37,6 +37,7 @@ from ..loop import optimizer_steps
 from ..losses import LOSSES
 from ..models import model_note
 from ..online import train_online_dpo
+from ..stats import Interval
 from ..train import train_dpo, train_rankings
 from ..utils import derive_seed
 from .frontier import Task, pairs_stage, prepare_task, reference_stage, sft_point, sft_stage
@@ -222,8 +223,8 @@ def tune_arm(task: Task, sft_model, data: dict, arm: FamilyArm, length: "LengthR
     seed = derive_seed(task.profile.seed, "family grid")
     runs = [arm_run(task, sft_model, data, arm, v, seed, (fam.grid_checkpoint,), "validation") for v in arm.grid[1]]
     last = [r["points"][-1] for r in runs]
-    shift = (lambda p: length.slope * (p["reply_tokens"] - length.mean_tokens)) if arm.length_adjusted_primary else (
-        lambda p: 0.0)
+    slope = length.slope.estimate if arm.length_adjusted_primary else 0.0
+    shift = lambda p: slope * (p["reply_tokens"] - length.mean_tokens)  # noqa: E731
     return select_on_validation(arm.grid[0], arm.grid[1], [p["reward"] - shift(p) for p in last], [p["kl"] for p in last],
                                 fam.selection_kl_coef, reward="length-adjusted" if arm.length_adjusted_primary else "raw",
                                 split="validation", n_prompts=last[0]["n"])
@@ -237,9 +238,7 @@ class LengthRegression:
     """True reward = intercept + slope x reply tokens, least squares over the SFT model's replies to the validation
     prompts (`draws` per prompt), with a bootstrap interval of the slope over prompts."""
 
-    slope: float
-    slope_low: float
-    slope_high: float
+    slope: Interval  # reward per token, a percentile bootstrap over prompts
     intercept: float
     correlation: float
     n_replies: int
@@ -277,7 +276,8 @@ def length_regression_stage(task: Task, sft_model, draws: int) -> LengthRegressi
     low, high = torch.quantile(torch.tensor(reps, dtype=torch.float64), torch.tensor([0.025, 0.975],
                                                                                      dtype=torch.float64)).tolist()
     corr = float(torch.corrcoef(torch.stack([n.flatten(), r.flatten()]))[0, 1]) if float(n.std()) > 0 else 0.0
-    return LengthRegression(slope, low, high, intercept, corr, r.numel(), r.shape[1], float(n.mean()))
+    interval = Interval(slope, low, high, "percentile bootstrap over prompts (their draws together)", r.shape[1])
+    return LengthRegression(interval, intercept, corr, r.numel(), r.shape[1], float(n.mean()))
 
 
 def length_adjusted(curve: Curve, runs: list[dict], slope: float, sft_tokens: float) -> Curve:
@@ -327,14 +327,14 @@ def family_verdicts(stages: dict, seed: int) -> dict:
     length, sft = stages["length"], stages["sft"]
     dpo_groups = runs_by_knob(stages["dpo"], "beta")
     dpo_raw = [curve_from_runs(g, "beta") for g in dpo_groups]
-    dpo_adj = [length_adjusted(c, g, length.slope, sft["reply_tokens"]) for c, g in zip(dpo_raw, dpo_groups)]
+    dpo_adj = [length_adjusted(c, g, length.slope.estimate, sft["reply_tokens"]) for c, g in zip(dpo_raw, dpo_groups)]
     # a p-value must be able to reach Holm's first threshold: at most every checkpoint of both curves, per DPO curve
     most = sum(len(d.budgets) + len(a["runs"][0]["points"]) for d in dpo_raw for a in stages["arms"].values())
     n_boot = max(N_BOOT, math.ceil(10 * most / (1 - PLAN["level"])))
     primary, secondary, kinds = {}, {}, {}
     for method, a in stages["arms"].items():
         raw = curve_from_runs(a["runs"], "beta")
-        adj = length_adjusted(raw, a["runs"], length.slope, sft["reply_tokens"])
+        adj = length_adjusted(raw, a["runs"], length.slope.estimate, sft["reply_tokens"])
         readings = {"raw": matched_kl_readings(dpo_raw, [raw], n_boot, seed),
                     "length-adjusted": matched_kl_readings(dpo_adj, [adj], n_boot, seed,
                                                            metric="length-adjusted true reward")}
@@ -352,7 +352,7 @@ def family_results(profile: Profile, run_dir=None, show_progress: bool = True) -
     stages = family_stages(profile, run_dir, show_progress)
     task, sft, length = stages["task"], stages["sft"], stages["length"]
     verdicts = family_verdicts(stages, profile.seed)
-    adjust = lambda p: p["reward"] - length.slope * (p["reply_tokens"] - sft["reply_tokens"])  # noqa: E731
+    adjust = lambda p: p["reward"] - length.slope.estimate * (p["reply_tokens"] - sft["reply_tokens"])  # noqa: E731
     curves = {"DPO": curve_summaries(stages["dpo"], "beta", sft, profile.seed)}
     arms = {}
     for method, a in stages["arms"].items():
