@@ -1,4 +1,5 @@
-"""`python -m minidpo run|frontier|family|variants|figures|report`: the experiments' command line (`minidpo.experiments.cli`).
+"""`python -m minidpo run|frontier|family|variants|figures|report`: the experiments' command line
+(`minidpo.experiments.cli`).
 
     python -m minidpo run [--profile smoke|cpu|gpu] [--set dpo.learning_rate=1e-6 ...]   notebooks 04-07
     python -m minidpo frontier [--set kl_coefs=0.1,0.2 ...]                                notebook 08

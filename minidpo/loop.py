@@ -62,7 +62,8 @@ def _micro_batches(n_examples: int, lengths: list[int], cfg, min_batch: int = 1)
     batches: list[list[int]] = []
     epoch = 0
     while len(batches) < needed:
-        batches += length_grouped_batches(lengths, cfg.batch_size, seed=epoch_seed(cfg.seed, epoch), min_batch=min_batch,
+        batches += length_grouped_batches(lengths, cfg.batch_size, seed=epoch_seed(cfg.seed, epoch),
+                                          min_batch=min_batch,
                                           bucket=cfg.length_bucketing)
         epoch += 1
     return batches[:needed], steps

@@ -76,7 +76,6 @@ class LossSpec:
 
 LOSSES: dict[str, LossSpec] = {}
 
-
 # Hyperparameters a loss may take besides beta, with their defaults (`DPOConfig` has a field for each).
 HYPERPARAMETERS = {"label_smoothing": 0.0, "rpo_alpha": 1.0, "rdpo_alpha": 0.01, "simpo_gamma": 0.5,
                    "desirable_weight": 1.0, "undesirable_weight": 1.0}
@@ -260,8 +259,9 @@ def dpo_loss(
     """Per-pair loss of `loss_type` (default: DPO, eq. 7) and the implicit rewards of both responses (eq. 5).
 
     The loss comes from `LOSSES[loss_type]`; of `hyperparameters` (`label_smoothing`, `rpo_alpha`, ...; see
-    `HYPERPARAMETERS`) each loss is passed those it takes. For a reference-free loss (SimPO, ORPO) the
-    "rewards" are beta log pi(y|x) / |y|, the length-averaged log-prob, as TRL's CPO and ORPO trainers log them.
+    `HYPERPARAMETERS`) each loss is passed those it takes. For a reference-free loss with lengths (SimPO, ORPO) the
+    "rewards" are beta log pi(y|x) / |y|, as TRL's CPO and ORPO trainers log them (the summed log-prob would rank a
+    long chosen reply below a short rejected one of higher per-token likelihood); without lengths, beta log pi(y|x).
     """
     hyperparameters["label_smoothing"] = label_smoothing
     check_dpo_hyperparameters(beta, loss_type, **hyperparameters)
@@ -270,11 +270,8 @@ def dpo_loss(
                    rejected_lengths, mismatched_logratios)
     losses = spec.fn(lp, beta, **{k: v for k, v in hyperparameters.items() if k in spec.hyperparameters})
     chosen_logratios, rejected_logratios = lp.logratios()
-    if not spec.needs_reference:
-        # TRL's CPOTrainer (SimPO: loss_type="simpo", cpo_alpha=0) and ORPOTrainer log beta x the length-averaged
-        # log-prob, the quantity these losses compare; the summed one would rank a long chosen reply below a
-        # short rejected one of higher per-token likelihood
-        n_w, n_l = lp.lengths()
+    if not spec.needs_reference and spec.uses_lengths:  # SimPO, ORPO: what they compare, as TRL's CPO/ORPO log it
+        (n_w, n_l) = lp.lengths()
         chosen_logratios, rejected_logratios = chosen_logratios / n_w, rejected_logratios / n_l
     return DPOLossOutput(losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach())
 
@@ -282,15 +279,10 @@ def dpo_loss(
 def dpo_metrics(out: DPOLossOutput, policy_chosen_logps: Tensor, policy_rejected_logps: Tensor) -> dict[str, float]:
     """The batch metrics TRL's DPOTrainer logs, under the same names."""
     c, r = out.chosen_rewards, out.rejected_rewards
-    return {
-        "loss": out.losses.mean().item(),
-        "rewards/chosen": c.mean().item(),
-        "rewards/rejected": r.mean().item(),
-        "rewards/accuracies": (c > r).float().mean().item(),
-        "rewards/margins": (c - r).mean().item(),
-        "logps/chosen": policy_chosen_logps.detach().mean().item(),
-        "logps/rejected": policy_rejected_logps.detach().mean().item(),
-    }
+    return {"loss": out.losses.mean().item(), "rewards/chosen": c.mean().item(), "rewards/rejected": r.mean().item(),
+            "rewards/accuracies": (c > r).float().mean().item(), "rewards/margins": (c - r).mean().item(),
+            "logps/chosen": policy_chosen_logps.detach().mean().item(),
+            "logps/rejected": policy_rejected_logps.detach().mean().item()}
 
 
 # ----------------------------------------------------------------------------- SFT

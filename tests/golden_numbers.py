@@ -10,7 +10,8 @@ accuracy stayed the same. Regenerated since, on purpose: the instruction experim
 on both replies, trajectories, seeds, two replies per prompt, lexicons filtered against plain text) replaced
 instruction_smoke.json and the instruction part of family_smoke.json (its sentiment part unchanged). The frontier's
 redesign (issue 28: curves, a calibrated reward model chosen on validation, PPO's pilot and warm-up, the matched-KL
-rule along each curve) replaced frontier_smoke.json. To
+rule along each curve) replaced frontier_smoke.json. The family's redesign (issue 29: every arm tuned on validation, on its
+own curve with seeds, matched-KL verdicts against DPO's curves, length control) replaced family_smoke.json. To
 accept an intended change, regenerate: `MINIDPO_UPDATE_GOLDEN=1 MINIDPO_PROFILE=smoke python -m pytest
 tests/test_instruction_experiment.py tests/test_sentiment_frontier.py tests/test_family_experiment.py`, and say
 why in the commit."""
@@ -24,7 +25,7 @@ from pathlib import Path
 
 GOLDEN = Path(__file__).parent / "golden"
 # what a run measures about itself or is told, not what it computes: left out by exact key, or by these endings
-VOLATILE = {"timing", "timing_s", "compute_s", "wall_s_this_invocation", "total_s_this_invocation", "plan",
+VOLATILE = {"timing", "timing_s", "compute_s", "shared_compute_s", "wall_s_this_invocation", "total_s_this_invocation", "plan",
             "frontier_plan", "instruction_plan", "config", "figures", "environment", "command", "trained_now",
             "device", "peak_rss_gib", "peak_rss_gib_this_invocation", "load_and_tokenize_s"}
 VOLATILE_ENDINGS = ("seconds", "_rss_gib", "rss_rise_gib")

@@ -9,7 +9,7 @@ import math
 import torch
 from golden_numbers import compare
 
-from minidpo.experiments.family import run_family
+from minidpo.experiments.family_run import run_family
 from minidpo.experiments.profiles import get_profile
 from minidpo.experiments.variants import run_variants
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from minidpo.experiments.family import least_squares, length_adjusted, select_on_validation
+from minidpo.experiments.family import select_on_validation
+from minidpo.experiments.family_length import least_squares, length_adjusted
 from minidpo.experiments.frontier_verdicts import frontier_verdict, joint_verdicts, matched_kl_readings
 from test_frontier_verdicts import SEEDS, _curve  # planted curves: (checkpoints, seeds, prompts) around given means
 

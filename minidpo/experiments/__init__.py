@@ -1,4 +1,5 @@
-"""The experiments built on the library: what `python -m minidpo run|frontier|family|variants|figures|report` and notebooks
+"""The experiments built on the library: what `python -m minidpo run|frontier|family|variants|figures|report` and
+notebooks
 04-10 run.
 
 - `profiles`: smoke / cpu / gpu, each a model and one typed plan per experiment (`InstructionPlan`, `FrontierPlan`,
@@ -15,7 +16,8 @@
   frontier of notebook 08 (DPO against a reward model + PPO, PPO on the true reward, best-of-N; seeds, budgets
   chosen on validation, matched-KL verdicts);
 - `variants`: notebook 09's losses and long runs on a one-seed sentiment base;
-- `family`, `family_plots`: DPO's family at matched KL on the frontier's stages (notebook 10);
+- `family`, `family_length`, `family_run`, `family_plots`: DPO's family at matched KL on the frontier's stages
+  (notebook 10);
 - `report`, `report_tables`, `cli`: the report's numbers, verdicts and tables; the command line.
 
 Claims about results are verdicts of `minidpo.stats` comparisons (an interval and its rule), never typed words.

@@ -3,7 +3,8 @@
 
 Any knob of a plan is settable: `python -m minidpo run --set dpo.learning_rate=1e-6 --set betas=0.1,0.5` (fields of
 the command's plan, `profiles.InstructionPlan`, `FrontierPlan` or `FamilyPlan`; `family` also takes
-`frontier.<field>`, `variants` the sentiment base's `FrontierPlan`). The plan actually used is stored in the results file."""
+`frontier.<field>`, `variants` the sentiment base's `FrontierPlan`). The plan actually used is stored in the results
+file."""
 
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             profile = (get_profile(args.profile) if getattr(args, "seed", None) is None
                        else get_profile(args.profile, seed=args.seed))
-            profile = override_profile(profile, {"run": "instruction", "variants": "sentiment"}.get(args.command,
-                                                                                                 args.command), args.set)
+            plan = {"run": "instruction", "variants": "sentiment"}.get(args.command, args.command)
+            profile = override_profile(profile, plan, args.set)
         except ValueError as e:
             parser.error(str(e))
         # smoke runs must not overwrite the committed results and figures of a real run
@@ -82,11 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "family":
-        from .family import run_family
+        from .family_run import run_family
 
         results = run_family(profile, results_dir=results_dir, figures_dir=figures_dir)
-        summary = {method: {"value": a["value"], **{kind: a["verdicts"][kind]["verdict"]
-                                                     for kind in (a["verdicts"]["primary"], a["verdicts"]["secondary"])},
+        kinds = ("raw", "length-adjusted")
+        summary = {method: {"value": a["value"], **{kind: a["verdicts"][kind]["verdict"] for kind in kinds},
                             "primary": a["verdicts"]["primary"]} for method, a in results["arms"].items()}
         print(json.dumps({"profile": profile.name, "arms vs DPO at matched KL": summary,
                           "compute_s": round(results["compute_s"], 1),

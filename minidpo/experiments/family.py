@@ -17,37 +17,29 @@ ranked SFT replies per prompt, and DPO on the best and worst of the same K -- is
    of the validation prompts (`length_regression_stage`), and each checkpoint's reward minus slope x (its mean reply
    length - the SFT model's); the arms that act on length (`length_adjusted_primary`) are judged on that.
 
-The analysis plan (`PLAN`) is stored in the results.
+The analysis plan (`PLAN`) is stored in the results. This module: the plan, the arms' runs, the grids and every stage
+in order (`family_stages`); `family_length` the length control, `family_run` the verdicts and the results file.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 from datasets import Dataset
 
-from .. import __version__
 from ..batching import tokenize_prompts
 from ..loop import optimizer_steps
 from ..losses import LOSSES
-from ..models import model_note
 from ..online import train_online_dpo
-from ..stats import Interval
 from ..train import train_dpo, train_rankings
 from ..utils import derive_seed
+from .family_length import LengthRegression, length_regression_stage
 from .frontier import Task, pairs_stage, prepare_task, reference_stage, sft_point, sft_stage
-from .frontier_run import curve_summaries, runs_by_knob
 from .frontier_seeds import dpo_curve_run
-from .frontier_verdicts import (N_BOOT, PLAN as FRONTIER_PLAN, Curve, curve_from_runs, joint_verdicts,
-                                matched_kl_readings)
-from .measure import peak_rss_gib
+from .frontier_verdicts import PLAN as FRONTIER_PLAN
 from .profiles import FamilyArm, Profile
-from .runs import to_json, write_results_and_figures
 from .scoring import evaluate_policy
 
 PLAN = {
@@ -72,7 +64,8 @@ PLAN = {
     "length_control": "the true reward regressed (least squares) on reply length in tokens over the SFT model's "
                       "replies to the validation prompts; a checkpoint's adjusted reward is its reward minus slope x "
                       "(its seed's mean reply length there - the SFT model's mean on the test prompts); the adjustment "
-                      "is one number per checkpoint and seed, so the bootstrap carries neither the slope's own error nor "
+                      "is one number per checkpoint and seed, so the bootstrap carries neither the slope's own error "
+                      "nor "
                       "the sampling error of the mean length (per-prompt lengths are not stored)",
     "chosen_on_validation": "each arm's grid value: one seed trained to grid_checkpoint epochs, scored on the "
                             "validation prompts, the highest reward - selection_kl_coef x KL (the length-adjusted "
@@ -214,7 +207,7 @@ def select_on_validation(parameter: str, values, rewards, kls, kl_coef: float, *
     return GridChoice(parameter, tuple(values), tuple(rewards), tuple(kls), objective, kl_coef, values[best], **where)
 
 
-def tune_arm(task: Task, sft_model, data: dict, arm: FamilyArm, length: "LengthRegression") -> GridChoice | None:
+def tune_arm(task: Task, sft_model, data: dict, arm: FamilyArm, length: LengthRegression) -> GridChoice | None:
     """The arm's grid, one seed, each value scored on the validation prompts (the length-adjusted reward for an arm
     judged on it, against the SFT model's mean length there); None for an arm without a grid."""
     if arm.grid is None:
@@ -225,67 +218,10 @@ def tune_arm(task: Task, sft_model, data: dict, arm: FamilyArm, length: "LengthR
     last = [r["points"][-1] for r in runs]
     slope = length.slope.estimate if arm.length_adjusted_primary else 0.0
     shift = lambda p: slope * (p["reply_tokens"] - length.mean_tokens)  # noqa: E731
-    return select_on_validation(arm.grid[0], arm.grid[1], [p["reward"] - shift(p) for p in last], [p["kl"] for p in last],
-                                fam.selection_kl_coef, reward="length-adjusted" if arm.length_adjusted_primary else "raw",
+    rewards, kls = [p["reward"] - shift(p) for p in last], [p["kl"] for p in last]
+    return select_on_validation(arm.grid[0], arm.grid[1], rewards, kls, fam.selection_kl_coef,
+                                reward="length-adjusted" if arm.length_adjusted_primary else "raw",
                                 split="validation", n_prompts=last[0]["n"])
-
-
-# ----------------------------------------------------------------------------- length
-
-
-@dataclass(frozen=True)
-class LengthRegression:
-    """True reward = intercept + slope x reply tokens, least squares over the SFT model's replies to the validation
-    prompts (`draws` per prompt), with a bootstrap interval of the slope over prompts."""
-
-    slope: Interval  # reward per token, a percentile bootstrap over prompts
-    intercept: float
-    correlation: float
-    n_replies: int
-    n_prompts: int
-    mean_tokens: float
-
-
-def least_squares(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(slope, intercept) of y on x."""
-    xc = x - x.mean()
-    slope = float((xc * (y - y.mean())).sum() / (xc * xc).sum()) if float((xc * xc).sum()) > 0 else 0.0
-    return slope, float(y.mean() - slope * x.mean())
-
-
-def length_regression_stage(task: Task, sft_model, draws: int) -> LengthRegression:
-    """`draws` SFT replies per validation prompt, their true reward regressed on their length in tokens. Cached."""
-    def sample() -> dict:
-        prompts = task.prompts("validation")
-        rewards, lengths = [], []
-        for d in range(draws):
-            texts, ids = task.sample(sft_model, prompts, seed=derive_seed(task.profile.seed, "length", d))
-            rewards.append(task.true_reward(prompts, texts).tolist())
-            lengths.append([len(x) for x in ids])
-        return {"rewards": rewards, "lengths": lengths}  # (draws, prompts)
-
-    raw = task.stage(f"length_regression_d{draws}", sample, {"draws": draws})
-    r = torch.tensor(raw["rewards"], dtype=torch.float64)
-    n = torch.tensor(raw["lengths"], dtype=torch.float64)
-    slope, intercept = least_squares(n.flatten(), r.flatten())
-    g = torch.Generator().manual_seed(task.profile.seed)
-    reps = []
-    for _ in range(2000):  # resample prompts with their draws (a prompt's replies are not independent)
-        idx = torch.randint(0, r.shape[1], (r.shape[1],), generator=g)
-        reps.append(least_squares(n[:, idx].flatten(), r[:, idx].flatten())[0])
-    low, high = torch.quantile(torch.tensor(reps, dtype=torch.float64), torch.tensor([0.025, 0.975],
-                                                                                     dtype=torch.float64)).tolist()
-    corr = float(torch.corrcoef(torch.stack([n.flatten(), r.flatten()]))[0, 1]) if float(n.std()) > 0 else 0.0
-    interval = Interval(slope, low, high, "percentile bootstrap over prompts (their draws together)", r.shape[1])
-    return LengthRegression(interval, intercept, corr, r.numel(), r.shape[1], float(n.mean()))
-
-
-def length_adjusted(curve: Curve, runs: list[dict], slope: float, sft_tokens: float) -> Curve:
-    """`curve` with each (checkpoint, seed)'s rewards minus slope x (its mean reply length - the SFT model's)."""
-    tokens = torch.tensor([[r["points"][c]["reply_tokens"] for r in runs] for c in range(len(curve.budgets))],
-                          dtype=torch.float64)
-    shift = (slope * (tokens - sft_tokens)).unsqueeze(-1)
-    return Curve(curve.method, curve.knob, curve.value, curve.budgets, curve.rewards - shift, curve.log_ratios)
 
 
 # ----------------------------------------------------------------------------- everything
@@ -319,81 +255,3 @@ def family_stages(profile: Profile, run_dir=None, show_progress: bool = True) ->
         arms[arm.method] = {"arm": arm, "choice": choice, "runs": runs}
     return {"task": task, "pairs": pairs, "sft": sft, "dpo": dpo, "length": length,
             "rankings": rankings["stats"] if rankings else None, "arms": arms}
-
-
-def family_verdicts(stages: dict, seed: int) -> dict:
-    """Each arm against DPO's curves at matched KL, raw and length-adjusted; the primary reading of every arm in one
-    Holm family, the secondary in another."""
-    length, sft = stages["length"], stages["sft"]
-    dpo_groups = runs_by_knob(stages["dpo"], "beta")
-    dpo_raw = [curve_from_runs(g, "beta") for g in dpo_groups]
-    dpo_adj = [length_adjusted(c, g, length.slope.estimate, sft["reply_tokens"]) for c, g in zip(dpo_raw, dpo_groups)]
-    # a p-value must be able to reach Holm's first threshold: at most every checkpoint of both curves, per DPO curve
-    most = sum(len(d.budgets) + len(a["runs"][0]["points"]) for d in dpo_raw for a in stages["arms"].values())
-    n_boot = max(N_BOOT, math.ceil(10 * most / (1 - PLAN["level"])))
-    primary, secondary, kinds = {}, {}, {}
-    for method, a in stages["arms"].items():
-        raw = curve_from_runs(a["runs"], "beta")
-        adj = length_adjusted(raw, a["runs"], length.slope.estimate, sft["reply_tokens"])
-        readings = {"raw": matched_kl_readings(dpo_raw, [raw], n_boot, seed),
-                    "length-adjusted": matched_kl_readings(dpo_adj, [adj], n_boot, seed,
-                                                           metric="length-adjusted true reward")}
-        first = "length-adjusted" if a["arm"].length_adjusted_primary else "raw"
-        second = "raw" if first == "length-adjusted" else "length-adjusted"
-        primary[method], secondary[method], kinds[method] = readings[first], readings[second], (first, second)
-    p, s = joint_verdicts(primary), joint_verdicts(secondary)
-    return {m: {"primary": kinds[m][0], "secondary": kinds[m][1], kinds[m][0]: p[m], kinds[m][1]: s[m]}
-            for m in stages["arms"]}
-
-
-def family_results(profile: Profile, run_dir=None, show_progress: bool = True) -> dict:
-    """Every stage of notebook 10 (computed or read back) and the results they make, as `run_family` saves them."""
-    t0 = time.time()
-    stages = family_stages(profile, run_dir, show_progress)
-    task, sft, length = stages["task"], stages["sft"], stages["length"]
-    verdicts = family_verdicts(stages, profile.seed)
-    adjust = lambda p: p["reward"] - length.slope.estimate * (p["reply_tokens"] - sft["reply_tokens"])  # noqa: E731
-    curves = {"DPO": curve_summaries(stages["dpo"], "beta", sft, profile.seed)}
-    arms = {}
-    for method, a in stages["arms"].items():
-        curves[method] = curve_summaries(a["runs"], "beta", sft, profile.seed)
-        for c in curves[method]:
-            for p in c["points"]:
-                p["length_adjusted_reward"] = adjust(p)
-        arms[method] = {"arm": a["arm"], "grid": a["choice"], "value": a["runs"][0]["value"],
-                        "verdicts": verdicts[method]}
-    for c in curves["DPO"]:
-        for p in c["points"]:
-            p["length_adjusted_reward"] = adjust(p)
-    own = [n for n in task.run.timing() if n.startswith(("family_", "rankings_", "length_regression", "sft_eval_plain"))]
-    shared = [n for n in task.run.timing() if n not in own]
-    arm_points = [p for a in stages["arms"].values() for r in a["runs"] for p in r["points"]]
-    results = {
-        "profile": profile.name, "command": f"MINIDPO_PROFILE={profile.name} python -m minidpo family",
-        "model": profile.model, "model_note": model_note(profile.model), "seed": profile.seed,
-        "plan": to_json(profile.family), "frontier_plan": to_json(task.plan), "analysis_plan": PLAN,
-        "data": task.info, "pairs": stages["pairs"]["stats"], "rankings": stages["rankings"],
-        "sft": {k: v for k, v in sft.items() if k not in ("rewards", "log_ratios", "examples")},
-        "length_regression": length, "curves": curves, "arms": arms,
-        "runs": [{k: r[k] for k in ("method", "beta", "value", "seed", "budget_unit", "history")} | {"points": r["points"]}
-                 for a in stages["arms"].values() for r in a["runs"]],
-        "timing_s": task.run.timing(),
-        # the family's own stages (grids, curves, rankings, the length regression, the SFT point); the frontier's
-        # stages it reads (SFT, pairs, DPO's curves) are `shared_compute_s`, already spent when the frontier ran
-        "compute_s": task.run.compute_s(own), "shared_compute_s": task.run.compute_s(shared),
-        "peak_rss_gib": max([p.get("peak_rss_gib") or 0.0 for p in arm_points] + [peak_rss_gib()]),
-        "wall_s_this_invocation": time.time() - t0,
-        "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
-    }
-    return to_json(results)
-
-
-def run_family(profile: Profile, run_dir=None, results_dir="results", figures_dir="figures",
-               show_progress: bool = True) -> dict:
-    """Every stage of notebook 10; saves results/family_<profile>.json and the figures, and returns the results."""
-    from .family_plots import family_figures
-
-    return write_results_and_figures(Path(results_dir) / f"family_{profile.name}.json",
-                                     family_results(profile, run_dir, show_progress),
-                                     lambda r: family_figures(r, figures_dir))
-

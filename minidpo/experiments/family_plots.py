@@ -93,7 +93,8 @@ def family_figures(results: dict, figures_dir="figures") -> dict[str, Path]:
     n = results["frontier_plan"]["n_test"]
     paths = {"curves": figures_dir / f"10_family_curves_{p}.png",
              "curves_adjusted": figures_dir / f"10_family_curves_length_adjusted_{p}.png"}
-    plot_family_curves(results, paths["curves"], title=f"DPO's family against DPO's curves, {model}, n={n} test prompts")
+    title = f"DPO's family against DPO's curves, {model}, n={n} test prompts"
+    plot_family_curves(results, paths["curves"], title=title)
     plot_family_curves(results, paths["curves_adjusted"], adjusted=True,
                        title=f"the same, reward adjusted for reply length, {model}, n={n} test prompts")
     for fig in plt.get_fignums():

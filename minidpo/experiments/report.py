@@ -36,7 +36,8 @@ from pathlib import Path
 
 from ..stats import Comparison, Interval, Verdict, verdict
 from ..utils import atomic_write, read_json
-from .report_tables import (budgets_table, checks_table, family_arms_table, family_grid_table, frontier_table, instruction_table, judge_validation_table, matched_kl_table,
+from .report_tables import (budgets_table, checks_table, family_arms_table, family_grid_table, frontier_table,
+                            instruction_table, judge_validation_table, matched_kl_table,
                             ppo_stability_table, primary_table, secondary_table, variants_table)
 
 CITATION = re.compile(r"\\res\{([^}]*)\}")

@@ -129,7 +129,8 @@ def family_arms_table(results: dict) -> str:
         kls = "--".join(f"{p['kl']:.2f}" for p in curve["points"])
         rows.append(f"{_escape(method)} & {curve['beta']:g} & {value} & {kls} & {_num(last['reward'])} & "
                     f"{_num(last['length_adjusted_reward'])} & {last['reply_tokens']:.1f} & "
-                    f"{a['verdicts']['primary']} & {v['counted']}/{len(v['readings'])} & {v['verdict']} & {detect} \\\\")
+                    f"{a['verdicts']['primary']} & {v['counted']}/{len(v['readings'])} & {v['verdict']} & "
+                    f"{detect} \\\\")
     return _tabular("lrlcrrrlrlr", r"arm & $\beta$ & chosen & KL (nats) & reward & adjusted & tokens & read on & "
                     r"counted & verdict & detectable", rows)
 
@@ -143,7 +144,8 @@ def family_grid_table(results: dict) -> str:
             continue
         for i, value in enumerate(g["values"]):
             chosen = "chosen" if value == g["chosen"] else ""
-            rows.append(f"{_escape(method)} & {_escape(g['parameter'])}={value:g} & {_num(g['validation_reward'][i])} & "
+            rows.append(f"{_escape(method)} & {_escape(g['parameter'])}={value:g} & "
+                        f"{_num(g['validation_reward'][i])} & "
                         f"{g['validation_kl'][i]:.2f} & {_num(g['objective'][i])} & {chosen} \\\\")
     return _tabular("llrrrl", r"arm & value & val.\ reward & val.\ KL & objective & ", rows)
 
