@@ -88,8 +88,7 @@ def arm_steps(task: Task, n_pairs: int, epochs: float) -> int:
 def arm_config(task: Task, arm: FamilyArm, value: float | None):
     """The arm's `DPOConfig`: the frontier's DPO settings with the arm's loss, beta, fixed fields and grid value."""
     loss_type = arm.loss_type if arm.loss_type in LOSSES else "sigmoid"
-    fields = {"beta": arm.beta, **dict(arm.fixed), **({arm.grid[0]: value} if arm.grid else {})}
-    return replace(task.plan.dpo, loss_type=loss_type, **fields)
+    return replace(task.plan.dpo, loss_type=loss_type, **arm.settings(value))
 
 
 def arm_name(arm: FamilyArm, value: float | None, seed: int, split: str) -> str:

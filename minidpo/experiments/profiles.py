@@ -207,6 +207,12 @@ class FamilyArm:
     fixed: tuple[tuple[str, float], ...] = ()
     length_adjusted_primary: bool = False  # judged on the length-adjusted reward (a loss that acts on length)
 
+    def settings(self, value: float | None = None) -> dict[str, float]:
+        """The `DPOConfig` loss fields of this arm: beta, its fixed fields and `value` of its grid (default: the
+        grid's first)."""
+        grid = {self.grid[0]: self.grid[1][0] if value is None else value} if self.grid else {}
+        return {"beta": self.beta, **dict(self.fixed), **grid}
+
 
 @dataclass(frozen=True)
 class FamilyPlan:
