@@ -1,4 +1,5 @@
-"""The smoke runs' numbers, pinned: `numbers(results)` flattens a results file to {path: value} for every number and
+"""The smoke runs' numbers, pinned: `numbers(results)` (`minidpo.experiments.reproduce`, which also checks a cpu
+rerun against the committed results) flattens a results file to {path: value} for every number and
 string that a run computes (timings, memory, plans, configs, figures and environment left out), and `compare`
 lists the differences against a committed golden file in tests/golden/ within float32-level tolerance.
 
@@ -19,40 +20,19 @@ why in the commit."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
+from minidpo.experiments.reproduce import close, numbers
+
 GOLDEN = Path(__file__).parent / "golden"
-# what a run measures about itself or is told, not what it computes: left out by exact key, or by these endings
-VOLATILE = {"timing", "timing_s", "compute_s", "shared_compute_s", "wall_s_this_invocation", "total_s_this_invocation", "plan",
-            "frontier_plan", "instruction_plan", "config", "figures", "environment", "command", "trained_now",
-            "device", "peak_rss_gib", "peak_rss_gib_this_invocation", "load_and_tokenize_s"}
-VOLATILE_ENDINGS = ("seconds", "_rss_gib", "rss_rise_gib")
 
 
-def numbers(results, path: str = "") -> dict:
-    """Every computed leaf of `results` by its path ("a/b/3/c")."""
-    out = {}
-    if isinstance(results, dict):
-        for k, v in results.items():
-            if str(k) not in VOLATILE and not str(k).endswith(VOLATILE_ENDINGS):
-                out.update(numbers(v, f"{path}/{k}"))
-    elif isinstance(results, list):
-        for i, v in enumerate(results):
-            out.update(numbers(v, f"{path}/{i}"))
-    elif isinstance(results, (int, float, str, bool)) or results is None:
-        out[path] = results
-    return out
-
-
-def _same(a, b, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
-    """Equal, or close as floats: the smoke runs are 3-step trainings of a tiny model, so rounding differences
-    between CPUs stay near float32's precision (1e-7) times the few steps' growth; 1e-4 leaves room for that and
-    nothing else."""
-    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= atol + rtol * abs(b)
-    return a == b
+def _same(a, b) -> bool:
+    """Equal, or close as floats (`reproduce.close`: rtol 1e-4, atol 1e-5): the smoke runs are 3-step trainings of
+    a tiny model, so rounding differences between CPUs stay near float32's precision (1e-7) times the few steps'
+    growth; 1e-4 leaves room for that and nothing else."""
+    return close(a, b)
 
 
 def compare(results: dict, name: str) -> list[str]:

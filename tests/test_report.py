@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from minidpo.experiments import report as rep
+from minidpo.experiments import report_build
 from minidpo.stats import Comparison, Interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,6 +191,30 @@ def test_every_citation_is_in_the_bibliography():
     assert cited and not (cited - bib), f"cited but not in refs.bib: {sorted(cited - bib)}"
 
 
+CITE = re.compile(r"\\cite(?:t|p|alp|alt|author|year)?\*?(?:\[[^\]]*\]){0,2}\{([^}]*)\}")
+
+
+def cited_bib_keys(text: str) -> set[str]:
+    """The keys of every \\cite, \\citet, \\citep, \\citealp, ... in `text`, comments left out."""
+    text = "\n".join(re.sub(r"(?<!\\)%.*", "", line) for line in text.splitlines())
+    return {k.strip() for group in CITE.findall(text) for k in group.split(",") if k.strip()}
+
+
+def test_every_bibliography_entry_is_cited():
+    """The reverse of `test_every_citation_is_in_the_bibliography`: every refs.bib entry is cited by some .tex source
+    of the report (`rep.tex_sources`: main.tex and every file in sections/). Mutations caught: an entry left in
+    refs.bib but never cited (a reference the PDF silently drops); a cite to a key missing from refs.bib (see the
+    test above, and the planted cases here); a cite form (\\citet, \\citealp, optional notes) the scan misses."""
+    bib = set(re.findall(r"@\w+\{([^,\s]+),", (REPORT / "refs.bib").read_text()))
+    cited = set().union(*(cited_bib_keys(path.read_text()) for path in rep.tex_sources(REPORT)))
+    uncited = sorted(bib - cited)
+    assert not uncited, f"in refs.bib but cited nowhere in the report (cite them or remove them): {uncited}"
+    assert cited <= bib, f"cited but not in refs.bib: {sorted(cited - bib)}"
+    # the scan is not vacuous: every cite form is read, a commented-out cite is not
+    planted = r"\citet{a} \citep[see][p.~2]{b, c} (\citealp{d}, App.~A) \cite{e} % \citep{f}"
+    assert cited_bib_keys(planted) == {"a", "b", "c", "d", "e"}
+
+
 def test_every_figure_exists():
     for path in rep.tex_sources(REPORT):
         for name in re.findall(r"\\includegraphics(?:\[[^\]]*\])?\{([^}]*)\}", path.read_text()):
@@ -203,5 +228,55 @@ def test_the_pdf_builds_without_undefined_references(tmp_path):
     shutil.copytree(REPORT, copy / "report", ignore=shutil.ignore_patterns("minidpo.pdf", "*.aux", "*.log", "*.fls", "*.fdb_latexmk", "*.bbl", "*.blg", "*.out"))
     shutil.copytree(ROOT / "results", copy / "results")
     shutil.copytree(ROOT / "figures", copy / "figures")
-    pdf = rep.build_pdf(copy)
+    for name in ("requirements-dev.txt", "CITATION.cff"):  # \trlversion reads the TRL pin, \minidporeleased the date
+        shutil.copy2(ROOT / name, copy / name)
+    pdf = report_build.build_pdf(copy)
     assert pdf.stat().st_size > 100_000
+    assert report_build.commit_of(copy / "report") == "unknown"  # a copy outside any checkout names no commit
+
+
+def test_overfull_boxes_wider_than_the_limit_are_problems():
+    """Catches: the overfull check dropped or its limit ignored (a table running into the margin builds)."""
+    log = ("Overfull \\hbox (12.5pt too wide) in alignment at lines 3--9\n"
+           "Overfull \\hbox (0.9pt too wide) in paragraph at lines 40--41\n"
+           "Underfull \\hbox (badness 10000) in paragraph at lines 5--6\n")
+    assert report_build.overfull_boxes(log) == ["12.5pt too wide in alignment at lines 3--9"]
+    assert report_build.overfull_boxes(log, limit=0.5) == ["12.5pt too wide in alignment at lines 3--9",
+                                                            "0.9pt too wide in paragraph at lines 40--41"]
+
+
+def test_the_generated_macros_carry_the_packages_version(tmp_path):
+    """Catches: a version typed into the report instead of read from `minidpo.__version__`."""
+    import minidpo
+    text = (REPORT / "generated" / "results.tex").read_text()
+    assert f"\\def\\minidpoversion{{{minidpo.__version__}}}" in text
+    main = (REPORT / "main.tex").read_text()
+    assert "\\minidpoversion" in main and "pdftitle" in main and "\\minidpocommit" in main
+
+
+def test_no_table_is_shrunk_to_fit():
+    """Catches: a wide table squeezed with resizebox or a tiny font instead of laid out to fit (illegible in print)."""
+    for path in rep.tex_sources(REPORT):
+        text = path.read_text()
+        assert "\\resizebox" not in text and "\\scriptsize" not in text and "\\tiny" not in text, path.name
+
+
+def test_count_and_len_read_a_dict_of_records(tmp_path):
+    """Catches: a count that ignores its value (every arm counted) or reads the wrong field."""
+    arms = {"A": {"v": {"w": "no clear difference"}}, "B": {"v": {"w": "DPO higher"}}, "C": {"v": {}}}
+    assert rep.format_value(arms, "count:v:w=no clear difference") == "1"
+    assert rep.format_value(arms, "count:v:w=DPO higher") == "1"
+    assert rep.format_value(list(arms.values()), "count:v:w=lower") == "0"
+    assert rep.format_value(arms, "len") == "3"
+    with pytest.raises(ValueError, match="count"):
+        rep.format_value(arms, "count:v:w")
+    with pytest.raises(TypeError):
+        rep.format_value(arms, ".2f")
+
+
+def test_the_trl_version_is_read_from_the_pin(tmp_path):
+    """Catches: a TRL version typed into the report rather than read from requirements-dev.txt."""
+    (tmp_path / "req.txt").write_text("pytest>=8\ntrl==1.16.*  # the peer\n")
+    assert rep.pinned_version(tmp_path / "req.txt", "trl") == "1.16"
+    with pytest.raises(KeyError, match="torch"):
+        rep.pinned_version(tmp_path / "req.txt", "torch")

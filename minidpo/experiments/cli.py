@@ -1,5 +1,5 @@
 """The command line of the experiments:
-`python -m minidpo run|frontier|family|variants|figures|report [--profile smoke|cpu|gpu]`.
+`python -m minidpo run|frontier|family|variants|figures|report|reproduce [--profile smoke|cpu|gpu]`.
 
 Any knob of a plan is settable: `python -m minidpo run --set dpo.learning_rate=1e-6 --set betas=0.1,0.5` (fields of
 the command's plan, `profiles.InstructionPlan`, `FrontierPlan` or `FamilyPlan`; `family` also takes
@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report", help="report/generated/*.tex from results/*.json (and the PDF with --pdf)")
     rep.add_argument("--pdf", action="store_true", help="also build report/minidpo.pdf with latexmk and check the log")
     rep.add_argument("--profile", default="cpu", help="whose results the tables show (default cpu)")
+    rpr = sub.add_parser("reproduce", help="compare a rerun's results file with the committed one, leaf by leaf")
+    rpr.add_argument("committed", help="the committed results file, e.g. results/instruction_cpu.json")
+    rpr.add_argument("rerun", help="the rerun's results file")
+    rpr.add_argument("--out", default=None, help="write the check here, e.g. results/reproduction_cpu.json")
     for command in (run, fr, fam, var):
         command.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                              help="set a field of the plan, e.g. dpo.learning_rate=1e-6 or betas=0.1,0.5 (repeatable)")
@@ -66,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         scratch = f"runs/{profile.name}" if profile.name == "smoke" else "."
         results_dir = args.results_dir or os.path.join(scratch, "results")
         figures_dir = args.figures_dir or os.path.join(scratch, "figures")
+
+    if args.command == "reproduce":
+        from .reproduce import main as reproduce_main
+
+        return reproduce_main(args.committed, args.rerun, args.out)
 
     if args.command == "report":
         from .report import main as report_main

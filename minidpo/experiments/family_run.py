@@ -8,15 +8,13 @@ import math
 import time
 from pathlib import Path
 
-import torch
 
-from .. import __version__
 from ..models import model_note
 from .family import PLAN, family_stages
 from .family_length import length_adjusted
 from .frontier_run import curve_summaries, runs_by_knob
 from .frontier_verdicts import N_BOOT, curve_from_runs, joint_verdicts, matched_kl_readings
-from .measure import peak_rss_gib
+from .measure import environment, peak_rss_gib
 from .profiles import Profile
 from .runs import to_json, write_results_and_figures
 
@@ -84,7 +82,7 @@ def family_results(profile: Profile, run_dir=None, show_progress: bool = True) -
         "compute_s": task.run.compute_s(own), "shared_compute_s": task.run.compute_s(shared),
         "peak_rss_gib": max([p.get("peak_rss_gib") or 0.0 for p in arm_points] + [peak_rss_gib()]),
         "wall_s_this_invocation": time.time() - t0,
-        "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "environment": environment(),
     }
     return to_json(results)
 

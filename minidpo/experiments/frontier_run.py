@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..models import model_note
 from ..stats import bootstrap_interval
 from .frontier import pairs_stage, preferred_ft_run, prepare_task, reference_stage, sft_point, sft_stage
@@ -21,7 +20,7 @@ from .frontier_plots import frontier_figures
 from .frontier_rlhf import best_of_n_stage, chosen_reward_model, reward_model_key, reward_model_runs
 from .frontier_seeds import dpo_curve_run, is_stable, ppo_curve_run, ppo_pilot
 from .frontier_verdicts import PLAN, curve_from_runs, matched_kl_verdicts
-from .measure import peak_rss_gib
+from .measure import environment, peak_rss_gib
 from .profiles import Profile
 from .runs import to_json, write_results_and_figures
 
@@ -210,6 +209,6 @@ def frontier_results(profile: Profile, run_dir=None, show_progress: bool = True)
         # their sum is the experiment's compute, whatever this invocation found in the cache
         "timing_s": timing, "compute_s": task.run.compute_s(), "peak_rss_gib": task.run.peak_stage_rss_gib(),
         "wall_s_this_invocation": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),
-        "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "environment": environment(),
     }
     return to_json(results)

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..data import INSTRUCTION_FILE
 from ..evaluate import load_sentence_encoder
 from ..judges import CachedEncoder
@@ -29,7 +27,7 @@ from .instruction import marks, prepare
 from .instruction_arms import train_all
 from .instruction_eval import (METHOD, PLAN, build_judge, displacement, instrument_checks, lexicon_hits, matched_kl,
                                per_prompt, primary, secondary)
-from .measure import peak_rss_gib
+from .measure import environment, peak_rss_gib
 from .runs import to_json, write_results_and_figures
 
 
@@ -117,8 +115,7 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
         **measure_instruction(exp, trained, judge, judge_validation),
         "timing": exp.timing(), "compute_s": exp.run.compute_s(), "peak_rss_gib": exp.run.peak_stage_rss_gib(),
         "wall_s_this_invocation": time.time() - t0, "peak_rss_gib_this_invocation": peak_rss_gib(),
-        "environment": {"minidpo": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
-                        "threads": torch.get_num_threads()},
+        "environment": environment(),
     }
     arms = trained["arms"]
     results_dir = Path(results_dir)

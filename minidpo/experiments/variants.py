@@ -9,14 +9,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
-from .. import __version__
 from ..models import model_note
 from ..stats import Comparison, Verdict, combine, holm, paired_difference
 from .frontier import (dpo_run, dpo_run_name, over_optimisation_run, pairs_stage, prepare_task, reference_stage,
                        sft_point, sft_stage)
-from .measure import peak_rss_gib
+from .measure import environment, peak_rss_gib
 from .profiles import Profile
 from .runs import to_json, write_results_and_figures
 
@@ -84,7 +82,7 @@ def variants_results(profile: Profile, run_dir=None, show_progress: bool = True)
         # the runs' own training and scoring (the base's SFT and pairs are in `timing_s`)
         "compute_s": task.run.compute_s(names), "timing_s": task.run.timing(),
         "peak_rss_gib": peak_rss_gib(), "wall_s_this_invocation": time.time() - t0,
-        "environment": {"minidpo": __version__, "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "environment": environment(),
     })
 
 
