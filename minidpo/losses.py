@@ -6,8 +6,8 @@ h = rho_w - rho_l:
 
     sigmoid (DPO, eq. 7):   -log sigma(beta h)
     cDPO (label smoothing): -(1 - eps) log sigma(beta h) - eps log sigma(-beta h)
-    ipo (Azar et al. 2023): (h / |y| - 1 / (2 beta))^2, h per reply token (see `ipo_loss`)
-    hinge (SLiC, Zhao et al. 2023): max(0, 1 - beta h)
+    ipo (Azar et al. 2024, AISTATS): (h / |y| - 1 / (2 beta))^2, h per reply token (see `ipo_loss`)
+    hinge (TRL's, adapted from SLiC-HF, Zhao et al. 2023): max(0, 1 - beta h) (see `hinge_loss`)
 
 and DPO's wider family (notebook 10), with |y| a reply's tokens and lbar = log pi(y|x) / |y|:
 
@@ -117,9 +117,10 @@ def ipo_loss(lp: PairLogps, beta: float) -> Tensor:
     return (chosen - rejected - 1 / (2 * beta)) ** 2
 
 
-@register_loss("hinge", "Zhao et al. 2023 (SLiC-HF), on the log-ratio margin")
+@register_loss("hinge", "TRL's hinge; adapted from Zhao et al. 2023 (SLiC-HF) to log-ratios")
 def hinge_loss(lp: PairLogps, beta: float) -> Tensor:
-    """SLiC's hinge on the log-ratio margin: L = max(0, 1 - beta h)."""
+    """TRL's hinge, L = max(0, 1 - beta h): SLiC-HF's calibration loss max(0, delta - log pi(y_w|x) + log pi(y_l|x))
+    (Zhao et al. 2023) put on log-ratios to the reference, with delta = 1/beta, scaled by beta, no regulariser."""
     chosen, rejected = lp.logratios()
     return torch.relu(1 - beta * (chosen - rejected))
 

@@ -65,3 +65,18 @@ def save_figure(fig, name: str) -> Path:
     path = figures_dir() / f"{name}.png"
     _save(fig, path)
     return path
+
+
+BARS = {"capsize": 2, "elinewidth": 0.8}  # thin error bars, so crowded points' markers stay visible
+
+
+def interval_err(pts: list[dict], key: str = "reward", ci: str = "reward_ci") -> list[list[float]]:
+    """matplotlib's asymmetric `yerr` from each point's estimate `key` and its 95% interval `ci` = [low, high]."""
+    return [[p[key] - p[ci][0] for p in pts], [p[ci][1] - p[key] for p in pts]]
+
+
+def errorbar_points(ax, pts: list[dict], **kw):
+    """Points at (KL, mean reward) with the reward's 95% interval (`reward_ci`) and +-1 standard error on the KL
+    (`kl_se`; none where the KL is exact, as best-of-N's bound)."""
+    return ax.errorbar([p["kl"] for p in pts], [p["reward"] for p in pts], yerr=interval_err(pts),
+                       xerr=[p.get("kl_se") or 0.0 for p in pts], **BARS, **kw)

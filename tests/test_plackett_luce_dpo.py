@@ -64,7 +64,8 @@ def test_plackett_luce_dpo_is_invariant_to_a_per_prompt_constant(dtype, eps):
         _, mag_shifted = _pl_nll([beta * v for v in (rho[i] + shift[i]).tolist()])
         # rho + shift is itself rounded once in `dtype`: beta * K * eps/2 * |rho + shift| per score, at most
         input_rounding = beta * k * eps * sum(abs(v) for v in (rho[i] + shift[i]).tolist())
-        assert abs(shifted[i].item() - plain[i].item()) <= _tol(mag, k, eps) + _tol(mag_shifted, k, eps) + input_rounding
+        bound = _tol(mag, k, eps) + _tol(mag_shifted, k, eps) + input_rounding
+        assert abs(shifted[i].item() - plain[i].item()) <= bound
         # and anchored to the loop, so that a loss that is invariant but wrong cannot pass
         assert abs(plain[i].item() - want) <= _tol(mag, k, eps)
         assert abs(shifted[i].item() - want) <= _tol(mag_shifted, k, eps) + input_rounding

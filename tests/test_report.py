@@ -245,7 +245,7 @@ def test_overfull_boxes_wider_than_the_limit_are_problems():
                                                             "0.9pt too wide in paragraph at lines 40--41"]
 
 
-def test_the_generated_macros_carry_the_packages_version(tmp_path):
+def test_the_generated_macros_carry_the_packages_version():
     """Catches: a version typed into the report instead of read from `minidpo.__version__`."""
     import minidpo
     text = (REPORT / "generated" / "results.tex").read_text()
@@ -261,7 +261,7 @@ def test_no_table_is_shrunk_to_fit():
         assert "\\resizebox" not in text and "\\scriptsize" not in text and "\\tiny" not in text, path.name
 
 
-def test_count_and_len_read_a_dict_of_records(tmp_path):
+def test_count_and_len_read_a_dict_of_records():
     """Catches: a count that ignores its value (every arm counted) or reads the wrong field."""
     arms = {"A": {"v": {"w": "no clear difference"}}, "B": {"v": {"w": "DPO higher"}}, "C": {"v": {}}}
     assert rep.format_value(arms, "count:v:w=no clear difference") == "1"
@@ -280,3 +280,38 @@ def test_the_trl_version_is_read_from_the_pin(tmp_path):
     assert rep.pinned_version(tmp_path / "req.txt", "trl") == "1.16"
     with pytest.raises(KeyError, match="torch"):
         rep.pinned_version(tmp_path / "req.txt", "torch")
+
+
+def test_the_samples_table_shows_every_arms_first_reply_in_test_order():
+    """Catches: replies of another seed or sample set shown, prompts picked out of test order, a reply run into the
+    margin uncut, LaTeX specials unescaped, or the table drifting from the examples the results file names."""
+    from minidpo.experiments.report_tables import samples_table
+
+    arms = {"reference": {}, "dpo_beta0.1": {}}
+    samples = [{"prompt_id": pid, "arm": arm, "seed": seed, "sample_set": ss,
+                "reply": f"{arm} {pid} s{seed}{ss} 50% & more" + " w" * 60 * (pid == 7)}
+               for pid in (7, 3, 9) for arm in arms for seed in (0, 1) for ss in (0, 1)]
+    examples = [{"prompt": "Say hi_there", "reference": "reference 7 s00 50% & more" + " w" * 60},
+                {"prompt": "Count", "reference": "reference 3 s00 50% & more"}]
+    results = {"arms": arms, "examples": examples}
+    table = samples_table(results, samples, prompts=2, words=10)
+    assert table.index("Test prompt 7") < table.index("Test prompt 3") and "Test prompt 9" not in table
+    assert "s01" not in table and "s10" not in table and r"50\% \& more" in table and r"hi\_there" in table
+    assert r"\ldots{}" in table  # prompt 7's long reply is cut
+    results["examples"][1]["reference"] = "something else"
+    with pytest.raises(ValueError, match="prompt 3"):
+        samples_table(results, samples, prompts=2)
+
+
+
+def test_the_abstract_and_conclusion_cite_the_selected_dpo_arm():
+    """Catches: validation selecting another beta while the abstract and conclusion (which cite fixed list positions
+    and the `dpo_beta0.1` arm) go on printing beta=0.1's readings under the selected beta."""
+    r = json.loads((ROOT / "results" / "instruction_cpu.json").read_text())
+    selected = r["selected_arm"]
+    for i in (2, 3, 6, 7):  # the primary comparisons the abstract and conclusion cite by position
+        assert r["primary"][i]["comparison"]["a"] == selected
+    for i in (2, 3):
+        assert r["displacement"][i]["a"].startswith(selected + " ")
+    text = (REPORT / "main.tex").read_text() + (REPORT / "sections" / "conclusion.tex").read_text()
+    assert f"arms:{selected}:kl" in text  # the KL they quote is the selected arm's

@@ -1,13 +1,18 @@
 """The version is written once (`minidpo.__version__`) and everything that names it agrees.
 
 Mutations caught: a version bumped in one place only (package, CITATION.cff, its preferred citation, the
-CHANGELOG's newest entry, pyproject.toml typing its own)."""
+CHANGELOG's newest entry, the README's BibTeX, pyproject.toml typing its own)."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
+
+try:
+    import tomllib  # Python 3.11+
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
 
 import minidpo
 
@@ -33,3 +38,8 @@ def test_pyproject_reads_the_version_from_the_package():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "minidpo.__version__"}
+
+
+def test_the_readmes_bibtex_cites_this_version():
+    readme = (ROOT / "README.md").read_text()
+    assert re.findall(r"type\s*=\s*\{Technical report, version ([0-9.]+)\}", readme) == [minidpo.__version__]

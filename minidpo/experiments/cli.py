@@ -1,5 +1,6 @@
 """The command line of the experiments:
-`python -m minidpo run|frontier|family|variants|figures|report|reproduce [--profile smoke|cpu|gpu]`.
+`python -m minidpo run|frontier|family|variants|figures|report [--profile smoke|cpu|gpu]`, and
+`python -m minidpo reproduce COMMITTED RERUN [--out FILE]`.
 
 Any knob of a plan is settable: `python -m minidpo run --set dpo.learning_rate=1e-6 --set betas=0.1,0.5` (fields of
 the command's plan, `profiles.InstructionPlan`, `FrontierPlan` or `FamilyPlan`; `family` also takes

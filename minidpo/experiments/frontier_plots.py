@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from ..plots import finish_figure
+from ..plots import BARS, errorbar_points, finish_figure, interval_err
 
 
 def frontier_points(runs: list[dict]) -> dict[str, list[dict]]:
@@ -61,15 +61,17 @@ def plot_frontier(frontier: dict[str, list[dict]], path: str | Path | None = Non
 
 
 def plot_over_optimisation(long_runs: list[dict], path: str | Path | None = None, title: str = ""):
-    """Long training: true reward (left) and KL (middle) against epochs, and true reward against KL (right)."""
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    """Long training: true reward (left) and KL (middle) against epochs, and true reward against KL (right); the
+    reward with its 95% interval over prompts, the KL +-1 standard error (a fall is read against these)."""
+    fig, axes = plt.subplots(1, 3, figsize=(8.4, 2.8))
     for run in long_runs:
         pts = run["points"]
         label = f"{run['loss_type']}, beta={run['beta']:g}"
         ep = [p["epochs"] for p in pts]
-        axes[0].plot(ep, [p["reward"] for p in pts], "o-", label=label)
-        axes[1].plot(ep, [p["kl"] for p in pts], "o-", label=label)
-        axes[2].plot([p["kl"] for p in pts], [p["reward"] for p in pts], "o-", label=label)
+        axes[0].errorbar(ep, [p["reward"] for p in pts], yerr=interval_err(pts), fmt="o-", label=label, **BARS)
+        axes[1].errorbar(ep, [p["kl"] for p in pts], yerr=[p.get("kl_se") or 0.0 for p in pts], fmt="o-",
+                         label=label, **BARS)
+        errorbar_points(axes[2], pts, fmt="o-", label=label)
     for ax, (x, y) in zip(axes, [("epochs", "mean true reward"), ("epochs", "KL(pi || pi_SFT), nats"),
                                  ("KL(pi || pi_SFT), nats", "mean true reward")]):
         ax.set_xlabel(x)
@@ -79,9 +81,6 @@ def plot_over_optimisation(long_runs: list[dict], path: str | Path | None = None
     return finish_figure(fig, path, title)
 
 
-
-
-
 _STYLE = {"DPO": ("C0", "o", "-"), "PPO": ("C3", "s", "--"), "PPO-GT": ("C2", "^", ":")}
 
 
@@ -89,44 +88,60 @@ def _knob_label(curve: dict) -> str:
     return f"{curve['method']}, {'beta' if curve['knob'] == 'beta' else 'kl_coef'}={curve[curve['knob']]:g}"
 
 
-def plot_curves(results: dict, path: str | Path | None = None, title: str = ""):
-    """The DPO paper's figure 2 (left) as curves: each method at each knob along its checkpoints (seed means, with
-    95% intervals on the reward and each seed's reading as a small dot), the SFT model at KL 0, Preferred-FT and
-    best-of-N as reference points."""
-    fig, ax = plt.subplots(figsize=(7.4, 4.8))
+def _draw_curves(ax, results: dict):
+    """Every curve and reference point of `plot_curves` on one panel; a checkpoint's budget is in the legend, not
+    beside its point, where labels would cover each other at low KL."""
     for method, curves in results["curves"].items():
         color, marker, ls = _STYLE.get(method, ("C7", "o", "-"))
         for i, curve in enumerate(curves):
             pts = curve["points"]
-            alpha = 1.0 if i == 0 else 0.55
-            ax.errorbar([p["kl"] for p in pts], [p["reward"] for p in pts],
-                        yerr=[[p["reward"] - p["reward_ci"][0] for p in pts],
-                              [p["reward_ci"][1] - p["reward"] for p in pts]],
-                        color=color, marker=marker, ls=ls, ms=5 - i, lw=1.3, capsize=2, alpha=alpha,
-                        label=f"{_knob_label(curve)} ({len(curve['seeds'])} seeds)")
+            budgets = ", ".join(f"{p['budget']:g}" for p in pts)
+            errorbar_points(ax, pts, color=color, marker=marker, ls=ls, ms=5 - i, lw=1.3, alpha=1.0 if i == 0 else 0.55,
+                      label=f"{_knob_label(curve)} ({len(curve['seeds'])} seeds; {budgets} {curve['budget_unit']})")
             for p in pts:
-                ax.plot(p["seed_kls"], p["seed_rewards"], ".", ms=3, color=color, alpha=0.35)
-            last = pts[-1]
-            ax.annotate(f"{last['budget']:g} {curve['budget_unit']}", (last["kl"], last["reward"]), fontsize=6,
-                        xytext=(4, 3), textcoords="offset points", color=color)
+                ax.plot(p.get("seed_kls", []), p.get("seed_rewards", []), ".", ms=3, color=color, alpha=0.35)
     ref = results["reference_points"]
-    ax.errorbar([0.0], [ref["SFT"]["reward"]], yerr=[[ref["SFT"]["reward"] - ref["SFT"]["reward_ci"][0]],
-                [ref["SFT"]["reward_ci"][1] - ref["SFT"]["reward"]]], fmt="k*", ms=9, capsize=2, label="SFT")
-    pft = ref["Preferred-FT"]
-    ax.errorbar([pft["kl"]], [pft["reward"]], yerr=[[pft["reward"] - pft["reward_ci"][0]],
-                [pft["reward_ci"][1] - pft["reward"]]], fmt="P", color="C4", ms=7, capsize=2,
-                label="Preferred-FT (1 seed)")
+    errorbar_points(ax, [{**ref["SFT"], "kl": 0.0}], fmt="k*", ms=9, label="SFT")
+    errorbar_points(ax, [ref["Preferred-FT"]], fmt="P", color="C4", ms=7, label="Preferred-FT (1 seed)")
     bon = ref["Best-of-N"]
-    ax.plot([b["kl"] for b in bon], [b["reward"] for b in bon], "D-", color="C5", ms=4, lw=1,
-            label="best-of-N on r_phi (KL bound)")
-    for b in bon:
-        ax.annotate(f"N={b['best_of']}", (b["kl"], b["reward"]), fontsize=6, xytext=(3, -9),
-                    textcoords="offset points", color="C5")
-    ax.set_xlabel("KL(pi || pi_SFT) per prompt, nats (estimated from samples)")
-    ax.set_ylabel("mean ground-truth reward (test prompts)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return finish_figure(fig, path, title, ax)
+    errorbar_points(ax, bon, fmt="D-", color="C5", ms=4, lw=1,
+              label=f"best-of-N on r_phi at its KL bound (N={', '.join(str(b['best_of']) for b in bon)})")
+
+
+def _zoom(results: dict) -> tuple[float, tuple[float, float]]:
+    """The zoomed panel's KL limit, a quarter of the largest KL of any point (the low-KL crowd lies below it), and
+    its reward range: the 95% intervals of the points inside, a little padded."""
+    ref = results["reference_points"]
+    pts = ([p for curves in results["curves"].values() for c in curves for p in c["points"]]
+           + [ref["SFT"], ref["Preferred-FT"], *ref["Best-of-N"]])
+    zoom = 0.25 * max(p.get("kl", 0.0) for p in pts) or 1.0
+    inside = [p for p in pts if p.get("kl", 0.0) <= zoom]
+    low, high = min(p["reward_ci"][0] for p in inside), max(p["reward_ci"][1] for p in inside)
+    pad = 0.05 * (high - low) or 0.01
+    return zoom, (low - pad, high + pad)
+
+
+def plot_curves(results: dict, path: str | Path | None = None, title: str = ""):
+    """The DPO paper's figure 2 (left) as curves: each method at each knob along its checkpoints (seed means, with
+    95% intervals on the reward, +-1 standard error on the KL and each seed's reading as a small dot), the SFT model
+    at KL 0, Preferred-FT and best-of-N as reference points. Left every point, right the low-KL corner (a quarter of
+    the largest KL) zoomed, where SFT, PPO and DPO's first checkpoints crowd; the legend sits below the panels,
+    where it covers none of them."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.5))
+    for ax in axes:
+        _draw_curves(ax, results)
+        ax.set_xlabel("KL(pi || pi_SFT) per prompt, nats")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean ground-truth reward (test prompts)")
+    zoom, rewards = _zoom(results)
+    axes[0].axvspan(0.0, zoom, color="grey", alpha=0.12, lw=0)
+    axes[0].set_title("all points (shaded: zoomed at right)", fontsize=9)
+    axes[1].set_xlim(-0.04 * zoom, zoom)
+    axes[1].set_ylim(*rewards)
+    axes[1].set_title(f"KL up to {zoom:.2g} nats", fontsize=9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8)
+    return finish_figure(fig, path, title)
 
 
 def _ppo_groups(results: dict) -> dict[tuple, list[dict]]:

