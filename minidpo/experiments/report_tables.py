@@ -142,7 +142,7 @@ def family_arms_table(results: dict) -> str:
                     f"{_num(last['length_adjusted_reward'])} & {last['reply_tokens']:.1f} & "
                     f"{a['verdicts']['primary']} & {v['counted']}/{len(v['readings'])} & {v['verdict']} & "
                     f"{detect} \\\\")
-    return _tabular("L{3.6cm}rlcrrrlrL{2.2cm}r", r"arm & $\beta$ & chosen & KL (nats) & reward & adjusted & "
+    return _tabular("L{4.2cm}rlcrrrlrL{3.4cm}r", r"arm & $\beta$ & chosen & KL (nats) & reward & adjusted & "
                     r"tokens & read on & counted & verdict & detects", rows)
 
 
