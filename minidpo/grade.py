@@ -9,6 +9,7 @@ under `runs/grade/`).
     python -m minidpo.grade notebooks/exercises/06_dpo_training.ipynb   # one student's copy: score per exercise
     python -m minidpo.grade --make-students                              # rebuild notebooks/exercises/ from the masters
     python -m minidpo.grade --folder submissions/ --csv grades.csv       # every *.ipynb in a folder, one CSV row each
+    python -m minidpo.grade ... --time-limit 300                         # seconds per submission (default 600)
 
 Grading executes the submission in a fresh kernel (otter's non-containerised `otter run`), so it runs the
 student's code: grade inside a container or VM you trust (`otter grade` does it with Docker, same zip files).
@@ -25,7 +26,9 @@ import csv
 import glob
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +41,7 @@ MASTERS = ROOT / "notebooks" / "solutions"
 STUDENTS = ROOT / "notebooks" / "exercises"
 CACHE = ROOT / "runs" / "grade"
 PASS_MARK = 0.6
+TIME_LIMIT_S = 600.0  # per submission: an honest one grades in well under a minute
 
 
 # ----------------------------------------------------------------------------- the guard the tests use
@@ -143,12 +147,41 @@ def master_for(notebook: Path) -> Path:
     raise ValueError(f"{notebook}: no master notebooks/solutions/{name}.ipynb for assignment {name!r}")
 
 
-def grade(notebook: Path, quiet: bool = True, debug: bool = False) -> dict:
+def grade(notebook: Path, quiet: bool = True, debug: bool = False, time_limit_s: float | None = TIME_LIMIT_S) -> dict:
     """Execute `notebook` in a fresh kernel under its autograder; {exercise: (score, possible)} and the total.
-    debug=True raises on the first cell that errors (otter's debug mode) instead of grading what ran."""
+    debug=True raises on the first cell that errors (otter's debug mode) instead of grading what ran.
+
+    The grading runs in a child process (its own process group, so the kernel it starts goes with it) that is
+    killed after `time_limit_s` seconds: a submission that never returns scores 0 with the error "timed out",
+    and a folder's other submissions are still graded. `time_limit_s=None` grades in this process, unlimited."""
+    notebook = Path(notebook).resolve()
+    if time_limit_s is None:
+        return _grade_here(notebook, quiet, debug)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "report.json"
+        cmd = [sys.executable, "-m", "minidpo.grade", str(notebook), "--report-json", str(out), "--time-limit", "0",
+               *(["--debug"] if debug else [])]
+        child = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL if quiet else None,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            _, err = child.communicate(timeout=time_limit_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+            return {"notebook": notebook.name, "assignment": "", "scores": {}, "messages": {}, "total": 0.0,
+                    "possible": 0.0, "error": f"timed out after {time_limit_s:g} s: scored 0"}
+        if not out.exists():
+            raise RuntimeError(f"grading {notebook.name} failed (exit {child.returncode}):\n{err[-3000:]}")
+        report = json.loads(out.read_text())
+    if "not_gradable" in report:
+        raise ValueError(report["not_gradable"])
+    return {**report, "scores": {name: tuple(sp) for name, sp in report["scores"].items()}}
+
+
+def _grade_here(notebook: Path, quiet: bool, debug: bool) -> dict:
+    """`grade` in this process, without a time limit."""
     import otter.api
 
-    notebook = Path(notebook).resolve()
     zip_path = build(master_for(notebook))["autograder"]
     with tempfile.TemporaryDirectory() as tmp:
         # otter runs the submission under the name it had when assigned
@@ -164,7 +197,7 @@ def grade(notebook: Path, quiet: bool = True, debug: bool = False) -> dict:
 
 
 def print_report(report: dict, pass_mark: float) -> bool:
-    print(f"{report['notebook']} ({report['assignment']})")
+    print(f"{report['notebook']} ({report['assignment']})" + (f": {report['error']}" if report.get("error") else ""))
     for name, (score, possible) in report["scores"].items():
         mark = "ok " if score == possible else "   "
         print(f"  {mark}{name:<24} {score:g} / {possible:g}")
@@ -177,12 +210,14 @@ def print_report(report: dict, pass_mark: float) -> bool:
     return passed
 
 
-def grade_folder(folder: Path, csv_path: Path, debug: bool = False) -> list[dict]:
-    """Grade every *.ipynb under `folder` into one CSV row each (file, assignment, one column per exercise, total)."""
+def grade_folder(folder: Path, csv_path: Path, debug: bool = False,
+                 time_limit_s: float | None = TIME_LIMIT_S) -> list[dict]:
+    """Grade every *.ipynb under `folder` into one CSV row each (file, assignment, one column per exercise, total);
+    each submission under its own time limit, so one that hangs scores 0 and the others are still graded."""
     reports = []
     for nb in sorted(Path(folder).rglob("*.ipynb")):
         try:
-            reports.append(grade(nb, debug=debug))
+            reports.append(grade(nb, debug=debug, time_limit_s=time_limit_s))
         except ValueError as e:  # not an exercise notebook: say so in the table rather than stop
             reports.append({"notebook": str(nb.relative_to(folder)), "assignment": "", "scores": {}, "total": 0.0,
                             "possible": 0.0, "error": str(e)})
@@ -203,13 +238,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--make-students", action="store_true", help="rebuild notebooks/exercises/ from the masters")
     parser.add_argument("--folder", help="grade every *.ipynb in this folder")
     parser.add_argument("--csv", default="grades.csv", help="with --folder: where the table goes (default grades.csv)")
+    parser.add_argument("--time-limit", type=float, default=TIME_LIMIT_S,
+                        help=f"seconds per submission; past it, 0 points (default {TIME_LIMIT_S:g}; 0: no limit)")
+    parser.add_argument("--debug", action="store_true", help="stop on the first cell that raises (otter's debug mode)")
+    parser.add_argument("--report-json", help=argparse.SUPPRESS)  # the child process of `grade` writes its report here
     args = parser.parse_args(argv)
+    limit = args.time_limit or None
     if args.make_students:
         for path in make_students():
             print("wrote", path.relative_to(ROOT))
         return 0
     if args.folder:
-        reports = grade_folder(Path(args.folder), Path(args.csv))
+        reports = grade_folder(Path(args.folder), Path(args.csv), debug=args.debug, time_limit_s=limit)
         for r in reports:
             print(f"{r['notebook']}: {r['total']:g} / {r['possible']:g}"
                   + (f"  ({r['error']})" if r.get("error") else ""))
@@ -217,7 +257,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.notebook:
         parser.error("give a notebook, --folder or --make-students")
-    return 0 if print_report(grade(Path(args.notebook)), args.pass_mark) else 1
+    if args.report_json:  # the child of `grade`: grade here, hand the report over as JSON
+        try:
+            report = _grade_here(Path(args.notebook).resolve(), quiet=True, debug=args.debug)
+        except ValueError as e:  # not an exercise notebook: the parent raises it as such
+            report = {"not_gradable": str(e)}
+        Path(args.report_json).write_text(json.dumps(report))
+        return 0
+    report = grade(Path(args.notebook), debug=args.debug, time_limit_s=limit)
+    return 0 if print_report(report, args.pass_mark) else 1
 
 
 if __name__ == "__main__":

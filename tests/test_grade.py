@@ -102,3 +102,25 @@ def test_every_notebook_points_to_its_exercises():
         cells = json.loads((grade.ROOT / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
         pointer = [c for c in cells if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## Exercises")]
         assert len(pointer) == 1 and f"exercises/{stem}.ipynb" in "".join(pointer[0]["source"]), stem
+
+
+def test_a_submission_that_never_returns_times_out_and_the_folder_goes_on(built, tmp_path):
+    """Catches: a hung submission blocking the grader (no time limit, or a limit that leaves otter's kernel
+    running), and one student's time-out stopping a class's folder. The honest submission beside it is graded in
+    the same child-process path, so the limit cannot be what makes it score."""
+    nb = json.loads(built["01_bradley_terry"]["solution"].read_text())
+    first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
+    hang = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": ["import time\n", "time.sleep(10**6)\n"]}
+    nb["cells"].insert(first_code + 1, hang)
+    folder = tmp_path / "class"
+    (folder / "ana").mkdir(parents=True)
+    (folder / "ana" / "hangs.ipynb").write_text(json.dumps(nb))
+    shutil.copyfile(built["01_bradley_terry"]["solution"], folder / "solution.ipynb")
+    reports = grade.grade_folder(folder, tmp_path / "grades.csv", time_limit_s=90)
+    rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "grades.csv"))}
+    assert rows["hangs.ipynb"]["error"].startswith("timed out after 90 s") and float(rows["hangs.ipynb"]["total"]) == 0
+    assert not rows["solution.ipynb"]["error"]
+    assert float(rows["solution.ipynb"]["total"]) == float(rows["solution.ipynb"]["possible"]) > 0
+    assert len(reports) == 2
+    assert grade.main([str(folder / "ana" / "hangs.ipynb"), "--time-limit", "5"]) == 1  # the CLI's flag
