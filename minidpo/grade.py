@@ -212,15 +212,19 @@ def print_report(report: dict, pass_mark: float) -> bool:
 
 def grade_folder(folder: Path, csv_path: Path, debug: bool = False,
                  time_limit_s: float | None = TIME_LIMIT_S) -> list[dict]:
-    """Grade every *.ipynb under `folder` into one CSV row each (file, assignment, one column per exercise, total);
-    each submission under its own time limit, so one that hangs scores 0 and the others are still graded."""
+    """Grade every *.ipynb under `folder` (Jupyter's `.ipynb_checkpoints` copies skipped) into one CSV row each:
+    file (its path relative to `folder`), assignment, one column per exercise, total; each submission under its own
+    time limit, so one that hangs scores 0 and the others are still graded."""
     reports = []
     for nb in sorted(Path(folder).rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in nb.parts:  # Jupyter's autosave copies are not submissions
+            continue
+        name = nb.relative_to(folder).as_posix()  # per-student subfolders keep same-named files apart
         try:
-            reports.append(grade(nb, debug=debug, time_limit_s=time_limit_s))
+            reports.append({**grade(nb, debug=debug, time_limit_s=time_limit_s), "notebook": name})
         except ValueError as e:  # not an exercise notebook: say so in the table rather than stop
-            reports.append({"notebook": str(nb.relative_to(folder)), "assignment": "", "scores": {}, "total": 0.0,
-                            "possible": 0.0, "error": str(e)})
+            reports.append({"notebook": name, "assignment": "", "scores": {}, "total": 0.0, "possible": 0.0,
+                            "error": str(e)})
     columns = sorted({q for r in reports for q in r["scores"]})
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)

@@ -106,7 +106,8 @@ def test_every_notebook_points_to_its_exercises():
 
 def test_a_submission_that_never_returns_times_out_and_the_folder_goes_on(built, tmp_path):
     """Catches: a hung submission blocking the grader (no time limit, or a limit that leaves otter's kernel
-    running), and one student's time-out stopping a class's folder. The honest submission beside it is graded in
+    running), one student's time-out stopping a class's folder, submissions in per-student folders named by bare
+    file name (indistinguishable), and Jupyter's checkpoint copies graded as submissions. The honest submission beside it is graded in
     the same child-process path, so the limit cannot be what makes it score."""
     nb = json.loads(built["01_bradley_terry"]["solution"].read_text())
     first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
@@ -117,9 +118,13 @@ def test_a_submission_that_never_returns_times_out_and_the_folder_goes_on(built,
     (folder / "ana").mkdir(parents=True)
     (folder / "ana" / "hangs.ipynb").write_text(json.dumps(nb))
     shutil.copyfile(built["01_bradley_terry"]["solution"], folder / "solution.ipynb")
+    (folder / "ana" / ".ipynb_checkpoints").mkdir()  # Jupyter's autosave copy: not a submission
+    shutil.copyfile(folder / "solution.ipynb", folder / "ana" / ".ipynb_checkpoints" / "hangs-checkpoint.ipynb")
     reports = grade.grade_folder(folder, tmp_path / "grades.csv", time_limit_s=90)
     rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "grades.csv"))}
-    assert rows["hangs.ipynb"]["error"].startswith("timed out after 90 s") and float(rows["hangs.ipynb"]["total"]) == 0
+    assert set(rows) == {"ana/hangs.ipynb", "solution.ipynb"}  # named by path in the folder, checkpoints skipped
+    hung = rows["ana/hangs.ipynb"]
+    assert hung["error"].startswith("timed out after 90 s") and float(hung["total"]) == 0
     assert not rows["solution.ipynb"]["error"]
     assert float(rows["solution.ipynb"]["total"]) == float(rows["solution.ipynb"]["possible"]) > 0
     assert len(reports) == 2
