@@ -28,15 +28,10 @@ from minidpo.experiments.reproduce import close, numbers
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def _same(a, b) -> bool:
-    """Equal, or close as floats (`reproduce.close`: rtol 1e-4, atol 1e-5): the smoke runs are 3-step trainings of
-    a tiny model, so rounding differences between CPUs stay near float32's precision (1e-7) times the few steps'
-    growth; 1e-4 leaves room for that and nothing else."""
-    return close(a, b)
-
-
 def compare(results: dict, name: str) -> list[str]:
-    """The differences between `results` and tests/golden/<name>.json (regenerated when MINIDPO_UPDATE_GOLDEN=1)."""
+    """The differences between `results` and tests/golden/<name>.json (regenerated when MINIDPO_UPDATE_GOLDEN=1),
+    numbers compared by `reproduce.close` (rtol 1e-4, atol 1e-5: the smoke runs are 3-step trainings of a tiny model,
+    so rounding differences between CPUs stay near float32's precision times the few steps' growth)."""
     got = numbers(json.loads(json.dumps(results)))
     path = GOLDEN / f"{name}.json"
     if os.environ.get("MINIDPO_UPDATE_GOLDEN") == "1":
@@ -44,5 +39,5 @@ def compare(results: dict, name: str) -> list[str]:
     want = json.loads(path.read_text())
     missing = [f"{k}: missing" for k in want if k not in got]
     extra = [f"{k}: not in the golden file" for k in got if k not in want]
-    changed = [f"{k}: {got[k]!r}, golden {want[k]!r}" for k in want if k in got and not _same(got[k], want[k])]
+    changed = [f"{k}: {got[k]!r}, golden {want[k]!r}" for k in want if k in got and not close(got[k], want[k])]
     return missing + extra + changed

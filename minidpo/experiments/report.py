@@ -111,7 +111,7 @@ def _count(records, fmt: str) -> str:
 def format_value(value, fmt: str) -> str:
     if isinstance(value, (dict, list)) and fmt.startswith("count:"):
         return _count(value, fmt)
-    if isinstance(value, dict) and fmt != "len" or (isinstance(value, list) and fmt not in ("list", "len")):
+    if (isinstance(value, dict) and fmt != "len") or (isinstance(value, list) and fmt not in ("list", "len")):
         raise TypeError("a citation must name a single value (or a list with |list or |len, a list or dict with "
                         f"|len or |count:<path>=<value>), got a {type(value).__name__}")
     if fmt == "len":  # how many: [0, 1, 2] -> 3; {"a": .., "b": ..} -> 2
