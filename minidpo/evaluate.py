@@ -11,28 +11,14 @@ This judge measures *similarity to the preferred reply*, not quality: length and
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from .batching import collate_sft, tokenize_prompts
 from .logprobs import model_sequence_logprobs
+from .stats import Interval, bootstrap_interval
 from .utils import evaluating
-
-
-@dataclass
-class WinRate:
-    rate: float
-    n: int
-    ci_low: float
-    ci_high: float
-    wins: float  # ties count 1/2
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        return f"{self.rate:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}] (n={self.n})"
 
 
 def bootstrap_ci(outcomes: torch.Tensor, n_boot: int = 10_000, level: float = 0.95,
@@ -48,11 +34,9 @@ def bootstrap_ci(outcomes: torch.Tensor, n_boot: int = 10_000, level: float = 0.
     return float(lo), float(hi)
 
 
-def win_rate(outcomes: torch.Tensor, seed: int = 0) -> WinRate:
-    """Mean of 0 / 0.5 / 1 outcomes with its bootstrap 95% interval."""
-    x = torch.as_tensor(outcomes, dtype=torch.float64)
-    lo, hi = bootstrap_ci(x, seed=seed)
-    return WinRate(rate=float(x.mean()), n=int(x.numel()), ci_low=lo, ci_high=hi, wins=float(x.sum()))
+def win_rate(outcomes: torch.Tensor, seed: int = 0) -> Interval:
+    """Mean of 0 / 0.5 / 1 outcomes (a tie counts 1/2) with its percentile-bootstrap 95% interval over prompts."""
+    return bootstrap_interval(outcomes, "bootstrap over prompts", seed=seed)
 
 
 def load_sentence_encoder(name: str | None = None, device: str = "cpu"):
@@ -80,7 +64,7 @@ def _compare(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def preference_win_rate(encoder, candidates: list[str], chosen: list[str], rejected: list[str],
-                        seed: int = 0) -> WinRate:
+                        seed: int = 0) -> Interval:
     """Fraction of candidates closer to the chosen than to the rejected reply (cosine of SBERT embeddings)."""
     if not len(candidates) == len(chosen) == len(rejected):
         raise ValueError(f"need equal lengths, got {len(candidates)}, {len(chosen)}, {len(rejected)}")
@@ -88,7 +72,7 @@ def preference_win_rate(encoder, candidates: list[str], chosen: list[str], rejec
     return win_rate(_compare((e * ec).sum(-1), (e * er).sum(-1)), seed=seed)
 
 
-def head_to_head_win_rate(encoder, a: list[str], b: list[str], chosen: list[str], seed: int = 0) -> WinRate:
+def head_to_head_win_rate(encoder, a: list[str], b: list[str], chosen: list[str], seed: int = 0) -> Interval:
     """Fraction of prompts where reply a is closer to the chosen reply than reply b is."""
     if not len(a) == len(b) == len(chosen):
         raise ValueError(f"need equal lengths, got {len(a)}, {len(b)}, {len(chosen)}")
@@ -136,7 +120,7 @@ def sampled_log_ratios(
 PREAMBLE = "I'd be happy to help you with that. "
 
 
-def judge_probe(encoder, replies: list[str], chosen: list[str], seed: int = 0) -> dict:
+def judge_probe(encoder, replies: list[str], chosen: list[str], seed: int = 0) -> dict[str, Interval]:
     """Two checks of what the Sentence-BERT head-to-head judge rewards, on edits whose quality we know.
 
     - `preamble_vs_plain`: each reply with "I'd be happy to help you with that. " prepended, against the same
@@ -151,9 +135,8 @@ def judge_probe(encoder, replies: list[str], chosen: list[str], seed: int = 0) -
         shuffled.append(" ".join(words[i] for i in torch.randperm(len(words), generator=g).tolist()))
     prefixed = [PREAMBLE + r for r in replies]
     return {
-        "preamble": PREAMBLE,
-        "preamble_vs_plain": head_to_head_win_rate(encoder, prefixed, replies, chosen, seed=seed).as_dict(),
-        "shuffled_reference_vs_reply": head_to_head_win_rate(encoder, shuffled, replies, chosen, seed=seed).as_dict(),
+        "preamble_vs_plain": head_to_head_win_rate(encoder, prefixed, replies, chosen, seed=seed),
+        "shuffled_reference_vs_reply": head_to_head_win_rate(encoder, shuffled, replies, chosen, seed=seed),
     }
 
 
@@ -194,14 +177,21 @@ def _paired_bootstrap(arms: list[tuple[torch.Tensor, torch.Tensor]], statistic, 
     return point, replicates
 
 
-def _interval(values: list[float], level: float) -> tuple[float, float]:
-    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-    return (tuple(torch.quantile(torch.tensor(values, dtype=torch.float64), q).tolist()) if values
-            else (float("nan"), float("nan")))
+@dataclass(frozen=True)
+class MatchedKL:
+    """Two curves read at the same KL: each one's value there (`a`, `b`), and a minus b with its paired-bootstrap
+    interval (None when no replicate's curves reach `kl`); `out_of_range` replicates of `n_boot` stopped short."""
+
+    kl: float
+    a: float
+    b: float
+    difference: Interval | None
+    n_boot: int
+    out_of_range: int
 
 
 def curves_at_matched_kl(curve_a: list[tuple], curve_b: list[tuple], kl: float | None = None, n_boot: int = 2000,
-                         level: float = 0.95, seed: int = 0) -> dict | None:
+                         level: float = 0.95, seed: int = 0) -> MatchedKL | None:
     """Two methods' curves read at the same KL: each curve's value at `kl` (default: the largest KL both curves
     reach) by `reward_at_kl`, and a minus b with a paired bootstrap interval; None when `kl` lies outside either
     curve. Each point is (values, log_ratios) per prompt (or (seeds, prompts)) on the *same* prompts -- e.g. a
@@ -225,7 +215,11 @@ def curves_at_matched_kl(curve_a: list[tuple], curve_b: list[tuple], kl: float |
         return None if a is None or b is None else a - b
 
     diff, reps = _paired_bootstrap(arms, statistic, n_boot, seed)
-    kept = [d for d in reps if d is not None]
-    lo, hi = _interval(kept, level)
-    return {"kl": kl, "a": at_a, "b": at_b, "difference": diff, "ci_low": lo, "ci_high": hi,
-            "n_prompts": arms[0][0].shape[1], "n_boot": n_boot, "out_of_range": n_boot - len(kept)}
+    kept = torch.tensor([d for d in reps if d is not None], dtype=torch.float64)
+    interval = None
+    if len(kept):
+        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+        lo, hi = torch.quantile(kept, q).tolist()
+        interval = Interval(diff, lo, hi, "paired bootstrap over prompts (and seeds) along both curves",
+                            arms[0][0].shape[1], max(len(r) for r, _ in arms), level)
+    return MatchedKL(kl, at_a, at_b, interval, n_boot, n_boot - len(kept))

@@ -29,6 +29,7 @@ import torch
 
 from .evaluate import embed
 from .preference import fit_linear_bradley_terry
+from .stats import Interval, wilson
 from .utils import derive_seed
 
 
@@ -115,15 +116,16 @@ RUDE_SUFFIX = " Duh."
 CANNED_OPENER = "I'd be happy to help you with that. "
 
 
-def judge_probes(judge: PreferenceJudge, prompts: list[str], answers: list[str], seed: int = 0) -> dict:
+def judge_probes(judge: PreferenceJudge, prompts: list[str], answers: list[str],
+                 seed: int = 0) -> dict[str, Interval | float]:
     """What fools the judge: the share of prompts on which it prefers an edited answer over the answer itself
     (1/2 = indifferent), each with a bootstrap interval, and the correlation of its reward with length.
 
     `answers` should be neutral, correct replies (the data's original `output`). Edits: a canned polite opener
     (the data's polite rewrites use such openers, so a judge *of this data* may fairly like it: the probe says
     by how much), a rude prefix and a rude suffix (should lose), the answer written twice (adds nothing),
-    and the answer to *another* prompt, politely opened (off-topic: should lose). Rates come with Wilson
-    95% intervals."""
+    and the answer to *another* prompt, politely opened (off-topic: should lose). Each rate is an `Interval`
+    (Wilson score, 95%: it does not collapse to a point at 0 of n)."""
     other = relevance_negatives(len(prompts), derive_seed(seed, "probe: off-topic answers"))
     edits = {
         "canned_opener": [CANNED_OPENER + a for a in answers],
@@ -134,22 +136,11 @@ def judge_probes(judge: PreferenceJudge, prompts: list[str], answers: list[str],
     }
     out = {}
     for name, edited in edits.items():
-        wins = judge.prefers(prompts, edited, answers)
-        lo, hi = wilson_interval(float(wins.sum()), len(wins))
-        out[name] = {"prefers_edit": float(wins.mean()), "ci_low": lo, "ci_high": hi, "n": len(answers)}
+        out[name] = wilson(float(judge.prefers(prompts, edited, answers).sum()), len(answers))
     rewards = judge.reward(prompts, answers)
     words = torch.tensor([len(a.split()) for a in answers], dtype=torch.float64)
     out["reward_length_correlation"] = float(torch.corrcoef(torch.stack([rewards, words]))[0, 1])
     return out
-
-
-def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """(low, high) of `minidpo.stats.wilson`: the Wilson score interval for a proportion (ties count 1/2 a
-    success), which does not collapse to a point when every outcome is the same (0 of 200 gives [0, 0.019])."""
-    from .stats import wilson
-
-    i = wilson(successes, n, z)
-    return i.low, i.high
 
 
 MARKER_CLAUSE = re.compile(r"[.,;:!?()\"\n]+")  # what separates clauses: no marker pair spans one
@@ -209,10 +200,21 @@ def content_fidelity(encoder, replies: list[str], originals: list[str], polite_m
     return (embed(encoder, stripped) * embed(encoder, originals)).sum(-1).double()
 
 
-def length_controlled_rate(outcomes: torch.Tensor, length_diff: torch.Tensor, seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class LengthControlledRate:
+    """The win rate at equal length (an `Interval`) and the fitted slope of the outcome's log-odds per spread of
+    the length difference."""
+
+    rate: Interval
+    length_slope: float
+
+
+def length_controlled_rate(outcomes: torch.Tensor, length_diff: torch.Tensor, seed: int = 0,
+                           seeds: int = 1) -> LengthControlledRate:
     """AlpacaEval 2's length control, for paired outcomes (1 win, 0 loss, 1/2 tie) and word-count differences
     d = |a| - |b|: fit p(win) = sigma(theta_0 + theta_1 d / s) (s the spread of d) by maximum likelihood and
-    report sigma(theta_0), the win rate at equal length, with a bootstrap interval over prompts."""
+    report sigma(theta_0), the win rate at equal length, with a bootstrap interval over prompts (`seeds`: the
+    training seeds the outcomes pool)."""
     y = torch.as_tensor(outcomes, dtype=torch.float64)
     d = torch.as_tensor(length_diff, dtype=torch.float64)
     s = float(d.abs().mean()) or 1.0
@@ -235,13 +237,6 @@ def length_controlled_rate(outcomes: torch.Tensor, length_diff: torch.Tensor, se
     boots = [fit(y[i], d[i])[0] for i in torch.randint(0, len(y), (1000, len(y)), generator=g)]
     lo, hi = torch.quantile(torch.tensor(boots, dtype=torch.float64),
                             torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    return {"rate": rate, "ci_low": lo, "ci_high": hi, "length_slope": slope, "n": len(y)}
+    return LengthControlledRate(Interval(rate, lo, hi, "bootstrap over prompts of the length-controlled fit", len(y),
+                                         seeds), slope)
 
-
-def paired_difference(a: torch.Tensor, b: torch.Tensor, seed: int = 0) -> dict:
-    """mean(a - b) over the same prompts, with a paired bootstrap 95% interval (prompts resampled together):
-    `minidpo.stats.paired_difference` as a dict."""
-    from .stats import paired_difference as interval
-
-    i = interval(a, b, seed=seed)
-    return {"mean": i.estimate, "ci_low": i.low, "ci_high": i.high, "n": i.n}

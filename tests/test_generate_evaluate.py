@@ -33,7 +33,8 @@ def test_bootstrap_interval_and_win_rate():
     lo, hi = bootstrap_ci(outcomes, seed=0)
     assert lo < 0.75 < hi and 0.55 < lo and hi < 0.9
     wr = win_rate(outcomes)
-    assert (wr.rate, wr.n, wr.wins) == (0.75, 40, 30.0)
+    assert (wr.estimate, wr.n, wr.method) == (0.75, 40, "bootstrap over prompts")
+    assert (wr.low, wr.high) == (lo, hi)  # the same bootstrap, the same seed
     # binomial standard error sqrt(p(1-p)/n) = 0.068: a 95% interval is about +-1.96 of it
     assert hi - lo == pytest.approx(2 * 1.96 * (0.75 * 0.25 / 40) ** 0.5, rel=0.15)
 
@@ -47,10 +48,10 @@ def encoder():
 def test_sbert_win_rates_on_known_answers(encoder):
     chosen = ["Thank you, the answer is 42.", "Certainly! Paris is the capital of France.", "Happy to help with that."]
     rejected = ["Whatever, it's 42, obviously.", "Ugh, Paris, look it up yourself.", "Do it yourself."]
-    assert preference_win_rate(encoder, chosen, chosen, rejected).rate == 1.0
-    assert preference_win_rate(encoder, rejected, chosen, rejected).rate == 0.0
-    assert head_to_head_win_rate(encoder, chosen, rejected, chosen).rate == 1.0
-    assert head_to_head_win_rate(encoder, chosen, chosen, chosen).rate == 0.5  # ties count half
+    assert preference_win_rate(encoder, chosen, chosen, rejected).estimate == 1.0
+    assert preference_win_rate(encoder, rejected, chosen, rejected).estimate == 0.0
+    assert head_to_head_win_rate(encoder, chosen, rejected, chosen).estimate == 1.0
+    assert head_to_head_win_rate(encoder, chosen, chosen, chosen).estimate == 0.5  # ties count half
     with pytest.raises(ValueError, match="equal lengths"):
         preference_win_rate(encoder, chosen[:2], chosen, rejected)
 
@@ -109,8 +110,8 @@ def test_similarity_judge_probe():
     replies = ["Paris is the capital of France.", "At sea level water boils at 100 degrees Celsius."]
     probe = judge_probe(encoder, replies, chosen)
     for key in ("preamble_vs_plain", "shuffled_reference_vs_reply"):
-        assert probe[key]["n"] == 2 and 0 <= probe[key]["rate"] <= 1
-    assert probe["preamble_vs_plain"]["rate"] == 0.0  # the added preamble moves both replies away from the reference
+        assert probe[key].n == 2 and 0 <= probe[key].estimate <= 1
+    assert probe["preamble_vs_plain"].estimate == 0.0  # the added preamble moves both replies away from the reference
 
 
 def test_reward_at_kl_interpolates_between_bracketing_points():

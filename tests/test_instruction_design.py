@@ -146,11 +146,12 @@ def test_curves_at_matched_kl_interpolate_both_curves_at_the_same_kl():
     a = _curve([0.0, 2.0, 4.0], [0.2, 0.1, 0.0])    # falls 0.05 per nat
     b = _curve([0.0, 1.0, 2.0], [0.2, 0.18, 0.16])  # falls 0.02 per nat
     r = curves_at_matched_kl(a, b, n_boot=50)
-    assert r["kl"] == 2.0  # the largest KL both reach
+    assert r.kl == 2.0  # the largest KL both reach
     # mutation caught: reading a at its own end (KL 4, rate 0) instead of at b's largest KL
-    assert r["a"] == pytest.approx(0.1) and r["b"] == pytest.approx(0.16)
-    assert r["difference"] == pytest.approx(-0.06) and r["ci_low"] == pytest.approx(-0.06)
-    assert curves_at_matched_kl(a, b, kl=1.0, n_boot=10)["difference"] == pytest.approx(0.15 - 0.18)
+    assert r.a == pytest.approx(0.1) and r.b == pytest.approx(0.16)
+    assert r.difference.estimate == pytest.approx(-0.06) and r.difference.low == pytest.approx(-0.06)
+    assert (r.difference.n, r.n_boot) == (len(a[0][0]), 50)
+    assert curves_at_matched_kl(a, b, kl=1.0, n_boot=10).difference.estimate == pytest.approx(0.15 - 0.18)
     assert curves_at_matched_kl(a, b, kl=3.0, n_boot=10) is None  # beyond b's curve: no extrapolation
 
 

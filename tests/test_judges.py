@@ -12,7 +12,6 @@ from minidpo.judges import (
     judge_probes,
     length_controlled_rate,
     marker_rate,
-    paired_difference,
     relevance_negatives,
     strip_opener,
 )
@@ -77,7 +76,7 @@ def test_preference_judge_learns_the_contrast_and_prefers_on_topic_replies():
     rate = judge.prefers(p, c, off_topic)[[not s for s in same_topic]].mean()
     assert rate > 0.9  # relevance negatives: the own prompt's reply beats another prompt's
     probes = judge_probes(judge, p, [f"the {x.split()[3]} {x.split()[4]} answer" for x in c])
-    assert probes["rude_suffix"]["prefers_edit"] < 0.1  # " Duh." is what the rejected replies carry
+    assert probes["rude_suffix"].estimate < 0.1  # " Duh." is what the rejected replies carry
 
 
 def test_cached_encoder_embeds_each_text_once():
@@ -114,26 +113,29 @@ def test_length_controlled_rate_removes_a_pure_length_effect():
     d = torch.randn(4000, dtype=torch.float64, generator=g) * 10 + 5  # a is longer on average
     wins = (torch.rand(4000, dtype=torch.float64, generator=g) < torch.sigmoid(d / 5)).double()  # length alone decides
     lc = length_controlled_rate(wins, d)
-    assert wins.mean() > 0.6 and abs(lc["rate"] - 0.5) < 0.03 and lc["ci_low"] < 0.5 < lc["ci_high"]
+    assert wins.mean() > 0.6 and abs(lc.rate.estimate - 0.5) < 0.03 and lc.rate.low < 0.5 < lc.rate.high
+    assert lc.rate.n == 4000 and lc.length_slope > 0  # longer wins: the fitted slope says so
     # with no length effect, the controlled rate is the plain one
     flat = (torch.rand(4000, dtype=torch.float64, generator=g) < 0.7).double()
-    assert abs(length_controlled_rate(flat, d)["rate"] - flat.mean()) < 0.03
+    assert abs(length_controlled_rate(flat, d).rate.estimate - flat.mean()) < 0.03
 
 
 def test_paired_difference_uses_the_pairing():
     g = torch.Generator().manual_seed(0)
     shared = torch.randn(200, dtype=torch.float64, generator=g) * 10  # prompt difficulty, common to both arms
     a, b = shared + 0.3 + 0.1 * torch.randn(200, dtype=torch.float64, generator=g), shared
+    from minidpo.stats import paired_difference
+
     out = paired_difference(a, b)
-    assert out["n"] == 200 and abs(out["mean"] - 0.3) < 0.05
-    assert out["ci_high"] - out["ci_low"] < 0.1  # unpaired, the spread of `shared` would make it ~50x wider
-    assert out["ci_low"] > 0
+    assert out.n == 200 and abs(out.estimate - 0.3) < 0.05
+    assert out.high - out.low < 0.1  # unpaired, the spread of `shared` would make it ~50x wider
+    assert out.low > 0
 
 
 def test_wilson_interval_does_not_collapse_at_the_edges():
-    from minidpo.judges import wilson_interval
+    from minidpo.stats import wilson
 
-    lo, hi = wilson_interval(0, 200)
+    lo, hi = wilson(0, 200).low, wilson(0, 200).high
     assert lo == 0 and 0.01 < hi < 0.03
-    lo, hi = wilson_interval(100, 200)
+    lo, hi = wilson(100, 200).low, wilson(100, 200).high
     assert abs((lo + hi) / 2 - 0.5) < 1e-12 and abs(hi - lo - 2 * 1.96 * (0.25 / 200) ** 0.5) < 0.002

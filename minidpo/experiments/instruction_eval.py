@@ -197,10 +197,8 @@ def secondary(exp: InstructionExperiment, arms: dict, judge, selected: str) -> l
         seeds = max(len(A.seeds), len(B.seeds))
         wins = judge_wins(judge, q, A, B)
         out.append(compare_rate("preference-judge win rate", a, b, wins, seeds, seed))
-        lc = length_controlled_rate(wins, per_prompt(A, words) - per_prompt(B, words), seed=seed)
-        out.append(Comparison("preference-judge win rate, length-controlled", a, b,
-                              Interval(lc["rate"], lc["ci_low"], lc["ci_high"], "bootstrap over prompts of the "
-                                       "length-controlled fit", lc["n"], seeds), 0.5))
+        lc = length_controlled_rate(wins, per_prompt(A, words) - per_prompt(B, words), seed=seed, seeds=seeds)
+        out.append(Comparison("preference-judge win rate, length-controlled", a, b, lc.rate, 0.5))
         if checkable:
             out.append(compare("answer containment", A, B, per_prompt(A, contain), per_prompt(B, contain), seeds, seed))
         out.append(compare("words per reply", A, B, per_prompt(A, words), per_prompt(B, words), seeds, seed))
@@ -238,16 +236,16 @@ def matched_kl(trajectories: dict, origin: dict, selected: str, pft: str, seed: 
     out = []
     for kind in ("rude", "polite"):
         r = curves_at_matched_kl(curve(selected, kind), curve(pft, kind), kl=kl, seed=seed)
-        if r is None or r["out_of_range"] == r["n_boot"]:
+        if r is None or r.difference is None:
             out.append({"metric": f"{kind} rate", "readable": False})
             continue
         start = sum(origin[kind]) / len(origin[kind])
-        c = Comparison(f"{kind} rate at matched KL ({r['kl']:.2f} nats, validation)", selected, pft,
-                       Interval(r["difference"], r["ci_low"], r["ci_high"], METHOD + " (both curves)",
-                                r["n_prompts"]))
-        out.append({"metric": f"{kind} rate", "readable": True, "kl": r["kl"], "comparison": c,
-                    "reference": start, selected: r["a"], pft: r["b"], "out_of_range": r["out_of_range"],
-                    "n_boot": r["n_boot"],
-                    "change_per_nat": {selected: (r["a"] - start) / r["kl"], pft: (r["b"] - start) / r["kl"]}
-                    if r["kl"] > 0 else None})
+        c = Comparison(f"{kind} rate at matched KL ({r.kl:.2f} nats, validation)", selected, pft,
+                       Interval(r.difference.estimate, r.difference.low, r.difference.high,
+                                METHOD + " (both curves)", r.difference.n))
+        out.append({"metric": f"{kind} rate", "readable": True, "kl": r.kl, "comparison": c,
+                    "reference": start, selected: r.a, pft: r.b, "out_of_range": r.out_of_range,
+                    "n_boot": r.n_boot,
+                    "change_per_nat": {selected: (r.a - start) / r.kl, pft: (r.b - start) / r.kl}
+                    if r.kl > 0 else None})
     return out

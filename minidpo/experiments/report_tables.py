@@ -172,10 +172,6 @@ def _arm_label(arm: str) -> str:
     return names.get(arm, arm.replace("dpo_beta", "DPO $\\beta=") + "$" if arm.startswith("dpo_beta") else _escape(arm))
 
 
-def _ci(v: dict, key: str = "rate", fmt: str = ".2f") -> str:
-    return f"{v[key]:{fmt}} [{v['ci_low']:{fmt}}, {v['ci_high']:{fmt}}]"
-
-
 def _pct(i: dict) -> str:
     """A rate `Interval` in percent: `12.3 [8.0, 16.8]`."""
     return f"{100 * i['estimate']:.1f} [{100 * i['low']:.1f}, {100 * i['high']:.1f}]"
@@ -241,7 +237,7 @@ def judge_validation_table(results: dict) -> str:
              "rude_suffix": "rude suffix added", "duplicated": "answer written twice",
              "polite_off_topic": "polite reply to another prompt"}
     for key, name in names.items():
-        rows.append(f"prefers: {name} & {_ci(v['probes'][key], 'prefers_edit')} \\\\")
+        rows.append(f"prefers: {name} & {_iv(v['probes'][key])} \\\\")
     rows.append(f"correlation of reward with length & {v['probes']['reward_length_correlation']:+.2f} \\\\")
     return _tabular("lc", r"check (test split) & rate [95\% CI]", rows)
 
