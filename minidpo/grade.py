@@ -10,9 +10,14 @@ under `runs/grade/`).
     python -m minidpo.grade --make-students                              # rebuild notebooks/exercises/ from the masters
     python -m minidpo.grade --folder submissions/ --csv grades.csv       # every *.ipynb in a folder, one CSV row each
     python -m minidpo.grade ... --time-limit 300                         # seconds per submission (default 600)
+    python -m minidpo.grade ... --masters DIR                            # masters from DIR (an installed minidpo)
+    python -m minidpo.grade notebooks/solutions/06_dpo_training.ipynb    # a master: checks its key, full marks
 
-Grading executes the submission in a fresh kernel (otter's non-containerised `otter run`), so it runs the
-student's code: grade inside a container or VM you trust (`otter grade` does it with Docker, same zip files).
+Before anything runs, the code the student wrote is scanned (`minidpo.grade_scan`): a submission that could change
+what grades it (otter, this module, the profiler, reflection, shell lines, patching an imported module) scores 0,
+unrun, with each finding in the report and the CSV. Grading executes the submission in a fresh kernel (otter's
+non-containerised `otter run`), so it runs the student's code: grade inside a container or VM you trust (`otter
+grade` does it with Docker, same zip files).
 
 A check must not be passable by calling minidpo's own implementation of the thing the student writes: the
 tests run the student's function under `forbid(...)`, which watches Python calls and fails when one enters a
@@ -23,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import hashlib
 import json
 import os
@@ -36,10 +40,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-ROOT = Path(__file__).resolve().parents[1]
-MASTERS = ROOT / "notebooks" / "solutions"
-STUDENTS = ROOT / "notebooks" / "exercises"
-CACHE = ROOT / "runs" / "grade"
+from .grade_build import (CACHE, MASTERS, ROOT, STUDENTS, assignment_name, build, is_master, make_students,
+                          master_for, masters, student_text)
+from .grade_scan import scan_submission
+
+__all__ = ["forbid", "answer_digest", "grade", "grade_folder", "main", "CACHE", "MASTERS", "ROOT", "STUDENTS",
+           "assignment_name", "build", "is_master", "make_students", "master_for", "masters", "student_text"]
 PASS_MARK = 0.6
 TIME_LIMIT_S = 600.0  # per submission: an honest one grades in well under a minute
 
@@ -55,16 +61,29 @@ def forbid(*functions: Callable, reason: str = "write it yourself") -> Iterator[
     codes.pop(None, None)
     hits: list[str] = []
 
+    watchdogs = {sys.setprofile: "sys.setprofile", sys.settrace: "sys.settrace"}  # what turns the check off
+    tampered: list[str] = []
+    watching = [True]
+
     def profiler(frame, event, arg):
+        if not watching[0]:
+            return
         if event == "call" and frame.f_code in codes:
             hits.append(codes[frame.f_code])
+        elif event == "c_call" and any(arg is f for f in watchdogs):
+            tampered.append(next(name for f, name in watchdogs.items() if arg is f))
 
     previous = sys.getprofile()
     sys.setprofile(profiler)
     try:
         yield
     finally:
+        watching[0] = False
+        if sys.getprofile() is not profiler:
+            tampered.append("sys.setprofile")
         sys.setprofile(previous)
+    if tampered:
+        raise AssertionError(f"your code turns off the grader's check ({tampered[0]}): that scores 0")
     if hits:
         raise AssertionError(f"your code calls {hits[0]} from minidpo: {reason}")
 
@@ -74,93 +93,23 @@ def answer_digest(answer) -> str:
     return hashlib.sha256(str(answer).strip().lower().encode()).hexdigest()[:12]
 
 
-# ---------------------------------------------------------------------------- masters -> student versions + autograders
-
-
-def masters() -> list[Path]:
-    return sorted(MASTERS.glob("[0-9][0-9]_*.ipynb"))
-
-
-def _assign(master: Path, out: Path) -> None:
-    """otter assign MASTER OUT (no PDFs; the tests are run by grading the solutions instead)."""
-    cmd = [sys.executable, "-m", "otter", "assign", "--no-pdfs", "--no-run-tests", str(master), str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"otter assign failed for {master.name}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-
-
-def build(master: Path) -> dict[str, Path]:
-    """The student version, the solution version and the autograder zip of one master, cached by its content."""
-    digest = hashlib.sha256(master.read_bytes()).hexdigest()[:16]
-    out = CACHE / f"{master.stem}-{digest}"
-    if not (out / "done").exists():
-        shutil.rmtree(out, ignore_errors=True)
-        _assign(master, out)
-        (out / "done").write_text("")
-    return {"student": out / "student" / master.name, "student_tests": out / "student" / "tests",
-            "solution": out / "autograder" / master.name,
-            "autograder": Path(glob.glob(str(out / "autograder" / "*.zip"))[0])}
-
-
-def student_text(built_student: Path) -> str:
-    """The student notebook otter assign made, with cell ids set from the cell positions (otter draws them at random,
-    so two builds of one master would differ only in ids)."""
-    nb = json.loads(Path(built_student).read_text())
-    for i, cell in enumerate(nb["cells"]):
-        cell["id"] = f"{Path(built_student).stem}-{i}"
-    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-
-
-def make_students(dest: Path = STUDENTS) -> list[Path]:
-    """Write the student version of every master to `dest` (what the repository commits), with its public
-    checks in `dest/tests/<assignment>/` (where the notebook's `otter.Notebook(..., tests_dir=...)` looks)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    written = []
-    for master in masters():
-        built = build(master)
-        target, tests = dest / master.name, dest / "tests" / master.stem
-        target.write_text(student_text(built["student"]))
-        shutil.rmtree(tests, ignore_errors=True)
-        shutil.copytree(built["student_tests"], tests)
-        written += [target, tests]
-    return written
-
-
-# ----------------------------------------------------------------------------- grading
-
-
-def assignment_name(notebook: Path) -> str:
-    """The otter assignment a notebook belongs to (its metadata), so a renamed submission still finds its master."""
-    meta = json.loads(Path(notebook).read_text()).get("metadata", {}).get("otter", {})
-    name = meta.get("assignment_name")
-    if not name:
-        raise ValueError(f"{notebook}: not an exercise notebook (no metadata.otter.assignment_name); "
-                         f"grade a copy of a notebook from notebooks/exercises/")
-    return name
-
-
-def master_for(notebook: Path) -> Path:
-    name = assignment_name(notebook)
-    for master in masters():
-        if master.stem == name:
-            return master
-    raise ValueError(f"{notebook}: no master notebooks/solutions/{name}.ipynb for assignment {name!r}")
-
-
-def grade(notebook: Path, quiet: bool = True, debug: bool = False, time_limit_s: float | None = TIME_LIMIT_S) -> dict:
+def grade(notebook: Path, quiet: bool = True, debug: bool = False, time_limit_s: float | None = TIME_LIMIT_S,
+          masters_dir: Path | None = None) -> dict:
     """Execute `notebook` in a fresh kernel under its autograder; {exercise: (score, possible)} and the total.
-    debug=True raises on the first cell that errors (otter's debug mode) instead of grading what ran.
+    debug=True raises on the first cell that errors (otter's debug mode) instead of grading what ran. The master
+    comes from `masters_dir` (default: the clone's); a master itself is graded through its solution version.
 
-    The grading runs in a child process (its own process group, so the kernel it starts goes with it) that is
-    killed after `time_limit_s` seconds: a submission that never returns scores 0 with the error "timed out",
-    and a folder's other submissions are still graded. `time_limit_s=None` grades in this process, unlimited."""
+    First the submission's own code is scanned (`grade_scan`): code that could change what grades it scores 0,
+    unrun. The grading runs in a child process (its own process group, so the kernel it starts goes with it)
+    that is killed after `time_limit_s` seconds: a submission that never returns scores 0 with the error "timed
+    out", and a folder's other submissions are still graded. `time_limit_s=None` grades in this process."""
     notebook = Path(notebook).resolve()
     if time_limit_s is None:
-        return _grade_here(notebook, quiet, debug)
+        return _grade_here(notebook, quiet, debug, masters_dir)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "minidpo.grade", str(notebook), "--report-json", str(out), "--time-limit", "0",
-               *(["--debug"] if debug else [])]
+               *(["--debug"] if debug else []), *(["--masters", str(masters_dir)] if masters_dir else [])]
         child = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL if quiet else None,
                                  stderr=subprocess.PIPE, text=True)
         try:
@@ -178,21 +127,29 @@ def grade(notebook: Path, quiet: bool = True, debug: bool = False, time_limit_s:
     return {**report, "scores": {name: tuple(sp) for name, sp in report["scores"].items()}}
 
 
-def _grade_here(notebook: Path, quiet: bool, debug: bool) -> dict:
+def _grade_here(notebook: Path, quiet: bool, debug: bool, masters_dir: Path | None = None) -> dict:
     """`grade` in this process, without a time limit."""
     import otter.api
 
-    zip_path = build(master_for(notebook))["autograder"]
+    master = master_for(notebook, masters_dir)
+    built = build(master)
+    submission = built["solution"] if notebook == master else notebook  # a master: check its key
+    assignment = master.stem
+    findings = scan_submission(submission, built["student"])
+    if findings:  # code that could change what grades it: refused before it runs
+        return {"notebook": notebook.name, "assignment": assignment, "scores": {}, "messages": {},
+                "total": 0.0, "possible": 0.0, "flagged": [str(f) for f in findings],
+                "error": "refused, scored 0: " + "; ".join(str(f) for f in findings[:3])
+                         + (f"; and {len(findings) - 3} more" if len(findings) > 3 else "")}
     with tempfile.TemporaryDirectory() as tmp:
-        # otter runs the submission under the name it had when assigned
-        copy = Path(tmp) / f"{assignment_name(notebook)}.ipynb"
-        shutil.copyfile(notebook, copy)
-        results = otter.api.grade_submission(str(copy), str(zip_path), quiet=quiet, debug=debug)
+        copy = Path(tmp) / f"{assignment}.ipynb"  # otter runs the submission under the name it had when assigned
+        shutil.copyfile(submission, copy)
+        results = otter.api.grade_submission(str(copy), str(built["autograder"]), quiet=quiet, debug=debug)
     scores = {name: (float(r.score), float(r.possible)) for name, r in results.results.items()}
-    messages = {name: [t.message for t in r.test_case_results if not t.passed and not t.test_case.hidden]
-                for name, r in results.results.items()}
+    messages = {name: [("hidden check: " if t.test_case.hidden else "") + t.message.strip()
+                       for t in r.test_case_results if not t.passed] for name, r in results.results.items()}
     total, possible = sum(s for s, _ in scores.values()), sum(p for _, p in scores.values())
-    return {"notebook": notebook.name, "assignment": assignment_name(notebook), "scores": scores,
+    return {"notebook": notebook.name, "assignment": assignment, "scores": scores,
             "messages": messages, "total": total, "possible": possible}
 
 
@@ -210,8 +167,8 @@ def print_report(report: dict, pass_mark: float) -> bool:
     return passed
 
 
-def grade_folder(folder: Path, csv_path: Path, debug: bool = False,
-                 time_limit_s: float | None = TIME_LIMIT_S) -> list[dict]:
+def grade_folder(folder: Path, csv_path: Path, debug: bool = False, time_limit_s: float | None = TIME_LIMIT_S,
+                 masters_dir: Path | None = None) -> list[dict]:
     """Grade every *.ipynb under `folder` (Jupyter's `.ipynb_checkpoints` copies skipped) into one CSV row each:
     file (its path relative to `folder`), assignment, one column per exercise, total; each submission under its own
     time limit, so one that hangs scores 0 and the others are still graded."""
@@ -221,7 +178,8 @@ def grade_folder(folder: Path, csv_path: Path, debug: bool = False,
             continue
         name = nb.relative_to(folder).as_posix()  # per-student subfolders keep same-named files apart
         try:
-            reports.append({**grade(nb, debug=debug, time_limit_s=time_limit_s), "notebook": name})
+            reports.append({**grade(nb, debug=debug, time_limit_s=time_limit_s, masters_dir=masters_dir),
+                            "notebook": name})
         except ValueError as e:  # not an exercise notebook: say so in the table rather than stop
             reports.append({"notebook": name, "assignment": "", "scores": {}, "total": 0.0, "possible": 0.0,
                             "error": str(e)})
@@ -244,16 +202,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default="grades.csv", help="with --folder: where the table goes (default grades.csv)")
     parser.add_argument("--time-limit", type=float, default=TIME_LIMIT_S,
                         help=f"seconds per submission; past it, 0 points (default {TIME_LIMIT_S:g}; 0: no limit)")
+    parser.add_argument("--masters", help="the folder of master notebooks (default: the clone's notebooks/solutions/)")
     parser.add_argument("--debug", action="store_true", help="stop on the first cell that raises (otter's debug mode)")
     parser.add_argument("--report-json", help=argparse.SUPPRESS)  # the child process of `grade` writes its report here
     args = parser.parse_args(argv)
-    limit = args.time_limit or None
+    limit, masters_dir = args.time_limit or None, args.masters and Path(args.masters).resolve()
     if args.make_students:
-        for path in make_students():
+        for path in make_students(directory=masters_dir):
             print("wrote", path.relative_to(ROOT))
         return 0
     if args.folder:
-        reports = grade_folder(Path(args.folder), Path(args.csv), debug=args.debug, time_limit_s=limit)
+        reports = grade_folder(Path(args.folder), Path(args.csv), debug=args.debug, time_limit_s=limit,
+                               masters_dir=masters_dir)
         for r in reports:
             print(f"{r['notebook']}: {r['total']:g} / {r['possible']:g}"
                   + (f"  ({r['error']})" if r.get("error") else ""))
@@ -263,12 +223,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give a notebook, --folder or --make-students")
     if args.report_json:  # the child of `grade`: grade here, hand the report over as JSON
         try:
-            report = _grade_here(Path(args.notebook).resolve(), quiet=True, debug=args.debug)
+            report = _grade_here(Path(args.notebook).resolve(), quiet=True, debug=args.debug, masters_dir=masters_dir)
         except ValueError as e:  # not an exercise notebook: the parent raises it as such
             report = {"not_gradable": str(e)}
         Path(args.report_json).write_text(json.dumps(report))
         return 0
-    report = grade(Path(args.notebook), debug=args.debug, time_limit_s=limit)
+    try:
+        report = grade(Path(args.notebook), debug=args.debug, time_limit_s=limit, masters_dir=masters_dir)
+    except ValueError as e:  # not an exercise notebook, or no master for it
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0 if print_report(report, args.pass_mark) else 1
 
 

@@ -89,9 +89,11 @@ def test_calling_minidpo_does_not_pass_and_the_cli_exit_code(built, tmp_path, ca
     cheat.write_text(json.dumps(nb))
     report = grade.grade(cheat)
     score, possible = report["scores"]["q1_bradley_terry_prob"]
-    # the public check passes, the hidden one sees the call into minidpo, and an exercise is all or nothing
-    assert score == 0 < possible and report["messages"]["q1_bradley_terry_prob"] == []  # no public check failed
-    assert report["total"] == report["possible"] - possible  # the other exercises are untouched
+    # the public check passes, the hidden one sees the call into minidpo and says so to the student afterwards
+    messages = report["messages"]["q1_bradley_terry_prob"]
+    assert score < possible and messages and all(m.startswith("hidden check: ") for m in messages)
+    assert any("bradley_terry_prob from minidpo" in m for m in messages)
+    assert report["total"] == report["possible"] - possible + score  # the other exercises are untouched
     assert grade.main([str(cheat), "--pass-mark", "1.0"]) == 1
     assert grade.main([str(built["01_bradley_terry"]["solution"])]) == 0
     assert "passed" in capsys.readouterr().out
@@ -129,3 +131,21 @@ def test_a_submission_that_never_returns_times_out_and_the_folder_goes_on(built,
     assert float(rows["solution.ipynb"]["total"]) == float(rows["solution.ipynb"]["possible"]) > 0
     assert len(reports) == 2
     assert grade.main([str(folder / "ana" / "hangs.ipynb"), "--time-limit", "5"]) == 1  # the CLI's flag
+
+
+def test_masters_come_from_any_folder_and_a_master_grades_through_its_key(built, tmp_path, capsys):
+    """A teacher's private copy of the masters (`--masters DIR`) grades a student's copy, a master given directly
+    is graded through its solution version (full marks: the key checks out), and a student's copy with no master
+    in the folder is a clear error naming the assignment. Catches a grader tied to the clone's masters folder."""
+    private = tmp_path / "private"
+    private.mkdir()
+    shutil.copy(grade.MASTERS / "02_kl_constrained_optimum.ipynb", private)
+    key = grade.grade(private / "02_kl_constrained_optimum.ipynb")
+    assert key["assignment"] == "02_kl_constrained_optimum" and key["total"] == key["possible"] > 0
+    student = tmp_path / "bob.ipynb"
+    shutil.copy(built["02_kl_constrained_optimum"]["solution"], student)
+    assert grade.grade(student, masters_dir=private)["total"] == key["possible"]
+    with pytest.raises(ValueError, match="no master 01_bradley_terry.ipynb"):
+        grade.grade(grade.STUDENTS / "01_bradley_terry.ipynb", masters_dir=private)
+    assert grade.main([str(grade.STUDENTS / "01_bradley_terry.ipynb"), "--masters", str(private)]) == 2
+    assert "no master 01_bradley_terry.ipynb" in capsys.readouterr().err

@@ -59,3 +59,33 @@ def test_notebook_runs_from_an_empty_directory_on_the_installed_package(installe
     assert sorted(p.name for p in (work / "figures").glob("*.png")), "figures belong in ./figures"
     if notebook.startswith("06"):
         assert any((work / "runs").iterdir()), "run folders belong in ./runs"
+
+
+def test_the_grader_works_from_the_installed_package_with_masters_from_a_folder(installed, tmp_path):
+    """A teacher with `pip install minidpo` and a private copy of the masters: `--masters DIR` finds them, a master
+    is graded directly through its key (full marks), a student's blank copy scores 0, the autograder cache goes to
+    ~/.cache/minidpo/grade, and nothing is written inside the installed package. Catches a grader that only
+    finds masters inside a clone, or caches beside the installed code."""
+    masters, work, home = tmp_path / "my_masters", tmp_path / "empty", tmp_path / "home"
+    for folder in (masters, work, home):
+        folder.mkdir()
+    shutil.copy(ROOT / "notebooks" / "solutions" / "01_bradley_terry.ipynb", masters)
+    shutil.copy(ROOT / "notebooks" / "exercises" / "01_bradley_terry.ipynb", work / "alice.ipynb")
+    env = {**os.environ, "PYTHONPATH": str(installed), "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(home)}
+    env.pop("MINIDPO_GRADE_CACHE", None)
+    before = _snapshot(installed)
+
+    def grade(*args):
+        return subprocess.run([sys.executable, "-m", "minidpo.grade", *args, "--time-limit", "300"], cwd=work,
+                              env=env, capture_output=True, text=True, timeout=600)
+
+    key = grade(str(masters / "01_bradley_terry.ipynb"))
+    assert key.returncode == 0 and "passed" in key.stdout, key.stdout + key.stderr[-2000:]
+    total = key.stdout.strip().splitlines()[-1]
+    assert total.split()[1] == total.split()[3], total  # full marks
+    blank = grade("alice.ipynb", "--masters", str(masters))
+    assert blank.returncode == 1 and " total 0 /" in blank.stdout, blank.stdout + blank.stderr[-2000:]
+    no_masters = grade("alice.ipynb")
+    assert no_masters.returncode != 0 and "--masters DIR" in no_masters.stderr
+    assert any((home / ".cache" / "minidpo" / "grade").iterdir())
+    assert _snapshot(installed) == before, "the grader wrote inside the installed package"

@@ -1,0 +1,141 @@
+"""A grader the student's code cannot subvert (issue 31, item 1).
+
+Otter runs the hidden tests in the student's own Python session. The attacks a review found, and their
+relatives, each planted in a submission here:
+
+    attack (planted in a submission)                                   caught by
+    patch otter's test runner so every test passes                     scan: imports `otter`
+    swap minidpo.grade.forbid / answer_digest for a no-op / match-all  scan: imports or reaches `minidpo.grade`
+    the same through __import__, getattr, builtins, importlib          scan: reflection names
+    edit the test files from a shell line (`!sed ...`)                 scan: `!` lines become get_ipython()
+    rewrite the reference a hidden test compares with                  scan: assignment into an imported module
+    (`losses.dpo_loss = mine`, `LOSSES.update(...)`)
+    reach sys through a module attribute (`torch.serialization.sys`)   scan: the `.sys` attribute
+    turn off forbid's profiler inside the student's function           forbid: sees the sys.setprofile call
+
+Mutations caught: a scan that skips changed cells, misses IPython's shell lines, allows `import otter`, or trusts
+`minidpo.grade`; a grader that runs a flagged submission, or reports it without the reason; a `forbid` that
+does not notice its profiler being removed. The false-positive guard: no solution and no blank is flagged.
+"""
+
+import csv
+import json
+import shutil
+import sys
+
+import pytest
+import torch
+
+from minidpo import grade, preference
+from minidpo.grade_scan import scan_source, scan_submission
+
+ATTACKS = {
+    "otter runner": "from otter.test_files import exception_test\n"
+                    "exception_test.test_case.call_func = lambda self, env: None\n",
+    "grader module": "import minidpo.grade as g\nimport contextlib\n"
+                     "g.forbid = lambda *a, **k: contextlib.nullcontext()\ng.answer_digest = lambda a: 'x'\n",
+    "grader attribute": "import minidpo\nminidpo.grade.answer_digest = lambda a: 'ca978112ca1b'\n",
+    "from-import of the grader": "from minidpo import grade\n",
+    "__import__": "m = __import__('ot' + 'ter')\n",
+    "getattr on builtins": "f = getattr(__builtins__, '__im' + 'port__')\n",
+    "importlib": "import importlib\nm = importlib.import_module('otter')\n",
+    "shell line": "!sed -i 's/assert/pass #/' tests/*.py\n",
+    "line magic": "%run -i patch.py\n",
+    "reference rewritten": "import minidpo.losses as L\nL.dpo_loss = lambda *a, **k: 0\n",
+    "registry mutated": "from minidpo.losses import LOSSES\nLOSSES.update(sigmoid=lambda *a: 0)\n",
+    "module reached": "import torch\ntorch.serialization.sys.setprofile(None)\n",
+    "code object": "def f(x):\n    return x\nf.__code__ = (lambda x: 0).__code__\n",
+    "exec": "exec('imp' + 'ort otter')\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_each_attack_is_a_finding(name):
+    assert scan_source(ATTACKS[name]), f"the scan let through: {name}"
+
+
+def test_honest_code_is_not_a_finding():
+    honest = ("import torch\nimport torch.nn.functional as F\nimport math, copy\nfrom minidpo.batching import "
+              "collate_sft\n\ndef my_loss(a, b, beta):\n    h = beta * (a - b)\n    out = -F.logsigmoid(h)\n"
+              "    scores = {}\n    scores['x'] = out.mean()\n    policy = copy.deepcopy(a)\n    return out\n"
+              "class Step:\n    def __init__(self, beta):\n        self.beta = beta\n")
+    assert scan_source(honest) == []
+
+
+@pytest.fixture(scope="module")
+def built():
+    return {m.stem: grade.build(m) for m in grade.masters()}
+
+
+def test_no_solution_and_no_blank_is_flagged(built):
+    for name, paths in built.items():
+        assert scan_submission(paths["solution"], paths["student"]) == [], name
+        assert scan_submission(grade.STUDENTS / f"{name}.ipynb", paths["student"]) == [], name
+
+
+def _with_cell(notebook, source, tmp_path, name="attack.ipynb"):
+    nb = json.loads(notebook.read_text())
+    first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
+    nb["cells"].insert(first_code + 1, {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                                        "source": source.splitlines(keepends=True)})
+    path = tmp_path / name
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def test_a_patched_runner_scores_zero_with_the_reason_and_would_have_scored_full(built, tmp_path, monkeypatch):
+    """The review's attack on a *blank* notebook 03: with the scan, 0 and the finding in the report and the CSV;
+    with the scan switched off (the mutation), the same file takes every point, so the attack is real."""
+    blank = grade.STUDENTS / "03_dpo_objective.ipynb"
+    attack = _with_cell(blank, ATTACKS["otter runner"], tmp_path)
+    report = grade.grade(attack, time_limit_s=None)
+    assert report["total"] == 0 and report["scores"] == {}
+    assert report["error"].startswith("refused, scored 0") and "imports `otter" in report["error"]
+    folder = tmp_path / "class"
+    folder.mkdir()
+    shutil.copy(attack, folder / "attack.ipynb")
+    grade.grade_folder(folder, tmp_path / "grades.csv")
+    row = next(csv.DictReader(open(tmp_path / "grades.csv")))
+    assert float(row["total"]) == 0 and "imports `otter" in row["error"]
+    monkeypatch.setattr(grade, "scan_submission", lambda *a: [])
+    unguarded = grade.grade(attack, time_limit_s=None)
+    assert unguarded["total"] == unguarded["possible"] > 0  # what the attack got before the scan
+
+
+def test_swapped_grader_functions_in_06_score_zero(built, tmp_path):
+    """The review's second attack: forbid a no-op and answer_digest a match-all, then call DPOStep and answer the
+    choice questions wrongly. Refused before it runs."""
+    nb = json.loads(built["06_dpo_training"]["solution"].read_text())
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "def my_dpo_step" in src:
+            cell["source"] = ["from minidpo.train import DPOConfig, DPOStep\n",
+                              "def my_dpo_step(policy, ref_model, batch, beta, optimizer):\n",
+                              "    return DPOStep(DPOConfig(beta=beta), ref_model)(policy, batch, optimizer)\n"]
+        if cell["cell_type"] == "code" and src.startswith("displacement_answer"):
+            cell["source"] = ['displacement_answer = "d"\n']
+    cheat = tmp_path / "cheat.ipynb"
+    cheat.write_text(json.dumps(nb))
+    tampered = _with_cell(cheat, ATTACKS["grader module"], tmp_path, "tampered.ipynb")
+    r = grade.grade(tampered)
+    assert r["total"] == 0 and r["scores"] == {} and any("minidpo.grade" in f for f in r["flagged"])
+    assert grade.main([str(tampered), "--time-limit", "120"]) == 1
+
+
+def test_forbid_sees_its_profiler_turned_off():
+    """Run-time half of the guard: inside a forbid block, code that removes the profiler (and puts it back) to
+    call the forbidden function unseen still fails, and the profiler in place before the block is restored."""
+    def sneaky(a, b):
+        watcher = sys.getprofile()
+        sys.setprofile(None)
+        out = preference.bradley_terry_prob(a, b)
+        sys.setprofile(watcher)
+        return out
+
+    before = sys.getprofile()
+    with pytest.raises(AssertionError, match="turns off the grader's check"):
+        with grade.forbid(preference.bradley_terry_prob):
+            sneaky(torch.tensor(1.0), torch.tensor(0.0))
+    assert sys.getprofile() is before
+    with grade.forbid(preference.bradley_terry_prob):  # honest code inside the block is untouched
+        torch.sigmoid(torch.tensor(1.0))
