@@ -5,6 +5,7 @@ it is missing (on Colab; a no-op in the repository's environment). Both carry th
 are generated: a fork changes `REPOSITORY` below and runs
 
     python -m minidpo.colab                      # rewrites notebooks/*.ipynb and the masters in notebooks/solutions/
+                                                 # (badges, setup cells, the autograders' requirements)
     python -m minidpo.grade --make-students      # regenerates the student versions from the masters
 
 What a notebook needs is read from its code, not listed by hand: the minidpo modules it imports, followed
@@ -144,6 +145,27 @@ def setup_cell(relative: str, modules: list[str], assignment: str | None = None)
     return "\n".join(lines)
 
 
+def requirements() -> list[str]:
+    """What an autograder zip installs (otter writes them into its environment.yml; Gradescope builds it)."""
+    return ["--extra-index-url https://download.pytorch.org/whl/cpu", "torch==2.13.0", f"minidpo @ git+{REPOSITORY}"]
+
+
+def assignment_config(config: str) -> str:
+    """A master's `# ASSIGNMENT CONFIG` with its `requirements:` written from `requirements()`."""
+    lines, out, skipping = config.rstrip("\n").split("\n"), [], False
+    for line in lines:
+        if line.startswith("requirements:"):
+            skipping = True
+            continue
+        if skipping and line.startswith("  - "):
+            continue
+        skipping = False
+        out.append(line)
+        if line.startswith("generate:"):
+            out += ["requirements:"] + [f"  - {r}" for r in requirements()]
+    return "\n".join(out)
+
+
 def _is_setup(cell: dict) -> bool:
     source = "".join(cell.get("source", ""))
     return cell.get("cell_type") == "code" and ("importlib.util" in source and "pip" in source)
@@ -178,6 +200,9 @@ def sync(root: Path = ROOT, patterns: tuple[str, ...] = ("notebooks/[0-9][0-9]_*
                 cell["source"] = COLAB_LINK.sub(colab_prefix(), "".join(cell["source"])).splitlines(True)
         cell = next(c for c in nb["cells"] if _is_setup(c))
         cell["source"] = setup.splitlines(True)
+        first = nb["cells"][0]
+        if first["cell_type"] == "raw" and "".join(first["source"]).startswith("# ASSIGNMENT CONFIG"):
+            first["source"] = assignment_config("".join(first["source"])).splitlines(True)
         text_out = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
         if text_out != notebook.read_text():
             notebook.write_text(text_out)

@@ -193,6 +193,25 @@ def grade_folder(folder: Path, csv_path: Path, debug: bool = False, time_limit_s
     return reports
 
 
+def scan_folder(folder: Path, masters_dir: Path | None = None) -> int:
+    """Print each submission under `folder` that the scan refuses, with its findings; 1 if any, else 0. Runs no
+    submission: for grades made elsewhere (Gradescope runs otter's autograder without this scan)."""
+    flagged = 0
+    for nb in sorted(Path(folder).rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in nb.parts:
+            continue
+        try:
+            findings = scan_submission(nb, build(master_for(nb, masters_dir))["student"])
+        except ValueError as e:
+            print(f"{nb.relative_to(folder).as_posix()}: not graded ({e})")
+            continue
+        flagged += bool(findings)
+        for f in findings:
+            print(f"{nb.relative_to(folder).as_posix()}: {f}")
+    print(f"{flagged} submission(s) refused by the scan")
+    return 1 if flagged else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minidpo.grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebook", nargs="?", help="a student's copy of an exercise notebook")
@@ -203,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=TIME_LIMIT_S,
                         help=f"seconds per submission; past it, 0 points (default {TIME_LIMIT_S:g}; 0: no limit)")
     parser.add_argument("--masters", help="the folder of master notebooks (default: the clone's notebooks/solutions/)")
+    parser.add_argument("--scan-only", action="store_true",
+                        help="with --folder: list the submissions the scan refuses, run nothing (a Gradescope export)")
     parser.add_argument("--debug", action="store_true", help="stop on the first cell that raises (otter's debug mode)")
     parser.add_argument("--report-json", help=argparse.SUPPRESS)  # the child process of `grade` writes its report here
     args = parser.parse_args(argv)
@@ -211,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in make_students(directory=masters_dir):
             print("wrote", path.relative_to(ROOT))
         return 0
+    if args.folder and args.scan_only:
+        return scan_folder(Path(args.folder), masters_dir)
     if args.folder:
         reports = grade_folder(Path(args.folder), Path(args.csv), debug=args.debug, time_limit_s=limit,
                                masters_dir=masters_dir)

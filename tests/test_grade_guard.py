@@ -139,3 +139,17 @@ def test_forbid_sees_its_profiler_turned_off():
     assert sys.getprofile() is before
     with grade.forbid(preference.bradley_terry_prob):  # honest code inside the block is untouched
         torch.sigmoid(torch.tensor(1.0))
+
+
+def test_scan_only_lists_the_refused_submissions_of_a_folder(built, tmp_path, capsys):
+    """For grades made elsewhere (Gradescope runs otter without the scan): `--folder F --scan-only` names each
+    refused submission and its finding, runs nothing, and exits 1 when any is refused."""
+    folder = tmp_path / "export"
+    (folder / "bo").mkdir(parents=True)
+    shutil.copy(built["01_bradley_terry"]["solution"], folder / "ana.ipynb")
+    shutil.copy(_with_cell(grade.STUDENTS / "01_bradley_terry.ipynb", ATTACKS["shell line"], tmp_path),
+                folder / "bo" / "attack.ipynb")
+    assert grade.main(["--folder", str(folder), "--scan-only"]) == 1
+    out = capsys.readouterr().out
+    assert "bo/attack.ipynb: cell" in out and "get_ipython" in out and "ana.ipynb" not in out
+    assert "1 submission(s) refused" in out
