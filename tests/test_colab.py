@@ -72,3 +72,22 @@ def test_an_exercise_fetches_its_public_checks_and_nothing_else(tmp_path):
     fetched = sorted(p.name for p in (checks / "notebooks/exercises/tests/06_dpo_training").glob("*.py"))
     assert fetched and fetched == sorted(Path(p).name for p in committed.split() if p.endswith(".py"))
     assert not (checks / "notebooks" / "solutions").exists() and not (checks / "minidpo").exists()
+
+
+def test_an_autograder_zip_is_a_gradescope_autograder_that_installs_minidpo():
+    """Gradescope's route: otter's zip carries run_autograder, setup.sh and an environment.yml that installs
+    CPU torch and minidpo from REPOSITORY (without minidpo the hidden tests, which import minidpo.grade, fail)."""
+    import zipfile
+
+    from minidpo import grade
+
+    master = ROOT / "notebooks" / "solutions" / "02_kl_constrained_optimum.ipynb"
+    config = "".join(json.loads(master.read_text())["cells"][0]["source"])
+    assert colab.assignment_config(config) == config, "run python -m minidpo.colab (requirements)"
+    with zipfile.ZipFile(grade.build(master)["autograder"]) as z:
+        names = set(z.namelist())
+        environment = z.read("environment.yml").decode()
+    assert {"run_autograder", "setup.sh", "environment.yml", "otter_config.json"} <= names
+    assert any(n.startswith("tests/q1_") for n in names)
+    for requirement in colab.requirements():
+        assert requirement in environment, requirement

@@ -89,9 +89,9 @@ def test_calling_minidpo_does_not_pass_and_the_cli_exit_code(built, tmp_path, ca
     cheat.write_text(json.dumps(nb))
     report = grade.grade(cheat)
     score, possible = report["scores"]["q1_bradley_terry_prob"]
-    # the public check passes, the hidden one sees the call into minidpo and says so to the student afterwards
+    # every check (public and hidden) sees the call into minidpo, and the report says so to the student
     messages = report["messages"]["q1_bradley_terry_prob"]
-    assert score < possible and messages and all(m.startswith("hidden check: ") for m in messages)
+    assert score == 0 < possible and any(m.startswith("hidden check: ") for m in messages)
     assert any("bradley_terry_prob from minidpo" in m for m in messages)
     assert report["total"] == report["possible"] - possible + score  # the other exercises are untouched
     assert grade.main([str(cheat), "--pass-mark", "1.0"]) == 1
