@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -135,10 +136,14 @@ def _grade_here(notebook: Path, quiet: bool, debug: bool, masters_dir: Path | No
     built = build(master)
     submission = built["solution"] if notebook == master else notebook  # a master: check its key
     assignment = master.stem
+    # written questions (otter's `manual: true`) have no tests, so otter leaves them out of its results and the totals
+    # are the autograded points; the report names them, for the teacher to grade by hand
+    raw = ["".join(c["source"]) for c in json.loads(master.read_text())["cells"] if c["cell_type"] == "raw"]
+    manual = [s.split("name:")[1].split()[0] for s in raw if s.startswith("# BEGIN QUESTION") and "manual: true" in s]
     findings = scan_submission(submission, built["student"])
     if findings:  # code that could change what grades it: refused before it runs
         return {"notebook": notebook.name, "assignment": assignment, "scores": {}, "messages": {},
-                "total": 0.0, "possible": 0.0, "flagged": [str(f) for f in findings],
+                "total": 0.0, "possible": 0.0, "flagged": [str(f) for f in findings], "manual": manual,
                 "error": "refused, scored 0: " + "; ".join(str(f) for f in findings[:3])
                          + (f"; and {len(findings) - 3} more" if len(findings) > 3 else "")}
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,7 +155,7 @@ def _grade_here(notebook: Path, quiet: bool, debug: bool, masters_dir: Path | No
                        for t in r.test_case_results if not t.passed] for name, r in results.results.items()}
     total, possible = sum(s for s, _ in scores.values()), sum(p for _, p in scores.values())
     return {"notebook": notebook.name, "assignment": assignment, "scores": scores,
-            "messages": messages, "total": total, "possible": possible}
+            "messages": messages, "total": total, "possible": possible, "manual": manual}
 
 
 def print_report(report: dict, pass_mark: float) -> bool:
@@ -160,6 +165,8 @@ def print_report(report: dict, pass_mark: float) -> bool:
         print(f"  {mark}{name:<24} {score:g} / {possible:g}")
         for message in report["messages"][name]:
             print("      " + message.strip().splitlines()[-1][:160])
+    if report.get("manual"):
+        print("  graded by hand (written): " + ", ".join(report["manual"]))
     fraction = report["total"] / report["possible"] if report["possible"] else 0.0
     passed = fraction >= pass_mark
     print(f"  total {report['total']:g} / {report['possible']:g} ({fraction:.0%}); pass mark {pass_mark:.0%}: "
@@ -168,21 +175,26 @@ def print_report(report: dict, pass_mark: float) -> bool:
 
 
 def grade_folder(folder: Path, csv_path: Path, debug: bool = False, time_limit_s: float | None = TIME_LIMIT_S,
-                 masters_dir: Path | None = None) -> list[dict]:
+                 masters_dir: Path | None = None, jobs: int = 1) -> list[dict]:
     """Grade every *.ipynb under `folder` (Jupyter's `.ipynb_checkpoints` copies skipped) into one CSV row each:
     file (its path relative to `folder`), assignment, one column per exercise, total; each submission under its own
-    time limit, so one that hangs scores 0 and the others are still graded."""
-    reports = []
-    for nb in sorted(Path(folder).rglob("*.ipynb")):
-        if ".ipynb_checkpoints" in nb.parts:  # Jupyter's autosave copies are not submissions
-            continue
+    time limit, so one that hangs scores 0 and the others are still graded; `jobs` submissions at a time."""
+    notebooks = [nb for nb in sorted(Path(folder).rglob("*.ipynb")) if ".ipynb_checkpoints" not in nb.parts]
+    for nb in notebooks:  # each autograder built once, before submissions are graded side by side
+        try:
+            build(master_for(nb, masters_dir))
+        except ValueError:
+            pass
+
+    def one(nb: Path) -> dict:
         name = nb.relative_to(folder).as_posix()  # per-student subfolders keep same-named files apart
         try:
-            reports.append({**grade(nb, debug=debug, time_limit_s=time_limit_s, masters_dir=masters_dir),
-                            "notebook": name})
+            return {**grade(nb, debug=debug, time_limit_s=time_limit_s, masters_dir=masters_dir), "notebook": name}
         except ValueError as e:  # not an exercise notebook: say so in the table rather than stop
-            reports.append({"notebook": name, "assignment": "", "scores": {}, "total": 0.0, "possible": 0.0,
-                            "error": str(e)})
+            return {"notebook": name, "assignment": "", "scores": {}, "total": 0.0, "possible": 0.0, "error": str(e)}
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:  # each grading is a child process: threads only wait
+        reports = list(pool.map(one, notebooks))
     columns = sorted({q for r in reports for q in r["scores"]})
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
@@ -221,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default="grades.csv", help="with --folder: where the table goes (default grades.csv)")
     parser.add_argument("--time-limit", type=float, default=TIME_LIMIT_S,
                         help=f"seconds per submission; past it, 0 points (default {TIME_LIMIT_S:g}; 0: no limit)")
+    parser.add_argument("--jobs", type=int, default=1, help="with --folder: submissions graded at a time (default 1)")
     parser.add_argument("--masters", help="the folder of master notebooks (default: the clone's notebooks/solutions/)")
     parser.add_argument("--scan-only", action="store_true",
                         help="with --folder: list the submissions the scan refuses, run nothing (a Gradescope export)")
@@ -236,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return scan_folder(Path(args.folder), masters_dir)
     if args.folder:
         reports = grade_folder(Path(args.folder), Path(args.csv), debug=args.debug, time_limit_s=limit,
-                               masters_dir=masters_dir)
+                               masters_dir=masters_dir, jobs=args.jobs)
         for r in reports:
             print(f"{r['notebook']}: {r['total']:g} / {r['possible']:g}"
                   + (f"  ({r['error']})" if r.get("error") else ""))

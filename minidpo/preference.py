@@ -78,8 +78,9 @@ def fit_bradley_terry(
 
     With l2 = 0 the MLE exists (is finite) only if the "beats" graph is strongly connected: every item
     beats, through some chain, every other item (Zermelo 1929; Ford 1957). Otherwise an item that never
-    loses would have reward +inf. We check this and raise; pass l2 > 0 (a Gaussian prior) to get a finite
-    MAP estimate instead.
+    loses would have reward +inf. We check this and raise (saying so apart from the case of groups never compared
+    with each other, where the MLE is finite within each group but their gap is not determined); pass l2 > 0 (a
+    Gaussian prior) to get a finite MAP estimate instead.
 
     Args:
         winners, losers: item indices, one entry per comparison (winners[i] beat losers[i]).
@@ -97,6 +98,13 @@ def fit_bradley_terry(
         for w, l in zip(winners.tolist(), losers.tolist()):
             beats[w].add(l)
             beaten_by[l].add(w)
+        compared = [b | a for b, a in zip(beats, beaten_by)]
+        if len(_reachable(0, compared)) < n_items:
+            raise ValueError(
+                "the Bradley-Terry MLE is not unique for these comparisons: some items are never compared, directly "
+                "or through others, with the rest, so the gap between the groups is not determined (shifting one "
+                "group fits equally well). Collect comparisons between the groups or pass l2 > 0."
+            )
         if len(_reachable(0, beats)) < n_items or len(_reachable(0, beaten_by)) < n_items:
             raise ValueError(
                 "the Bradley-Terry MLE does not exist for these comparisons: some group of items never loses "
@@ -182,8 +190,9 @@ def simulate_gumbel_choices(r_a: float, r_b: float, n: int, seed: int = 0) -> fl
 def bradley_terry_recovery_curve(planted: Tensor, comparison_counts: list[int], seeds: list[int]) -> dict[str, list]:
     """Max |fitted - planted| (both mean-zero) after n random comparisons, for each n.
 
-    For each n and seed a data set is drawn; where its MLE does not exist (see `fit_bradley_terry`) it is
-    counted in `n_without_mle` and left out of the mean error (None when no data set had an MLE).
+    For each n and seed a data set is drawn; where its MLE does not exist, or is not unique because some items
+    are never compared with the rest (see `fit_bradley_terry`), it is counted in `n_without_mle` and left out of
+    the mean error (None when no data set had an MLE).
     """
     planted = planted.double() - planted.double().mean()
     out: dict[str, list] = {"n_comparisons": [], "max_abs_error": [], "n_without_mle": []}

@@ -4,6 +4,7 @@ minidpo's own implementation does not pass a check."""
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def test_solutions_full_marks_blanks_zero_in_one_csv(built, tmp_path):
         shutil.copyfile(paths["solution"], folder / f"solution_{name}.ipynb")
         shutil.copyfile(grade.STUDENTS / f"{name}.ipynb", folder / f"blank_{name}.ipynb")
     (folder / "notes.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    reports = grade.grade_folder(folder, tmp_path / "grades.csv", debug=True)
+    reports = grade.grade_folder(folder, tmp_path / "grades.csv", debug=True, jobs=2)  # two at a time: same rows
     rows = list(csv.DictReader(open(tmp_path / "grades.csv")))
     assert len(rows) == len(reports) == 2 * len(built) + 1
     for row in rows:
@@ -104,6 +105,13 @@ def test_every_notebook_points_to_its_exercises():
         cells = json.loads((grade.ROOT / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
         pointer = [c for c in cells if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## Exercises")]
         assert len(pointer) == 1 and f"exercises/{stem}.ipynb" in "".join(pointer[0]["source"]), stem
+        master = json.loads((grade.MASTERS / f"{stem}.ipynb").read_text())["cells"]
+        names = [re.search(r"name:\s*(\S+)", "".join(c["source"])).group(1) for c in master
+                 if c["cell_type"] == "raw" and "".join(c["source"]).startswith("# BEGIN QUESTION")]
+        listed = "".join(pointer[0]["source"])  # the list names every exercise of the master (a renamed one, too)
+        for name in names:
+            label = re.sub(r"^q\d+_(written_)?", "", name).replace("_", " ")
+            assert f"**: {label}\n".lower() in (listed + "\n").lower().replace("-", " "), (stem, name)
 
 
 def test_a_submission_that_never_returns_times_out_and_the_folder_goes_on(built, tmp_path):

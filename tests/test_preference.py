@@ -57,6 +57,16 @@ def test_fit_rejects_comparisons_without_a_finite_mle():
     assert torch.isfinite(r).all() and r[0] == r.max()
 
 
+def test_fit_says_when_groups_are_never_compared():
+    """Two groups, each strongly connected, never compared with each other: the MLE is finite within each group
+    but their gap is not determined. Catches an error that calls this divergence ("would go to infinity"), the
+    wrong answer of exercise 01 q4."""
+    w, l = torch.tensor([0, 1, 2, 3]), torch.tensor([1, 0, 3, 2])
+    with pytest.raises(ValueError, match="not unique") as e:
+        fit_bradley_terry(w, l, 4)
+    assert "infinity" not in str(e.value)
+
+
 @pytest.mark.parametrize(
     "w, l, match",
     [([0, 5], [1, 2], r"winners\[1\] = 5"), ([0, 1], [0, 2], "with itself"), ([0], [1, 2], "same length"), ([], [], "no comparisons")],

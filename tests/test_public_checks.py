@@ -8,7 +8,8 @@ The planted mistakes, per exercise (the row ids of `test_a_planted_mistake_fails
 
   01 q1 Bradley-Terry       sign (b beats a), log-probability, rewards as strengths r_a/(r_a+r_b), float32 output,
                             calls minidpo's bradley_terry_prob
-  01 q2 reward shift       the shift itself, exp(3), sigma(3), sigma(3) - 1/2
+  01 q2 reward scale       0 (as for a shift), the new probability itself, 3 added to the gap, the probability
+                           multiplied
   01 q3 Plackett-Luce lp    adjacent places only, every stage over all items, ranking ignored, ranking read worst first
   02 q1 KL optimum          exp(beta r), no beta, no pi_ref, minus sign, rows not normalised, columns normalised
   02 q2 optimal value       log Z without beta, exp(beta r), no pi_ref in Z, J(pi_ref), best reward, E_pi*[r]
@@ -17,8 +18,8 @@ The planted mistakes, per exercise (the row ids of `test_a_planted_mistake_fails
   03 q2 gradient weight     sign, sigma (1 - sigma), the loss instead of its gradient, float32 output
   03 q3 IPO loss            beta h inside the square, (beta h - 1/2)^2, target 1/beta, target beta/2, +target,
                             reference ignored
-  03 q4 IPO noise (numbers) noise-free target, target 1/beta, target beta/2, p/(2 beta), loss 0, loss at the target,
-                            p (1 - p), loss with target 1/beta
+  03 q4 IPO on a table      every gap at the target, a > c fitted exactly, a > b and b > c fitted exactly,
+                            target 1/beta, target beta/2, the two margins swapped, h(a, c) not twice h(a, b)
   04 q1 sequence log-probs  no shift, mask shifted, mean instead of sum, prompt not masked, raw logits,
                             probabilities, log-softmax over positions
   04 q2 counts              prompt counted, every position counted, EOS left out; id 0 counted, real tokens counted
@@ -90,6 +91,10 @@ def failures(notebook: str, question: str, env: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------- helpers
+
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
 
 def gap(pc, pr, rc, rr):
     return (pc - rc) - (pr - rr)
@@ -324,7 +329,8 @@ def sft(shift=1, mask_at=0, masked=True, how="token_mean", sign=1.0):
 
 def correct_answers() -> dict:
     """(notebook, question) -> the namespace of a right submission, written independently of the masters."""
-    ipo_pairs = ((2 * 0.9 - 1) / (2 * 0.5), 0.9 * 0.1 / 0.5 ** 2)
+    # IPO on a table of three responses: the gaps (a, b), (b, c), (a, c) = x, y, x + y fitted to 1 / (2 beta)
+    ipo_gaps = np.linalg.lstsq(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), np.full(3, 1 / (2 * 0.5)), rcond=None)[0]
     reference, batch = notebook_06()
     dpo08 = np.interp(2.0, [0.0, 1.0, 2.5, 4.0], [0.10, 0.35, 0.52, 0.60])
     ppo08 = np.interp(2.0, [0.0, 1.5, 3.0, 6.0], [0.10, 0.25, 0.45, 0.66])
@@ -332,7 +338,7 @@ def correct_answers() -> dict:
     return {
         ("01_bradley_terry", "q1_bradley_terry_prob"):
             fn("my_bradley_terry_prob", lambda a, b: 1 / (1 + torch.exp(b - a))),
-        ("01_bradley_terry", "q2_reward_shift"): {"reward_shift_change": 0.0},
+        ("01_bradley_terry", "q2_reward_scale"): {"reward_scale_change": sigmoid(3.0) - sigmoid(1.0)},
         ("01_bradley_terry", "q3_plackett_luce_logprob"): fn("my_plackett_luce_logprob", pl_logprob),
         ("02_kl_constrained_optimum", "q1_kl_optimum"):
             fn("my_kl_constrained_optimum", lambda ref, r, beta: tilted(ref, r, lambda v: v / beta)),
@@ -342,8 +348,8 @@ def correct_answers() -> dict:
         ("03_dpo_objective", "q1_dpo_loss"): fn("my_dpo_loss", lambda *x: F.softplus(-x[4] * gap(*x[:4]))),
         ("03_dpo_objective", "q2_gradient_weight"): fn("my_gradient_weight", lambda w, l: 1 / (1 + torch.exp(w - l))),
         ("03_dpo_objective", "q3_ipo_loss"): fn("my_ipo_loss", lambda *x: (gap(*x[:4]) - 0.5 / x[4]) ** 2),
-        ("03_dpo_objective", "q4_ipo_noisy_margin"):
-            {"ipo_noisy_margin": ipo_pairs[0], "ipo_noisy_min_loss": ipo_pairs[1]},
+        ("03_dpo_objective", "q4_ipo_table_margins"):
+            {"ipo_margin_ab": float(ipo_gaps[0]), "ipo_margin_ac": float(ipo_gaps.sum())},
         ("04_preference_data", "q1_sequence_logprobs"): fn("my_sequence_logprobs", seq_logprobs()),
         ("04_preference_data", "q2_count_positions"): {"n_scored": 3 + 2 + 4 + 2, "n_padding": 4 * 9 - 27},
         ("05_sft", "q1_sft_loss"): fn("my_sft_loss", sft()),
@@ -402,9 +408,11 @@ def planted_mistakes() -> list[tuple]:
         f(bt, "strengths", lambda a, b: a / (a + b), "as strengths"),
         f(bt, "float32", lambda a, b: torch.sigmoid(a - b).float(), "keep the inputs' dtype"),
         f(bt, "calls-minidpo", preference.bradley_terry_prob, "write it yourself"),
-        *[v(nb01, "q2_reward_shift", name, {"reward_shift_change": x}, "your change is")
-          for name, x in [("the-shift", 3.0), ("exp(3)", math.exp(3)), ("sigma(3)", 1 / (1 + math.exp(-3))),
-                          ("sigma(3)-1/2", 1 / (1 + math.exp(-3)) - 0.5)]],
+        *[v(nb01, "q2_reward_scale", name, {"reward_scale_change": x}, hint)
+          for name, x, hint in [("zero", 0.0, "what adding a constant does"),
+                                ("new-probability", sigmoid(3.0), "the new probability itself"),
+                                ("gap-plus-3", sigmoid(4.0) - sigmoid(1.0), "adds 3 to the gap"),
+                                ("probability-times-3", 2 * sigmoid(1.0), "multiplies the probability")]],
         f(plp, "adjacent-only", pl_adjacent, "adjacent places only"),
         f(plp, "all-items-every-stage", functools.partial(pl_logprob, pool=lambda k, n: range(n)), "all items again"),
         f(plp, "ranking-ignored", functools.partial(pl_logprob, order=lambda s, r: range(len(r))), "ignores `ranking`"),
@@ -443,15 +451,14 @@ def planted_mistakes() -> list[tuple]:
         f(ipo, "target-beta/2", lambda *x: (gap(*x[:4]) - x[4] / 2) ** 2, "target gap is beta / 2"),
         f(ipo, "plus-target", lambda *x: (gap(*x[:4]) + 0.5 / x[4]) ** 2, "wrong sign"),
         f(ipo, "no-reference", lambda *x: (no_ref(*x[:4]) - 0.5 / x[4]) ** 2, "ignores the reference"),
-        *[v(nb03, "q4_ipo_noisy_margin", name, {"ipo_noisy_margin": m, "ipo_noisy_min_loss": loss}, hint)
-          for name, m, loss, hint in [("noise-free-target", 1.0, 0.0, "noise-free target"),
-                                      ("target-1/beta", 1.6, 1.44, "target of 1 / beta"),
-                                      ("target-beta/2", 0.2, 0.09, "target of beta / 2"),
-                                      ("p-over-2beta", 0.9, 0.4, "p / (2 beta)"),
-                                      ("zero-loss", 0.8, 0.0, "expected loss is 0"),
-                                      ("loss-at-target", 0.8, 0.4, "at the noise-free target"),
-                                      ("p(1-p)", 0.8, 0.09, "p (1 - p)"),
-                                      ("loss-target-1/beta", 0.8, 1.44, "loss uses a target of 1 / beta")]],
+        *[v(nb03, "q4_ipo_table_margins", name, {"ipo_margin_ab": ab, "ipo_margin_ac": ac}, hint)
+          for name, ab, ac, hint in [("every-gap-at-target", 1.0, 1.0, "sits at the target"),
+                                     ("a>c-fitted-exactly", 0.5, 1.0, "sits at the target"),
+                                     ("adjacent-fitted-exactly", 1.0, 2.0, "let a > c overshoot"),
+                                     ("target-1/beta", 4 / 3, 8 / 3, "target of 1 / beta"),
+                                     ("target-beta/2", 1 / 6, 1 / 3, "target of beta / 2"),
+                                     ("swapped", 4 / 3, 2 / 3, "spans both steps"),
+                                     ("not-symmetric", 0.5, 4 / 3, "twice h(a, b)")]],
         f(seq, "no-shift", seq_logprobs(shift=0), "off by one"),
         f(seq, "mask-shifted", seq_logprobs(mask_at=1), "mask is shifted"),
         f(seq, "mean", seq_logprobs(mean=True), "is their sum"),
@@ -582,16 +589,16 @@ def test_a_planted_mistake_fails_with_its_hint(notebook, question, mutation, cha
 
 
 def _questions(master):
-    """(name, all_or_nothing, [(hidden, points), ...]) of each exercise of a master."""
+    """(name, all_or_nothing, manual, [(hidden, points), ...]) of each exercise of a master."""
     out = []
     for cell in json.loads(master.read_text())["cells"]:
         source = "".join(cell["source"])
         if cell["cell_type"] == "raw" and source.startswith("# BEGIN QUESTION"):
             name = source.split("name:")[1].split()[0]
-            out.append((name, "all_or_nothing: true" in source, []))
+            out.append((name, "all_or_nothing: true" in source, "manual: true" in source, []))
         elif cell["cell_type"] == "code" and source.startswith('""" # BEGIN TEST CONFIG'):
             config = source.split("# END TEST CONFIG")[0]
-            out[-1][2].append(("hidden: true" in config, float(config.split("points:")[1].split()[0])))
+            out[-1][3].append(("hidden: true" in config, float(config.split("points:")[1].split()[0])))
     return out
 
 
@@ -599,15 +606,19 @@ def test_every_exercise_is_covered_partial_credit_where_separable_and_totals_kep
     """Every exercise whose public check carries points, or that has several point-carrying tests, is an implement
     or compute exercise in the table above with at least two planted mistakes; those are graded with partial
     credit unless a single hidden test holds all their points (an atomic answer); choice items stay all or nothing;
-    each notebook's total is what it was before issue 31."""
+    written questions (otter's `manual: true`) have no tests and are graded by hand; each notebook's autograded
+    total is what it was before issue 31."""
     planted = {}
     for m in MISTAKES:
         planted[m[0], m[1]] = planted.get((m[0], m[1]), 0) + 1
     for master in grade.masters():
         questions = _questions(master)
-        assert sum(p for _, _, tests in questions for _, p in tests) == TOTALS[master.stem], master.stem
-        for name, all_or_nothing, tests in questions:
+        assert sum(p for *_, tests in questions for _, p in tests) == TOTALS[master.stem], master.stem
+        for name, all_or_nothing, manual, tests in questions:
             key = (master.stem, name)
+            if manual:  # read by the teacher: no test cells, so none of the grader's points
+                assert not tests and key not in CORRECT, key
+                continue
             scored = [t for t in tests if t[1] > 0]
             if key in CORRECT:
                 assert planted.get(key, 0) >= 2, key
@@ -618,6 +629,6 @@ def test_every_exercise_is_covered_partial_credit_where_separable_and_totals_kep
 
 def test_the_ten_masters_public_checks_are_what_this_test_imports():
     for master in grade.masters():
-        names = {name for name, *_ in _questions(master)}
+        names = {name for name, _, manual, _ in _questions(master) if not manual}
         assert {p.stem for p in (TESTS / master.stem).glob("*.py")} == names, master.stem
     assert {nb for nb, _ in CORRECT} == {m.stem for m in grade.masters()}
