@@ -106,7 +106,7 @@ def setup_cell(relative: str, modules: list[str], assignment: str | None = None)
         "# Setup: install what this notebook needs when it is missing (Colab); a no-op in the repository's "
         "environment.",
         "# Written by python -m minidpo.colab from minidpo/colab.py (a fork changes REPOSITORY there).",
-        "import importlib.util, os, subprocess, sys",
+        "import importlib.util, os, shutil, subprocess, sys",
         f'REPOSITORY = "{REPOSITORY}"',
         "",
         "def _setup(*command):",
@@ -128,7 +128,8 @@ def setup_cell(relative: str, modules: list[str], assignment: str | None = None)
             f'tests_dir = "tests/{assignment}"  # beside this notebook in notebooks/exercises/',
             'if "google.colab" in sys.modules:  # fetch this notebook\'s public checks alone, not the repository',
             '    checks = "/content/minidpo-checks"',
-            "    if not os.path.isdir(checks):",
+            f'    if not os.path.isdir(checks + "/{folder}"):  # (again, after a fetch cut short)',
+            "        shutil.rmtree(checks, ignore_errors=True)",
             '        _setup("git", "clone", "-q", "--depth", "1", "--filter=blob:none", "--sparse", REPOSITORY, '
             'checks)',
             f'        _setup("git", "-C", checks, "sparse-checkout", "set", "{folder}")',

@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,8 +75,9 @@ def forbid(*functions: Callable, reason: str = "write it yourself") -> Iterator[
         elif event == "c_call" and any(arg is f for f in watchdogs):
             tampered.append(next(name for f, name in watchdogs.items() if arg is f))
 
-    previous = sys.getprofile()
+    previous, previous_threads = sys.getprofile(), threading.getprofile()
     sys.setprofile(profiler)
+    threading.setprofile(profiler)  # threads started inside the block (a thread pool) are watched too
     try:
         yield
     finally:
@@ -83,6 +85,7 @@ def forbid(*functions: Callable, reason: str = "write it yourself") -> Iterator[
         if sys.getprofile() is not profiler:
             tampered.append("sys.setprofile")
         sys.setprofile(previous)
+        threading.setprofile(previous_threads)
     if tampered:
         raise AssertionError(f"your code turns off the grader's check ({tampered[0]}): that scores 0")
     if hits:
@@ -133,6 +136,9 @@ def _grade_here(notebook: Path, quiet: bool, debug: bool, masters_dir: Path | No
     import otter.api
 
     master = master_for(notebook, masters_dir)
+    if notebook == master and notebook.parent.resolve() != Path(masters_dir or MASTERS).resolve():
+        raise ValueError(f"{notebook}: a master outside the masters folder is not graded (a submitted master would "
+                         f"grade itself); put it in the folder given by --masters")
     built = build(master)
     submission = built["solution"] if notebook == master else notebook  # a master: check its key
     assignment = master.stem
@@ -151,8 +157,10 @@ def _grade_here(notebook: Path, quiet: bool, debug: bool, masters_dir: Path | No
         shutil.copyfile(submission, copy)
         results = otter.api.grade_submission(str(copy), str(built["autograder"]), quiet=quiet, debug=debug)
     scores = {name: (float(r.score), float(r.possible)) for name, r in results.results.items()}
-    messages = {name: [("hidden check: " if t.test_case.hidden else "") + t.message.strip()
-                       for t in r.test_case_results if not t.passed] for name, r in results.results.items()}
+    # a hidden check says only its failure message (its source line would show the hidden inputs)
+    messages = {name: [f"hidden check: {t.test_case.failure_message or 'failed'}" if t.test_case.hidden
+                       else t.message.strip() for t in r.test_case_results if not t.passed]
+                for name, r in results.results.items()}
     total, possible = sum(s for s, _ in scores.values()), sum(p for _, p in scores.values())
     return {"notebook": notebook.name, "assignment": assignment, "scores": scores,
             "messages": messages, "total": total, "possible": possible, "manual": manual}
@@ -182,16 +190,21 @@ def grade_folder(folder: Path, csv_path: Path, debug: bool = False, time_limit_s
     notebooks = [nb for nb in sorted(Path(folder).rglob("*.ipynb")) if ".ipynb_checkpoints" not in nb.parts]
     for nb in notebooks:  # each autograder built once, before submissions are graded side by side
         try:
-            build(master_for(nb, masters_dir))
-        except ValueError:
+            if not is_master(nb):
+                build(master_for(nb, masters_dir))
+        except Exception:  # noqa: BLE001 -- reported on the submission's row below
             pass
+    limit = time_limit_s if time_limit_s is not None or jobs <= 1 else 1e9  # side by side: child processes only
 
     def one(nb: Path) -> dict:
         name = nb.relative_to(folder).as_posix()  # per-student subfolders keep same-named files apart
         try:
-            return {**grade(nb, debug=debug, time_limit_s=time_limit_s, masters_dir=masters_dir), "notebook": name}
-        except ValueError as e:  # not an exercise notebook: say so in the table rather than stop
-            return {"notebook": name, "assignment": "", "scores": {}, "total": 0.0, "possible": 0.0, "error": str(e)}
+            if is_master(nb):
+                raise ValueError("a master, not a submission (a submitted master would grade itself)")
+            return {**grade(nb, debug=debug, time_limit_s=limit, masters_dir=masters_dir), "notebook": name}
+        except Exception as e:  # noqa: BLE001 -- not gradable: say so in the table rather than stop the class
+            return {"notebook": name, "assignment": "", "scores": {}, "total": 0.0, "possible": 0.0,
+                    "error": f"{type(e).__name__}: {e}"[:500]}
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # each grading is a child process: threads only wait
         reports = list(pool.map(one, notebooks))
@@ -206,20 +219,23 @@ def grade_folder(folder: Path, csv_path: Path, debug: bool = False, time_limit_s
 
 
 def scan_folder(folder: Path, masters_dir: Path | None = None) -> int:
-    """Print each submission under `folder` that the scan refuses, with its findings; 1 if any, else 0. Runs no
-    submission: for grades made elsewhere (Gradescope runs otter's autograder without this scan)."""
+    """Print each submission under `folder` (or the one notebook `folder`) that the scan refuses, with its findings;
+    1 if any, else 0. Runs no submission: for grades made elsewhere (Gradescope runs otter without this scan)."""
+    folder = Path(folder)
+    notebooks = [folder] if folder.is_file() else sorted(folder.rglob("*.ipynb"))
     flagged = 0
-    for nb in sorted(Path(folder).rglob("*.ipynb")):
-        if ".ipynb_checkpoints" in nb.parts:
-            continue
+    for nb in [nb for nb in notebooks if ".ipynb_checkpoints" not in nb.parts]:
+        name = nb.name if folder.is_file() else nb.relative_to(folder).as_posix()
         try:
+            if is_master(nb):
+                raise ValueError("a master, not a submission")
             findings = scan_submission(nb, build(master_for(nb, masters_dir))["student"])
-        except ValueError as e:
-            print(f"{nb.relative_to(folder).as_posix()}: not graded ({e})")
+        except Exception as e:  # noqa: BLE001 -- listed, and the others still scanned
+            print(f"{name}: not scanned ({e})")
             continue
         flagged += bool(findings)
         for f in findings:
-            print(f"{nb.relative_to(folder).as_posix()}: {f}")
+            print(f"{name}: {f}")
     print(f"{flagged} submission(s) refused by the scan")
     return 1 if flagged else 0
 
@@ -245,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in make_students(directory=masters_dir):
             print("wrote", path.relative_to(ROOT))
         return 0
-    if args.folder and args.scan_only:
-        return scan_folder(Path(args.folder), masters_dir)
+    if args.scan_only:
+        if not (args.folder or args.notebook):
+            parser.error("--scan-only needs a notebook or --folder")
+        return scan_folder(Path(args.folder or args.notebook), masters_dir)
     if args.folder:
         reports = grade_folder(Path(args.folder), Path(args.csv), debug=args.debug, time_limit_s=limit,
                                masters_dir=masters_dir, jobs=args.jobs)

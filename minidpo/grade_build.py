@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,10 +55,18 @@ def build(master: Path) -> dict[str, Path]:
     """The student version, the solution version and the autograder zip of one master, cached by its content."""
     digest = hashlib.sha256(Path(master).read_bytes()).hexdigest()[:16]
     out = CACHE / f"{Path(master).stem}-{digest}"
-    if not (out / "done").exists():
-        shutil.rmtree(out, ignore_errors=True)
-        _assign(Path(master), out)
-        (out / "done").write_text("")
+    if not (out / "done").exists():  # built aside, then moved into place: a second grader never sees half a build
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=CACHE, prefix=f".{Path(master).stem}-"))
+        _assign(Path(master), tmp / "build")
+        (tmp / "build" / "done").write_text("")
+        if out.exists() and not (out / "done").exists():  # a build cut short by an older grader
+            shutil.rmtree(out, ignore_errors=True)
+        try:
+            os.replace(tmp / "build", out)
+        except OSError:  # another grader finished the same build first
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
     return {"student": out / "student" / Path(master).name, "student_tests": out / "student" / "tests",
             "solution": out / "autograder" / Path(master).name,
             "autograder": Path(glob.glob(str(out / "autograder" / "*.zip"))[0])}

@@ -148,11 +148,13 @@ def test_masters_come_from_any_folder_and_a_master_grades_through_its_key(built,
     private = tmp_path / "private"
     private.mkdir()
     shutil.copy(grade.MASTERS / "02_kl_constrained_optimum.ipynb", private)
-    key = grade.grade(private / "02_kl_constrained_optimum.ipynb")
+    key = grade.grade(private / "02_kl_constrained_optimum.ipynb", masters_dir=private)
     assert key["assignment"] == "02_kl_constrained_optimum" and key["total"] == key["possible"] > 0
     student = tmp_path / "bob.ipynb"
     shutil.copy(built["02_kl_constrained_optimum"]["solution"], student)
     assert grade.grade(student, masters_dir=private)["total"] == key["possible"]
+    with pytest.raises(ValueError, match="outside the masters folder"):  # a submitted master grades nothing
+        grade.grade(private / "02_kl_constrained_optimum.ipynb")
     with pytest.raises(ValueError, match="no master 01_bradley_terry.ipynb"):
         grade.grade(grade.STUDENTS / "01_bradley_terry.ipynb", masters_dir=private)
     assert grade.main([str(grade.STUDENTS / "01_bradley_terry.ipynb"), "--masters", str(private)]) == 2

@@ -49,12 +49,66 @@ ATTACKS = {
 }
 
 
+# attacks through what the distributed cells bind (the setup cell's sys/os/_setup, the exercise's imports):
+# each is planted after the notebook's own cells, so the scan sees the notebook's real names (a review's bypasses)
+IN_NOTEBOOK = {
+    "sys.modules from the setup cell": 'm = sys.modules["otter.test_files.exception_test"]\n'
+                                       "m.test_case.call_func = lambda self, env: None\n",
+    "the setup cell's _setup": '_setup("sed", "-i", "s/assert /pass  # /", "tests/q1.py")\n',
+    "os from the setup cell": 'os.system("true")\n',
+    "a module under another name": "t = torch\nt.allclose = lambda *a, **k: True\n",
+    "a module passed to a function": "def p(m):\n    m.allclose = None\np(torch)\n",
+    "a module in a loop": "for m in [torch]:\n    m.allclose = None\n",
+    "a private name from an allowed library": "from random import _os as o\no.system('true')\n",
+    "a name the grader uses, defined": "class G:\n    def forbid(self):\n        pass\n",
+    "threads": "from tqdm.contrib.concurrent import thread_map\n",
+    "pickle through torch.load": "x = torch.load('p.pt', weights_only=False)\n",
+}
+HONEST = ("x = torch.zeros(3)\nx[torch.argmax(x)] = 1\nm = torch.zeros(3, 3)\nm[torch.arange(3), torch.arange(3)] = 0\n"
+          "counts = [0, 0, 0]\ncounts[int(torch.argmax(x))] += 1\ny = torch.zeros(2) + 1\ny[0] = 2\n"
+          "print(torch.__version__)\ngrader.check('q1_bradley_terry_prob')\n")
+
+
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_each_attack_is_a_finding(name):
     assert scan_source(ATTACKS[name]), f"the scan let through: {name}"
 
 
-def test_honest_code_is_not_a_finding():
+@pytest.mark.parametrize("name", sorted(IN_NOTEBOOK))
+def test_attacks_through_the_notebooks_own_names_are_findings(built, tmp_path, name):
+    attack = _with_cell(grade.STUDENTS / "01_bradley_terry.ipynb", "import torch\n" + IN_NOTEBOOK[name], tmp_path)
+    assert scan_submission(attack, built["01_bradley_terry"]["student"]), f"the scan let through: {name}"
+
+
+def test_honest_indexing_and_checks_in_a_notebook_are_not_findings(built, tmp_path):
+    honest = _with_cell(grade.STUDENTS / "01_bradley_terry.ipynb", "import torch\n" + HONEST, tmp_path)
+    assert scan_submission(honest, built["01_bradley_terry"]["student"]) == []
+
+
+def test_an_old_format_notebook_is_scanned_as_the_kernel_runs_it(built, tmp_path):
+    """nbformat 3 keeps cells under `worksheets`: otter upgrades and runs them, so the scan must read them too."""
+    import nbformat
+
+    attack = _with_cell(grade.STUDENTS / "01_bradley_terry.ipynb", ATTACKS["otter runner"], tmp_path)
+    v3 = tmp_path / "v3.ipynb"
+    v3.write_text(nbformat.writes(nbformat.convert(nbformat.read(attack, as_version=4), 3)))
+    assert '"worksheets"' in v3.read_text()
+    assert scan_submission(v3, built["01_bradley_terry"]["student"])
+
+
+def test_a_master_handed_in_is_not_graded_by_its_own_key(built, tmp_path):
+    """A student's own master (hidden tests `assert True`) would grade itself: in a class folder it is a row with an
+    error and no points, and given alone it is refused unless it sits in the masters folder."""
+    folder = tmp_path / "class"
+    folder.mkdir()
+    shutil.copy(grade.MASTERS / "01_bradley_terry.ipynb", folder / "mine.ipynb")
+    reports = grade.grade_folder(folder, tmp_path / "grades.csv")
+    assert reports[0]["total"] == 0 and "a master, not a submission" in reports[0]["error"]
+    with pytest.raises(ValueError, match="outside the masters folder"):
+        grade.grade(folder / "mine.ipynb", time_limit_s=None)
+
+
+def test_honest_code_is_not_a_finding():  # noqa: D103
     honest = ("import torch\nimport torch.nn.functional as F\nimport math, copy\nfrom minidpo.batching import "
               "collate_sft\n\ndef my_loss(a, b, beta):\n    h = beta * (a - b)\n    out = -F.logsigmoid(h)\n"
               "    scores = {}\n    scores['x'] = out.mean()\n    policy = copy.deepcopy(a)\n    return out\n"
@@ -153,3 +207,14 @@ def test_scan_only_lists_the_refused_submissions_of_a_folder(built, tmp_path, ca
     out = capsys.readouterr().out
     assert "bo/attack.ipynb: cell" in out and "get_ipython" in out and "ana.ipynb" not in out
     assert "1 submission(s) refused" in out
+
+
+def test_forbid_watches_threads_started_inside_it():
+    """A thread pool inside the block runs the forbidden function on another thread: still caught (a review's
+    bypass through tqdm's thread_map, when forbid watched only the calling thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with pytest.raises(AssertionError, match="bradley_terry_prob"):
+        with grade.forbid(preference.bradley_terry_prob):
+            with ThreadPoolExecutor(1) as pool:
+                list(pool.map(lambda a: preference.bradley_terry_prob(a, torch.tensor(0.0)), [torch.tensor(1.0)]))

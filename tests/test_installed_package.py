@@ -80,7 +80,7 @@ def test_the_grader_works_from_the_installed_package_with_masters_from_a_folder(
         return subprocess.run([sys.executable, "-m", "minidpo.grade", *args, "--time-limit", "300"], cwd=work,
                               env=env, capture_output=True, text=True, timeout=600)
 
-    key = grade(str(masters / "01_bradley_terry.ipynb"))
+    key = grade(str(masters / "01_bradley_terry.ipynb"), "--masters", str(masters))
     assert key.returncode == 0 and "passed" in key.stdout, key.stdout + key.stderr[-2000:]
     total = key.stdout.strip().splitlines()[-1]
     assert total.split()[1] == total.split()[3], total  # full marks
