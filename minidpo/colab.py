@@ -26,6 +26,8 @@ import json
 import re
 from pathlib import Path
 
+from .grade_build import is_master
+
 REPOSITORY = "https://github.com/minidpo/minidpo"
 BRANCH = "main"
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,8 +178,7 @@ def expected(notebook: Path, relative: str) -> tuple[str, str]:
     """(badge line, setup cell) that `notebook`, at `relative` in the repository, should carry."""
     nb = json.loads(notebook.read_text())
     assignment = None
-    first = nb["cells"][0] if nb["cells"] else {}
-    if first.get("cell_type") == "raw" and "ASSIGNMENT CONFIG" in "".join(first.get("source", "")):
+    if is_master(notebook):
         assignment = notebook.stem
         relative = f"notebooks/exercises/{notebook.name}"  # the badge opens the student version
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code" and not _is_setup(c)]
@@ -202,7 +203,7 @@ def sync(root: Path = ROOT, patterns: tuple[str, ...] = ("notebooks/[0-9][0-9]_*
         cell = next(c for c in nb["cells"] if _is_setup(c))
         cell["source"] = setup.splitlines(True)
         first = nb["cells"][0]
-        if first["cell_type"] == "raw" and "".join(first["source"]).startswith("# ASSIGNMENT CONFIG"):
+        if is_master(notebook):
             first["source"] = assignment_config("".join(first["source"])).splitlines(True)
         text_out = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
         if text_out != notebook.read_text():

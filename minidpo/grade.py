@@ -121,14 +121,24 @@ def grade(notebook: Path, quiet: bool = True, debug: bool = False, time_limit_s:
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
             child.communicate()
-            return {"notebook": notebook.name, "assignment": "", "scores": {}, "messages": {}, "total": 0.0,
-                    "possible": 0.0, "error": f"timed out after {time_limit_s:g} s: scored 0"}
+            return _zero(notebook.name, f"timed out after {time_limit_s:g} s: scored 0")
         if not out.exists():
             raise RuntimeError(f"grading {notebook.name} failed (exit {child.returncode}):\n{err[-3000:]}")
         report = json.loads(out.read_text())
     if "not_gradable" in report:
         raise ValueError(report["not_gradable"])
     return {**report, "scores": {name: tuple(sp) for name, sp in report["scores"].items()}}
+
+
+def _zero(notebook: str, error: str, assignment: str = "", **extra) -> dict:  # timed out, refused, not gradable
+    return {"notebook": notebook, "assignment": assignment, "scores": {}, "messages": {}, "total": 0.0,
+            "possible": 0.0, "error": error, **extra}
+
+
+def _submissions(folder: Path) -> list[Path]:
+    """The notebooks under `folder` (or `folder` itself), Jupyter's `.ipynb_checkpoints` copies left out."""
+    notebooks = [folder] if folder.is_file() else sorted(folder.rglob("*.ipynb"))
+    return [nb for nb in notebooks if ".ipynb_checkpoints" not in nb.parts]
 
 
 def _grade_here(notebook: Path, quiet: bool, debug: bool, masters_dir: Path | None = None) -> dict:
@@ -148,10 +158,9 @@ def _grade_here(notebook: Path, quiet: bool, debug: bool, masters_dir: Path | No
     manual = [s.split("name:")[1].split()[0] for s in raw if s.startswith("# BEGIN QUESTION") and "manual: true" in s]
     findings = scan_submission(submission, built["student"])
     if findings:  # code that could change what grades it: refused before it runs
-        return {"notebook": notebook.name, "assignment": assignment, "scores": {}, "messages": {},
-                "total": 0.0, "possible": 0.0, "flagged": [str(f) for f in findings], "manual": manual,
-                "error": "refused, scored 0: " + "; ".join(str(f) for f in findings[:3])
-                         + (f"; and {len(findings) - 3} more" if len(findings) > 3 else "")}
+        return _zero(notebook.name, "refused, scored 0: " + "; ".join(str(f) for f in findings[:3])
+                     + (f"; and {len(findings) - 3} more" if len(findings) > 3 else ""), assignment,
+                     flagged=[str(f) for f in findings], manual=manual)
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / f"{assignment}.ipynb"  # otter runs the submission under the name it had when assigned
         shutil.copyfile(submission, copy)
@@ -187,7 +196,7 @@ def grade_folder(folder: Path, csv_path: Path, debug: bool = False, time_limit_s
     """Grade every *.ipynb under `folder` (Jupyter's `.ipynb_checkpoints` copies skipped) into one CSV row each:
     file (its path relative to `folder`), assignment, one column per exercise, total; each submission under its own
     time limit, so one that hangs scores 0 and the others are still graded; `jobs` submissions at a time."""
-    notebooks = [nb for nb in sorted(Path(folder).rglob("*.ipynb")) if ".ipynb_checkpoints" not in nb.parts]
+    notebooks = _submissions(Path(folder))
     for nb in notebooks:  # each autograder built once, before submissions are graded side by side
         try:
             if not is_master(nb):
@@ -203,8 +212,7 @@ def grade_folder(folder: Path, csv_path: Path, debug: bool = False, time_limit_s
                 raise ValueError("a master, not a submission (a submitted master would grade itself)")
             return {**grade(nb, debug=debug, time_limit_s=limit, masters_dir=masters_dir), "notebook": name}
         except Exception as e:  # noqa: BLE001 -- not gradable: say so in the table rather than stop the class
-            return {"notebook": name, "assignment": "", "scores": {}, "total": 0.0, "possible": 0.0,
-                    "error": f"{type(e).__name__}: {e}"[:500]}
+            return _zero(name, f"{type(e).__name__}: {e}"[:500])
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # each grading is a child process: threads only wait
         reports = list(pool.map(one, notebooks))
@@ -221,10 +229,8 @@ def grade_folder(folder: Path, csv_path: Path, debug: bool = False, time_limit_s
 def scan_folder(folder: Path, masters_dir: Path | None = None) -> int:
     """Print each submission under `folder` (or the one notebook `folder`) that the scan refuses, with its findings;
     1 if any, else 0. Runs no submission: for grades made elsewhere (Gradescope runs otter without this scan)."""
-    folder = Path(folder)
-    notebooks = [folder] if folder.is_file() else sorted(folder.rglob("*.ipynb"))
     flagged = 0
-    for nb in [nb for nb in notebooks if ".ipynb_checkpoints" not in nb.parts]:
+    for nb in _submissions(folder):
         name = nb.name if folder.is_file() else nb.relative_to(folder).as_posix()
         try:
             if is_master(nb):
