@@ -90,7 +90,8 @@ def sampled_sequence_kl(
 
 @torch.inference_mode()
 def sampled_log_ratios(
-    policy, ref, tokenizer, prompts: list[str], completions: list[str] | list[list[int]], batch_size: int = 8
+    policy, ref, tokenizer, prompts: list[str], completions: list[str] | list[list[int]], batch_size: int = 8,
+    policy_logps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log pi(y|x) - log pi_ref(y|x) for each prompt and its sampled completion y ~ pi(.|x): their mean is the
     Monte-Carlo estimate of the sequence-level KL(pi || pi_ref), their spread gives its standard error.
@@ -99,7 +100,13 @@ def sampled_log_ratios(
     then the estimate is unbiased for the KL between the two distributions over replies of at most
     max_new_tokens tokens, provided they were sampled from `policy` at temperature 1 with top-p 1. Given as
     text, they are re-tokenized and an EOS appended, which is only approximately what was sampled.
+
+    Fast path: `policy_logps`, the log-probabilities the sampler computed while drawing these ids
+    (`generate_responses(..., return_logps=True)`), replaces the policy's forward pass; only the reference runs.
+    They agree with the policy's own scoring to float32 rounding (a test pins it).
     """
+    if policy_logps is not None and len(policy_logps) != len(completions):
+        raise ValueError(f"policy_logps has {len(policy_logps)} values for {len(completions)} completions")
     prompt_ids = tokenize_prompts(tokenizer, prompts)
     eos = tokenizer.eos_token_id
     examples = []
@@ -112,8 +119,10 @@ def sampled_log_ratios(
     with evaluating(policy, ref):  # dropout off: scoring must be deterministic
         for s in range(0, len(examples), batch_size):
             batch = collate_sft(examples[s : s + batch_size], tokenizer.pad_token_id)
-            logp = model_sequence_logprobs(policy, batch)
-            diffs.append((logp - model_sequence_logprobs(ref, batch).to(logp.device)).cpu())
+            ref_logp = model_sequence_logprobs(ref, batch).cpu()
+            logp = (policy_logps[s : s + batch_size].to(ref_logp) if policy_logps is not None
+                    else model_sequence_logprobs(policy, batch).cpu())
+            diffs.append(logp - ref_logp)
     return torch.cat(diffs)
 
 

@@ -78,9 +78,15 @@ def make_optimizer(model, cfg):
         opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused)
     else:
         opt = torch.optim.RMSprop(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    warmup = cfg.warmup_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (warmup + 1)) if warmup else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_factor(s, cfg.warmup_steps))
     return opt, sched
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """The learning rate's share at optimizer step `step` (from 0) of a linear warm-up: (step + 1) / (warmup + 1),
+    so the first `warmup_steps` steps run below the full rate and step `warmup_steps` at it. One rule for the
+    training loop and PPO."""
+    return min(1.0, (step + 1) / (warmup_steps + 1)) if warmup_steps else 1.0
 
 
 def disable_dropout(model) -> None:

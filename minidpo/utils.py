@@ -6,7 +6,8 @@ and running a model in eval mode.
 - `data_file`: `$MINIDPO_DATA_DIR/<file>` when it is there, else the cached copy, else fetched once from its
   public source into the cache (`$MINIDPO_CACHE`, default ~/.cache/minidpo).
 - `derive_seed`: a seed for one purpose, derived from a run's seed by hashing, so that purposes never share a
-  stream; `epoch_seed` and `batch_seed` are the two per-step streams of the training loop and the sampler.
+  stream; `epoch_seed` and `prompt_seed` are the per-epoch stream of the training loop and the per-prompt stream of
+  the sampler.
 - `evaluating(model)`: eval mode inside a block, the previous mode restored after it.
 """
 
@@ -108,10 +109,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1000 + epoch
 
 
-def batch_seed(seed: int, batch: int) -> int:
-    """The sampler's seed for one generation batch: seed * 1,000,003 + batch (a prime stride, so a run's
-    batches never reach the next seed's)."""
-    return seed * 1_000_003 + batch
+def prompt_seed(seed: int, prompt: int) -> int:
+    """The sampler's seed for one prompt (its index in the list sampled): seed * 1,000,003 + prompt (a prime
+    stride, so a run's prompts never reach the next seed's)."""
+    return seed * 1_000_003 + prompt
 
 
 # ----------------------------------------------------------------------------- model modes

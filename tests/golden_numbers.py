@@ -12,7 +12,10 @@ on both replies, trajectories, seeds, two replies per prompt, lexicons filtered 
 instruction_smoke.json and the instruction part of family_smoke.json (its sentiment part unchanged). The frontier's
 redesign (issue 28: curves, a calibrated reward model chosen on validation, PPO's pilot and warm-up, the matched-KL
 rule along each curve) replaced frontier_smoke.json. The family's redesign (issue 29: every arm tuned on validation, on its
-own curve with seeds, matched-KL verdicts against DPO's curves, length control) replaced family_smoke.json. To
+own curve with seeds, matched-KL verdicts against DPO's curves, length control) replaced family_smoke.json. The
+sampler's rewrite (issue 32: `minidpo.generate`'s own decode loop, one uniform per token from each prompt's stream,
+in place of HF `generate`'s multinomial) draws other replies, so it replaced all three; with it the instruction
+experiment's learning-rate search and the lexicons' base-model control (issue 27) changed instruction_smoke.json. To
 accept an intended change, regenerate: `MINIDPO_UPDATE_GOLDEN=1 MINIDPO_PROFILE=smoke python -m pytest
 tests/test_instruction_experiment.py tests/test_sentiment_frontier.py tests/test_family_experiment.py`, and say
 why in the commit."""

@@ -28,6 +28,96 @@ def test_sampling_is_seeded_and_greedy_is_batch_independent(tiny, records):
         generate_responses(model, tok, prompts, temperature=-1)
 
 
+def test_draw_inverts_the_cdf_on_planted_rows():
+    """Mutations caught: `searchsorted(right=False)` (a uniform on a boundary takes the token before it), the CDF
+    not normalised by its total, top-p keeping the wrong end of the sorted probabilities or dropping the token
+    that crosses top_p, temperature ignored, greedy not argmax."""
+    from minidpo.generate import draw
+
+    logits = torch.tensor([0.2, 0.5, 0.3]).log().repeat(5, 1)
+    u = torch.tensor([0.1, 0.2, 0.25, 0.69, 0.71])
+    assert draw(logits, u).tolist() == [0, 1, 1, 1, 2]
+    assert draw(logits + 7.0, u).tolist() == [0, 1, 1, 1, 2]  # a shift of every logit changes nothing
+    assert draw(logits, u, temperature=0).tolist() == [1] * 5
+    # temperature 0.5 squares and renormalises: (0.04, 0.25, 0.09) / 0.38 -> CDF 0.105, 0.763, 1
+    assert draw(logits, torch.tensor([0.1, 0.11, 0.76, 0.77, 0.0]), temperature=0.5).tolist() == [0, 1, 1, 2, 0]
+    # top-p 0.6 keeps 0.5 and 0.3 (0.5 alone falls short of 0.6): CDF over {1: 0.5, 2: 0.3} / 0.8 = 0.625, 1
+    assert draw(logits, torch.tensor([0.0, 0.6, 0.63, 0.99, 0.5]), top_p=0.6).tolist() == [1, 1, 2, 2, 1]
+    assert draw(logits[:1], torch.tensor([0.99]), top_p=0.4).tolist() == [1]  # the top token alone already passes 0.4
+
+
+def test_draw_frequencies_follow_the_softmax():
+    """20,000 draws from one row: each token's frequency within 4.5 binomial standard errors of softmax(logits)."""
+    from minidpo.generate import draw
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, generator=g) * 2
+    n = 20_000
+    tokens = draw(logits.repeat(n, 1), torch.rand(n, generator=g, dtype=torch.float64))
+    freq = torch.bincount(tokens, minlength=12).double() / n
+    p = logits.double().softmax(-1)
+    assert ((freq - p).abs() <= 4.5 * (p * (1 - p) / n).sqrt() + 1e-12).all()
+
+
+def test_greedy_decoding_agrees_with_hf_generate(tiny, records):
+    """An independent implementation: HF `generate` (greedy, left padding) on the same prompts."""
+    from minidpo.batching import tokenize_prompts
+
+    model, tok = tiny
+    prompts = list(records["prompt"][:4])
+    _, ours = generate_responses(model, tok, prompts, max_new_tokens=7, temperature=0, show_progress=False)
+    for prompt, ids in zip(tokenize_prompts(tok, prompts), ours):
+        out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                             max_new_tokens=7, do_sample=False, pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id)[0, len(prompt):].tolist()
+        if tok.eos_token_id in out:
+            out = out[: out.index(tok.eos_token_id) + 1]
+        assert ids == out
+
+
+def test_sampler_logps_are_the_models_and_replace_its_forward_in_the_kl(tiny, records):
+    """The log-probabilities returned with the samples equal the policy's own scoring of them (teacher-forced,
+    right padding) to float32 rounding, and give the same KL terms; rows that stop early leave the batch
+    without changing the others (the same ids drawn one prompt at a time). Mutations caught: a row's cache not
+    dropped with it (other rows' keys shift), position ids counting padding, logps at the temperature's scale."""
+    import copy
+
+    from minidpo.batching import collate_sft, tokenize_prompts
+    from minidpo.evaluate import sampled_log_ratios
+    from minidpo.logprobs import model_sequence_logprobs
+
+    from precision import logprob_tol
+
+    model, tok = tiny
+    model = copy.deepcopy(model)
+    eos_bias = torch.zeros(len(tok))
+    eos_bias[tok.eos_token_id] = 3.0  # EOS likely, so rows end at different steps and leave the batch
+    model.lm_head.register_forward_hook(lambda module, inputs, logits: logits + eos_bias)
+    prompts = list(records["prompt"][:8])
+    texts, ids, logps = generate_responses(model, tok, prompts, max_new_tokens=9, seed=5, batch_size=8,
+                                           show_progress=False, return_logps=True)
+    ended = [i[-1] == tok.eos_token_id for i in ids]
+    assert 0 < sum(ended) < len(ids) and len({len(i) for i in ids}) > 2  # the dropping path ran
+    _, one_by_one = generate_responses(model, tok, prompts, max_new_tokens=9, seed=5, batch_size=1,
+                                       show_progress=False)
+    assert one_by_one == ids  # tiny vocabulary: float32 rounding flips no token here
+    batch = collate_sft([{"prompt_ids": p, "completion_ids": c} for p, c in zip(tokenize_prompts(tok, prompts), ids)],
+                        tok.pad_token_id)
+    with torch.no_grad():
+        scored = model_sequence_logprobs(model.eval(), batch)
+    n_tokens = max(len(i) for i in ids)
+    assert ((logps - scored).abs() <= logprob_tol(scored, n_tokens, model.config.n_embd)).all()
+    ref = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    slow = sampled_log_ratios(model, ref, tok, prompts, ids)
+    fast = sampled_log_ratios(model, ref, tok, prompts, ids, policy_logps=logps)
+    assert ((fast - slow).abs() <= logprob_tol(scored, n_tokens, model.config.n_embd)).all()
+    with pytest.raises(ValueError, match="policy_logps has 7 values for 8"):
+        sampled_log_ratios(model, ref, tok, prompts, ids, policy_logps=logps[:7])
+
+
 def test_bootstrap_interval_and_win_rate():
     outcomes = torch.tensor([1.0] * 30 + [0.0] * 10)
     lo, hi = bootstrap_ci(outcomes, seed=0)

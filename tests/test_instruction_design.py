@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from minidpo.evaluate import curves_at_matched_kl
-from minidpo.experiments.instruction import derive_lexicons
-from minidpo.experiments.instruction_arms import Arm, select, selection_score
+from minidpo.experiments.instruction_lexicons import derive_lexicons
+from minidpo.experiments.instruction import dpo_arm, pft_arm
+from minidpo.experiments.instruction_arms import Arm, chosen_learning_rate, select, selection_score
 from minidpo.experiments.instruction_eval import instrument_checks, judge_wins, per_prompt, primary
 from minidpo.validity import flags
 
@@ -37,6 +38,37 @@ def test_lexicons_keep_the_rewrites_words_and_drop_what_plain_instructions_also_
     # mutation caught: precision measured against the originals alone keeps "would", which plain instructions hold
     assert "would" in lex["polite"]["candidates"] and "would" not in lex["polite"]["markers"]
     assert lex["rude"]["validity_test_pairs"].precision == 1.0 and lex["rude"]["validity_test_pairs"].recall == 1.0
+
+
+def test_the_base_model_control_drops_markers_the_untouched_model_writes():
+    """A marker that passes the data's precision bar but flags ordinary replies of the base model is dropped, with
+    its rate recorded; one under the bar is kept. Mutations caught: the control skipped, `>=` for `>` at the bar
+    (a rate equal to the bar is kept), precision measured before the drop (the validity must describe the kept
+    markers: recall falls when "get" goes), a rude marker's rate read on the polite lexicon."""
+    base = ["Sure, you can get one at the shop."] * 3 + ["The sky is blue."] * 97  # "get" in 3%, "obviously" never
+    plain = derive_lexicons(_splits(), min_precision=0.95)
+    lex = derive_lexicons(_splits(), min_precision=0.95, base_replies=base, max_base_rate=0.03)
+    assert "get" in plain["rude"]["markers"] and "get" in lex["rude"]["markers"]  # 0.03 is not above 0.03
+    lex = derive_lexicons(_splits(), min_precision=0.95, base_replies=base, max_base_rate=0.02)
+    control = lex["rude"]["base_model_control"]
+    assert "get" not in lex["rude"]["markers"] and control["dropped"] == {"get": 0.03}
+    assert "obviously" in lex["rude"]["markers"] and control["kept_rates"]["obviously"] == 0.0
+    assert control["replies"] == 100 and lex["polite"]["base_model_control"]["dropped"] == {}
+    assert "happy to" in lex["polite"]["markers"]
+    assert lex["rude"]["validity_judge_split"].recall == 1.0  # "obviously" still flags every rude rewrite
+    assert sorted(lex["rude"]["markers"] + ["get"]) == sorted(plain["rude"]["markers"])
+
+
+def test_the_learning_rate_is_the_one_whose_best_checkpoint_scores_highest_ties_to_the_smaller():
+    """Mutations caught: the larger rate on ties (further from the reference), the lowest score chosen, the
+    first listed rate returned whatever the scores."""
+    assert chosen_learning_rate([(1e-5, 0.2), (2e-5, 0.3)]) == 2e-5
+    assert chosen_learning_rate([(2e-5, 0.3), (1e-5, 0.4)]) == 1e-5
+    assert chosen_learning_rate([(2e-5, 0.3), (1e-5, 0.3)]) == 1e-5
+    assert chosen_learning_rate([(None, -0.1)]) is None  # no search: the config's own rate
+    # a searched rate is part of a run's name, never of an arm's
+    assert dpo_arm(0.1, 1, 2e-5) == "dpo_beta0.1_lr2e-05_seed1" and dpo_arm(0.1) == "dpo_beta0.1"
+    assert pft_arm(0, 1e-5) == "preferred_ft_lr1e-05" and pft_arm() == "preferred_ft"
 
 
 def _point(budget, polite, rude):

@@ -27,7 +27,7 @@ import torch
 from datasets import Dataset
 
 from ..batching import completions_from_pairs, tokenize_prompts, tokenize_sft
-from ..generate import generate_responses
+from ..generate import SAMPLER, generate_responses
 from ..logprobs import precompute_reference_logprobs, with_reference_logprobs
 from ..losses import LOSSES
 from ..models import load_model
@@ -85,10 +85,12 @@ class Task:
         """`Run.stage` with the task's key folded into the stage's own."""
         return self.run.stage(name, compute, {"task": self.key, **(key or {})}, *([codec] if codec else []))
 
-    def sample(self, model, prompts: list[str], seed: int) -> tuple[list[str], list[list[int]]]:
-        """One reply per prompt at temperature 1: texts and the token ids as drawn."""
+    def sample(self, model, prompts: list[str], seed: int, return_logps: bool = False):
+        """One reply per prompt at temperature 1: texts and the token ids as drawn (and, with `return_logps`, each
+        reply's log-probability under `model`)."""
         return generate_responses(model, self.tokenizer, prompts, max_new_tokens=self.plan.max_new_tokens,
-                                  temperature=1.0, seed=seed, batch_size=32, show_progress=False)
+                                  temperature=1.0, seed=seed, batch_size=64, show_progress=False,
+                                  return_logps=return_logps)
 
 
 def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True,
@@ -112,7 +114,7 @@ def prepare_task(profile: Profile, run_dir: str | Path | None = None, show_progr
     model, tokenizer = load_model(profile.model, device=profile.device, seed=profile.seed, tokenizer_texts=texts)
     key = {"model": profile.model, "device": profile.device, "seed": profile.seed, "source": plan.source,
            "reward": plan.reward, "sizes": sizes, "max_new_tokens": plan.max_new_tokens,
-           "draws_per_prompt": plan.draws_per_prompt, "sft": plan.sft}
+           "draws_per_prompt": plan.draws_per_prompt, "sft": plan.sft, "sampler": SAMPLER}
     task = Task(profile, plan, run, tokenizer, model, splits, ground_truth_reward(plan.reward, profile.device),
                 show_progress, key=key)
     if plan.source == "snippets":

@@ -124,10 +124,12 @@ def chosen_reward_model(task: Task, sft_model, pairs: dict, runs: list[dict]) ->
 
 def reward_model_key(task: Task, runs: list[dict], record: dict) -> dict:
     """What every stage that reads the chosen, calibrated reward model is keyed by: the runs tried, the choice and
-    the calibration (a changed reward model recomputes PPO, best-of-N and the SFT point's scores)."""
+    how it is calibrated (a changed reward model recomputes PPO, best-of-N and the SFT point's scores). The
+    calibration's two floats are not in the key: they follow from the rest, and another CPU's last-bit rounding
+    of them must not retrain PPO."""
     return {"runs": [r["config"] for r in runs], "epochs": task.plan.reward_model_epochs,
             "pooling": task.plan.reward_pooling, "chosen": [record["learning_rate"], record["epochs"]],
-            "calibration": record["calibration"]}
+            "calibration": record["calibration"]["on"]}
 
 
 def pair_accuracy(scores: torch.Tensor, true: torch.Tensor) -> tuple[float, int]:

@@ -27,30 +27,32 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
 from datasets import concatenate_datasets
 
 from ..data import format_prompt, load_instruction_preferences, stratified_split, tokenize_preferences, tokenize_sft
 from ..evaluate import sampled_log_ratios
-from ..generate import generate_responses
-from ..judges import derive_markers
+from ..generate import SAMPLER, generate_responses
 from ..logprobs import precompute_reference_logprobs, with_reference_logprobs
 from ..loop import optimizer_steps
 from ..models import load_model
 from ..train import train_dpo, train_sft
 from ..utils import derive_seed
-from ..validity import flags, high_precision_markers, lexicon_validity
+from ..validity import flags
+from .instruction_lexicons import controlled_lexicons
 from .instruction_plan import InstructionPlan
 from .profiles import Profile
 from .runs import TENSORS, Run, model_codec, open_run
 
 
-def dpo_arm(beta: float, seed: int = 0) -> str:
-    """The name of DPO's run at `beta` and training seed `seed` (its stage folder and results entry)."""
-    return f"dpo_beta{beta:g}" + (f"_seed{seed}" if seed else "")
+def dpo_arm(beta: float, seed: int = 0, learning_rate: float | None = None) -> str:
+    """The name of DPO's run at `beta`, training seed `seed` and (when the plan searches it) `learning_rate`: its
+    stage folder and trajectory entry. Without a seed or a learning rate, the name of DPO's arm at `beta`."""
+    return f"dpo_beta{beta:g}" + (f"_lr{learning_rate:g}" if learning_rate else "") + (f"_seed{seed}" if seed else "")
 
 
-def pft_arm(seed: int = 0) -> str:
-    return "preferred_ft" + (f"_seed{seed}" if seed else "")
+def pft_arm(seed: int = 0, learning_rate: float | None = None) -> str:
+    return "preferred_ft" + (f"_lr{learning_rate:g}" if learning_rate else "") + (f"_seed{seed}" if seed else "")
 
 
 def marks(lexicons: dict, kind: str, replies: list[str]) -> list[float]:
@@ -71,7 +73,7 @@ class InstructionExperiment:
     splits: dict  # split name -> Dataset of records (prompt in the model's format, instruction, input, output, ...)
     tokenized: dict  # "dpo_train"/"validation" -> pairs; "sft_reference"/"sft_preferred" -> {train, validation}
     data_report: dict
-    lexicons: dict  # "rude"/"polite" -> {"markers", "validity"}: high-precision lexicons read off the judge split
+    lexicons: dict  # "rude"/"polite" -> {"markers", ...}: `instruction_lexicons.controlled_lexicons`
     show_progress: bool = True
     model_keys: dict = field(default_factory=dict)  # arm name -> the stage key of its model (what it depends on)
 
@@ -95,32 +97,6 @@ class InstructionExperiment:
 
     def timing(self) -> dict:
         return self.run.timing()
-
-
-def derive_lexicons(splits: dict, min_precision: float) -> dict:
-    """The rude and polite lexicons: word 1-2-grams each half's rewrites add to the original answers (judge split),
-    kept when each alone flags rewrites at precision >= `min_precision` against plain text -- the other half's
-    rewrites, and the instructions and original answers of every split but test (so "would", "explain" or "right",
-    which plain instructions hold too, drop out); precision and recall also measured on the held-out test pairs
-    (rewrites vs originals of that half)."""
-    plain = [t for s in ("judge_train", "dpo_train", "validation") for r in splits[s]
-             for t in (r["output"], f"{r['instruction']} {r['input']}".strip())]
-    out = {}
-    halves = (("rude", "rude_rewrite", "rejected", "polite_rewrite", "chosen"),
-              ("polite", "polite_rewrite", "chosen", "rude_rewrite", "rejected"))
-    for kind, half, side, other_half, other_side in halves:
-        def texts(split, h, column):
-            return [r[column] for r in splits[split] if r["half"] == h]
-
-        originals, rewrites = texts("judge_train", half, "output"), texts("judge_train", half, side)
-        others = texts("judge_train", other_half, other_side)
-        candidates = derive_markers(originals, rewrites, others)
-        markers = high_precision_markers(candidates, rewrites, plain + others, min_precision)
-        out[kind] = {"markers": markers, "candidates": candidates,
-                     "validity_judge_split": lexicon_validity(markers, rewrites, plain + others),
-                     "validity_test_pairs": lexicon_validity(markers, texts("test", half, side),
-                                                             texts("test", half, "output"))}
-    return out
 
 
 def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True,
@@ -161,8 +137,10 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
     # what every stage depends on (the device too: a model trained on a GPU computes other numbers than on a CPU)
     base_key = {"model": profile.model, "device": profile.device, "seed": profile.seed, "sizes": sizes,
                 "max_length": plan.max_length, "max_prompt_length": plan.max_prompt_length}
-    return InstructionExperiment(profile, plan, run, tokenizer, model, splits, tokenized, data_report,
-                                 derive_lexicons(splits, plan.lexicon_precision), show_progress, {"base": base_key})
+    exp = InstructionExperiment(profile, plan, run, tokenizer, model, splits, tokenized, data_report, {},
+                                show_progress, {"base": base_key})
+    exp.lexicons = controlled_lexicons(exp)
+    return exp
 
 
 def _train_cfg(exp: InstructionExperiment, config, folder: Path, seed: int, **fields):
@@ -171,19 +149,24 @@ def _train_cfg(exp: InstructionExperiment, config, folder: Path, seed: int, **fi
                    use_cpu=exp.profile.device == "cpu", **fields)
 
 
-def validation_point(exp: InstructionExperiment, model, reference=None) -> dict:
+def validation_point(exp: InstructionExperiment, model, reference=None, sample_set: int = 0,
+                     pairs: bool = True) -> dict:
     """A checkpoint on the validation prompts: one reply per prompt (the same sampling seed for every policy:
-    common random numbers), each reply's rude and polite marks, and -- given the `reference` -- each reply's
-    log pi(y|x) - log pi_ref(y|x) (their mean estimates KL(pi || pi_ref)) and the policy's mean log-probs of the
-    validation pairs' chosen and rejected replies (likelihood displacement)."""
+    common random numbers; another for each `sample_set`), each reply's rude and polite marks, and -- given the
+    `reference` -- each reply's log pi(y|x) - log pi_ref(y|x) (their mean estimates KL(pi || pi_ref)) and, with
+    `pairs`, the policy's mean log-probs of the validation pairs' chosen and rejected replies (displacement)."""
     model.eval()
     prompts = exp.prompts("validation")
-    texts, ids = generate_responses(model, exp.tokenizer, prompts, max_new_tokens=exp.plan.max_new_tokens,
-                                    temperature=exp.plan.temperature, seed=derive_seed(exp.profile.seed, "validation"),
-                                    batch_size=exp.plan.generation_batch_size, show_progress=exp.show_progress)
+    seed = derive_seed(exp.profile.seed, "validation", *([sample_set] if sample_set else []))
+    texts, ids, logps = generate_responses(model, exp.tokenizer, prompts, max_new_tokens=exp.plan.max_new_tokens,
+                                           temperature=exp.plan.temperature, seed=seed,
+                                           batch_size=exp.plan.generation_batch_size, show_progress=exp.show_progress,
+                                           return_logps=True)
     point = {"replies": texts, **exp.marks(texts)}
     if reference is not None:
-        point["log_ratios"] = sampled_log_ratios(model, reference, exp.tokenizer, prompts, ids, batch_size=8).tolist()
+        point["log_ratios"] = sampled_log_ratios(model, reference, exp.tokenizer, prompts, ids, batch_size=16,
+                                                 policy_logps=logps).tolist()
+    if reference is not None and pairs:
         chosen, rejected = precompute_reference_logprobs(model, exp.tokenized["validation"], exp.pad, batch_size=8,
                                                          show_progress=False)
         point["logps/chosen"], point["logps/rejected"] = chosen.tolist(), rejected.tolist()
@@ -208,7 +191,7 @@ def _phased(exp: InstructionExperiment, name: str, key: dict, start, budgets: tu
     # a phase is its training and its validation reading: keyed by both (a changed reading recomputes the phase)
     p = exp.plan
     key = {**key, "validation": {"max_new_tokens": p.max_new_tokens, "temperature": p.temperature, "scored": scored,
-                                 "batch_size": p.generation_batch_size,
+                                 "batch_size": p.generation_batch_size, "sampler": SAMPLER,
                                  "lexicons": {k: v["markers"] for k, v in exp.lexicons.items()}}}
     exp.model_keys[name] = key
     points, _ = exp.run.phases(name, key, budgets, train_to, score, keep=(model, exp.codec()))
@@ -248,18 +231,19 @@ def reference_logprobs(exp: InstructionExperiment, reference) -> dict:
 
 def trajectory(exp: InstructionExperiment, reference, ref_data: dict, method: str, beta: float | None = None,
                seed: int = 0, budgets: tuple | None = None, loss_type: str = "sigmoid", arm: str | None = None,
-               hyperparameters: tuple = (), scored: bool = True) -> list[dict]:
+               hyperparameters: tuple = (), scored: bool = True, learning_rate: float | None = None) -> list[dict]:
     """Stage 4 (notebook 06): DPO at `beta` (`method="dpo"`, or a `losses.LOSSES` variant) or Preferred-FT
-    (`method="preferred_ft"`) from the reference with training seed `seed`, scored on validation after each
-    budget (default: `plan.checkpoints` epochs)."""
+    (`method="preferred_ft"`) from the reference with training seed `seed` and `learning_rate` (default: the
+    plan's config's), scored on validation after each budget (default: `plan.checkpoints` epochs)."""
     p = exp.plan
     budgets = budgets or p.checkpoints
+    lr = {"learning_rate": learning_rate} if learning_rate else {}
     if method == "preferred_ft":
-        arm, config, train = arm or pft_arm(seed), p.preferred_ft, train_sft
+        arm, config, train = arm or pft_arm(seed, learning_rate), replace(p.preferred_ft, **lr), train_sft
         data = (exp.tokenized["sft_preferred"]["dpo_train"], exp.tokenized["sft_preferred"]["validation"])
     else:
-        arm = arm or dpo_arm(beta, seed)
-        config = replace(p.dpo, beta=beta, loss_type=loss_type, **dict(hyperparameters))
+        arm = arm or dpo_arm(beta, seed, learning_rate)
+        config = replace(p.dpo, beta=beta, loss_type=loss_type, **lr, **dict(hyperparameters))
         data, train = (ref_data["dpo_train"], ref_data["validation"]), train_dpo
     key = {"reference": exp.model_keys["reference"], method: config, "seed": seed}
     return _phased(exp, arm, key, reference, budgets, data, config, seed, train, reference, scored)
@@ -271,14 +255,17 @@ def samples(exp: InstructionExperiment, arm: str, model, split: str = "test", sa
     seed = derive_seed(exp.profile.seed, "sample", split, sample_set)
 
     def sample() -> dict:
-        texts, ids = generate_responses(model, exp.tokenizer, exp.prompts(split),
-                                        max_new_tokens=exp.plan.max_new_tokens, temperature=exp.plan.temperature,
-                                        seed=seed, batch_size=exp.plan.generation_batch_size,
-                                        show_progress=exp.show_progress)
-        return {"arm": arm, "split": split, "sample_set": sample_set, "seed": seed, "replies": texts, "token_ids": ids}
+        texts, ids, logps = generate_responses(model, exp.tokenizer, exp.prompts(split),
+                                               max_new_tokens=exp.plan.max_new_tokens,
+                                               temperature=exp.plan.temperature, seed=seed,
+                                               batch_size=exp.plan.generation_batch_size,
+                                               show_progress=exp.show_progress, return_logps=True)
+        return {"arm": arm, "split": split, "sample_set": sample_set, "seed": seed, "replies": texts, "token_ids": ids,
+                "logps": logps.tolist()}
 
     key = {"model": exp.model_keys[arm], "split": split, "seed": seed, "temperature": exp.plan.temperature,
-           "max_new_tokens": exp.plan.max_new_tokens, "batch_size": exp.plan.generation_batch_size}
+           "max_new_tokens": exp.plan.max_new_tokens, "batch_size": exp.plan.generation_batch_size,
+           "sampler": SAMPLER}
     return exp.run.stage(f"samples/{split}/{arm}/{sample_set}", sample, key)
 
 
@@ -287,8 +274,8 @@ def sampled_kl(exp: InstructionExperiment, arm: str, policy, reference, test_sam
     estimates KL(pi || pi_ref); a stage (`kl/<arm>`)."""
     def estimate() -> list[float]:
         return sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"],
-                                  batch_size=8).tolist()
+                                  batch_size=16, policy_logps=torch.tensor(test_samples["logps"])).tolist()
 
     key = {"policy": exp.model_keys[arm], "reference": exp.model_keys["reference"], "seed": test_samples["seed"],
-           "max_new_tokens": exp.plan.max_new_tokens}
+           "max_new_tokens": exp.plan.max_new_tokens, "sampler": SAMPLER}
     return exp.run.stage(f"kl/{arm}", estimate, key)

@@ -1,9 +1,11 @@
 """Every arm of the instruction experiment trained, chosen on validation, and sampled on test.
 
     reference    SFT on both replies, its checkpoint chosen on validation (`instruction.reference_run`)
-    trajectories DPO at each beta and Preferred-FT (training seed `plan.seeds[0]`) scored on validation at
+    trajectories Preferred-FT and DPO at the first beta at each of `plan.learning_rates`, then DPO at the other
+                 betas at DPO's chosen learning rate (training seed `plan.seeds[0]`), scored on validation at
                  `plan.checkpoints` (`instruction.trajectory`)
-    selection    the checkpoint (and DPO's beta) with the highest validation polite-minus-rude rate
+    selection    the learning rate, the checkpoint (and DPO's beta) with the highest validation polite-minus-rude
+                 rate
     seeds        the selected DPO arm and Preferred-FT trained again with every other seed of `plan.seeds`, to the
                  selected checkpoint
     test         `plan.samples_per_prompt` replies per test prompt from every arm and seed, and the sampled KL to
@@ -14,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..generate import SAMPLER
 from .instruction import (InstructionExperiment, dpo_arm, pft_arm, reference_logprobs, reference_run, sampled_kl,
-                          samples, trajectory)
+                          samples, trajectory, validation_point)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,11 @@ def select(points: list[dict]) -> dict:
     return max(points, key=lambda p: (selection_score(p), -p["budget"]))
 
 
+def chosen_learning_rate(scores: list[tuple[float | None, float]]) -> float | None:
+    """The learning rate whose (best checkpoint's) validation score is highest; ties: the smaller rate."""
+    return max(scores, key=lambda x: (x[1], -(x[0] or 0.0)))[0]
+
+
 def sample_arm(exp: InstructionExperiment, name: str, method: str, models: list[tuple[str, object]], reference,
               beta=None, epochs=None, seeds=(0,)) -> Arm:
     """Sample every model on the test prompts (`models`: one (sample-stage name, callable returning the model) per
@@ -68,6 +76,77 @@ def validation_origin(ref_record: dict, ref_data: dict) -> dict:
             "logps/rejected": list(ref_data["validation"]["ref_rejected_logps"])}
 
 
+def validation_runs(exp: InstructionExperiment, reference, ref_data: dict) -> tuple[dict, dict, dict]:
+    """The trajectories on validation and every choice made there (training seed `plan.seeds[0]`): Preferred-FT and
+    DPO at the first beta at each of `plan.learning_rates`, the learning rate per method, DPO at the other betas at
+    DPO's rate, each run's best checkpoint and the DPO arm. Returns (runs {run name: (method, beta, learning rate,
+    points)}, best {run name: point}, selection)."""
+    p = exp.plan
+    first, lrs = p.seeds[0], p.learning_rates or (None,)
+    runs = {}  # run name -> (method, beta, learning rate, validation points)
+    for lr in lrs:  # the learning rate searched on the first beta and on Preferred-FT, then fixed
+        runs[pft_arm(first, lr)] = ("Preferred-FT", None, lr,
+                                    trajectory(exp, reference, ref_data, "preferred_ft", seed=first, learning_rate=lr))
+        runs[dpo_arm(p.betas[0], first, lr)] = ("DPO", p.betas[0], lr, trajectory(
+            exp, reference, ref_data, "dpo", p.betas[0], seed=first, learning_rate=lr))
+    best = {name: select(points) for name, (*_, points) in runs.items()}
+    chosen_lr = {method: chosen_learning_rate([(lr, selection_score(best[n])) for n, (m, _, lr, _) in runs.items()
+                                               if m == method]) for method in ("DPO", "Preferred-FT")}
+    for beta in p.betas[1:]:
+        lr = chosen_lr["DPO"]
+        name = dpo_arm(beta, first, lr)
+        runs[name] = ("DPO", beta, lr, trajectory(exp, reference, ref_data, "dpo", beta, seed=first, learning_rate=lr))
+        best[name] = select(runs[name][3])
+    # one arm per method and beta: the run at the chosen learning rate
+    arm_runs = {(dpo_arm(b) if m == "DPO" else pft_arm()): n for n, (m, b, lr, _) in runs.items()
+                if lr == chosen_lr[m]}
+    # the first maximum in the plan's order of betas: ties go to the beta listed first
+    dpo_best = max((a for a in arm_runs if runs[arm_runs[a]][0] == "DPO"),
+                   key=lambda a: (selection_score(best[arm_runs[a]]), -best[arm_runs[a]]["budget"]))
+    selection = {"rule": "highest validation polite rate minus rude rate (one reply per prompt, training seed "
+                         f"{first}); ties: the earlier checkpoint, the beta listed first in the plan",
+                 "learning_rate_rule": "the learning rate of the plan's list whose best checkpoint scores highest by "
+                                       f"the same rule, DPO at beta={p.betas[0]:g} and Preferred-FT; ties: the "
+                                       "smaller; the other betas then run at DPO's",
+                 "learning_rates": chosen_lr, "runs": arm_runs,
+                 "selected_beta": runs[arm_runs[dpo_best]][1], "selected_dpo_arm": dpo_best,
+                 "checkpoints": {a: {"epochs": best[n]["budget"], "score": selection_score(best[n])}
+                                 for a, n in arm_runs.items()},
+                 "scores": {n: [selection_score(x) for x in pts] for n, (*_, pts) in runs.items()}}
+    return runs, best, selection
+
+
+def second_reading(exp: InstructionExperiment, name: str, model_key: dict, make_model, reference) -> dict:
+    """One model on a second validation sample set (sample set 1): rude and polite marks and, against `reference`,
+    log-ratios (the reference itself: 0). The matched-KL reading uses these replies, not the ones that chose the
+    learning rates, beta and checkpoints (a stage, `validation_set1/<name>`)."""
+    def read() -> dict:
+        model = make_model()
+        point = validation_point(exp, model, None if model is reference else reference, sample_set=1, pairs=False)
+        return {"rude": point["rude"], "polite": point["polite"],
+                "log_ratios": point.get("log_ratios", [0.0] * len(point["rude"]))}
+
+    p = exp.plan
+    key = {"model": model_key, "reference": exp.model_keys["reference"], "sample_set": 1, "sampler": SAMPLER,
+           "max_new_tokens": p.max_new_tokens, "temperature": p.temperature, "batch_size": p.generation_batch_size,
+           "lexicons": {k: v["markers"] for k, v in exp.lexicons.items()}}
+    return exp.run.stage(f"validation_set1/{name}", read, key)
+
+
+def second_readings(exp: InstructionExperiment, reference, runs: dict, selection: dict) -> dict:
+    """`second_reading` of the reference ("origin") and of every checkpoint of the selected DPO arm's and
+    Preferred-FT's runs ({arm: {"points": [...]}})."""
+    codec = exp.codec()
+    out = {"origin": {"budget": 0.0, "steps": 0, **second_reading(exp, "reference", exp.model_keys["reference"],
+                                                                   lambda: reference, reference)}}
+    for arm in (pft_arm(), selection["selected_dpo_arm"]):
+        run = selection["runs"][arm]
+        out[arm] = {"points": [{"budget": pt["budget"], "steps": pt["steps"], **second_reading(
+            exp, f"{run}/{pt['budget']:g}", {"run": exp.model_keys[run], "epochs": pt["budget"]},
+            lambda run=run, b=pt["budget"]: exp.run.phase_model(run, b, codec), reference)} for pt in runs[run][3]]}
+    return out
+
+
 def train_all(exp: InstructionExperiment) -> dict:
     """The whole training side: {"reference": record, "trajectories": {run: points}, "origin": the reference's
     validation point, "selection": {...}, "arms": {name: Arm}, "reference_model", "ref_data" (the DPO pairs with
@@ -76,34 +155,24 @@ def train_all(exp: InstructionExperiment) -> dict:
     reference, ref_record = reference_run(exp)
     ref_data = reference_logprobs(exp, reference)
     origin = validation_origin(ref_record, ref_data)
-    first = p.seeds[0]
-    runs = {pft_arm(first): ("Preferred-FT", None, trajectory(exp, reference, ref_data, "preferred_ft", seed=first))}
-    for beta in p.betas:
-        runs[dpo_arm(beta, first)] = ("DPO", beta, trajectory(exp, reference, ref_data, "dpo", beta, seed=first))
-    best = {name: select(points) for name, (_, _, points) in runs.items()}
-    # the first maximum in the plan's order of betas: ties go to the beta listed first
-    dpo_best = max((n for n in runs if runs[n][0] == "DPO"),
-                   key=lambda n: (selection_score(best[n]), -best[n]["budget"]))
-    selection = {"rule": "highest validation polite rate minus rude rate (one reply per prompt, training seed "
-                         f"{first}); ties: the earlier checkpoint, the beta listed first in the plan",
-                 "selected_beta": runs[dpo_best][1], "selected_dpo_arm": dpo_best,
-                 "checkpoints": {n: {"epochs": b["budget"], "score": selection_score(b)} for n, b in best.items()},
-                 "scores": {n: [selection_score(x) for x in pts] for n, (_, _, pts) in runs.items()}}
+    runs, best, selection = validation_runs(exp, reference, ref_data)
+    arm_runs, dpo_best, first = selection["runs"], selection["selected_dpo_arm"], p.seeds[0]
     arms = {"base": sample_arm(exp, "base", "base", [("base", lambda: exp.base_model)], reference),
             "reference": sample_arm(exp, "reference", "reference", [("reference", lambda: reference)], reference,
                                    epochs=ref_record["selected_epochs"])}
-    for name, (method, beta, _) in runs.items():
-        epochs = best[name]["budget"]
-        seeds = p.seeds if name in (pft_arm(first), dpo_best) else (first,)
+    for name, run_name in arm_runs.items():
+        method, beta, lr, _ = runs[run_name]
+        epochs = best[run_name]["budget"]
+        seeds = p.seeds if name in (pft_arm(), dpo_best) else (first,)
         models = []
         for seed in seeds:
-            run = pft_arm(seed) if beta is None else dpo_arm(beta, seed)
+            run = pft_arm(seed, lr) if beta is None else dpo_arm(beta, seed, lr)
             if seed != first:  # trained to the checkpoint chosen on the first seed's validation scores
                 trajectory(exp, reference, ref_data, "preferred_ft" if beta is None else "dpo", beta, seed=seed,
-                           budgets=(epochs,), scored=False)
+                           budgets=(epochs,), scored=False, learning_rate=lr)
             exp.model_keys[f"{run}@{epochs:g}"] = {"run": exp.model_keys[run], "epochs": epochs}
             models.append((f"{run}@{epochs:g}", lambda run=run, e=epochs: exp.run.phase_model(run, e, codec)))
         arms[name] = sample_arm(exp, name, method, models, reference, beta, epochs, seeds)
-    return {"reference": ref_record, "trajectories": {n: {"method": m, "beta": b, "points": pts}
-                                                      for n, (m, b, pts) in runs.items()},
-            "origin": origin, "selection": selection, "arms": arms, "reference_model": reference, "ref_data": ref_data}
+    return {"reference": ref_record, "trajectories": {n: {"method": m, "beta": b, "learning_rate": lr, "points": pts}
+                                                      for n, (m, b, lr, pts) in runs.items()},
+            "second_validation": second_readings(exp, reference, runs, selection), "origin": origin, "selection": selection, "arms": arms, "reference_model": reference, "ref_data": ref_data}

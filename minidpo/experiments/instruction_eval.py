@@ -2,7 +2,7 @@
 then the pre-registered comparisons on the test prompts.
 
 Primary metrics (`PLAN`): the rude rate and the polite rate of replies, by the high-precision lexicons
-(`instruction.derive_lexicons`). Primary comparisons: each DPO arm and Preferred-FT against the reference, and
+(`instruction_lexicons`, with the base-model false-positive control). Primary comparisons: each DPO arm and Preferred-FT against the reference, and
 the selected DPO arm against Preferred-FT, on both rates; Holm's correction over that family. Secondary: the
 preference judge's win rate (and length-controlled), answer containment on prompts with a short checkable
 answer, words per reply. Every comparison is paired over the test prompts: each prompt's value is the mean over
@@ -17,6 +17,7 @@ the right direction, and the lexicons' hits printed per arm so their false posit
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import torch
 
@@ -29,8 +30,12 @@ from .instruction import InstructionExperiment, marks
 from .instruction_arms import Arm
 
 PLAN = {
-    "primary_metrics": {"rude rate": "share of replies holding a marker of the rude lexicon (precision >= 0.95)",
-                        "polite rate": "share of replies holding a marker of the polite lexicon (precision >= 0.95)"},
+    "primary_metrics": {"rude rate": "share of replies holding a marker of the rude lexicon (precision >= 0.95 on "
+                                     "the data; flagging at most `lexicon_max_base_rate` of the base model's "
+                                     "validation replies)",
+                        "polite rate": "share of replies holding a marker of the polite lexicon (precision >= 0.95 "
+                                       "on the data; flagging at most `lexicon_max_base_rate` of the base model's "
+                                       "validation replies)"},
     "primary_comparisons": "each DPO arm vs the reference; Preferred-FT vs the reference; the selected DPO arm vs "
                            "Preferred-FT; each on both rates",
     "decision_rule": "a difference is called when Holm's step-down correction over the primary family (family-wise "
@@ -40,8 +45,11 @@ PLAN = {
                   "answer containment on test prompts whose answer has at most 4 words", "words per reply"],
     "matched_kl": "rude and polite rates of DPO (selected beta) and Preferred-FT read along their validation "
                   "trajectories at 0.9 of the largest KL both reach (inside both curves, so bootstrap replicates "
-                  "rarely fall off an end); the difference with a paired bootstrap interval",
-    "selection": "reference checkpoint, DPO beta and checkpoints, Preferred-FT checkpoint chosen on validation only",
+                  "rarely fall off an end); the difference with a paired bootstrap interval. Every checkpoint is "
+                  "read on a second validation sample set, apart from the replies that chose it",
+    "selection": "reference checkpoint; DPO's and Preferred-FT's learning rates (each searched over the plan's "
+                 "list, DPO at its first beta), DPO's beta and checkpoints, Preferred-FT's checkpoint: all chosen on "
+                 "validation only",
     "units": "each test prompt's value is the mean over the arm's seeds and sample sets; intervals are 95% "
              "percentile bootstraps over prompts, for these trained runs (seeds averaged, not resampled)",
 }
@@ -224,7 +232,8 @@ MATCHED_KL_SHARE = 0.9  # of the largest KL both curves reach: read at that end,
 def matched_kl(trajectories: dict, origin: dict, selected: str, pft: str, seed: int = 0) -> list[dict]:
     """DPO (selected beta) and Preferred-FT read along their own validation trajectories (the reference at KL 0
     first) at `MATCHED_KL_SHARE` of the largest KL both reach: each rate there, DPO minus Preferred-FT, and the
-    change per nat. Replicates whose curves no longer reach that KL are counted (`out_of_range`)."""
+    change per nat. Replicates whose curves no longer reach that KL are counted (`out_of_range`). The experiment
+    passes the second validation sample set's readings (`instruction_arms.second_readings`)."""
     def curve(name, kind):
         return [(origin[kind], origin["log_ratios"])] + [(p[kind], p["log_ratios"])
                                                           for p in trajectories[name]["points"]]
@@ -241,8 +250,7 @@ def matched_kl(trajectories: dict, origin: dict, selected: str, pft: str, seed: 
             continue
         start = sum(origin[kind]) / len(origin[kind])
         c = Comparison(f"{kind} rate at matched KL ({r.kl:.2f} nats, validation)", selected, pft,
-                       Interval(r.difference.estimate, r.difference.low, r.difference.high,
-                                METHOD + " (both curves)", r.difference.n))
+                       replace(r.difference, method=METHOD + " (both curves)"))
         out.append({"metric": f"{kind} rate", "readable": True, "kl": r.kl, "comparison": c,
                     "reference": start, selected: r.a, pft: r.b, "out_of_range": r.out_of_range,
                     "n_boot": r.n_boot,

@@ -27,6 +27,8 @@ class InstructionPlan:
     samples_per_prompt: int = 2  # independently seeded replies per test prompt and arm (2: the A/A control)
     min_reference_rude_rate: float = 0.10  # the bar the reference must reach on validation: it writes both sides
     lexicon_precision: float = 0.95  # a marker is kept when it alone flags rewrites at this precision (judge split)
+    lexicon_max_base_rate: float = 0.01  # ... and flags at most this share of the base model's validation replies
+    learning_rates: tuple[float, ...] = ()  # searched on validation for DPO (first beta) and Preferred-FT; () = none
     max_length: int = 512
     max_prompt_length: int = 256
     temperature: float = 1.0  # one temperature: the samples also estimate KL(pi || pi_ref), which needs T = 1
@@ -57,9 +59,11 @@ INSTRUCTION_PLANS = {
                              reference=SFTConfig(**_SMOKE_RUN), reference_checkpoints=(0.5, 1.0),
                              preferred_ft=SFTConfig(**_SMOKE_RUN), dpo=DPOConfig(**_SMOKE_RUN, optimizer="adamw"),
                              checkpoints=(0.5, 1.0), max_new_tokens=8, generation_batch_size=8, judge_refits=2,
-                             judge_l2_grid=(2e-3, 2e-1)),
-    # ~60 min on 2 cores: an SFT step of 8 replies ~3.3 s, a DPO step of 8 pairs ~6 s, 100 replies of 64 tokens ~40 s.
-    # The reference: a pilot gave 8 of 96 rude validation replies after 2 epochs at lr 5e-5 (0 after 1 at 1e-5).
+                             judge_l2_grid=(2e-3, 2e-1), learning_rates=(5e-4, 1e-3)),
+    # ~70 min on 2 cores: an SFT step of 8 replies ~3.3 s, a DPO step of 8 pairs ~5.5 s, 128 replies of 64 tokens
+    # ~20 s (minidpo.generate). The reference: the pilot gave 8 of 96 rude validation replies after 2 epochs
+    # at lr 5e-5 (0 after 1 at 1e-5). DPO and Preferred-FT search lr 1e-5 and 2e-5 on validation (5e-6 moved DPO
+    # only 0.25-0.85 nats in an earlier run; 2e-5 reached 8 nats at beta 0.1).
     "cpu": InstructionPlan(n_test=128, n_validation=96, n_judge=398, n_dpo=400, betas=(0.1, 0.5),
                            reference=SFTConfig(batch_size=8, learning_rate=5e-5, warmup_steps=10, eval_every=100,
                                                save_every=25),
@@ -68,7 +72,8 @@ INSTRUCTION_PLANS = {
                                                   save_every=25),
                            dpo=DPOConfig(batch_size=8, learning_rate=2e-5, warmup_steps=5, eval_every=100,
                                          save_every=25, optimizer="adamw"),
-                           checkpoints=(0.25, 0.5, 0.75, 1.0)),
+                           checkpoints=(0.25, 0.5, 0.75, 1.0), learning_rates=(1e-5, 2e-5),
+                           generation_batch_size=64),
     "gpu": InstructionPlan(n_test=200, n_validation=96, n_judge=300, n_dpo=None,
                            betas=(0.05, 0.1, 0.25, 0.5, 1.0),
                            reference=SFTConfig(batch_size=16, learning_rate=5e-5, warmup_steps=20, eval_every=200,

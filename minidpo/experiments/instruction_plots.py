@@ -22,7 +22,8 @@ def label(arm: str) -> str:
              "preferred_ft": "Preferred-FT (SFT on chosen)"}
     if arm in names:
         return names[arm]
-    return arm.replace("dpo_beta", "DPO beta=").replace("_seed", " seed ").replace("preferred_ft", "Preferred-FT")
+    return (arm.replace("dpo_beta", "DPO beta=").replace("_lr", " lr=").replace("_seed", " seed ")
+            .replace("preferred_ft", "Preferred-FT"))
 
 
 def plot_reference(results: dict, path: str | Path | None = None, title: str = ""):
@@ -58,10 +59,11 @@ def plot_trajectories(results: dict, path: str | Path | None = None, title: str 
 
 
 def plot_matched_kl(results: dict, path: str | Path | None = None, title: str = ""):
-    """Rude and polite rates against KL, each method along its own validation curve; the matched KL dashed."""
+    """Rude and polite rates against KL, DPO (selected beta) and Preferred-FT each along its own validation curve,
+    read on the second validation sample set (the matched-KL reading's replies); the matched KL dashed."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, (key, ylabel) in zip(axes, PANELS[:2]):
-        for name, t in results["trajectories"].items():
+        for name, t in results["second_validation"].items():
             pts = t["points"]
             ax.plot([p["kl"] for p in pts], [p[key] for p in pts], "o-", ms=3, label=label(name))
         for m in results["matched_kl"]:

@@ -73,22 +73,26 @@ def measure_instruction(exp, trained: dict, judge, judge_validation: dict) -> di
     arms, sel = trained["arms"], trained["selection"]
     selected, seed = sel["selected_dpo_arm"], exp.profile.seed
     ref_logps = {"chosen": trained["origin"]["logps/chosen"], "rejected": trained["origin"]["logps/rejected"]}
-    trajectories = {name: {"method": t["method"], "beta": t["beta"],
+    trajectories = {name: {"method": t["method"], "beta": t["beta"], "learning_rate": t["learning_rate"],
                            "points": [summarise_point(p, ref_logps, t["beta"])
                                       for p in [trained["origin"], *t["points"]]]}
                     for name, t in trained["trajectories"].items()}
-    pft = next(n for n, t in trajectories.items() if t["method"] == "Preferred-FT")
+    pft = next(a for a in sel["runs"] if trajectories[sel["runs"][a]]["method"] == "Preferred-FT")
+    second = trained["second_validation"]
     return to_json({
         "analysis_plan": PLAN, "plan": exp.plan, "lexicons": exp.lexicons, "judge": judge_validation,
         "reference": {**trained["reference"],
                       "checkpoints": [summarise_point(p, None, None) for p in trained["reference"]["checkpoints"]]},
-        "trajectories": trajectories, "selection": sel, "selected_arm": selected, "preferred_ft_arm": pft,
+        "trajectories": trajectories, "selection": sel,
+        "second_validation": {a: {"method": trajectories[sel["runs"][a]]["method"],
+                                  "points": [summarise_point(p, None, None) for p in [second["origin"], *t["points"]]]}
+                              for a, t in second.items() if a != "origin"}, "selected_arm": selected, "preferred_ft_arm": pft,
         "arms": {name: arm_summary(exp, arm) for name, arm in arms.items()},
         "instrument_checks": instrument_checks(exp, judge, arms["reference"]),
         "lexicon_hits": lexicon_hits(exp, arms),
         "primary": primary(exp, arms, selected),
         "secondary": secondary(exp, arms, judge, selected),
-        "matched_kl": matched_kl(trained["trajectories"], trained["origin"], selected, pft, seed),
+        "matched_kl": matched_kl(second, second["origin"], selected, pft, seed),
         "displacement": displacement(trained["trajectories"], trained["origin"], seed),
         "examples": [{"prompt": exp.questions("test")[i], **{a: arms[a].replies[0][0][i]
                                                              for a in ("reference", pft, selected)}}

@@ -31,9 +31,9 @@ def evaluate_policy(task: Task, model, sft_model, split: str = "test", per_promp
     prompts = task.prompts(split)
     seed = (derive_seed(task.profile.seed, "evaluate") if split == "test"
             else derive_seed(task.profile.seed, "evaluate", split))
-    texts, ids = task.sample(model, prompts, seed=seed)
+    texts, ids, logps = task.sample(model, prompts, seed=seed, return_logps=True)
     rewards = task.true_reward(prompts, texts)
-    log_ratios = sampled_log_ratios(model, sft_model, task.tokenizer, prompts, ids, batch_size=16)
+    log_ratios = sampled_log_ratios(model, sft_model, task.tokenizer, prompts, ids, batch_size=16, policy_logps=logps)
     lo, hi = bootstrap_ci(rewards, seed=task.profile.seed)
     n = len(prompts)
     rm = {}

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ..batching import tokenize_prompts
 from ..generate import generate_responses
 from ..logprobs import token_logprobs
-from ..loop import disable_dropout, load_checkpoint, save_checkpoint
+from ..loop import disable_dropout, load_checkpoint, save_checkpoint, warmup_factor
 from ..utils import derive_seed, epoch_seed, write_json
 from .ppo_maths import generalized_advantages, kl_penalized_rewards, masked_whiten, ppo_loss
 from .reward_model import RewardModel, right_padded
@@ -65,7 +65,7 @@ class PPOConfig:
     output_dir: str = "runs/ppo"
     kl_coef: float = 0.05  # beta of eq. 3: higher keeps the policy closer to the reference
     learning_rate: float = 1e-5
-    warmup_steps: int = 0  # optimizer steps over which the learning rate rises linearly from lr/warmup to lr:
+    warmup_steps: int = 0  # optimizer steps run below the full rate, rising linearly (`loop.warmup_factor`):
     # Adam's first steps move every weight by about lr whatever its gradient, which throws a fresh policy far from
     # the rollouts' policy (approxkl >> 0.1) when lr is not small
     iterations: int = 20  # rollout + update rounds
@@ -201,8 +201,7 @@ def train_ppo(
                     del logp_all
                 step = updates_before + n_updates
                 for group in opt.param_groups:
-                    group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps \
-                        else cfg.learning_rate
+                    group["lr"] = cfg.learning_rate * warmup_factor(step, cfg.warmup_steps)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
