@@ -107,6 +107,8 @@ def sampled_log_ratios(
     """
     if policy_logps is not None and len(policy_logps) != len(completions):
         raise ValueError(f"policy_logps has {len(policy_logps)} values for {len(completions)} completions")
+    if policy_logps is not None and any(isinstance(c, str) for c in completions):
+        raise ValueError("policy_logps belong to the sampled token ids: pass the ids, not re-tokenized text")
     prompt_ids = tokenize_prompts(tokenizer, prompts)
     eos = tokenizer.eos_token_id
     examples = []

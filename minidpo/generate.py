@@ -5,9 +5,9 @@ Why not `model.generate`? Three things it cannot give us, measured on SmolLM2-13
 - **One random number per token, per prompt.** `generate` draws with `torch.multinomial`, which spends one
   exponential random number per vocabulary entry (49,152 per row and step: a fifth of the sampling time). We
   draw by inverting the CDF with one uniform, and each prompt has its own stream: a reply depends on the seed,
-  the prompt and the model, and on the batch it was drawn in only through float32 rounding (a batch of another
-  size computes logits that differ by ~1e-5, which moves a token across a CDF boundary about once in a few
-  hundred tokens), so the batch size can be chosen for speed.
+  the prompt's place in the list and the model, and on the batch it was drawn in only through float32 rounding
+  (a batch of another size computes logits that differ by ~1e-5; measured on SmolLM2, 3 of 24 replies of 64
+  tokens then took another token somewhere), so the batch size can be chosen for speed.
 - **Finished rows leave the batch.** A row that has sampled EOS is dropped from the batch and the KV cache, so a
   batch costs its replies' tokens, not its longest reply times its rows (replies here end after ~25 of 64
   tokens on average).
@@ -40,11 +40,12 @@ def draw(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float = 1.0,
     probs = (logits.double() / temperature).softmax(-1)
     order = None
     if top_p < 1:  # keep the most probable tokens until their mass reaches top_p (at least one)
-        probs, order = probs.sort(-1, descending=True)
+        probs, order = probs.sort(dim=-1, descending=True, stable=True)
         probs = probs * ((probs.cumsum(-1) - probs) < top_p)
     cdf = probs.cumsum(-1)
     token = torch.searchsorted(cdf, (uniforms.double() * cdf[:, -1]).unsqueeze(-1), right=True)
-    token = token.clamp(max=probs.shape[-1] - 1)  # u * total can round onto the last entry of the CDF
+    last = (probs > 0).cumsum(-1).argmax(-1, keepdim=True)  # u * total can round onto the CDF's end: the last
+    token = torch.minimum(token, last)  # token of positive probability, never one top-p excluded
     return (order.gather(-1, token) if order is not None else token).squeeze(-1)
 
 
@@ -68,10 +69,11 @@ def generate_responses(
 ):
     """One sampled reply per prompt (temperature 0 = greedy), in the order of `prompts`.
 
-    Prompts are tokenized exactly as in training (`minidpo.batching.tokenize_prompts`). Prompt i draws its
-    tokens with the uniforms of `torch.Generator().manual_seed(utils.prompt_seed(seed, i))`, so the same seed
-    gives the same replies whatever ran before (and, up to float32 rounding, whatever the batch size). Top-k is off: only temperature and
-    top-p shape the distribution. Generation stops at EOS; the EOS and anything after it are not returned.
+    Prompts are tokenized exactly as in training (`minidpo.batching.tokenize_prompts`). Prompt i (its index in
+    `prompts`) draws its tokens with the uniforms of `torch.Generator().manual_seed(utils.prompt_seed(seed, i))`,
+    so the same seed gives the same replies whatever ran before (and, up to float32 rounding, whatever the batch
+    size). Top-k is off: only temperature and top-p shape the distribution. Generation stops at EOS; the EOS and
+    anything after it are not returned.
 
     Returns (texts, token_ids): the decoded replies, and each reply's token ids exactly as drawn (ending in the
     EOS when one was sampled), for scoring them without re-tokenizing. With `return_logps`, also a tensor of each

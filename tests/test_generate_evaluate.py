@@ -44,6 +44,11 @@ def test_draw_inverts_the_cdf_on_planted_rows():
     # top-p 0.6 keeps 0.5 and 0.3 (0.5 alone falls short of 0.6): CDF over {1: 0.5, 2: 0.3} / 0.8 = 0.625, 1
     assert draw(logits, torch.tensor([0.0, 0.6, 0.63, 0.99, 0.5]), top_p=0.6).tolist() == [1, 1, 2, 2, 1]
     assert draw(logits[:1], torch.tensor([0.99]), top_p=0.4).tolist() == [1]  # the top token alone already passes 0.4
+    # a uniform of exactly 0 must skip a token of probability 0 (right=False would draw it: the CDF there is 0 too)
+    impossible_first = torch.tensor([[-float("inf"), 0.0, 0.0]])
+    assert draw(impossible_first, torch.tensor([0.0])).tolist() == [1]
+    # a uniform that rounds onto the CDF's end takes the last token of positive probability, never an excluded one
+    assert draw(torch.tensor([[0.0, 0.0, -float("inf")]]), torch.tensor([1.0])).tolist() == [1]
 
 
 def test_draw_frequencies_follow_the_softmax():
@@ -111,11 +116,21 @@ def test_sampler_logps_are_the_models_and_replace_its_forward_in_the_kl(tiny, re
     with torch.no_grad():
         for p in ref.parameters():
             p.add_(0.05 * torch.randn_like(p))
+    # at another temperature the replies change, but their log-probs stay the model's own (temperature 1)
+    _, cool_ids, cool_logps = generate_responses(model, tok, prompts, max_new_tokens=9, seed=5, temperature=0.7,
+                                                 show_progress=False, return_logps=True)
+    cool = collate_sft([{"prompt_ids": p, "completion_ids": c}
+                        for p, c in zip(tokenize_prompts(tok, prompts), cool_ids)], tok.pad_token_id)
+    with torch.no_grad():
+        cool_scored = model_sequence_logprobs(model, cool)
+    assert ((cool_logps - cool_scored).abs() <= logprob_tol(cool_scored, 9, model.config.n_embd)).all()
     slow = sampled_log_ratios(model, ref, tok, prompts, ids)
     fast = sampled_log_ratios(model, ref, tok, prompts, ids, policy_logps=logps)
     assert ((fast - slow).abs() <= logprob_tol(scored, n_tokens, model.config.n_embd)).all()
     with pytest.raises(ValueError, match="policy_logps has 7 values for 8"):
         sampled_log_ratios(model, ref, tok, prompts, ids, policy_logps=logps[:7])
+    with pytest.raises(ValueError, match="not re-tokenized text"):
+        sampled_log_ratios(model, ref, tok, prompts, texts, policy_logps=logps)
 
 
 def test_bootstrap_interval_and_win_rate():

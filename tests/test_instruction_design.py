@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from minidpo.evaluate import curves_at_matched_kl
-from minidpo.experiments.instruction_lexicons import derive_lexicons
 from minidpo.experiments.instruction import dpo_arm, pft_arm
 from minidpo.experiments.instruction_arms import Arm, chosen_learning_rate, select, selection_score
 from minidpo.experiments.instruction_eval import instrument_checks, judge_wins, per_prompt, primary
+from minidpo.experiments.instruction_lexicons import derive_lexicons
 from minidpo.validity import flags
 
 

@@ -99,15 +99,16 @@ def test_smoke_run_writes_results_samples_and_figures_and_is_deterministic(tmp_p
 def test_interrupted_run_resumes_from_saved_stages(tmp_path):
     first, _ = _run(tmp_path, "r")
     run = tmp_path / "r" / "run"
-    sample_stage = next((run / "samples" / "test").glob("dpo_beta1@*")) / "1" / "stage.json"
+    dpo_run = first["selection"]["runs"]["dpo_beta1"]  # the run at DPO's chosen learning rate
+    sample_stage = next((run / "samples" / "test").glob(f"{dpo_run}@*")) / "1" / "stage.json"
     sample_stage.unlink()  # as if killed while sampling
-    (run / "dpo_beta1" / "1" / "stage.json").unlink()  # ... or after the last checkpoint's training
+    (run / dpo_run / "1" / "stage.json").unlink()  # ... or after the last checkpoint's training
     second, _ = _run(tmp_path, "r")
     assert second["arms"] == first["arms"] and second["primary"] == first["primary"]
     # a changed sampling setting resamples, and everything read from samples follows: the checkpoints' validation
     # readings (a phase is its training and its reading) and the test KL (mutation caught: a phase or a KL keyed by
     # the training alone or by the sampling seed alone, served stale after the replies changed)
-    names = ("dpo_beta1/1", "reference/1", f"kl/{sample_stage.parent.parent.name}")
+    names = (f"{dpo_run}/1", "reference/1", f"kl/{sample_stage.parent.parent.name}")
     before = {name: (run / name / "stage.json").read_text() for name in names}
     third, _ = _run(tmp_path, "r", "--set", "max_new_tokens=4")
     after = {name: (run / name / "stage.json").read_text() for name in names}
@@ -119,8 +120,8 @@ def test_gpu_plan_code_path_with_a_random_gpt2_medium(tmp_path):
     """The gpu plan's code path (its optimizers and learning rates, the reference on both replies, Preferred-FT and
     DPO scored at a checkpoint, sampling, KL, judge) on a random-init model of GPT-2-medium's shape (24 layers,
     width 1024, 355M parameters), two steps each on the CPU: the Colab path runs end to end without the hub.
-    Sizes, checkpoints, seeds (one: every kept checkpoint writes 1.4 GB), the beta grid, the device and the
-    hub-only encoder are overridden; the smoke tests cover seeds."""
+    Sizes, checkpoints, seeds (one: every kept checkpoint writes 1.4 GB), the beta and learning-rate grids, the
+    device and the hub-only encoder are overridden; the smoke tests cover seeds."""
     from dataclasses import replace
 
     from minidpo.experiments.instruction_results import run_instruction
@@ -131,11 +132,11 @@ def test_gpu_plan_code_path_with_a_random_gpt2_medium(tmp_path):
                    reference=replace(gpu.reference, **few), reference_checkpoints=(0.5,),
                    preferred_ft=replace(gpu.preferred_ft, **few), dpo=replace(gpu.dpo, **few), checkpoints=(1.0,),
                    seeds=(0,), samples_per_prompt=2, max_new_tokens=4, generation_batch_size=2, sentence_encoder=None,
-                   judge_refits=1, judge_l2_grid=(2e-3,))
+                   judge_refits=1, judge_l2_grid=(2e-3,), learning_rates=gpu.learning_rates[:1])
     profile = get_profile("gpu", model="random-gpt2-medium", device="cpu")
     results = run_instruction(profile, run_dir=tmp_path / "run", results_dir=tmp_path / "results",
                               figures_dir=tmp_path / "figures", show_progress=False, plan=plan)
-    dpo = results["trajectories"][f"dpo_beta{gpu.betas[0]:g}"]["points"]
+    dpo = results["trajectories"][results["selection"]["runs"][f"dpo_beta{gpu.betas[0]:g}"]]["points"]
     assert [p["steps"] for p in dpo] == [0, 2]  # the reference, then one checkpoint (each phase keeps 1.4 GB)
     assert all(math.isfinite(p[k]) for p in dpo for k in ("kl", "rude_rate", "logratio/chosen"))
     assert all(math.isfinite(r["kl"]["estimate"]) for r in results["arms"].values())

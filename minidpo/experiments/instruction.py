@@ -10,8 +10,8 @@ on *both* replies of every DPO-train pair, so that it writes what the data prefe
 checkpoint is the first whose validation rude rate reaches the plan's bar); *Preferred-FT* = SFT of the reference
 on the chosen replies (the paper's baseline); *DPO* from the reference at each beta of the plan. DPO and
 Preferred-FT are scored on the validation prompts at checkpoints through training (their trajectories: marker
-rates, KL to the reference, log-probs of the validation pairs); the beta and the checkpoint are chosen there
-(highest polite-minus-rude rate), never on test. The selected DPO arm and Preferred-FT are trained with
+rates, KL to the reference, log-probs of the validation pairs); the learning rates, the beta and the checkpoints
+are chosen there (highest polite-minus-rude rate), never on test. The selected DPO arm and Preferred-FT are trained with
 `plan.seeds`, and every arm writes `plan.samples_per_prompt` independently seeded replies per test prompt.
 
 Every stage is a `Run.stage` under `runs/<profile>/instruction/`, keyed by the plan entries it depends on: an
@@ -22,6 +22,8 @@ stage with its validation reading, so a changed reading (reply length, lexicons)
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -102,8 +104,9 @@ class InstructionExperiment:
 def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True,
             plan: InstructionPlan | None = None) -> InstructionExperiment:
     """Stage 1 (notebook 04): load and validate the pairs (the 6 chosen == rejected rows dropped and counted),
-    split them stratified by half, derive the lexicons, load the base model, render prompts in its format,
-    tokenize. `plan` overrides the profile's plan (tests run the gpu plan's code path at a small size)."""
+    split them stratified by half, load the base model, render prompts in its format, tokenize, derive the lexicons
+    (sampling the base model on the validation prompts for their control, a cached stage). `plan` overrides the
+    profile's plan (tests run the gpu plan's code path at a small size)."""
     plan = plan or profile.instruction
     run = open_run(run_dir, profile.name, "instruction")
     t = time.time()
@@ -276,6 +279,7 @@ def sampled_kl(exp: InstructionExperiment, arm: str, policy, reference, test_sam
         return sampled_log_ratios(policy, reference, exp.tokenizer, exp.prompts("test"), test_samples["token_ids"],
                                   batch_size=16, policy_logps=torch.tensor(test_samples["logps"])).tolist()
 
-    key = {"policy": exp.model_keys[arm], "reference": exp.model_keys["reference"], "seed": test_samples["seed"],
-           "max_new_tokens": exp.plan.max_new_tokens, "sampler": SAMPLER}
+    # keyed by the replies themselves: whatever redrew them (seed, length, batch size, sampler) re-scores them
+    drawn = hashlib.sha256(json.dumps(test_samples["token_ids"]).encode()).hexdigest()[:16]
+    key = {"policy": exp.model_keys[arm], "reference": exp.model_keys["reference"], "replies": drawn}
     return exp.run.stage(f"kl/{arm}", estimate, key)

@@ -97,9 +97,9 @@ def validation_runs(exp: InstructionExperiment, reference, ref_data: dict) -> tu
         name = dpo_arm(beta, first, lr)
         runs[name] = ("DPO", beta, lr, trajectory(exp, reference, ref_data, "dpo", beta, seed=first, learning_rate=lr))
         best[name] = select(runs[name][3])
-    # one arm per method and beta: the run at the chosen learning rate
-    arm_runs = {(dpo_arm(b) if m == "DPO" else pft_arm()): n for n, (m, b, lr, _) in runs.items()
-                if lr == chosen_lr[m]}
+    # one arm per method and beta, in the plan's order whichever rates won: the run at the chosen learning rate
+    arm_runs = {pft_arm(): pft_arm(first, chosen_lr["Preferred-FT"]),
+                **{dpo_arm(b): dpo_arm(b, first, chosen_lr["DPO"]) for b in p.betas}}
     # the first maximum in the plan's order of betas: ties go to the beta listed first
     dpo_best = max((a for a in arm_runs if runs[arm_runs[a]][0] == "DPO"),
                    key=lambda a: (selection_score(best[arm_runs[a]]), -best[arm_runs[a]]["budget"]))
@@ -148,9 +148,10 @@ def second_readings(exp: InstructionExperiment, reference, runs: dict, selection
 
 
 def train_all(exp: InstructionExperiment) -> dict:
-    """The whole training side: {"reference": record, "trajectories": {run: points}, "origin": the reference's
-    validation point, "selection": {...}, "arms": {name: Arm}, "reference_model", "ref_data" (the DPO pairs with
-    the reference's log-probs)}. One policy and the reference are in memory at a time besides the base model."""
+    """The whole training side: {"reference": record, "trajectories": {run: points}, "second_validation": the
+    matched-KL reading's replies (`second_readings`), "origin": the reference's validation point, "selection":
+    {...}, "arms": {name: Arm}, "reference_model", "ref_data" (the DPO pairs with the reference's log-probs)}.
+    One policy and the reference are in memory at a time besides the base model."""
     p, codec = exp.plan, exp.codec()
     reference, ref_record = reference_run(exp)
     ref_data = reference_logprobs(exp, reference)
@@ -173,6 +174,8 @@ def train_all(exp: InstructionExperiment) -> dict:
             exp.model_keys[f"{run}@{epochs:g}"] = {"run": exp.model_keys[run], "epochs": epochs}
             models.append((f"{run}@{epochs:g}", lambda run=run, e=epochs: exp.run.phase_model(run, e, codec)))
         arms[name] = sample_arm(exp, name, method, models, reference, beta, epochs, seeds)
-    return {"reference": ref_record, "trajectories": {n: {"method": m, "beta": b, "learning_rate": lr, "points": pts}
-                                                      for n, (m, b, lr, pts) in runs.items()},
-            "second_validation": second_readings(exp, reference, runs, selection), "origin": origin, "selection": selection, "arms": arms, "reference_model": reference, "ref_data": ref_data}
+    trajectories = {n: {"method": m, "beta": b, "learning_rate": lr, "points": pts}
+                    for n, (m, b, lr, pts) in runs.items()}
+    return {"reference": ref_record, "trajectories": trajectories,
+            "second_validation": second_readings(exp, reference, runs, selection), "origin": origin,
+            "selection": selection, "arms": arms, "reference_model": reference, "ref_data": ref_data}

@@ -2,11 +2,12 @@
 then the pre-registered comparisons on the test prompts.
 
 Primary metrics (`PLAN`): the rude rate and the polite rate of replies, by the high-precision lexicons
-(`instruction_lexicons`, with the base-model false-positive control). Primary comparisons: each DPO arm and Preferred-FT against the reference, and
-the selected DPO arm against Preferred-FT, on both rates; Holm's correction over that family. Secondary: the
-preference judge's win rate (and length-controlled), answer containment on prompts with a short checkable
-answer, words per reply. Every comparison is paired over the test prompts: each prompt's value is the mean over
-the arm's training seeds and sample sets, and the interval a percentile bootstrap over prompts.
+(`instruction_lexicons`, with the base-model false-positive control). Primary comparisons: each DPO arm and
+Preferred-FT against the reference, and the selected DPO arm against Preferred-FT, on both rates; Holm's
+correction over that family. Secondary: the preference judge's win rate (and length-controlled), answer
+containment on prompts with a short checkable answer, words per reply. Every comparison is paired over the test
+prompts: each prompt's value is the mean over the arm's training seeds and sample sets, and the interval a
+percentile bootstrap over prompts.
 
 Instruments are checked on model replies before they are read: an A/A control (the reference's sample set 0
 against its sample set 1 must read "no clear difference"), planted edits of the reference's replies (the data's

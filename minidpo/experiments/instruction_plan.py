@@ -49,6 +49,8 @@ class InstructionPlan:
         if self.samples_per_prompt < 2:
             raise ValueError(f"samples_per_prompt must be >= 2 (sets 0 and 1 are the A/A control), got "
                              f"{self.samples_per_prompt}")
+        if any(lr <= 0 for lr in self.learning_rates) or len(set(self.learning_rates)) != len(self.learning_rates):
+            raise ValueError(f"learning_rates must be distinct positive rates, got {self.learning_rates!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one, got {self.seeds!r}")
 
@@ -60,11 +62,14 @@ INSTRUCTION_PLANS = {
                              preferred_ft=SFTConfig(**_SMOKE_RUN), dpo=DPOConfig(**_SMOKE_RUN, optimizer="adamw"),
                              checkpoints=(0.5, 1.0), max_new_tokens=8, generation_batch_size=8, judge_refits=2,
                              judge_l2_grid=(2e-3, 2e-1), learning_rates=(5e-4, 1e-3)),
-    # ~70 min on 2 cores: an SFT step of 8 replies ~3.3 s, a DPO step of 8 pairs ~5.5 s, 128 replies of 64 tokens
-    # ~20 s (minidpo.generate). The reference: the pilot gave 8 of 96 rude validation replies after 2 epochs
-    # at lr 5e-5 (0 after 1 at 1e-5). DPO and Preferred-FT search lr 1e-5 and 2e-5 on validation (5e-6 moved DPO
-    # only 0.25-0.85 nats in an earlier run; 2e-5 reached 8 nats at beta 0.1).
-    "cpu": InstructionPlan(n_test=128, n_validation=96, n_judge=398, n_dpo=400, betas=(0.1, 0.5),
+    # ~72 min on 2 cores: an SFT step of 8 replies ~3 s, a DPO step of 8 pairs ~6 s, 128 replies of 64 tokens ~27 s
+    # (minidpo.generate), a validation reading ~70 s. The reference: the pilot gave 8 of 96 rude validation
+    # replies after 2 epochs at lr 5e-5 (0 after 1 at 1e-5). DPO and Preferred-FT search lr 1e-5 and 2e-5 on
+    # validation (5e-6 moved DPO only 0.25-0.85 nats in an earlier run; 2e-5 reached 8 nats at beta 0.1). Cut for
+    # the 75-minute budget: one beta (0.1). A second, 0.5, at DPO's chosen rate cost 9.5 min of trajectory and
+    # about 1.5 min on test; it was not the one validation chose (polite minus rude 0.46 at its best checkpoint,
+    # against 0.62 for 0.1), and the gpu plan searches five.
+    "cpu": InstructionPlan(n_test=128, n_validation=96, n_judge=398, n_dpo=400, betas=(0.1,),
                            reference=SFTConfig(batch_size=8, learning_rate=5e-5, warmup_steps=10, eval_every=100,
                                                save_every=25),
                            reference_checkpoints=(1.0, 2.0),
@@ -84,5 +89,6 @@ INSTRUCTION_PLANS = {
                            dpo=DPOConfig(batch_size=8, learning_rate=2e-5, warmup_steps=10, eval_every=200,
                                          save_every=50, optimizer="adamw"),
                            checkpoints=(0.25, 0.5, 1.0, 2.0), seeds=(0, 1, 2), samples_per_prompt=4,
+                           learning_rates=(1e-5, 2e-5),
                            sentence_encoder="sentence-transformers/all-mpnet-base-v2"),
 }

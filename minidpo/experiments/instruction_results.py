@@ -84,16 +84,20 @@ def measure_instruction(exp, trained: dict, judge, judge_validation: dict) -> di
         "reference": {**trained["reference"],
                       "checkpoints": [summarise_point(p, None, None) for p in trained["reference"]["checkpoints"]]},
         "trajectories": trajectories, "selection": sel,
-        "second_validation": {a: {"method": trajectories[sel["runs"][a]]["method"],
-                                  "points": [summarise_point(p, None, None) for p in [second["origin"], *t["points"]]]}
-                              for a, t in second.items() if a != "origin"}, "selected_arm": selected, "preferred_ft_arm": pft,
+        "second_validation": {
+            a: {"method": trajectories[sel["runs"][a]]["method"],
+                "points": [summarise_point(p, None, None) for p in [second["origin"], *t["points"]]]}
+            for a, t in second.items() if a != "origin"}, "selected_arm": selected, "preferred_ft_arm": pft,
         "arms": {name: arm_summary(exp, arm) for name, arm in arms.items()},
         "instrument_checks": instrument_checks(exp, judge, arms["reference"]),
         "lexicon_hits": lexicon_hits(exp, arms),
         "primary": primary(exp, arms, selected),
         "secondary": secondary(exp, arms, judge, selected),
         "matched_kl": matched_kl(second, second["origin"], selected, pft, seed),
-        "displacement": displacement(trained["trajectories"], trained["origin"], seed),
+        # the arms' runs (the chosen learning rates), named by arm: the learning-rate pilot's other runs keep their
+        # log-probs in `trajectories`
+        "displacement": displacement({a: trained["trajectories"][run] for a, run in sel["runs"].items()},
+                                     trained["origin"], seed),
         "examples": [{"prompt": exp.questions("test")[i], **{a: arms[a].replies[0][0][i]
                                                              for a in ("reference", pft, selected)}}
                      for i in range(min(5, len(exp.questions("test"))))],

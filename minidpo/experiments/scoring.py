@@ -33,7 +33,10 @@ def evaluate_policy(task: Task, model, sft_model, split: str = "test", per_promp
             else derive_seed(task.profile.seed, "evaluate", split))
     texts, ids, logps = task.sample(model, prompts, seed=seed, return_logps=True)
     rewards = task.true_reward(prompts, texts)
-    log_ratios = sampled_log_ratios(model, sft_model, task.tokenizer, prompts, ids, batch_size=16, policy_logps=logps)
+    # the SFT model against itself: one computation on both sides, so its KL is exactly 0 (the sampler's log-probs
+    # would differ from the teacher-forced ones by rounding)
+    log_ratios = sampled_log_ratios(model, sft_model, task.tokenizer, prompts, ids, batch_size=16,
+                                    policy_logps=None if model is sft_model else logps)
     lo, hi = bootstrap_ci(rewards, seed=task.profile.seed)
     n = len(prompts)
     rm = {}
