@@ -77,7 +77,7 @@ def test_smoke_run_writes_results_samples_and_figures_and_is_deterministic(tmp_p
                [p["comparison"] for p in results["primary"]] + results["instrument_checks"]["aa"])
     assert [e["edit"] for e in results["instrument_checks"]["edits"]][:2] == ["insert a rude phrase (end)",
                                                                                "insert a polite opener (start)"]
-    assert len(results["displacement"]) == 2 * len(results["trajectories"])
+    assert len(results["displacement"]) == 2 * len(results["selection"]["runs"])  # the arms' runs
     assert {m["metric"] for m in results["matched_kl"]} == {"rude rate", "polite rate"}
     assert set(results["examples"][0]) == {"prompt", "reference", "preferred_ft", results["selected_arm"]}
     lines = (tmp_path / "a" / "results" / "samples_smoke.jsonl").read_text().splitlines()
