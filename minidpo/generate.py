@@ -108,12 +108,12 @@ def generate_responses(
             kv = DynamicCache()
             cache = {_cache_argument(model): kv, "use_cache": True}
             logits = model(input_ids=ids, attention_mask=mask, position_ids=position, logits_to_keep=1,
-                           **cache).logits[:, -1]
+                           **cache).logits[:, -1].float()
             live = torch.arange(len(index))  # rows of this batch still generating
             position = position[:, -1]
             for step in range(max_new_tokens):
-                token = draw(logits.float(), uniforms[live, step].to(device), temperature, top_p)
-                token_logp = logits.float().log_softmax(-1).gather(-1, token[:, None]).squeeze(-1).double().cpu()
+                token = draw(logits, uniforms[live, step].to(device), temperature, top_p)
+                token_logp = logits.log_softmax(-1).gather(-1, token[:, None]).squeeze(-1).double().cpu()
                 for row, t, lp in zip(live.tolist(), token.tolist(), token_logp.tolist()):
                     token_ids[index[row]].append(t)
                     logps[index[row]] += lp
@@ -127,7 +127,7 @@ def generate_responses(
                 mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
                 position = position + 1
                 logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
-                               **cache).logits[:, -1]
+                               **cache).logits[:, -1].float()  # once per step, for draw and log-prob
     texts = [tokenizer.decode(ids[:-1] if ids and ids[-1] == eos else ids, skip_special_tokens=True).strip()
              for ids in token_ids]
     return (texts, token_ids, logps.float()) if return_logps else (texts, token_ids)
