@@ -278,7 +278,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['notebook']}: {r['total']:g} / {r['possible']:g}"
                   + (f"  ({r['error']})" if r.get("error") else ""))
         print("wrote", args.csv)
-        return 0
+        errors = [r for r in reports if r.get("error")]
+        if errors:  # the table is complete, but someone must look at these rows
+            print(f"{len(errors)} of {len(reports)} submissions scored 0 with an error (timed out, refused or not "
+                  f"gradable): see the error column of {args.csv}", file=sys.stderr)
+        return 1 if errors else 0
     if not args.notebook:
         parser.error("give a notebook, --folder or --make-students")
     if args.report_json:  # the child of `grade`: grade here, hand the report over as JSON

@@ -141,6 +141,17 @@ def test_a_submission_that_never_returns_times_out_and_the_folder_goes_on(built,
     assert grade.main([str(folder / "ana" / "hangs.ipynb"), "--time-limit", "5"]) == 1  # the CLI's flag
 
 
+def test_folder_grading_exits_1_when_any_row_has_an_error(tmp_path, monkeypatch, capsys):
+    """The CLI's decision on planted reports (no grading run). Mutation caught: `--folder` exiting 0 while a
+    submission timed out (a class's script would never notice), or exiting 1 on a clean folder."""
+    clean = {"notebook": "a.ipynb", "total": 3.0, "possible": 3.0, "error": ""}
+    hung = {"notebook": "b.ipynb", "total": 0.0, "possible": 0.0, "error": "timed out after 5 s"}
+    for reports, code in (([clean], 0), ([clean, hung], 1)):
+        monkeypatch.setattr(grade, "grade_folder", lambda *a, reports=reports, **k: reports)
+        assert grade.main(["--folder", str(tmp_path), "--csv", str(tmp_path / "g.csv")]) == code
+    assert "1 of 2 submissions scored 0 with an error" in capsys.readouterr().err
+
+
 def test_masters_come_from_any_folder_and_a_master_grades_through_its_key(built, tmp_path, capsys):
     """A teacher's private copy of the masters (`--masters DIR`) grades a student's copy, a master given directly
     is graded through its solution version (full marks: the key checks out), and a student's copy with no master

@@ -102,11 +102,12 @@ class InstructionExperiment:
 
 
 def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: bool = True,
-            plan: InstructionPlan | None = None) -> InstructionExperiment:
+            plan: InstructionPlan | None = None, lexicons: dict | None = None) -> InstructionExperiment:
     """Stage 1 (notebook 04): load and validate the pairs (the 6 chosen == rejected rows dropped and counted),
     split them stratified by half, load the base model, render prompts in its format, tokenize, derive the lexicons
     (sampling the base model on the validation prompts for their control, a cached stage). `plan` overrides the
-    profile's plan (tests run the gpu plan's code path at a small size)."""
+    profile's plan (tests run the gpu plan's code path at a small size); `lexicons` (a results file's, JSON values)
+    replaces the derivation, so a notebook reading committed results computes no stage."""
     plan = plan or profile.instruction
     run = open_run(run_dir, profile.name, "instruction")
     t = time.time()
@@ -142,7 +143,7 @@ def prepare(profile: Profile, run_dir: str | Path | None = None, show_progress: 
                 "max_length": plan.max_length, "max_prompt_length": plan.max_prompt_length}
     exp = InstructionExperiment(profile, plan, run, tokenizer, model, splits, tokenized, data_report, {},
                                 show_progress, {"base": base_key})
-    exp.lexicons = controlled_lexicons(exp)
+    exp.lexicons = controlled_lexicons(exp) if lexicons is None else lexicons
     return exp
 
 
