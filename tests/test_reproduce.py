@@ -6,7 +6,9 @@
 | test_rounding_is_close_but_not_identical | "identical" computed with a tolerance, or "close" without one |
 | test_a_changed_number_is_neither_and_is_listed | a real difference hidden (not listed, or counted as close) |
 | test_leaves_on_one_side_only_are_named | a missing or new result passing silently |
-| test_the_command_writes_the_check_and_fails_on_a_difference | the exit status ignoring differences |
+| test_the_command_writes_the_check_and_fails_on_a_difference | the exit status ignoring differences; a leaf's
+path written with a leading "/" (the results serialiser takes it for a file and keeps its last name only) |
+| test_verdicts_are_counted_apart_and_a_changed_one_is_named | a changed claim lost among the numbers |
 """
 
 import copy
@@ -43,7 +45,7 @@ def test_a_changed_number_is_neither_and_is_listed():
     check = compare_results(COMMITTED, rerun)
     assert check.identical == check.close == 9
     assert abs(check.max_abs_difference - 0.0078125) < 1e-12
-    assert check.largest_differences == ("/arms/reference/rude_rate/estimate: 0.125 -> 0.1328125",)
+    assert check.largest_differences == ("arms/reference/rude_rate/estimate: 0.125 -> 0.1328125",)
 
 
 def test_leaves_on_one_side_only_are_named():
@@ -51,8 +53,8 @@ def test_leaves_on_one_side_only_are_named():
     del rerun["selection"]["rule"]
     rerun["arms"]["base"] = {"rude_rate": {"estimate": 0.027}}
     check = compare_results(COMMITTED, rerun)
-    assert check.only_committed == ("/selection/rule",)
-    assert check.only_rerun == ("/arms/base/rude_rate/estimate",)
+    assert check.only_committed == ("selection/rule",)
+    assert check.only_rerun == ("arms/base/rude_rate/estimate",)
     assert not check.exact
 
 
@@ -67,4 +69,17 @@ def test_the_command_writes_the_check_and_fails_on_a_difference(tmp_path):
     changed = copy.deepcopy(COMMITTED)
     changed["selection"]["selected_beta"] = 0.5
     b.write_text(json.dumps(changed))
-    assert main(str(a), str(b)) == 1
+    assert main(str(a), str(b), str(tmp_path / "check.json")) == 1
+    assert json.loads((tmp_path / "check.json").read_text())["check"]["largest_differences"] == [
+        "selection/selected_beta: 0.1 -> 0.5"]
+
+
+def test_verdicts_are_counted_apart_and_a_changed_one_is_named():
+    committed = {**COMMITTED, "primary": [{"holm": "lower", "comparison": {"verdict": "lower"}},
+                                          {"holm": "no clear difference", "comparison": {"verdict": "higher"}}]}
+    rerun = copy.deepcopy(committed)
+    rerun["primary"][1]["holm"] = "higher"
+    check = compare_results(committed, rerun)
+    assert (check.verdicts_compared, check.verdicts_same) == (4, 3)
+    assert check.verdicts_changed == ("primary/1/holm: 'no clear difference' -> 'higher'",)
+    assert compare_results(committed, committed).verdicts_changed == ()
