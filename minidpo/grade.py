@@ -1,27 +1,24 @@
 """Autograding of the exercise notebooks with otter-grader (https://otter-grader.readthedocs.io).
 
-Every notebook 01-10 has an exercise notebook. Its *master* (`notebooks/solutions/NN_*.ipynb`, otter-assign
-format) holds the prompts, the solutions and the tests; the hidden tests never reach students. From the
-masters otter-assign makes the *student versions* (`notebooks/exercises/`, solutions and hidden tests
-stripped; their public checks in `notebooks/exercises/tests/`) and the *autograders* (zip files, built on demand
-under `runs/grade/`).
+Every notebook 01-10 has an exercise notebook. Its *master* (`notebooks/solutions/NN_*.ipynb`, otter-assign format)
+holds the prompts, the solutions and the tests; the hidden tests never reach students. From the masters otter-assign
+makes the *student versions* (`notebooks/exercises/`, solutions and hidden tests stripped; their public checks in
+`notebooks/exercises/tests/`) and the *autograders* (zip files, built on demand under `runs/grade/`).
 
     python -m minidpo.grade notebooks/exercises/06_dpo_training.ipynb   # one student's copy: score per exercise
     python -m minidpo.grade --make-students                              # rebuild notebooks/exercises/ from the masters
     python -m minidpo.grade --folder submissions/ --csv grades.csv       # every *.ipynb in a folder, one CSV row each
-    python -m minidpo.grade ... --time-limit 300                         # seconds per submission (default 600)
-    python -m minidpo.grade ... --masters DIR                            # masters from DIR (an installed minidpo)
+    python -m minidpo.grade ... --time-limit 300 --masters DIR  # seconds per submission (600); masters from DIR
     python -m minidpo.grade notebooks/solutions/06_dpo_training.ipynb    # a master: checks its key, full marks
 
 Before anything runs, the code the student wrote is scanned (`minidpo.grade_scan`): a submission that could change
 what grades it (otter, this module, the profiler, reflection, shell lines, patching an imported module) scores 0,
-unrun, with each finding in the report and the CSV. Grading executes the submission in a fresh kernel (otter's
-non-containerised `otter run`), so it runs the student's code: grade inside a container or VM you trust (`otter
-grade` does it with Docker, same zip files).
+unrun, with each finding in the report and the CSV. Grading runs the student's code in a fresh kernel (otter's
+`otter run`): grade inside a container or VM you trust (`otter grade` does it with Docker, same zip files).
 
-A check must not be passable by calling minidpo's own implementation of the thing the student writes: the
-tests run the student's function under `forbid(...)`, which watches Python calls and fails when one enters a
-forbidden library function, however it was reached (an import alias, a lambda, a helper).
+A check must not be passable by calling minidpo's own implementation of the thing the student writes: the tests
+run the student's function under `forbid(...)`, which watches Python calls and fails when one enters a forbidden
+library function, however it was reached (an import alias, a lambda, a helper).
 """
 
 from __future__ import annotations
@@ -278,9 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['notebook']}: {r['total']:g} / {r['possible']:g}"
                   + (f"  ({r['error']})" if r.get("error") else ""))
         print("wrote", args.csv)
-        errors = [r for r in reports if r.get("error")]
-        if errors:  # the table is complete, but someone must look at these rows
-            print(f"{len(errors)} of {len(reports)} submissions scored 0 with an error (timed out, refused or not "
+        if errors := sum(bool(r.get("error")) for r in reports):  # the table is complete; these rows need a look
+            print(f"{errors} of {len(reports)} submissions scored 0 with an error (timed out, refused or not "
                   f"gradable): see the error column of {args.csv}", file=sys.stderr)
         return 1 if errors else 0
     if not args.notebook:
