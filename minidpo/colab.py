@@ -79,8 +79,8 @@ def needs(code: list[str]) -> list[str]:
     while todo:
         module = todo.pop()
         root = module.split(".")[0]
-        if module in seen or root not in {"minidpo", *OPTIONAL}:
-            continue
+        if module in seen or root not in {"minidpo", *OPTIONAL} or module == "minidpo.colab":
+            continue  # (this module names every optional module as data, and needs none: `replay` reads REPOSITORY)
         seen.add(module)
         if root in OPTIONAL:
             found.add(root)

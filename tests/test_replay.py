@@ -15,7 +15,7 @@ import pytest
 from nbclient import NotebookClient
 
 from minidpo.experiments import replay
-from minidpo.experiments.replay import EXPERIMENTS, fetch_results, results_file, source
+from minidpo.experiments.replay import COMMITTED_PROFILES, EXPERIMENTS, fetch_results, results_file, source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +85,18 @@ def test_outside_a_checkout_the_repository_copy_is_fetched_once(tmp_path, monkey
     assert not source("cpu", "family", run_dir=tmp_path / "runs").train
     assert source("smoke", "family", run_dir=tmp_path / "runs").train  # the repository has no smoke results
     assert fetch_results("nothing.json", (remote / "nothing.json").as_uri()) is None
+
+
+def test_committed_profiles_are_the_results_folder_s(tmp_path, monkeypatch):
+    """Outside a clone only these profiles are downloaded. Mutations caught: a profile committed to results/ but
+    not listed (Colab would train for an hour), or one listed without files; an offline smoke run that tries the
+    network (it must train)."""
+    committed = {p.stem.rsplit("_", 1)[1] for p in (ROOT / "results").glob("*_*.json")
+                 if p.stem.rsplit("_", 1)[0] in EXPERIMENTS}
+    assert committed == set(COMMITTED_PROFILES)
+    monkeypatch.chdir(tmp_path)  # not a checkout
+    monkeypatch.setattr(replay, "fetch_results", lambda *a: pytest.fail("smoke has nothing to download"))
+    assert source("smoke", "instruction", run_dir=tmp_path / "runs").train
 
 
 def test_a_failed_download_stops_loudly(tmp_path, monkeypatch):

@@ -13,6 +13,9 @@ path written with a leading "/" (the results serialiser takes it for a file and 
 
 import copy
 import json
+import os
+
+import pytest
 
 from minidpo.experiments.reproduce import compare_results, main
 
@@ -83,3 +86,15 @@ def test_verdicts_are_counted_apart_and_a_changed_one_is_named():
     assert (check.verdicts_compared, check.verdicts_same) == (4, 3)
     assert check.verdicts_changed == ("primary/1/holm: 'no clear difference' -> 'higher'",)
     assert compare_results(committed, committed).verdicts_changed == ()
+
+
+def test_the_suite_runs_on_avx2_kernels_on_x86():
+    """tests/golden/ pins the smoke runs' numbers as AVX2 kernels compute them (conftest.py). Mutation caught: the
+    pin dropped or set after torch was imported (AVX-512 machines then fail the golden tests by rounding)."""
+    import platform
+
+    import torch
+
+    if platform.machine().lower() not in ("x86_64", "amd64") or os.environ.get("ATEN_CPU_CAPABILITY") == "default":
+        pytest.skip("not an x86-64 run on the pinned kernels")
+    assert torch.backends.cpu.get_cpu_capability() == "AVX2"

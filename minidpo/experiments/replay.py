@@ -9,8 +9,8 @@ one step by hand run on the base model or on made-up numbers. A trained run, whe
 it lacks is trained), and a profile without a committed results file (`smoke`, `gpu` until someone commits one)
 always trains.
 
-Outside a checkout (Colab, an installed package) the committed file is the repository's copy, downloaded once into
-the cache from `colab.REPOSITORY` (a fork changes that one line); a download that fails for any reason but "no such
+Outside a checkout (Colab, an installed package) the committed file of a profile in `COMMITTED_PROFILES` is the
+repository's copy, downloaded once into the cache from `colab.REPOSITORY` (a fork changes that one line); a download that fails for any reason but "no such
 file" stops with an error, so that nobody starts an hour of training by accident."""
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from ..plots import repository_root
 from ..utils import cache_dir, read_json
 from .runs import default_run_dir
 
+# the profiles whose results files the repository commits (tests/test_replay.py checks this against results/): only
+# these are looked for outside a clone, so an offline smoke run trains instead of failing to download
+COMMITTED_PROFILES = ("cpu",)
 # experiment -> (its folder under runs/<profile>/, the command that writes its results file)
 EXPERIMENTS = {"instruction": ("instruction", "python -m minidpo run"),
                "frontier": ("frontier", "python -m minidpo frontier"),
@@ -105,7 +108,7 @@ def source(profile_name: str, experiment: str, train: bool = False, run_dir: str
     if n_stages:
         return Source(experiment, profile_name, True, f"a trained run is present ({n_stages} stages under "
                       f"runs/{profile_name}/{folder}/): its stages are read back, and any it lacks trained.")
-    if results_dir is None and repository_root() is None:  # Colab, an installed package: the repository's copy
+    if results_dir is None and repository_root() is None and profile_name in COMMITTED_PROFILES:  # Colab, a package
         path = fetch_results(path.name) or path
     if not path.exists():
         return Source(experiment, profile_name, True, f"no trained run and no committed results for the "
