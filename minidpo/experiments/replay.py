@@ -10,8 +10,9 @@ it lacks is trained), and a profile without a committed results file (`smoke`, `
 always trains.
 
 Outside a checkout (Colab, an installed package) the committed file of a profile in `COMMITTED_PROFILES` is the
-repository's copy, downloaded once into the cache from `colab.REPOSITORY` (a fork changes that one line); a download that fails for any reason but "no such
-file" stops with an error, so that nobody starts an hour of training by accident."""
+repository's copy, downloaded once into the cache from `colab.REPOSITORY` (a fork changes that one line); a
+download that fails for any reason but "no such file" stops with an error, so that nobody starts an hour of
+training by accident."""
 
 from __future__ import annotations
 
