@@ -50,10 +50,12 @@ def test_the_switch_trains_even_with_committed_results(tmp_path):
 
 def test_a_trained_run_is_used_when_present(tmp_path):
     """Mutation caught: a run folder holding finished stages ignored in favour of the committed file; an
-    unfinished stage (a folder without stage.json) counted as trained."""
+    unfinished stage (a folder without stage.json), or notebook 04's lexicon control, counted as trained (05-07
+    would train for an hour after 04 was read)."""
     _results(tmp_path / "results", "instruction")
     run = tmp_path / "runs"
     (run / "reference" / "1").mkdir(parents=True)  # interrupted: no stage.json, so not a trained run
+    _stage(run, "lexicon_control/base_replies")  # notebook 04's preparation: not a trained run either
     assert not source("cpu", "instruction", run_dir=run, results_dir=tmp_path / "results").train
     _stage(run, "reference/1")
     _stage(run, "reference_logps")
@@ -72,7 +74,8 @@ def test_a_profile_without_committed_results_trains(tmp_path):
 def test_outside_a_checkout_the_repository_copy_is_fetched_once(tmp_path, monkeypatch):
     """Colab or an installed package: no results/ beside the notebook, so the repository's copy is downloaded
     into the cache (here from a file:// address standing in for GitHub). Mutations caught: the fetch skipped
-    (the notebook would train for an hour), fetched again when cached, or a missing file taken for an error."""
+    (the notebook would train for an hour), fetched again when cached, a profile without committed results taken
+    for an error, or a committed profile's missing file (a wrong REPOSITORY) taken for "train"."""
     remote = tmp_path / "remote"
     committed = _results(remote, "family")
     monkeypatch.setenv("MINIDPO_CACHE", str(tmp_path / "cache"))
@@ -85,6 +88,8 @@ def test_outside_a_checkout_the_repository_copy_is_fetched_once(tmp_path, monkey
     assert not source("cpu", "family", run_dir=tmp_path / "runs").train
     assert source("smoke", "family", run_dir=tmp_path / "runs").train  # the repository has no smoke results
     assert fetch_results("nothing.json", (remote / "nothing.json").as_uri()) is None
+    with pytest.raises(FileNotFoundError, match="REPOSITORY"):  # cpu results are committed: a wrong address
+        source("cpu", "frontier", run_dir=tmp_path / "runs")
 
 
 def test_committed_profiles_are_the_results_folder_s(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ training by accident."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import urllib.error
@@ -65,19 +66,29 @@ def fetch_results(name: str, url: str | None = None) -> Path | None:
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
             shutil.copyfileobj(response, out)
+        os.replace(tmp, cached)
     except urllib.error.URLError as e:  # HTTPError is one too
-        tmp.unlink(missing_ok=True)
         if getattr(e, "code", None) == 404 or isinstance(e.reason, FileNotFoundError):  # (a file:// address)
             return None
         raise ConnectionError(f"fetching the committed results {url} failed ({e.reason}); clone the repository and "
                               f"open the notebook there, or set TRAIN = True to train") from None
-    os.replace(tmp, cached)
+    except (OSError, http.client.HTTPException) as e:  # a timeout or a connection cut mid-file
+        raise ConnectionError(f"fetching the committed results {url} failed ({type(e).__name__}: {e}); clone the "
+                              f"repository and open the notebook there, or set TRAIN = True to train") from None
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left to be trusted
     return cached
 
 
+PREPARATION = ("lexicon_control",)  # stages that prepare an experiment (notebook 04 computes them), not a trained run
+
+
 def trained_stages(run_dir: Path) -> int:
-    """How many finished stages a run folder holds (a stage is finished when its `stage.json` was written)."""
-    return sum(1 for _ in run_dir.rglob("stage.json")) if run_dir.is_dir() else 0
+    """How many finished stages of a trained run a run folder holds (a stage is finished when its `stage.json` was
+    written; the `PREPARATION` stages do not count, so reading notebook 04 first does not make 05-07 train)."""
+    if not run_dir.is_dir():
+        return 0
+    return sum(1 for p in run_dir.rglob("stage.json") if p.relative_to(run_dir).parts[0] not in PREPARATION)
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,11 @@ def source(profile_name: str, experiment: str, train: bool = False, run_dir: str
         return Source(experiment, profile_name, True, f"a trained run is present ({n_stages} stages under "
                       f"runs/{profile_name}/{folder}/): its stages are read back, and any it lacks trained.")
     if results_dir is None and repository_root() is None and profile_name in COMMITTED_PROFILES:  # Colab, a package
-        path = fetch_results(path.name) or path
+        fetched = fetch_results(path.name)
+        if fetched is None:  # the repository commits this profile's results: a wrong address, not a missing file
+            raise FileNotFoundError(f"{results_url(path.name)} does not exist: is colab.REPOSITORY ({colab.REPOSITORY}"
+                                    f", branch {colab.BRANCH}) this repository? Or set TRAIN = True to train")
+        path = fetched
     if not path.exists():
         return Source(experiment, profile_name, True, f"no trained run and no committed results for the "
                       f"{profile_name!r} profile ({path.name}): training every stage ({cost}).")
