@@ -6,7 +6,6 @@ import csv
 import json
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -56,22 +55,44 @@ def test_committed_student_versions_are_what_otter_assign_makes(built):
         assert not any("hidden=True" in t for t in built_tests.values()), f"{name}: a hidden test reached students"
 
 
-def test_solutions_full_marks_blanks_zero_in_one_csv(built, tmp_path):
-    """What a teacher does: a folder of submissions -> one CSV. Here: every solution and every blank, in otter's
-    debug mode so that a cell raising (a blank that crashes) fails the test instead of scoring zero."""
-    folder = tmp_path / "submissions"
+HANG_LIMIT_S = 90  # every submission's time limit in the class folder below; a graded solution takes ~20 s
+
+
+@pytest.fixture(scope="module")
+def class_grades(built, tmp_path_factory):
+    """What a teacher does: a folder of submissions -> one CSV, graded once for the tests below (two at a time, in
+    otter's debug mode so that a cell raising, e.g. a blank that crashes, fails a test instead of scoring zero).
+    In it: every solution and every blank, a notebook that is no exercise, a student's copy that never returns
+    (in the student's own subfolder) beside Jupyter's autosave copy of it, which is not a submission."""
+    tmp = tmp_path_factory.mktemp("class")
+    folder = tmp / "submissions"
     folder.mkdir()
     for name, paths in built.items():
         shutil.copyfile(paths["solution"], folder / f"solution_{name}.ipynb")
         shutil.copyfile(grade.STUDENTS / f"{name}.ipynb", folder / f"blank_{name}.ipynb")
     (folder / "notes.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    reports = grade.grade_folder(folder, tmp_path / "grades.csv", debug=True, jobs=2)  # two at a time: same rows
-    rows = list(csv.DictReader(open(tmp_path / "grades.csv")))
-    assert len(rows) == len(reports) == 2 * len(built) + 1
+    nb = json.loads(built["01_bradley_terry"]["solution"].read_text())
+    first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
+    hang = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": ["import time\n", "time.sleep(10**6)\n"]}
+    nb["cells"].insert(first_code + 1, hang)
+    (folder / "ana" / ".ipynb_checkpoints").mkdir(parents=True)  # sorted first: it waits while the rest is graded
+    (folder / "ana" / "hangs.ipynb").write_text(json.dumps(nb))
+    autosave = folder / "ana" / ".ipynb_checkpoints" / "hangs-checkpoint.ipynb"
+    shutil.copyfile(built["01_bradley_terry"]["solution"], autosave)
+    reports = grade.grade_folder(folder, tmp / "grades.csv", debug=True, time_limit_s=HANG_LIMIT_S, jobs=2)
+    return reports, list(csv.DictReader(open(tmp / "grades.csv"))), folder
+
+
+def test_solutions_full_marks_blanks_zero_in_one_csv(built, class_grades):
+    reports, rows, _ = class_grades
+    assert len(rows) == len(reports) == 2 * len(built) + 2  # + the notes and the hung copy; not the checkpoint
     for row in rows:
         if row["file"] == "notes.ipynb":
             assert "not an exercise notebook" in row["error"]
             continue
+        if row["file"] == "ana/hangs.ipynb":
+            continue  # the next test's
         assert not row["error"] and float(row["possible"]) > 0
         if row["file"].startswith("solution_"):
             assert float(row["total"]) == float(row["possible"]), row
@@ -114,30 +135,18 @@ def test_every_notebook_points_to_its_exercises():
             assert f"**: {label}\n".lower() in (listed + "\n").lower().replace("-", " "), (stem, name)
 
 
-def test_a_submission_that_never_returns_times_out_and_the_folder_goes_on(built, tmp_path):
+def test_a_submission_that_never_returns_times_out_and_the_folder_goes_on(class_grades):
     """Catches: a hung submission blocking the grader (no time limit, or a limit that leaves otter's kernel
     running), one student's time-out stopping a class's folder, submissions in per-student folders named by bare
-    file name (indistinguishable), and Jupyter's checkpoint copies graded as submissions. The honest submission beside it is graded in
-    the same child-process path, so the limit cannot be what makes it score."""
-    nb = json.loads(built["01_bradley_terry"]["solution"].read_text())
-    first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
-    hang = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-            "source": ["import time\n", "time.sleep(10**6)\n"]}
-    nb["cells"].insert(first_code + 1, hang)
-    folder = tmp_path / "class"
-    (folder / "ana").mkdir(parents=True)
-    (folder / "ana" / "hangs.ipynb").write_text(json.dumps(nb))
-    shutil.copyfile(built["01_bradley_terry"]["solution"], folder / "solution.ipynb")
-    (folder / "ana" / ".ipynb_checkpoints").mkdir()  # Jupyter's autosave copy: not a submission
-    shutil.copyfile(folder / "solution.ipynb", folder / "ana" / ".ipynb_checkpoints" / "hangs-checkpoint.ipynb")
-    reports = grade.grade_folder(folder, tmp_path / "grades.csv", time_limit_s=60, jobs=2)  # the honest one meanwhile
-    rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "grades.csv"))}
-    assert set(rows) == {"ana/hangs.ipynb", "solution.ipynb"}  # named by path in the folder, checkpoints skipped
+    file name (indistinguishable), and Jupyter's checkpoint copies graded as submissions. The solutions beside it
+    are graded in the same child-process path, so the limit cannot be what makes them score."""
+    _, rows, folder = class_grades
+    rows = {r["file"]: r for r in rows}
+    assert "hangs.ipynb" not in rows and not any("checkpoint" in name for name in rows)  # by path; autosaves skipped
     hung = rows["ana/hangs.ipynb"]
-    assert hung["error"].startswith("timed out after 60 s") and float(hung["total"]) == 0
-    assert not rows["solution.ipynb"]["error"]
-    assert float(rows["solution.ipynb"]["total"]) == float(rows["solution.ipynb"]["possible"]) > 0
-    assert len(reports) == 2
+    assert hung["error"].startswith(f"timed out after {HANG_LIMIT_S} s") and float(hung["total"]) == 0
+    solution = rows["solution_01_bradley_terry.ipynb"]  # the same notebook without the sleep
+    assert not solution["error"] and float(solution["total"]) == float(solution["possible"]) > 0
     assert grade.main([str(folder / "ana" / "hangs.ipynb"), "--time-limit", "5"]) == 1  # the CLI's flag
 
 

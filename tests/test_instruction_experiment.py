@@ -125,26 +125,39 @@ def test_interrupted_run_resumes_from_saved_stages(smoke_run, tmp_path):
     assert third["arms"]["reference"]["mean_words"] <= 4 and third["arms"] != first["arms"]
 
 
+# The run of the test below, in a child process: its 355M-parameter model, optimizer states and checkpoints
+# (~6 GB) are freed with the process instead of staying in the test session's heap for the tests after it.
+GPU_PLAN_RUN = """
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from minidpo.experiments.instruction_results import run_instruction
+from minidpo.experiments.profiles import get_profile
+
+tmp = Path(sys.argv[1])
+gpu = get_profile("gpu").instruction
+few = dict(batch_size=2, eval_every=1, save_every=2)
+plan = replace(gpu, n_test=2, n_validation=2, n_judge=8, n_dpo=4, betas=gpu.betas[:1],
+               reference=replace(gpu.reference, **few), reference_checkpoints=(0.5,),
+               preferred_ft=replace(gpu.preferred_ft, **few), dpo=replace(gpu.dpo, **few), checkpoints=(1.0,),
+               seeds=(0,), samples_per_prompt=2, max_new_tokens=4, generation_batch_size=2, sentence_encoder=None,
+               judge_refits=1, judge_l2_grid=(2e-3,), learning_rates=gpu.learning_rates[:1])
+profile = get_profile("gpu", model="random-gpt2-medium", device="cpu")
+run_instruction(profile, run_dir=tmp / "run", results_dir=tmp / "results", figures_dir=tmp / "figures",
+                show_progress=False, plan=plan)
+"""
+
+
 def test_gpu_plan_code_path_with_a_random_gpt2_medium(tmp_path):
     """The gpu plan's code path (its optimizers and learning rates, the reference on both replies, Preferred-FT and
     DPO scored at a checkpoint, sampling, KL, judge) on a random-init model of GPT-2-medium's shape (24 layers,
     width 1024, 355M parameters), two steps each on the CPU: the Colab path runs end to end without the hub.
     Sizes, checkpoints, seeds (one: every kept checkpoint writes 1.4 GB), the beta and learning-rate grids, the
-    device and the hub-only encoder are overridden; the smoke tests cover seeds."""
-    from dataclasses import replace
-
-    from minidpo.experiments.instruction_results import run_instruction
-
+    device and the hub-only encoder are overridden (`GPU_PLAN_RUN`); the smoke tests cover seeds."""
+    subprocess.run([sys.executable, "-c", GPU_PLAN_RUN, str(tmp_path)], check=True, timeout=900)
+    results = json.loads((tmp_path / "results" / "instruction_gpu.json").read_text())
     gpu = get_profile("gpu").instruction
-    few = dict(batch_size=2, eval_every=1, save_every=2)
-    plan = replace(gpu, n_test=2, n_validation=2, n_judge=8, n_dpo=4, betas=gpu.betas[:1],
-                   reference=replace(gpu.reference, **few), reference_checkpoints=(0.5,),
-                   preferred_ft=replace(gpu.preferred_ft, **few), dpo=replace(gpu.dpo, **few), checkpoints=(1.0,),
-                   seeds=(0,), samples_per_prompt=2, max_new_tokens=4, generation_batch_size=2, sentence_encoder=None,
-                   judge_refits=1, judge_l2_grid=(2e-3,), learning_rates=gpu.learning_rates[:1])
-    profile = get_profile("gpu", model="random-gpt2-medium", device="cpu")
-    results = run_instruction(profile, run_dir=tmp_path / "run", results_dir=tmp_path / "results",
-                              figures_dir=tmp_path / "figures", show_progress=False, plan=plan)
     dpo = results["trajectories"][results["selection"]["runs"][f"dpo_beta{gpu.betas[0]:g}"]]["points"]
     assert [p["steps"] for p in dpo] == [0, 2]  # the reference, then one checkpoint (each phase keeps 1.4 GB)
     assert all(math.isfinite(p[k]) for p in dpo for k in ("kl", "rude_rate", "logratio/chosen"))

@@ -31,6 +31,9 @@ from pathlib import Path
 
 import pytest
 
+from minidpo.experiments.readme import RES as README_RES
+from minidpo.experiments.readme import VERDICT as README_VERDICT
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0[1-9]_*.ipynb")) + sorted((ROOT / "notebooks").glob("10_*.ipynb"))
 REPORT_SOURCES = sorted((ROOT / "report").glob("*.tex")) + sorted((ROOT / "report" / "sections").glob("*.tex"))
@@ -363,10 +366,6 @@ COMPARATIVES_NOT_YET_CHECKED_IN = {p.name: "its experiment is not redone yet" fo
                                    if p.name not in CHECKED_NOTEBOOKS}
 NOTEBOOK_POSITIONS = re.compile(r"\b(?:above|below)\b", re.I)
 
-VERDICT_WORDS = ("no clear difference", "DPO higher", "DPO lower", "higher", "lower", "mixed", "no overlap",
-                 "inconclusive")
-README_VERDICT = re.compile(r"<!--\s*verdict\{(?P<key>[^}]*)\}\s*-->(?P<stars>\**)(?P<word>"
-                           + "|".join(map(re.escape, VERDICT_WORDS)) + r")?(?P=stars)")
 
 
 def unrendered_comparatives(prose: str, source: str | None = None) -> list[tuple[str, str]]:
@@ -383,7 +382,7 @@ def comparatives_in_latex(source: str) -> list[tuple[str, str]]:
 
 
 def comparatives_in_markdown(source: str) -> list[tuple[str, str]]:
-    return unrendered_comparatives(strip_markdown(_blank(source, README_VERDICT)), source)
+    return unrendered_comparatives(strip_markdown(_blank(_blank(source, README_VERDICT), README_RES)), source)
 
 
 def abstract(main_tex: str) -> str:

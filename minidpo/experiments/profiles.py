@@ -147,10 +147,11 @@ SENTIMENT_GPU = replace(
 
 
 # The DPO-vs-RLHF comparison of notebook 08 (`python -m minidpo frontier`): curves, not points. Every DPO run (each
-# beta, three seeds) and every PPO and PPO-GT run (each kl_coef, three seeds) is scored at three checkpoints;
-# the reward model's learning rate and epochs and PPO's learning rate are chosen on validation first. ~110 min on 2
-# cores (a DPO step of 8 pairs ~5.5 s, a PPO iteration of 16 rollouts ~19 s, scoring 128 prompts ~35 s); notebook
-# 09's variants and long run live on the sentiment base above; notebook 10's family reuses these stages.
+# beta, three seeds) and every PPO and PPO-GT run (each kl_coef, three seeds) is scored at its checkpoints; the
+# reward model's learning rate and epochs and PPO's learning rate are chosen on validation first. 64 min of compute
+# measured on 2 cores (a DPO step of 8 pairs ~3.3 s, a PPO iteration of 16 rollouts ~10 s, scoring 128 test
+# prompts ~15 s); budget 120. Notebook 09's variants and long run live on the sentiment base above; notebook 10's
+# family reuses these stages.
 FRONTIER_SMOKE = replace(
     SENTIMENT_SMOKE,
     dpo=DPOConfig(batch_size=4, learning_rate=1e-3, warmup_steps=0, eval_every=2, save_every=2, optimizer="adamw"),
@@ -173,9 +174,11 @@ FRONTIER_CPU = FrontierPlan(
     kl_coefs=(0.1, 0.2),
     best_of=(2, 4, 8),
     variants=(), long_runs=(), long_epochs=(),
-    seeds=(0, 1, 2), ppo_seeds=(0, 1),  # two PPO seeds: a PPO iteration with scoring costs ~25 s here
-    dpo_checkpoints=(0.125, 0.25, 0.5), ppo_checkpoints=(3, 6, 9),
-    reward_model_lrs=(3e-5, 1e-4), reward_model_epochs=(1, 2), ppo_pilot_lrs=(5e-6, 1e-5, 2e-5),
+    seeds=(0, 1, 2), ppo_seeds=(0, 1, 2),  # three seeds for every curve, PPO's too
+    # DPO's first checkpoint (3 steps) sits at PPO's KL scale, so the two curves share a KL range to be read on
+    dpo_checkpoints=(0.0625, 0.125, 0.25, 0.5), ppo_checkpoints=(3, 6, 9),
+    # the pilot's grid doubles the rate (approxkl grows about as its square); the committed run chose its top, 4e-5
+    reward_model_lrs=(3e-5, 1e-4), reward_model_epochs=(1, 2), ppo_pilot_lrs=(5e-6, 1e-5, 2e-5, 4e-5),
     ppo_pilot_iterations=6,
 )
 FRONTIER_GPU = replace(

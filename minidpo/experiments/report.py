@@ -19,8 +19,8 @@ for a win rate): "higher", "lower" or "no clear difference". The interval may be
 and printed as stored, after checking it is a verdict. So a sentence says "higher" only where its interval does,
 and the sentence around the macro must read true for every word it can print ("the judge's verdict on DPO
 against its reference: \\verdict{...}").
-The README cannot run macros: it writes the same citation in an HTML comment just before the word,
-`<!-- verdict{<file>:<path>|<null>} -->higher`, and tests/test_prose.py recomputes every such word.
+The README cannot run macros: it writes the same citations in HTML comments beside their values (`readme`), and
+`python -m minidpo report` rewrites those values too.
 
 This module finds every such citation in report/*.tex and report/sections/*.tex, looks it up, and writes one
 macro per citation to report/generated/results.tex; a citation no results file provides, or a verdict cited on
@@ -281,6 +281,10 @@ def main(pdf: bool = False, profile: str = "cpu") -> int:
     """`python -m minidpo report [--pdf] [--profile cpu]`."""
     for path in generate(profile=profile):
         print(path)
+    from .readme import update_readme  # it imports this module
+    readme = report_dir().parent / "README.md"
+    if readme.exists() and update_readme(readme, readme.parent / "results"):  # the README cites committed results
+        print(readme)
     if pdf:
         from .report_build import build_pdf  # it imports this module
         print(build_pdf(profile=profile))

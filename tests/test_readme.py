@@ -1,0 +1,87 @@
+"""The README's numbers come from the results files (`minidpo.experiments.readme`): every cited value is what its
+citation gives, the frontier's "What came out" paragraph types no number of its own, and the renderer rewrites a
+stale value and verdict word on planted results."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from minidpo.experiments.readme import RES, VERDICT, readme_value, render, update_readme
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+NUMBER = re.compile(r"(?<![\w.])[\u2212+-]?\d+(?:\.\d+)?(?:e-?\d+)?%?")
+
+
+def test_every_cited_value_in_the_readme_is_the_results_value():
+    text = README.read_text()
+    assert len(RES.findall(text)) >= 30  # the frontier's paragraph cites its numbers (it has ~40)
+    stale = [f"res{{{m['key']}}}: README {m['value']!r}, results {readme_value(m['key'], ROOT / 'results')!r}"
+             for m in RES.finditer(text) if m["value"] != readme_value(m["key"], ROOT / "results")]
+    assert not stale, "run `python -m minidpo report` to rewrite them:\n" + "\n".join(stale)
+    assert render(text, ROOT / "results") == text
+
+
+def _frontier_outcome(text: str) -> str:
+    section = text[text.index("## Second experiment"):text.index("## Third experiment")]
+    return section[section.index("**What came out**"):]
+
+
+def test_the_frontier_outcome_types_no_number():
+    """Every number of the paragraph that reports the frontier run is a citation. Allowed: the 95 of "95%
+    interval" (the plan's level, also cited elsewhere) and section numbers."""
+    outcome = VERDICT.sub("", RES.sub("", _frontier_outcome(README.read_text())))
+    outcome = re.sub(r"\b95% interval|`[^`]*`|results/\S+|figures/\S+", "", outcome)
+    typed = NUMBER.findall(outcome)
+    assert not typed, f"typed numbers in the README's frontier outcome (cite them as res{{...}}): {typed}"
+
+
+def test_the_typed_number_guard_is_not_vacuous():
+    """Mutation caught: a guard that blanks everything (or whose number pattern misses decimals and signs)."""
+    planted = "**What came out** reward 0.294 [0.234, 0.352] at KL 2.00, \u22120.012, 1e-05, 14%"
+    outcome = VERDICT.sub("", RES.sub("", planted))
+    assert NUMBER.findall(outcome) == ["0.294", "0.234", "0.352", "2.00", "\u22120.012", "1e-05", "14%"]
+
+
+@pytest.fixture
+def planted(tmp_path):
+    (tmp_path / "exp_cpu.json").write_text(json.dumps({
+        "a": {"x": -0.1234, "lr": 1e-05, "seeds": [0, 1, 2], "ci": [0.1, 0.3], "v": "no clear difference"},
+        "c": {"metric": "m", "a": "A", "b": "B", "null": 0.0, "verdict": "higher", "rule": "r", "text": "t",
+              "interval": {"estimate": 0.2, "low": 0.1, "high": 0.3, "method": "bootstrap", "n": 10}}}))
+    return tmp_path
+
+
+def test_render_rewrites_stale_values_and_verdict_words(planted):
+    """Mutations caught: a stale value left as written, LaTeX's minus or \\times in the README, a verdict word not
+    recomputed from its interval, the stars of a bold word lost."""
+    text = ("x <!-- res{exp_cpu:a:x|.3f} -->0.5<!-- /res -->, lr <!-- res{exp_cpu:a:lr|sci} -->3e-05<!-- /res -->, "
+            "seeds <!-- res{exp_cpu:a:seeds|list} --><!-- /res -->; <!-- verdict{exp_cpu:c} -->**lower**, "
+            "<!-- verdict{exp_cpu:a:v} -->mixed")
+    assert render(text, planted) == (
+        "x <!-- res{exp_cpu:a:x|.3f} -->\u22120.123<!-- /res -->, lr <!-- res{exp_cpu:a:lr|sci} -->1e-05<!-- /res -->, "
+        "seeds <!-- res{exp_cpu:a:seeds|list} -->0, 1, 2<!-- /res -->; <!-- verdict{exp_cpu:c} -->**higher**, "
+        "<!-- verdict{exp_cpu:a:v} -->no clear difference")
+
+
+def test_update_readme_writes_only_on_change_and_a_missing_result_names_its_citation(planted):
+    readme = planted / "README.md"
+    readme.write_text("<!-- res{exp_cpu:a:x|.2f} -->\u22120.12<!-- /res -->\n")
+    assert not update_readme(readme, planted)
+    readme.write_text("<!-- res{exp_cpu:a:x|.2f} -->7<!-- /res -->\n")
+    assert update_readme(readme, planted) and "\u22120.12<" in readme.read_text()
+    readme.write_text("<!-- res{exp_cpu:a:missing|.2f} -->1<!-- /res -->\n")
+    with pytest.raises(KeyError, match=r"exp_cpu:a:missing.*no 'missing'"):
+        update_readme(readme, planted)
+
+
+def test_a_value_that_cannot_be_printed_names_its_citation(planted):
+    """A rerun can leave a cited number undefined (a power with no counted reading is None): the error must name the
+    citation, not end in a bare format error. Mutation caught: the TypeError passed on without the key."""
+    data = json.loads((planted / "exp_cpu.json").read_text())
+    data["a"]["power"] = None
+    (planted / "exp_cpu.json").write_text(json.dumps(data))
+    with pytest.raises(TypeError, match=r"res\{exp_cpu:a:power\|\.3f\}: cannot print None"):
+        readme_value("exp_cpu:a:power|.3f", planted)
