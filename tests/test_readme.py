@@ -24,18 +24,29 @@ def test_every_cited_value_in_the_readme_is_the_results_value():
     assert render(text, ROOT / "results") == text
 
 
-def _frontier_outcome(text: str) -> str:
-    section = text[text.index("## Second experiment"):text.index("## Third experiment")]
+def _outcome(text: str, heading: str, end: str) -> str:
+    section = text[text.index(heading):text.index(end)]
     return section[section.index("**What came out**"):]
 
 
-def test_the_frontier_outcome_types_no_number():
-    """Every number of the paragraph that reports the frontier run is a citation. Allowed: the 95 of "95%
-    interval" (the plan's level, also cited elsewhere) and section numbers."""
-    outcome = VERDICT.sub("", RES.sub("", _frontier_outcome(README.read_text())))
-    outcome = re.sub(r"\b95% interval|`[^`]*`|results/\S+|figures/\S+", "", outcome)
+OUTCOMES = {  # the paragraphs that report a run: every number in them is a citation
+    "frontier": ("## Second experiment", "## Third experiment"),
+    "family": ("## Third experiment", "## Report and citation"),
+}
+
+
+@pytest.mark.parametrize("name", OUTCOMES)
+def test_the_outcome_paragraphs_type_no_number(name):
+    """Allowed: the 95 of "95% interval" and the 80 of "80% power" (the plan's levels), notebook numbers, code and
+    paths, and the
+    family's arm names (keys of the results, e.g. "Plackett-Luce DPO (K=4)")."""
+    outcome = VERDICT.sub("", RES.sub("", _outcome(README.read_text(), *OUTCOMES[name])))
+    arms = json.loads((ROOT / "results" / "family_cpu.json").read_text())["arms"]
+    for arm in sorted(arms, key=len, reverse=True):
+        outcome = outcome.replace(arm, "")
+    outcome = re.sub(r"\b95% interval|\b80% power|\bnotebook \d+|`[^`]*`|results/\S+|figures/\S+", "", outcome)
     typed = NUMBER.findall(outcome)
-    assert not typed, f"typed numbers in the README's frontier outcome (cite them as res{{...}}): {typed}"
+    assert not typed, f"typed numbers in the README's {name} outcome (cite them as res{{...}}): {typed}"
 
 
 def test_the_typed_number_guard_is_not_vacuous():
