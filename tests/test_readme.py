@@ -77,6 +77,14 @@ def test_render_rewrites_stale_values_and_verdict_words(planted):
         "<!-- verdict{exp_cpu:a:v} -->no clear difference")
 
 
+def test_signed_percentages_print_a_minus_sign_or_a_plus(planted):
+    """`+pct` (a difference of rates) keeps its sign, and a negative value prints a minus sign, not a hyphen.
+    Mutations caught: the sign dropped from a positive difference, a hyphen left in the README."""
+    assert readme_value("exp_cpu:a:x|+pct", planted) == "\u221212.3"
+    assert readme_value("exp_cpu:a:ci:1|+pct", planted) == "+30.0"
+    assert readme_value("exp_cpu:a:x|pct", planted) == "\u221212.3"
+
+
 def test_update_readme_writes_only_on_change_and_a_missing_result_names_its_citation(planted):
     readme = planted / "README.md"
     readme.write_text("<!-- res{exp_cpu:a:x|.2f} -->\u22120.12<!-- /res -->\n")

@@ -34,7 +34,8 @@ def readme_value(key: str, results_dir: Path, cache: dict | None = None) -> str:
     try:
         if fmt == "sci":  # LaTeX's 1 x 10^-5 is 1e-05 in plain text
             return f"{value:g}"
-        return format_value(value, fmt).replace("\\ensuremath{-}", "\u2212")
+        out = format_value(value, fmt).replace("\\ensuremath{-}", "\u2212")
+        return "\u2212" + out[1:] if out.startswith("-") else out  # a minus sign, not a hyphen
     except (TypeError, ValueError) as e:  # e.g. a power that a rerun left undefined (None)
         raise TypeError(f"res{{{key}}}: cannot print {value!r} as {fmt!r} ({e})") from None
 

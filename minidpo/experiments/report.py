@@ -6,7 +6,7 @@
 
 In the report a number is written `\\res{<file>:<path>|<format>}`: `<file>` is a results file without
 `.json` (e.g. `instruction_cpu`), `<path>` the keys (and list indices) down to a value, separated by `:`, and
-`<format>` a Python format spec (`.3f`, `d`, ...), `pct` (x100, one decimal), `min` (seconds as minutes),
+`<format>` a Python format spec (`.3f`, `d`, ...), `pct` (x100, one decimal; `+pct` signed), `min` (seconds as minutes),
 `sci` (1e-05 as 1 x 10^-5), `list` (a list of numbers, comma-separated), `len` (how many in a list or dict) or
 `count:<path>=<value>` (how many entries of a list or dict hold `<value>` at `<path>`).
 A claim about a difference is written `\\verdict{<file>:<path>|<null>}`: `<path>` names an interval in a results
@@ -116,8 +116,8 @@ def format_value(value, fmt: str) -> str:
                         f"|len or |count:<path>=<value>), got a {type(value).__name__}")
     if fmt == "len":  # how many: [0, 1, 2] -> 3; {"a": .., "b": ..} -> 2
         return str(len(value))
-    if fmt == "pct":
-        return f"{100 * value:.1f}"
+    if fmt in ("pct", "+pct"):  # +pct: with its sign, for a difference of rates
+        return format(100 * value, fmt.removesuffix("pct") + ".1f")
     if fmt == "min":
         return f"{value / 60:.1f}"
     if fmt == "":
