@@ -55,7 +55,7 @@ def test_committed_student_versions_are_what_otter_assign_makes(built):
         assert not any("hidden=True" in t for t in built_tests.values()), f"{name}: a hidden test reached students"
 
 
-HANG_LIMIT_S = 90  # every submission's time limit in the class folder below; a graded solution takes ~20 s
+HANG_LIMIT_S = 150  # every submission's time limit in the class folder below; a graded solution takes ~20 s
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def class_grades(built, tmp_path_factory):
     hang = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
             "source": ["import time\n", "time.sleep(10**6)\n"]}
     nb["cells"].insert(first_code + 1, hang)
-    (folder / "ana" / ".ipynb_checkpoints").mkdir(parents=True)  # sorted first: it waits while the rest is graded
+    (folder / "ana" / ".ipynb_checkpoints").mkdir(parents=True)  # "ana/" sorts first: it hangs while the rest is graded
     (folder / "ana" / "hangs.ipynb").write_text(json.dumps(nb))
     autosave = folder / "ana" / ".ipynb_checkpoints" / "hangs-checkpoint.ipynb"
     shutil.copyfile(built["01_bradley_terry"]["solution"], autosave)

@@ -6,6 +6,7 @@ import math
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from golden_numbers import compare
@@ -155,7 +156,8 @@ def test_gpu_plan_code_path_with_a_random_gpt2_medium(tmp_path):
     width 1024, 355M parameters), two steps each on the CPU: the Colab path runs end to end without the hub.
     Sizes, checkpoints, seeds (one: every kept checkpoint writes 1.4 GB), the beta and learning-rate grids, the
     device and the hub-only encoder are overridden (`GPU_PLAN_RUN`); the smoke tests cover seeds."""
-    subprocess.run([sys.executable, "-c", GPU_PLAN_RUN, str(tmp_path)], check=True, timeout=900)
+    root = Path(__file__).resolve().parents[1]  # this checkout's minidpo, whatever an editable install points at
+    subprocess.run([sys.executable, "-c", GPU_PLAN_RUN, str(tmp_path)], check=True, timeout=900, cwd=root)
     results = json.loads((tmp_path / "results" / "instruction_gpu.json").read_text())
     gpu = get_profile("gpu").instruction
     dpo = results["trajectories"][results["selection"]["runs"][f"dpo_beta{gpu.betas[0]:g}"]]["points"]

@@ -17,11 +17,12 @@ NUMBER = re.compile(r"(?<![\w.])[\u2212+-]?\d+(?:\.\d+)?(?:e-?\d+)?%?")
 
 def test_every_cited_value_in_the_readme_is_the_results_value():
     text = README.read_text()
-    assert len(RES.findall(text)) >= 30  # the frontier's paragraph cites its numbers (it has ~40)
-    stale = [f"res{{{m['key']}}}: README {m['value']!r}, results {readme_value(m['key'], ROOT / 'results')!r}"
-             for m in RES.finditer(text) if m["value"] != readme_value(m["key"], ROOT / "results")]
+    assert len(RES.findall(text)) >= 100  # the table, comparisons and outcome paragraphs cite their numbers
+    cache: dict = {}
+    stale = [f"res{{{m['key']}}}: README {m['value']!r}, results {readme_value(m['key'], ROOT / 'results', cache)!r}"
+             for m in RES.finditer(text) if m["value"] != readme_value(m["key"], ROOT / "results", cache)]
     assert not stale, "run `python -m minidpo report` to rewrite them:\n" + "\n".join(stale)
-    assert render(text, ROOT / "results") == text
+    assert render(text, ROOT / "results") == text  # also: every citation is closed (render checks)
 
 
 def _outcome(text: str, heading: str, end: str) -> str:
@@ -33,27 +34,42 @@ OUTCOMES = {  # the paragraphs that report a run: every number in them is a cita
     "frontier": ("## Second experiment", "## Third experiment"),
     "family": ("## Third experiment", "## Report and citation"),
 }
+ALLOWED = re.compile(r"\b95% interval|\b80% power|\bnotebook \d+|`[^`]*`|results/\S+|figures/\S+")
+
+
+def typed_numbers(passage: str, names: list[str]) -> list[str]:
+    """The numbers of `passage` that are typed: not in a citation or verdict marker, not in one of `names` (the
+    family's arm names, e.g. "Plackett-Luce DPO (K=4)"), not an `ALLOWED` phrase (the plan's levels, notebook
+    numbers, code and paths)."""
+    passage = VERDICT.sub("", RES.sub("", passage))
+    for name in sorted(names, key=len, reverse=True):
+        passage = passage.replace(name, "")
+    return NUMBER.findall(ALLOWED.sub("", passage))
 
 
 @pytest.mark.parametrize("name", OUTCOMES)
 def test_the_outcome_paragraphs_type_no_number(name):
-    """Allowed: the 95 of "95% interval" and the 80 of "80% power" (the plan's levels), notebook numbers, code and
-    paths, and the
-    family's arm names (keys of the results, e.g. "Plackett-Luce DPO (K=4)")."""
-    outcome = VERDICT.sub("", RES.sub("", _outcome(README.read_text(), *OUTCOMES[name])))
-    arms = json.loads((ROOT / "results" / "family_cpu.json").read_text())["arms"]
-    for arm in sorted(arms, key=len, reverse=True):
-        outcome = outcome.replace(arm, "")
-    outcome = re.sub(r"\b95% interval|\b80% power|\bnotebook \d+|`[^`]*`|results/\S+|figures/\S+", "", outcome)
-    typed = NUMBER.findall(outcome)
+    arms = list(json.loads((ROOT / "results" / "family_cpu.json").read_text())["arms"])
+    typed = typed_numbers(_outcome(README.read_text(), *OUTCOMES[name]), arms)
     assert not typed, f"typed numbers in the README's {name} outcome (cite them as res{{...}}): {typed}"
 
 
 def test_the_typed_number_guard_is_not_vacuous():
-    """Mutation caught: a guard that blanks everything (or whose number pattern misses decimals and signs)."""
-    planted = "**What came out** reward 0.294 [0.234, 0.352] at KL 2.00, \u22120.012, 1e-05, 14%"
-    outcome = VERDICT.sub("", RES.sub("", planted))
-    assert NUMBER.findall(outcome) == ["0.294", "0.234", "0.352", "2.00", "\u22120.012", "1e-05", "14%"]
+    """Planted: numbers inside a citation, a verdict marker, an arm name and the allowed phrases beside typed ones;
+    only the typed ones come back. Mutations caught: a guard that blanks everything, a number pattern that misses
+    decimals, signs, exponents or percentages, an allowed phrase or arm name that leaks its number."""
+    planted = ("**What came out** <!-- res{f:a|.2f} -->0.73<!-- /res --> and <!-- verdict{f:b} -->**no clear "
+               "difference**; Arm (K=4) at 95% interval with 80% power, notebook 08, `x=3`; reward 0.294 [0.234, 0.352] "
+               "at KL 2.00, \u22120.012, 1e-05, 14%")
+    assert typed_numbers(planted, ["Arm (K=4)"]) == ["0.294", "0.234", "0.352", "2.00", "\u22120.012", "1e-05", "14%"]
+
+
+def test_a_citation_without_its_close_is_an_error_not_a_swallowed_paragraph(tmp_path):
+    """Mutation caught: a value pattern that runs across prose to the next citation's close (one citation then
+    replaces everything between)."""
+    text = "<!-- res{exp_cpu:a:x|.2f} -->1.0 and some prose <!-- res{exp_cpu:a:x|.2f} -->2.0<!-- /res -->"
+    with pytest.raises(ValueError, match="without its"):
+        render(text, tmp_path)
 
 
 @pytest.fixture

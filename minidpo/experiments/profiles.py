@@ -177,7 +177,7 @@ FRONTIER_CPU = FrontierPlan(
     seeds=(0, 1, 2), ppo_seeds=(0, 1, 2),  # three seeds for every curve, PPO's too
     # DPO's first checkpoint (3 steps) sits at PPO's KL scale, so the two curves share a KL range to be read on
     dpo_checkpoints=(0.0625, 0.125, 0.25, 0.5), ppo_checkpoints=(3, 6, 9),
-    # the pilot's grid doubles the rate (approxkl grows about as its square); the committed run chose its top, 4e-5
+    # the pilot's grid doubles the rate (approxkl grows about as its square)
     reward_model_lrs=(3e-5, 1e-4), reward_model_epochs=(1, 2), ppo_pilot_lrs=(5e-6, 1e-5, 2e-5, 4e-5),
     ppo_pilot_iterations=6,
 )

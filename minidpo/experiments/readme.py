@@ -18,9 +18,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .report import format_value, lookup, verdict_word
+from .report import format_value, lookup, verdict_word, write_text
 
-RES = re.compile(r"<!-- res\{(?P<key>[^}]*)\} -->(?P<value>.*?)<!-- /res -->", re.S)
+# a value is one line without markup: a citation missing its close cannot swallow the prose up to the next one
+RES = re.compile(r"<!--\s*res\{(?P<key>[^}]*)\}\s*-->(?P<value>[^<\n]*)<!-- /res -->")
+RES_OPEN, RES_CLOSE = re.compile(r"<!--\s*res\{"), "<!-- /res -->"
 VERDICT_WORDS = ("no clear difference", "DPO higher", "DPO lower", "higher", "lower", "mixed", "no overlap",
                  "inconclusive")
 VERDICT = re.compile(r"<!--\s*verdict\{(?P<key>[^}]*)\}\s*-->(?P<stars>\**)(?P<word>"
@@ -32,9 +34,10 @@ def readme_value(key: str, results_dir: Path, cache: dict | None = None) -> str:
     fmt = key.partition("|")[2]
     value = lookup(key, results_dir, cache)
     try:
-        if fmt == "sci":  # LaTeX's 1 x 10^-5 is 1e-05 in plain text
-            return f"{value:g}"
-        out = format_value(value, fmt).replace("\\ensuremath{-}", "\u2212")
+        if fmt == "sci":  # the report's 1 x 10^-5, as 1e-05 in plain text
+            out = f"{value:.0e}"
+        else:
+            out = format_value(value, fmt).replace("\\ensuremath{-}", "\u2212")
         return "\u2212" + out[1:] if out.startswith("-") else out  # a minus sign, not a hyphen
     except (TypeError, ValueError) as e:  # e.g. a power that a rerun left undefined (None)
         raise TypeError(f"res{{{key}}}: cannot print {value!r} as {fmt!r} ({e})") from None
@@ -42,7 +45,9 @@ def readme_value(key: str, results_dir: Path, cache: dict | None = None) -> str:
 
 def render(text: str, results_dir: Path) -> str:
     """`text` with every `res{...}` value and every verdict word recomputed from `results_dir`. KeyError (naming
-    the citation) for a result no file provides."""
+    the citation) for a result no file provides; ValueError for a citation without its close."""
+    if len(RES_OPEN.findall(text)) != len(RES.findall(text)) or text.count(RES_CLOSE) != len(RES.findall(text)):
+        raise ValueError(f"a res{{...}} citation without its {RES_CLOSE!r}, or with markup or a line break in its value")
     cache: dict = {}
 
     def res(m: re.Match) -> str:
@@ -59,5 +64,5 @@ def update_readme(readme: Path, results_dir: Path) -> bool:
     text = readme.read_text()
     new = render(text, results_dir)
     if new != text:
-        readme.write_text(new)
+        write_text(readme, new)
     return new != text
