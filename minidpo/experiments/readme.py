@@ -46,8 +46,10 @@ def readme_value(key: str, results_dir: Path, cache: dict | None = None) -> str:
 def render(text: str, results_dir: Path) -> str:
     """`text` with every `res{...}` value and every verdict word recomputed from `results_dir`. KeyError (naming
     the citation) for a result no file provides; ValueError for a citation without its close."""
-    if len(RES_OPEN.findall(text)) != len(RES.findall(text)) or text.count(RES_CLOSE) != len(RES.findall(text)):
-        raise ValueError(f"a res{{...}} citation without its {RES_CLOSE!r}, or with markup or a line break in its value")
+    cited = len(RES.findall(text))
+    if len(RES_OPEN.findall(text)) != cited or text.count(RES_CLOSE) != cited:
+        raise ValueError(f"a res{{...}} citation without its {RES_CLOSE!r}, or with markup or a line break in "
+                         "its value")
     cache: dict = {}
 
     def res(m: re.Match) -> str:
