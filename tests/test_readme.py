@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from minidpo.experiments.readme import RES, VERDICT, readme_value, render, update_readme
+from test_prose import README_RESULT_PASSAGES, readme_result_passages
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -25,15 +26,6 @@ def test_every_cited_value_in_the_readme_is_the_results_value():
     assert render(text, ROOT / "results") == text  # also: every citation is closed (render checks)
 
 
-def _outcome(text: str, heading: str, end: str) -> str:
-    section = text[text.index(heading):text.index(end)]
-    return section[section.index("**What came out**"):]
-
-
-OUTCOMES = {  # the paragraphs that report a run: every number in them is a citation
-    "frontier": ("## Second experiment", "## Third experiment"),
-    "family": ("## Third experiment", "## Report and citation"),
-}
 ALLOWED = re.compile(r"\b95% interval|\b80% power|\bnotebook \d+|`[^`]*`|results/\S+|figures/\S+")
 
 
@@ -47,11 +39,15 @@ def typed_numbers(passage: str, names: list[str]) -> list[str]:
     return NUMBER.findall(ALLOWED.sub("", passage))
 
 
-@pytest.mark.parametrize("name", OUTCOMES)
-def test_the_outcome_paragraphs_type_no_number(name):
+OUTCOMES = [h for h, start in README_RESULT_PASSAGES.items() if start]  # the "What came out" paragraphs
+
+
+@pytest.mark.parametrize("heading", OUTCOMES)
+def test_the_outcome_paragraphs_type_no_number(heading):
+    """Every number of a paragraph that reports a frontier or family run is a citation."""
     arms = list(json.loads((ROOT / "results" / "family_cpu.json").read_text())["arms"])
-    typed = typed_numbers(_outcome(README.read_text(), *OUTCOMES[name]), arms)
-    assert not typed, f"typed numbers in the README's {name} outcome (cite them as res{{...}}): {typed}"
+    typed = typed_numbers(readme_result_passages(README.read_text())[heading], arms)
+    assert not typed, f"typed numbers in the README's {heading!r} outcome (cite them as res{{...}}): {typed}"
 
 
 def test_the_typed_number_guard_is_not_vacuous():

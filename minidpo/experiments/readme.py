@@ -18,15 +18,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .report import format_value, lookup, verdict_word, write_text
+from .report import VERDICT_WORDS, format_value, lookup, verdict_word, write_text
 
 # a value is one line without markup: a citation missing its close cannot swallow the prose up to the next one
 RES = re.compile(r"<!--\s*res\{(?P<key>[^}]*)\}\s*-->(?P<value>[^<\n]*)<!-- /res -->")
 RES_OPEN, RES_CLOSE = re.compile(r"<!--\s*res\{"), "<!-- /res -->"
-VERDICT_WORDS = ("no clear difference", "DPO higher", "DPO lower", "higher", "lower", "mixed", "no overlap",
-                 "inconclusive")
-VERDICT = re.compile(r"<!--\s*verdict\{(?P<key>[^}]*)\}\s*-->(?P<stars>\**)(?P<word>"
-                     + "|".join(map(re.escape, VERDICT_WORDS)) + r")?(?P=stars)")
+VERDICT = re.compile(r"<!--\s*verdict\{(?P<key>[^}]*)\}\s*-->(?P<stars>\**)(?P<word>(?:DPO )?(?:"
+                     + "|".join(map(re.escape, VERDICT_WORDS)) + r"))?(?P=stars)")
 
 
 def readme_value(key: str, results_dir: Path, cache: dict | None = None) -> str:

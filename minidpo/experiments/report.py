@@ -131,11 +131,15 @@ def format_value(value, fmt: str) -> str:
     return "\\ensuremath{-}" + out[1:] if out.startswith("-") else out  # a true minus sign, in text or maths
 
 
+# every word a verdict can print: a `stats.Verdict` value, or the frontier's and family's "no overlap" and
+# "inconclusive" (frontier_verdicts); a stored verdict may also name its subject ("DPO higher")
+VERDICT_WORDS = (*(v.value for v in Verdict), "no overlap", "inconclusive")
+
+
 def is_stored_verdict(value) -> bool:
-    """A verdict already written as a string: a `stats.Verdict` value, "no overlap", "inconclusive", or
-    "<subject> higher" / "<subject> lower" (the frontier's "DPO higher")."""
-    words = {v.value for v in Verdict} | {"no overlap", "inconclusive"}  # the frontier's (frontier_verdicts)
-    return isinstance(value, str) and (value in words or (len(value.split(" ")) == 2 and value.split(" ")[1] in
+    """A verdict already written as a string: one of `VERDICT_WORDS`, or "<subject> higher" / "<subject> lower"
+    (the frontier's "DPO higher")."""
+    return isinstance(value, str) and (value in VERDICT_WORDS or (len(value.split(" ")) == 2 and value.split(" ")[1] in
                                                           (Verdict.HIGHER.value, Verdict.LOWER.value)))
 
 
