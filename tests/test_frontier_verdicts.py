@@ -123,7 +123,7 @@ def test_ppo_learning_rate_rule():
     pilot = [PilotRun(1e-6, 0.01, 0.01, 0.20, 0.1), PilotRun(1e-5, 0.05, 0.02, 0.30, 0.5),
              PilotRun(3e-5, 0.40, 0.30, 0.60, 2.0)]  # the last reaches most reward but is unstable
     choice, reason = select_ppo_learning_rate(pilot, threshold=0.1)
-    assert choice.learning_rate == 1e-5 and "largest stable" in reason  # not the unstable one, not the smallest
+    assert choice.learning_rate == 1e-5 and "largest learning rate" in reason  # not the unstable one, not the smallest
     assert select_ppo_learning_rate(pilot, threshold=0.5)[0].learning_rate == 3e-5  # stable under a looser bound
     unstable = [PilotRun(1e-5, 0.2, 0.2, 0.3, 0.5), PilotRun(3e-5, 0.4, 0.3, 0.6, 2.0)]
     choice, reason = select_ppo_learning_rate(unstable, threshold=0.1)
@@ -131,6 +131,27 @@ def test_ppo_learning_rate_rule():
     # the first rule, kept to disclose what it chose: the objective subtracts kl_coef * KL
     assert select_by_objective(pilot, threshold=0.1, kl_coef=0.1).learning_rate == 1e-5
     assert select_by_objective(pilot, threshold=0.1, kl_coef=1.0).learning_rate == 1e-6
+
+
+def test_pilot_margin_and_the_earlier_rule():
+    """The pilot's threshold is the plan's times its margin: a learning rate just under the stability threshold is
+    not chosen at margin 0.5 (catches the margin being dropped, or applied to the runs' definition of stable). The
+    earlier rule reads only the first EARLIER_PILOT_ITERATIONS iterations (catches it reading all of them)."""
+    from minidpo.experiments.frontier_seeds import EARLIER_PILOT_ITERATIONS, earlier_rule_choice
+    from minidpo.experiments.profiles import get_profile
+
+    pilot = [PilotRun(1e-5, 0.03, 0.01, 0.2, 0.1), PilotRun(2e-5, 0.08, 0.05, 0.3, 0.4)]
+    plan = get_profile("cpu").frontier
+    assert plan.ppo_pilot_margin == 0.5 and plan.ppo_pilot_iterations == plan.ppo_checkpoints[-1]
+    threshold = plan.ppo_stable_approxkl * plan.ppo_pilot_margin
+    assert select_ppo_learning_rate(pilot, threshold)[0].learning_rate == 1e-5
+    assert select_ppo_learning_rate(pilot, plan.ppo_stable_approxkl)[0].learning_rate == 2e-5
+    # 2e-5 stays under 0.1 for the earlier rule's iterations and leaves it afterwards
+    late = [0.05] * EARLIER_PILOT_ITERATIONS + [0.2]
+    runs = [{"run": replace(pilot[0], max_approxkl=0.03), "diagnostics": {"policy/approxkl_avg": [0.03] * 7}},
+            {"run": replace(pilot[1], max_approxkl=0.2), "diagnostics": {"policy/approxkl_avg": late}}]
+    assert earlier_rule_choice(runs, 0.1) == 2e-5
+    assert select_ppo_learning_rate([r["run"] for r in runs], 0.1)[0].learning_rate == 1e-5
 
 
 def test_reward_model_rule():

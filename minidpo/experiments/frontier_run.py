@@ -195,7 +195,8 @@ def frontier_results(profile: Profile, run_dir=None, show_progress: bool = True)
                          "candidates": stages["rm_runs"]},
         "ppo_pilot": {k: v for k, v in pilot.items() if k != "runs"}
         | {"runs": [{**to_json(r["run"]), "stable": r["run"].stable(plan.ppo_stable_approxkl),
-                     "diagnostics": r["diagnostics"]} for r in pilot["runs"]]},
+                     "eligible": r["run"].stable(pilot["pilot_threshold"]), "diagnostics": r["diagnostics"]}
+                    for r in pilot["runs"]]},
         "ppo_stability": ppo_stability([*runs["PPO"], *runs["PPO-GT"]], pilot, plan.ppo_stable_approxkl),
         "curves": curves,
         # per prompt (rewards, log-ratios, r_phi scores) for every scored point, so any comparison can be paired

@@ -97,7 +97,8 @@ def budgets_table(results: dict) -> str:
 
 def ppo_stability_table(results: dict) -> str:
     """PPO's learning-rate pilot on the validation prompts: each learning rate's first and largest approxkl, its
-    validation reward, KL and objective, and whether it was stable and chosen."""
+    validation reward, KL and objective, whether it was stable, whether it kept under the pilot's threshold (the
+    stability threshold times the plan's margin), and which was chosen."""
     pilot = results["ppo_pilot"]
     rows = []
     for r in pilot["runs"]:
@@ -105,9 +106,9 @@ def ppo_stability_table(results: dict) -> str:
         objective = r["validation_reward"] - pilot["kl_coef"] * r["validation_kl"]
         rows.append(f"{_sci(r['learning_rate'])} & {r['first_approxkl']:.4f} & {r['max_approxkl']:.4f} & "
                     f"{_num(r['validation_reward'])} & {_num(r['validation_kl'], '.2f')} & {_num(objective)} & "
-                    f"{'yes' if r['stable'] else 'no'} & {chosen} \\\\")
-    return _tabular("lrrrrrll", r"learning rate & approxkl, it.\,1 & max approxkl & val.\ reward & val.\ KL & "
-                    r"objective & stable & ", rows)
+                    f"{'yes' if r['stable'] else 'no'} & {'yes' if r['eligible'] else 'no'} & {chosen} \\\\")
+    return _tabular("lrrrrrlll", r"learning rate & approxkl, it.\,1 & max approxkl & val.\ reward & val.\ KL & "
+                    r"objective & stable & in margin & ", rows)
 
 
 def _sci(x: float) -> str:
