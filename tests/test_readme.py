@@ -1,9 +1,10 @@
 """The README's numbers come from the results files (`minidpo.experiments.readme`): every cited value is what its
-citation gives, the frontier's "What came out" paragraph types no number of its own, and the renderer rewrites a
-stale value and verdict word on planted results."""
+citation gives, the headline's results section and the frontier's and family's "What came out" paragraphs type no
+number of their own, and the renderer rewrites a stale value and verdict word on planted results."""
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -26,15 +27,37 @@ def test_every_cited_value_in_the_readme_is_the_results_value():
     assert render(text, ROOT / "results") == text  # also: every citation is closed (render checks)
 
 
-ALLOWED = re.compile(r"\b95% interval|\b80% power|\bnotebook \d+|`[^`]*`|results/\S+|figures/\S+")
+ALLOWED = re.compile(r"\b95% interval|\b80% power|\b[Nn]otebook \d+|`[^`]*`|results/\S+|figures/\S+")
+
+HEADLINE = "## Results of the headline run"
+# Names with digits in the headline section: read as words, not numbers.
+HEADLINE_NAMES = ["SmolLM2-135M-Instruct", "AVX-512"]
+# The numbers the headline section types because no results file holds them, each allowed only in the exact phrase
+# written here (a phrase no longer in the section fails `test_every_typed_phrase_allowed_in_the_headline_is_used`).
+# Prefer a citation to a line here.
+HEADLINE_TYPED = {
+    "2-core AMD EPYC": "the machine the runs used; the results record torch's threads, not the CPU's cores",
+    "2026-12-05": "the date of the fresh-clone rerun; no results file records dates",
+    "75-minute budget": "the profile's compute budget, a target set before the run, not a result",
+    "60-minute aim": "the same, the time the profile aims at",
+    "32 of the 1,536 test replies": "counted from the committed and the rerun's samples files (no results JSON "
+                                    "stores the count): `test_the_typed_rerun_counts_are_the_samples_files`",
+    "(19 of them": "the same count, the base model's replies among them",
+    "at most 3 per sample set": "the same count, the most per sample set of a trained arm",
+    "(2 of ": "the rerun's lexicon cut in replies (its dropped markers' rate times the replies cited beside it): "
+              "`test_the_typed_rerun_counts_are_the_samples_files`",
+    "1-2-grams": "the lexicons' n-gram lengths, a constant of the code (`minidpo.judges._ngrams`), not a result",
+    "all 8 checks": "the planted edits times the instruments reading each, both cited beside it; no results file "
+                    "stores the product",
+}
 
 
-def typed_numbers(passage: str, names: list[str]) -> list[str]:
+def typed_numbers(passage: str, names: list[str], phrases: tuple[str, ...] = ()) -> list[str]:
     """The numbers of `passage` that are typed: not in a citation or verdict marker, not in one of `names` (the
-    family's arm names, e.g. "Plackett-Luce DPO (K=4)"), not an `ALLOWED` phrase (the plan's levels, notebook
-    numbers, code and paths)."""
+    family's arm names, e.g. "Plackett-Luce DPO (K=4)"), not in one of the exact `phrases` (`HEADLINE_TYPED`), not
+    an `ALLOWED` phrase (the plan's levels, notebook numbers, code and paths)."""
     passage = VERDICT.sub("", RES.sub("", passage))
-    for name in sorted(names, key=len, reverse=True):
+    for name in sorted([*names, *phrases], key=len, reverse=True):
         passage = passage.replace(name, "")
     return NUMBER.findall(ALLOWED.sub("", passage))
 
@@ -50,6 +73,42 @@ def test_the_outcome_paragraphs_type_no_number(heading):
     assert not typed, f"typed numbers in the README's {heading!r} outcome (cite them as res{{...}}): {typed}"
 
 
+def test_the_headline_results_type_no_number():
+    """Every number of the headline run's results section (setup, timing, reproduction, reference, selection,
+    instruments, table, comparisons) is a citation, but the `HEADLINE_TYPED` phrases."""
+    typed = typed_numbers(readme_result_passages(README.read_text())[HEADLINE], HEADLINE_NAMES, tuple(HEADLINE_TYPED))
+    assert not typed, f"typed numbers in the README's {HEADLINE!r} (cite them as res{{...}}): {typed}"
+
+
+def test_every_typed_phrase_allowed_in_the_headline_is_used():
+    section = readme_result_passages(README.read_text())[HEADLINE]
+    unused = [phrase for phrase in [*HEADLINE_TYPED, *HEADLINE_NAMES] if phrase not in section]
+    assert not unused, f"allowed phrases the headline section no longer writes (remove them): {unused}"
+
+
+def _replies(path: Path) -> dict:
+    return {(r["prompt_id"], r["arm"], r["seed"], r["sample_set"]): r["reply"]
+            for r in map(json.loads, path.read_text().splitlines())}
+
+
+def test_the_typed_rerun_counts_are_the_samples_files():
+    """The fresh-clone paragraph types the replies that came out otherwise and the lexicon cut (`HEADLINE_TYPED`):
+    they are what the committed and the rerun's samples and results files give."""
+    committed = _replies(ROOT / "results" / "samples_cpu.jsonl")
+    rerun = _replies(ROOT / "results" / "reruns" / "avx512" / "samples_cpu.jsonl")
+    assert committed.keys() == rerun.keys()
+    moved = Counter(key[1:] for key in committed if committed[key] != rerun[key])  # (arm, seed, sample set) -> count
+    base = sum(n for (arm, *_), n in moved.items() if arm == "base")
+    most_trained = max(n for (arm, *_), n in moved.items() if arm != "base")
+    control = json.loads((ROOT / "results" / "reruns" / "avx512" / "instruction_cpu.json").read_text())[
+        "lexicons"]["rude"]["base_model_control"]
+    cut = min(control["dropped"].values()) * control["replies"]
+    section = readme_result_passages(README.read_text())[HEADLINE]
+    assert f"{sum(moved.values())} of the {len(committed):,} test replies" in section
+    assert f"({base} of them" in section and f"at most {most_trained} per sample set" in section
+    assert abs(cut - round(cut)) < 1e-9 and f"({round(cut)} of " in section
+
+
 def test_the_typed_number_guard_is_not_vacuous():
     """Planted: numbers inside a citation, a verdict marker, an arm name and the allowed phrases beside typed ones;
     only the typed ones come back. Mutations caught: a guard that blanks everything, a number pattern that misses
@@ -58,6 +117,9 @@ def test_the_typed_number_guard_is_not_vacuous():
                "difference**; Arm (K=4) at 95% interval with 80% power, notebook 08, `x=3`; reward 0.294 [0.234, 0.352] "
                "at KL 2.00, \u22120.012, 1e-05, 14%")
     assert typed_numbers(planted, ["Arm (K=4)"]) == ["0.294", "0.234", "0.352", "2.00", "\u22120.012", "1e-05", "14%"]
+    # an allowed phrase blanks only itself: the same number elsewhere is still typed; "Notebook" at a sentence start
+    headline = "all 8 checks, 8 edits; the 75-minute budget, 75 min. Notebook 07 prints them"
+    assert typed_numbers(headline, [], ("all 8 checks", "75-minute budget")) == ["8", "75"]
 
 
 def test_a_citation_without_its_close_is_an_error_not_a_swallowed_paragraph(tmp_path):
