@@ -147,20 +147,24 @@ def second_readings(exp: InstructionExperiment, reference, runs: dict, selection
     return out
 
 
-def train_all(exp: InstructionExperiment) -> dict:
+def train_all(exp: InstructionExperiment, release_base_model: bool = False) -> dict:
     """The whole training side: {"reference": record, "trajectories": {run: points}, "second_validation": the
     matched-KL reading's replies (`second_readings`), "origin": the reference's validation point, "selection":
     {...}, "arms": {name: Arm}, "reference_model", "ref_data" (the DPO pairs with the reference's log-probs)}.
-    One policy and the reference are in memory at a time besides the base model."""
+    One policy and the reference are in memory at a time, and the base model until its arm is sampled; with
+    `release_base_model` (the command line's run) `exp.base_model` is then dropped, so training does not hold it."""
     p, codec = exp.plan, exp.codec()
     reference, ref_record = reference_run(exp)
     ref_data = reference_logprobs(exp, reference)
     origin = validation_origin(ref_record, ref_data)
+    # every stage draws from its own seed, so sampling the base arm first changes no number
+    arms = {"base": sample_arm(exp, "base", "base", [("base", lambda: exp.base_model)], reference)}
+    if release_base_model:
+        exp.base_model = None
     runs, best, selection = validation_runs(exp, reference, ref_data)
     arm_runs, dpo_best, first = selection["runs"], selection["selected_dpo_arm"], p.seeds[0]
-    arms = {"base": sample_arm(exp, "base", "base", [("base", lambda: exp.base_model)], reference),
-            "reference": sample_arm(exp, "reference", "reference", [("reference", lambda: reference)], reference,
-                                   epochs=ref_record["selected_epochs"])}
+    arms["reference"] = sample_arm(exp, "reference", "reference", [("reference", lambda: reference)], reference,
+                                   epochs=ref_record["selected_epochs"])
     for name, run_name in arm_runs.items():
         method, beta, lr, _ = runs[run_name]
         epochs = best[run_name]["budget"]

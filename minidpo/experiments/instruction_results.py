@@ -112,7 +112,7 @@ def run_instruction(profile, run_dir=None, results_dir="results", figures_dir="f
 
     t0 = time.time()
     exp = prepare(profile, run_dir, show_progress, plan)
-    trained = train_all(exp)
+    trained = train_all(exp, release_base_model=True)  # nothing after its arm reads the base model
     encoder = CachedEncoder(load_sentence_encoder(exp.plan.sentence_encoder, device=profile.device))
     judge, judge_validation = build_judge(exp, encoder)
     results = {

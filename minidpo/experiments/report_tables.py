@@ -107,7 +107,7 @@ def ppo_stability_table(results: dict) -> str:
         rows.append(f"{_sci(r['learning_rate'])} & {r['first_approxkl']:.4f} & {r['max_approxkl']:.4f} & "
                     f"{_num(r['validation_reward'])} & {_num(r['validation_kl'], '.2f')} & {_num(objective)} & "
                     f"{'yes' if r['stable'] else 'no'} & {'yes' if r['eligible'] else 'no'} & {chosen} \\\\")
-    return _tabular("lrrrrrlll", r"learning rate & approxkl, it.\,1 & max approxkl & val.\ reward & val.\ KL & "
+    return _tabular("lrrrrrlll", r"lr & approxkl, it.\,1 & max approxkl & val.\ reward & val.\ KL & "
                     r"objective & stable & in margin & ", rows)
 
 
