@@ -15,7 +15,9 @@ rule along each curve) replaced frontier_smoke.json. The family's redesign (issu
 own curve with seeds, matched-KL verdicts against DPO's curves, length control) replaced family_smoke.json. The
 sampler's rewrite (issue 32: `minidpo.generate`'s own decode loop, one uniform per token from each prompt's stream,
 in place of HF `generate`'s multinomial) draws other replies, so it replaced all three; with it the instruction
-experiment's learning-rate search and the lexicons' base-model control (issue 27) changed instruction_smoke.json. To
+experiment's learning-rate search and the lexicons' base-model control (issue 27) changed instruction_smoke.json.
+PPO's pilot choosing under a fraction of the stability threshold (issue 28) changed only frontier_smoke.json's
+strings and added its keys (the rule, the reason, the disclosed rule changes, each pilot run's `eligible`). To
 accept an intended change, regenerate: `MINIDPO_UPDATE_GOLDEN=1 MINIDPO_PROFILE=smoke python -m pytest
 tests/test_instruction_experiment.py tests/test_sentiment_frontier.py tests/test_family_experiment.py`, and say
 why in the commit."""

@@ -13,6 +13,7 @@ verdict.
 | test_endpoint_readings_count | a curve's own endpoint dropped as out of range half the time |
 | test_seeds_are_resampled_within_a_curve | seeds ignored (one run's noise read as the method's) |
 | test_ppo_learning_rate_rule | an unstable learning rate chosen; the smallest stable one chosen; no fallback; the first rule's objective misread |
+| test_pilot_choice_at_a_fraction_of_the_threshold_and_the_earlier_rules | the fraction dropped or applied to "stable"; the second rule given the fraction or every iteration; an earlier rule disclosed where none was |
 | test_reward_model_rule | the last or first candidate taken; loss used before accuracy |
 | test_choices_never_read_the_test_prompts | PPO's pilot or the reward model choice scored on the test prompts |
 | test_verdict_with_no_conclusive_reading_says_so | readings that all left the range reported as "no clear difference" |
@@ -133,25 +134,31 @@ def test_ppo_learning_rate_rule():
     assert select_by_objective(pilot, threshold=0.1, kl_coef=1.0).learning_rate == 1e-6
 
 
-def test_pilot_margin_and_the_earlier_rule():
-    """The pilot's threshold is the plan's times its margin: a learning rate just under the stability threshold is
-    not chosen at margin 0.5 (catches the margin being dropped, or applied to the runs' definition of stable). The
-    earlier rule reads only the first EARLIER_PILOT_ITERATIONS iterations (catches it reading all of them)."""
-    from minidpo.experiments.frontier_seeds import EARLIER_PILOT_ITERATIONS, earlier_rule_choice
+def test_pilot_choice_at_a_fraction_of_the_threshold_and_the_earlier_rules():
+    """`choose_ppo_learning_rate` on planted pilots: a learning rate under the stability threshold but over its
+    fraction is not chosen; the second rule reads only its first `ppo_pilot_earlier_iterations` iterations. Mutations
+    caught: the fraction dropped or applied to the definition of stable (`eligible` vs `stable`), the second rule
+    given the fraction or all iterations, a profile without an earlier rule still disclosing one."""
+    from minidpo.experiments.frontier_seeds import choose_ppo_learning_rate
     from minidpo.experiments.profiles import get_profile
 
-    pilot = [PilotRun(1e-5, 0.03, 0.01, 0.2, 0.1), PilotRun(2e-5, 0.08, 0.05, 0.3, 0.4)]
     plan = get_profile("cpu").frontier
-    assert plan.ppo_pilot_margin == 0.5 and plan.ppo_pilot_iterations == plan.ppo_checkpoints[-1]
-    threshold = plan.ppo_stable_approxkl * plan.ppo_pilot_margin
-    assert select_ppo_learning_rate(pilot, threshold)[0].learning_rate == 1e-5
-    assert select_ppo_learning_rate(pilot, plan.ppo_stable_approxkl)[0].learning_rate == 2e-5
-    # 2e-5 stays under 0.1 for the earlier rule's iterations and leaves it afterwards
-    late = [0.05] * EARLIER_PILOT_ITERATIONS + [0.2]
-    runs = [{"run": replace(pilot[0], max_approxkl=0.03), "diagnostics": {"policy/approxkl_avg": [0.03] * 7}},
-            {"run": replace(pilot[1], max_approxkl=0.2), "diagnostics": {"policy/approxkl_avg": late}}]
-    assert earlier_rule_choice(runs, 0.1) == 2e-5
-    assert select_ppo_learning_rate([r["run"] for r in runs], 0.1)[0].learning_rate == 1e-5
+    assert plan.ppo_pilot_approxkl_fraction == 0.5 and plan.ppo_pilot_iterations == plan.ppo_checkpoints[-1]
+    n = plan.ppo_pilot_earlier_iterations
+    # 1e-5 stays far under; 2e-5 stays under 0.1 but not under 0.05; 4e-5 stays under 0.1 for n iterations, then not
+    curves = {1e-5: [0.01] * (n + 3), 2e-5: [0.08] * (n + 3), 4e-5: [0.09] * n + [0.2] * 3}
+    runs = [{"run": PilotRun(lr, max(a), a[0], 0.2, 0.1), "diagnostics": {"policy/approxkl_avg": a}}
+            for lr, a in curves.items()]
+    out = choose_ppo_learning_rate(runs, plan)
+    assert out["pilot_threshold"] == plan.ppo_stable_approxkl * 0.5 and out["learning_rate"] == 1e-5
+    second = out["second_rule_change"]
+    assert second["second_rule_choice"] == 4e-5  # stable at 0.1 over its n iterations
+    assert second["second_rule_choice_full_pilot"] == 2e-5  # over all of them 4e-5 is not
+    # the runs' definition of stable keeps the threshold itself: 2e-5 is stable, only not under the fraction
+    assert runs[1]["run"].stable(plan.ppo_stable_approxkl) and not runs[1]["run"].stable(out["pilot_threshold"])
+    loose = replace(plan, ppo_pilot_approxkl_fraction=1.0, ppo_pilot_earlier_iterations=0)
+    out = choose_ppo_learning_rate(runs, loose)
+    assert out["learning_rate"] == 2e-5 and "second_rule_change" not in out
 
 
 def test_reward_model_rule():

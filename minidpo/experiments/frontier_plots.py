@@ -155,7 +155,7 @@ def _ppo_groups(results: dict) -> dict[tuple, list[dict]]:
 
 def plot_ppo_diagnostics(results: dict, path: str | Path | None = None, title: str = ""):
     """PPO's stability per iteration: approxkl of the pilot's learning rates (with the stability threshold and the
-    pilot's, its margin under it), then for the runs (mean over seeds, band from lowest to highest seed) approxkl,
+    pilot's, a fraction of it), then for the runs (mean over seeds, band from lowest to highest seed) approxkl,
     clip fraction, largest ratio, entropy per reply token and value loss."""
     threshold = results["ppo_stability"]["threshold"]
     fig, axes = plt.subplots(2, 3, figsize=(11.5, 6.2))
@@ -165,8 +165,8 @@ def plot_ppo_diagnostics(results: dict, path: str | Path | None = None, title: s
         ax.plot(range(1, len(d) + 1), d, "o-", ms=3, label=f"lr {r['learning_rate']:g}"
                 + (" (chosen)" if r["learning_rate"] == results["ppo_pilot"]["learning_rate"] else ""))
     ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"stable below {threshold:g}")
-    pilot_threshold = results["ppo_pilot"].get("pilot_threshold", threshold)
-    if pilot_threshold != threshold:  # the rule's margin under the definition
+    pilot_threshold = results["ppo_pilot"]["pilot_threshold"]
+    if pilot_threshold != threshold:  # the rule's fraction of the definition's threshold
         ax.axhline(pilot_threshold, color="grey", ls=":", lw=1, label=f"the pilot's rule: below {pilot_threshold:g}")
     ax.set_yscale("log")
     ax.set_title("pilot: approxkl per learning rate", fontsize=9)

@@ -106,28 +106,58 @@ def select_by_objective(pilot: list[PilotRun], threshold: float, kl_coef: float)
     return max(stable, key=lambda p: p.objective(kl_coef))
 
 
-# The pilot's second rule, replaced after the run it chose for (results/reruns/frontier_before_margin.json): no
-# margin, and the pilot's first 6 iterations only. Kept to disclose what it would choose on this pilot.
-EARLIER_PILOT_ITERATIONS = 6
-
-
-def earlier_rule_choice(runs: list[dict], threshold: float) -> float:
-    """What the second rule (the largest learning rate stable at `threshold` over the pilot's first
-    `EARLIER_PILOT_ITERATIONS` iterations) chooses from this pilot's diagnostics."""
-    first = [replace(r["run"], max_approxkl=max(r["diagnostics"]["policy/approxkl_avg"][:EARLIER_PILOT_ITERATIONS]))
-             for r in runs]
+def second_rule_choice(runs: list[dict], threshold: float, iterations: int) -> float:
+    """The pilot's second rule, kept to disclose what it would choose on this pilot: the largest learning rate
+    stable at `threshold` (no fraction) over the pilot's first `iterations` iterations."""
+    first = [replace(r["run"], max_approxkl=max(r["diagnostics"]["policy/approxkl_avg"][:iterations])) for r in runs]
     return select_ppo_learning_rate(first, threshold)[0].learning_rate
+
+
+def choose_ppo_learning_rate(runs: list[dict], plan) -> dict:
+    """The pilot's choice from its runs ({"run": PilotRun, "diagnostics": {...}}): the rule at
+    `plan.ppo_pilot_approxkl_fraction` x `plan.ppo_stable_approxkl`, its reason, and what the two earlier rules would
+    choose on this pilot (the first on all its iterations; the second, where the plan records one, on its first
+    `plan.ppo_pilot_earlier_iterations`), with why each was replaced."""
+    threshold, kl_coef = plan.ppo_stable_approxkl, plan.kl_coefs[0]
+    pilot_threshold = threshold * plan.ppo_pilot_approxkl_fraction
+    pilot = [r["run"] for r in runs]
+    choice, reason = select_ppo_learning_rate(pilot, pilot_threshold)
+    out = {"learning_rate": choice.learning_rate, "reason": reason, "pilot_threshold": pilot_threshold,
+           "rule": (f"stable = every iteration's mean approxkl < {threshold:g}; the pilot chooses the largest "
+                    f"learning rate whose every iteration stays under {plan.ppo_pilot_approxkl_fraction:g} x "
+                    f"{threshold:g} = {pilot_threshold:g}; none does: the smallest"),
+           "rule_change": {"first_rule": f"among stable learning rates the highest validation true reward - "
+                                         f"{kl_coef:g} KL",
+                           "first_rule_choice": select_by_objective(pilot, threshold, kl_coef).learning_rate,
+                           "why": "after an earlier run's pilot, before any PPO curve was trained or scored on a "
+                                  "test prompt: the pilot's objectives differed by less than their noise (one seed, "
+                                  f"{plan.n_pairs_val} validation prompts), so the first rule chose on noise, and "
+                                  "its choice there barely moved PPO in the budget"}}
+    if plan.ppo_pilot_earlier_iterations:
+        n = plan.ppo_pilot_earlier_iterations
+        out["second_rule_change"] = {
+            "second_rule": f"the largest learning rate stable at {threshold:g} over a {n}-iteration pilot",
+            "second_rule_choice": second_rule_choice(runs, threshold, n),
+            "second_rule_choice_full_pilot": select_ppo_learning_rate(pilot, threshold)[0].learning_rate,
+            "earlier_run": "results/reruns/frontier_before_margin.json",
+            "why": "after the run it chose for had been scored on the test prompts: its pilot (one seed, the first "
+                   "kl_coef) had stayed under the threshold, but most of that run's PPO and PPO-GT runs, on other "
+                   "seeds and at the other kl_coef, left it within the pilot's iterations; the fraction leaves room "
+                   "for what the pilot does not run. Only approxkl entered the change. The pilot also runs as many "
+                   "iterations as the curves now, which alone would not change the choice "
+                   "(second_rule_choice_full_pilot)"}
+    return out
 
 
 def ppo_pilot(task: Task, sft_model, reward_model, reward_key) -> dict:
     """PPO on the reward model at the plan's first kl_coef, one seed, `plan.ppo_pilot_iterations` iterations, at each
     learning rate of `plan.ppo_pilot_lrs`, scored on the *validation* prompts; the learning rate PPO and PPO-GT then
-    use is `select_ppo_learning_rate`'s at `plan.ppo_pilot_margin` x the stability threshold. Returns the runs, the
-    choice, its reason and rule, and the two rule changes (what each earlier rule chose, and why it was replaced)."""
+    use is `choose_ppo_learning_rate`'s. Returns the runs, the seed, split and iterations, and the choice."""
     plan = task.plan
     kl_coef = plan.kl_coefs[0]
     if not plan.ppo_pilot_lrs:
-        return {"runs": [], "learning_rate": plan.ppo.learning_rate, "reason": "the plan's (no pilot)"}
+        return {"runs": [], "learning_rate": plan.ppo.learning_rate, "reason": "the plan's (no pilot)",
+                "pilot_threshold": plan.ppo_stable_approxkl * plan.ppo_pilot_approxkl_fraction}
     seed = derive_seed(task.profile.seed, "ppo pilot")
     runs = []
     for lr in plan.ppo_pilot_lrs:
@@ -138,30 +168,8 @@ def ppo_pilot(task: Task, sft_model, reward_model, reward_key) -> dict:
         run = PilotRun(lr, max(diag["policy/approxkl_avg"]), diag["policy/approxkl_avg"][0], points[-1]["reward"],
                        points[-1]["kl"])
         runs.append({"run": run, "diagnostics": diag, "history": history})
-    threshold = plan.ppo_stable_approxkl
-    pilot_threshold = threshold * plan.ppo_pilot_margin
-    choice, reason = select_ppo_learning_rate([r["run"] for r in runs], pilot_threshold)
-    first = select_by_objective([r["run"] for r in runs], threshold, kl_coef)
-    return {"runs": runs, "learning_rate": choice.learning_rate, "reason": reason, "kl_coef": kl_coef,
-            "iterations": plan.ppo_pilot_iterations, "seed": seed, "split": "validation",
-            "pilot_threshold": pilot_threshold,
-            "rule": (f"stable = every iteration's mean approxkl < {threshold:g}; the pilot chooses the largest "
-                     f"learning rate whose every iteration stays under {plan.ppo_pilot_margin:g} x {threshold:g} = "
-                     f"{pilot_threshold:g}; none does: the smallest"),
-            "rule_change": {"first_rule": f"among stable learning rates the highest validation true reward - "
-                                          f"{kl_coef:g} KL", "first_rule_choice": first.learning_rate,
-                            "why": "after an earlier run's pilot, before any PPO curve was trained or scored on a "
-                                   "test prompt: the pilot's objectives differed by less than their noise (one seed, "
-                                   f"{plan.n_pairs_val} validation prompts), so the first rule chose on noise, and "
-                                   "its choice barely moved PPO in the budget"},
-            "margin_change": {"earlier_rule": (f"the largest learning rate stable at {threshold:g} over the pilot's "
-                                               f"first {EARLIER_PILOT_ITERATIONS} iterations, no margin"),
-                              "earlier_rule_choice": earlier_rule_choice(runs, threshold),
-                              "earlier_run": "results/reruns/frontier_before_margin.json",
-                              "why": "after the run that rule chose for, whose test results had been read: most of "
-                                     "its PPO and PPO-GT runs left the stability threshold after the pilot's "
-                                     "iterations or on other seeds, while its pilot had stayed just under it; only "
-                                     "training diagnostics (approxkl) entered the change"}}
+    return {"runs": runs, "kl_coef": kl_coef, "iterations": plan.ppo_pilot_iterations, "seed": seed,
+            "split": "validation", **choose_ppo_learning_rate(runs, plan)}
 
 
 def ppo_curve_run(task: Task, sft_model, reward_model, reward_key, kl_coef: float, seed: int, learning_rate: float,

@@ -59,11 +59,12 @@ PLAN = {
     "changes": "the pilot's rule was changed after the pilot and before any PPO curve was trained or any PPO policy "
                "scored on a test prompt: from the highest validation objective (which differed by less than its "
                "noise between learning rates) to the largest stable learning rate; results['ppo_pilot']['rule_change'] "
-               "records what the first rule chose. Its second rule (the largest learning rate stable over 6 pilot "
-               "iterations, no margin) was changed after the run it chose for had been scored, because most of that "
-               "run's PPO curves left the stability threshold: the pilot now runs as long as the curves and keeps "
-               "a margin (plan.ppo_pilot_margin); results['ppo_pilot']['margin_change'] records what the second rule "
-               "would choose",
+               "records what the first rule chose. The second rule (the largest learning rate stable over a "
+               "pilot of plan.ppo_pilot_earlier_iterations iterations) was changed after the run it chose for had "
+               "been scored on the test prompts, because most of that run's PPO and PPO-GT runs, on seeds and a "
+               "kl_coef the one-seed pilot does not run, left the stability threshold: the pilot now chooses under "
+               "plan.ppo_pilot_approxkl_fraction of the threshold, and runs as long as the curves; "
+               "results['ppo_pilot']['second_rule_change'] records what the second rule would choose",
     "earlier_rule": "the committed run before issue 28 read one PPO point per method against DPO's chord from the SFT "
                     "point, and its rule was changed after the first result (disclosed here and in notebook 08)",
 }

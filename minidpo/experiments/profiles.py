@@ -86,8 +86,10 @@ class FrontierPlan:
     # (empty: ppo.learning_rate, no pilot)
     ppo_pilot_iterations: int = 0
     ppo_stable_approxkl: float = 0.1  # a PPO run is stable when every iteration's mean approxkl stays below this
-    # the pilot picks among learning rates whose approxkl stays below margin x that: room for the seeds' spread
-    ppo_pilot_margin: float = 1.0
+    # the pilot picks among learning rates whose approxkl stays under this fraction of that: room for the seeds and
+    # the kl_coefs the one-seed pilot at the first kl_coef does not run
+    ppo_pilot_approxkl_fraction: float = 1.0
+    ppo_pilot_earlier_iterations: int = 0  # the pilot's length under its second rule, disclosed (0: none to disclose)
 
     @property
     def rl_seeds(self) -> tuple[int, ...]:
@@ -181,8 +183,8 @@ FRONTIER_CPU = FrontierPlan(
     dpo_checkpoints=(0.0625, 0.125, 0.25, 0.5), ppo_checkpoints=(3, 6, 9),
     # the pilot's grid doubles the rate (approxkl grows about as its square)
     reward_model_lrs=(3e-5, 1e-4), reward_model_epochs=(1, 2), ppo_pilot_lrs=(5e-6, 1e-5, 2e-5, 4e-5),
-    # as long as the curves, with a margin of 2 (results/reruns/frontier_before_margin.json: why)
-    ppo_pilot_iterations=9, ppo_pilot_margin=0.5,
+    # as long as the curves, under half the stability threshold (results/reruns/frontier_before_margin.json: why)
+    ppo_pilot_iterations=9, ppo_pilot_approxkl_fraction=0.5, ppo_pilot_earlier_iterations=6,
 )
 FRONTIER_GPU = replace(
     SENTIMENT_GPU,
@@ -191,7 +193,8 @@ FRONTIER_GPU = replace(
                   save_every=16),
     kl_coefs=(0.05, 0.1, 0.2), variants=(), long_runs=(), long_epochs=(), seeds=(0, 1, 2),
     dpo_checkpoints=(0.5, 1.0, 2.0, 4.0), ppo_checkpoints=(32, 64, 128), reward_model_lrs=(1e-5, 3e-5),
-    reward_model_epochs=(1, 2), ppo_pilot_lrs=(1e-6, 3e-6, 1e-5), ppo_pilot_iterations=128, ppo_pilot_margin=0.5,
+    reward_model_epochs=(1, 2), ppo_pilot_lrs=(1e-6, 3e-6, 1e-5), ppo_pilot_iterations=128,
+    ppo_pilot_approxkl_fraction=0.5,
 )
 
 

@@ -97,8 +97,8 @@ def budgets_table(results: dict) -> str:
 
 def ppo_stability_table(results: dict) -> str:
     """PPO's learning-rate pilot on the validation prompts: each learning rate's first and largest approxkl, its
-    validation reward, KL and objective, whether it was stable, whether it kept under the pilot's threshold (the
-    stability threshold times the plan's margin), and which was chosen."""
+    validation reward, KL and objective, whether it was stable, whether it kept under the pilot's threshold (a
+    fraction of the stability threshold), and which was chosen."""
     pilot = results["ppo_pilot"]
     rows = []
     for r in pilot["runs"]:
@@ -107,8 +107,8 @@ def ppo_stability_table(results: dict) -> str:
         rows.append(f"{_sci(r['learning_rate'])} & {r['first_approxkl']:.4f} & {r['max_approxkl']:.4f} & "
                     f"{_num(r['validation_reward'])} & {_num(r['validation_kl'], '.2f')} & {_num(objective)} & "
                     f"{'yes' if r['stable'] else 'no'} & {'yes' if r['eligible'] else 'no'} & {chosen} \\\\")
-    return _tabular("lrrrrrlll", r"lr & approxkl, it.\,1 & max approxkl & val.\ reward & val.\ KL & "
-                    r"objective & stable & in margin & ", rows)
+    return _tabular("lrrrrrlll", r"learning rate & approxkl, it.\,1 & max approxkl & val.\ reward & val.\ KL & "
+                    rf"objective & stable & ${{<}}\,{pilot['pilot_threshold']:g}$ & ", rows)
 
 
 def _sci(x: float) -> str:
