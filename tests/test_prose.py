@@ -367,7 +367,6 @@ COMPARATIVES_NOT_YET_CHECKED_IN = {p.name: "its experiment is not redone yet" fo
 NOTEBOOK_POSITIONS = re.compile(r"\b(?:above|below)\b", re.I)
 
 
-
 def unrendered_comparatives(prose: str, source: str | None = None) -> list[tuple[str, str]]:
     """(word, snippet) for each comparative word in `prose`, text from which everything rendered (\\verdict, \\res,
     maths, README verdict markers) is already blanked, once the allowed phrases are blanked too. `source`, the

@@ -88,9 +88,9 @@ class PilotRun:
 
 def select_ppo_learning_rate(pilot: list[PilotRun], threshold: float) -> tuple[PilotRun, str]:
     """The plan's rule: the largest learning rate whose every pilot iteration kept its mean approxkl below
-    `threshold` (the plan's stability threshold times its pilot margin): PPO then moves as far as it can in its budget
-    while it stays stable; if none did, the smallest. Returns (the choice, the reason). Only validation numbers
-    enter."""
+    `threshold` (`plan.ppo_pilot_threshold`, a fraction of the stability threshold): PPO then moves as far as it can
+    in its budget while it stays stable; if none did, the smallest. Returns (the choice, the reason). Only validation
+    numbers enter."""
     eligible = [p for p in pilot if p.stable(threshold)]
     if eligible:
         best = max(eligible, key=lambda p: p.learning_rate)
@@ -109,8 +109,9 @@ def select_by_objective(pilot: list[PilotRun], threshold: float, kl_coef: float)
 def second_rule_choice(runs: list[dict], threshold: float, iterations: int) -> float:
     """The pilot's second rule, kept to disclose what it would choose on this pilot: the largest learning rate
     stable at `threshold` (no fraction) over the pilot's first `iterations` iterations."""
-    first = [replace(r["run"], max_approxkl=max(r["diagnostics"]["policy/approxkl_avg"][:iterations])) for r in runs]
-    return select_ppo_learning_rate(first, threshold)[0].learning_rate
+    truncated = [replace(r["run"], max_approxkl=max(r["diagnostics"]["policy/approxkl_avg"][:iterations]))
+                 for r in runs]
+    return select_ppo_learning_rate(truncated, threshold)[0].learning_rate
 
 
 def choose_ppo_learning_rate(runs: list[dict], plan) -> dict:
@@ -118,8 +119,7 @@ def choose_ppo_learning_rate(runs: list[dict], plan) -> dict:
     `plan.ppo_pilot_approxkl_fraction` x `plan.ppo_stable_approxkl`, its reason, and what the two earlier rules would
     choose on this pilot (the first on all its iterations; the second, where the plan records one, on its first
     `plan.ppo_pilot_earlier_iterations`), with why each was replaced."""
-    threshold, kl_coef = plan.ppo_stable_approxkl, plan.kl_coefs[0]
-    pilot_threshold = threshold * plan.ppo_pilot_approxkl_fraction
+    threshold, pilot_threshold, kl_coef = plan.ppo_stable_approxkl, plan.ppo_pilot_threshold, plan.kl_coefs[0]
     pilot = [r["run"] for r in runs]
     choice, reason = select_ppo_learning_rate(pilot, pilot_threshold)
     out = {"learning_rate": choice.learning_rate, "reason": reason, "pilot_threshold": pilot_threshold,
@@ -157,7 +157,7 @@ def ppo_pilot(task: Task, sft_model, reward_model, reward_key) -> dict:
     kl_coef = plan.kl_coefs[0]
     if not plan.ppo_pilot_lrs:
         return {"runs": [], "learning_rate": plan.ppo.learning_rate, "reason": "the plan's (no pilot)",
-                "pilot_threshold": plan.ppo_stable_approxkl * plan.ppo_pilot_approxkl_fraction}
+                "pilot_threshold": plan.ppo_pilot_threshold}
     seed = derive_seed(task.profile.seed, "ppo pilot")
     runs = []
     for lr in plan.ppo_pilot_lrs:

@@ -86,10 +86,13 @@ class FrontierPlan:
     # (empty: ppo.learning_rate, no pilot)
     ppo_pilot_iterations: int = 0
     ppo_stable_approxkl: float = 0.1  # a PPO run is stable when every iteration's mean approxkl stays below this
-    # the pilot picks among learning rates whose approxkl stays under this fraction of that: room for the seeds and
-    # the kl_coefs the one-seed pilot at the first kl_coef does not run
+    # the pilot's rule: approxkl under this fraction of that, room for the seeds and kl_coefs the pilot does not run
     ppo_pilot_approxkl_fraction: float = 1.0
     ppo_pilot_earlier_iterations: int = 0  # the pilot's length under its second rule, disclosed (0: none to disclose)
+
+    @property
+    def ppo_pilot_threshold(self) -> float:  # what every pilot iteration of a chosen learning rate stays under
+        return self.ppo_stable_approxkl * self.ppo_pilot_approxkl_fraction
 
     @property
     def rl_seeds(self) -> tuple[int, ...]:
@@ -152,7 +155,7 @@ SENTIMENT_GPU = replace(
 
 # The DPO-vs-RLHF comparison of notebook 08 (`python -m minidpo frontier`): curves, not points. Every DPO run (each
 # beta, three seeds) and every PPO and PPO-GT run (each kl_coef, three seeds) is scored at its checkpoints; the
-# reward model's learning rate and epochs and PPO's learning rate are chosen on validation first. 64 min of compute
+# reward model's learning rate and epochs and PPO's learning rate are chosen on validation first. 66 min of compute
 # measured on 2 cores (a DPO step of 8 pairs ~3.3 s, a PPO iteration of 16 rollouts ~10 s, scoring 128 test
 # prompts ~15 s); budget 120. Notebook 09's variants and long run live on the sentiment base above; notebook 10's
 # family reuses these stages.

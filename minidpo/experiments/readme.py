@@ -63,6 +63,7 @@ def update_readme(readme: Path, results_dir: Path) -> bool:
     """Rewrite `readme`'s cited values from `results_dir`; True if any changed."""
     text = readme.read_text()
     new = render(text, results_dir)
-    if new != text:
+    changed = new != text
+    if changed:
         write_text(readme, new)
-    return new != text
+    return changed
