@@ -35,16 +35,17 @@ import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .grade_build import (CACHE, MASTERS, ROOT, STUDENTS, assignment_name, build, is_master, make_students,
+from .grade_build import (CACHE, MASTERS, ROOT, STUDENTS, assignment_name, build, build_all, is_master, make_students,
                           master_for, masters, student_text)
 from .grade_scan import scan_submission
 
 __all__ = ["forbid", "answer_digest", "grade", "grade_folder", "main", "CACHE", "MASTERS", "ROOT", "STUDENTS",
-           "assignment_name", "build", "is_master", "make_students", "master_for", "masters", "student_text"]
+           "assignment_name", "build", "build_all", "is_master", "make_students", "master_for", "masters",
+           "student_text"]
 PASS_MARK = 0.6
 TIME_LIMIT_S = 600.0  # per submission: an honest one grades in well under a minute
 
@@ -194,12 +195,11 @@ def grade_folder(folder: Path, csv_path: Path, debug: bool = False, time_limit_s
     file (its path relative to `folder`), assignment, one column per exercise, total; each submission under its own
     time limit, so one that hangs scores 0 and the others are still graded; `jobs` submissions at a time."""
     notebooks = _submissions(Path(folder))
-    for nb in notebooks:  # each autograder built once, before submissions are graded side by side
-        try:
-            if not is_master(nb):
-                build(master_for(nb, masters_dir))
-        except Exception:  # noqa: BLE001 -- reported on the submission's row below
-            pass
+    wanted = []  # each autograder built once (`jobs` at a time) before submissions are graded side by side
+    for nb in notebooks:
+        with suppress(Exception):  # no master, or one that fails to build: reported on the submission's row below
+            wanted += [] if is_master(nb) else [master_for(nb, masters_dir)]
+    build_all(wanted, jobs)
     limit = time_limit_s if time_limit_s is not None or jobs <= 1 else 1e9  # side by side: child processes only
 
     def one(nb: Path) -> dict:

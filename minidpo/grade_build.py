@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 import tempfile
 from pathlib import Path
 
@@ -72,6 +73,19 @@ def build(master: Path) -> dict[str, Path]:
             "autograder": Path(glob.glob(str(out / "autograder" / "*.zip"))[0])}
 
 
+def build_all(master_paths, jobs: int = 2) -> dict[Path, dict[str, Path] | Exception]:
+    """`build` of each master, `jobs` otter-assign processes at a time: {master: its paths, or what it raised}."""
+    def attempt(master: Path) -> dict[str, Path] | Exception:
+        try:
+            return build(master)
+        except Exception as e:  # noqa: BLE001 -- the caller says which master failed, and how
+            return e
+
+    unique = sorted({Path(m) for m in master_paths})
+    with ThreadPoolExecutor(max(1, jobs)) as pool:  # each build is a child process: threads only wait
+        return dict(zip(unique, pool.map(attempt, unique)))
+
+
 def student_text(built_student: Path) -> str:
     """The student notebook otter assign made, with cell ids set from the cell positions (otter draws them at random,
     so two builds of one master would differ only in ids)."""
@@ -86,8 +100,9 @@ def make_students(dest: Path = STUDENTS, directory: Path | None = None) -> list[
     checks in `dest/tests/<assignment>/` (where the notebook's `otter.Notebook(..., tests_dir=...)` looks)."""
     dest.mkdir(parents=True, exist_ok=True)
     written = []
-    for master in masters(directory):
-        built = build(master)
+    for master, built in build_all(masters(directory)).items():
+        if isinstance(built, Exception):
+            raise built
         target, tests = dest / master.name, dest / "tests" / master.stem
         target.write_text(student_text(built["student"]))
         shutil.rmtree(tests, ignore_errors=True)

@@ -136,13 +136,16 @@ def train_loop(
     desc: str = "train",
     example_weight: Callable[[dict], float] | None = None,
     min_batch: int = 1,
+    final_checkpoint: bool = True,
 ) -> list[dict]:
     """Run `config`'s schedule of optimizer steps; return the metrics history (one dict per step/eval).
 
     With `resume=True` and a checkpoint in `config.output_dir`, training continues from it and ends with the
     same weights and history as an uninterrupted run. A last batch smaller than `min_batch` joins the one before
     it (in training and evaluation). Stops with a FloatingPointError naming the step and
-    batch if the loss or gradient norm is not finite (the last good checkpoint is kept).
+    batch if the loss or gradient norm is not finite (the last good checkpoint is kept). `final_checkpoint=False`
+    skips the checkpoint after the last step (model and optimizer state: 4x the weights) for a caller that saves the
+    weights itself and will not continue the run; a crash then resumes from the last periodic one.
     """
     from accelerate import Accelerator
 
@@ -264,7 +267,7 @@ def train_loop(
             metrics = evaluate_objective(wrapped, objective, eval_data, collate, config.batch_size, autocast,
                                          example_weight, min_batch)
             history.append({"step": step + 1, **metrics})
-        if (step + 1) % config.save_every == 0 or last:
+        if (last and final_checkpoint) or (not last and (step + 1) % config.save_every == 0):
             checkpoint(step + 1)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_disable()

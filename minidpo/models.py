@@ -12,11 +12,13 @@ Hugging Face hub name or a local folder:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 from transformers import (
@@ -178,3 +180,37 @@ def load_model(
             raise ValueError(f"tokenizer of {name_or_path!r} has neither a pad token nor an EOS token")
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer
+
+
+@contextlib.contextmanager
+def parked(model, folder: str | Path) -> Iterator[None]:
+    """Keep an idle `model`'s weights out of working memory while the block runs (e.g. the reference while a copy
+    of it trains on precomputed reference log-probs). On a GPU they wait in CPU memory and return after the block.
+    On the CPU they are written to a file in `folder` (deleted at once: the mapping keeps it) and memory-mapped, so
+    they leave the process's resident memory until the model is used again, and are then read back from the page
+    cache as needed: the same values, nothing copied back. `model=None` parks nothing."""
+    if model is None:
+        yield
+        return
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        model.to("cpu")
+        try:
+            yield
+        finally:
+            model.to(device)
+        return
+    # tied weights (GPT-2's embedding and LM head) are one storage in the file and stay one after the mapping
+    tensors = {**dict(model.named_parameters(remove_duplicate=False)),
+               **dict(model.named_buffers(remove_duplicate=False))}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    fd, path = tempfile.mkstemp(dir=folder, prefix=".parked-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save({name: t.detach() for name, t in tensors.items()}, path)
+        mapped = torch.load(path, mmap=True, weights_only=True)
+    finally:
+        os.unlink(path)
+    for name, t in tensors.items():
+        t.data = mapped[name]  # the old storage is freed; writes would be copy-on-write, never to the file
+    yield

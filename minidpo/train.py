@@ -178,18 +178,20 @@ class RankingStep:
 # ----------------------------------------------------------------------------- the jobs
 
 
-def train_sft(model, train_data, eval_data, config: SFTConfig, pad_token_id: int, resume: bool = True) -> list[dict]:
+def train_sft(model, train_data, eval_data, config: SFTConfig, pad_token_id: int, resume: bool = True,
+              final_checkpoint: bool = True) -> list[dict]:
     """Supervised fine-tuning on prompt-completion examples (`tokenize_sft`, or `completions_from_pairs`)."""
     collate = lambda ex: collate_sft(ex, pad_token_id)  # noqa: E731
     # the loss is a token mean: weighting micro-batches (and processes) by their response tokens makes it the
     # token mean of the whole step's batch, however the batch is split
     n_tokens = lambda ex: len(ex["completion_ids"])  # noqa: E731  (the EOS is included in completion_ids)
     return train_loop(model, train_data, eval_data, config, sft_step, collate, resume=resume, desc="SFT",
-                      example_weight=n_tokens)
+                      example_weight=n_tokens, final_checkpoint=final_checkpoint)
 
 
 def train_dpo(
-    model, train_data, eval_data, config: DPOConfig, pad_token_id: int, ref_model=None, resume: bool = True
+    model, train_data, eval_data, config: DPOConfig, pad_token_id: int, ref_model=None, resume: bool = True,
+    final_checkpoint: bool = True,
 ) -> list[dict]:
     """DPO (eq. 7) from `model` against `ref_model` (the SFT model), or against reference log-probs
     already stored in the datasets' `ref_chosen_logps`/`ref_rejected_logps` columns."""
@@ -200,7 +202,7 @@ def train_dpo(
     if mismatched and eval_data is not None and len(eval_data) < 2:
         eval_data = None
     return train_loop(model, train_data, eval_data, config, DPOStep(config, ref_model), collate, resume=resume,
-                      desc="DPO", min_batch=2 if mismatched else 1)
+                      desc="DPO", min_batch=2 if mismatched else 1, final_checkpoint=final_checkpoint)
 
 
 def train_rankings(model, train_data, eval_data, config: DPOConfig, pad_token_id: int, ref_model,

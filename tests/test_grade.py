@@ -40,7 +40,9 @@ def test_answer_digest_ignores_case_and_spaces():
 
 @pytest.fixture(scope="module")
 def built():
-    return {m.stem: grade.build(m) for m in grade.masters()}
+    built = grade.build_all(grade.masters())  # two otter-assign processes at a time
+    assert not [e for e in built.values() if isinstance(e, Exception)]
+    return {m.stem: paths for m, paths in built.items()}
 
 
 def test_committed_student_versions_are_what_otter_assign_makes(built):
@@ -55,15 +57,16 @@ def test_committed_student_versions_are_what_otter_assign_makes(built):
         assert not any("hidden=True" in t for t in built_tests.values()), f"{name}: a hidden test reached students"
 
 
-HANG_LIMIT_S = 150  # every submission's time limit in the class folder below; a graded solution takes ~20 s
+HANG_LIMIT_S = 90  # every submission's time limit in the class folder below; a graded solution takes ~20 s alone
 
 
 @pytest.fixture(scope="module")
 def class_grades(built, tmp_path_factory):
-    """What a teacher does: a folder of submissions -> one CSV, graded once for the tests below (two at a time, in
-    otter's debug mode so that a cell raising, e.g. a blank that crashes, fails a test instead of scoring zero).
-    In it: every solution and every blank, a notebook that is no exercise, a student's copy that never returns
-    (in the student's own subfolder) beside Jupyter's autosave copy of it, which is not a submission."""
+    """What a teacher does: a folder of submissions -> one CSV, graded once for the tests below (three at a time:
+    the submission that hangs sleeps, so the other two keep two cores busy; in otter's debug mode so that a cell
+    raising, e.g. a blank that crashes, fails a test instead of scoring zero). In it: every solution and every
+    blank, a notebook that is no exercise, a student's copy that never returns (in the student's own subfolder)
+    beside Jupyter's autosave copy of it, which is not a submission."""
     tmp = tmp_path_factory.mktemp("class")
     folder = tmp / "submissions"
     folder.mkdir()
@@ -80,7 +83,7 @@ def class_grades(built, tmp_path_factory):
     (folder / "ana" / "hangs.ipynb").write_text(json.dumps(nb))
     autosave = folder / "ana" / ".ipynb_checkpoints" / "hangs-checkpoint.ipynb"
     shutil.copyfile(built["01_bradley_terry"]["solution"], autosave)
-    reports = grade.grade_folder(folder, tmp / "grades.csv", debug=True, time_limit_s=HANG_LIMIT_S, jobs=2)
+    reports = grade.grade_folder(folder, tmp / "grades.csv", debug=True, time_limit_s=HANG_LIMIT_S, jobs=3)
     return reports, list(csv.DictReader(open(tmp / "grades.csv"))), folder
 
 
@@ -100,7 +103,10 @@ def test_solutions_full_marks_blanks_zero_in_one_csv(built, class_grades):
             assert float(row["total"]) == 0.0, row
 
 
-def test_calling_minidpo_does_not_pass_and_the_cli_exit_code(built, tmp_path, capsys):
+def test_calling_minidpo_does_not_pass_and_the_cli_exit_code(built, class_grades, tmp_path, capsys, monkeypatch):
+    """The cheat is graded once; the command line's pass mark and exit code are then checked on that report and on
+    the class folder's graded solution (mutation caught: an exit code that ignores `--pass-mark` or the score). The
+    command line's own grading runs end to end in the tests of the folder, the masters and the installed package."""
     nb = json.loads(built["01_bradley_terry"]["solution"].read_text())
     for cell in nb["cells"]:
         src = "".join(cell["source"])
@@ -116,8 +122,13 @@ def test_calling_minidpo_does_not_pass_and_the_cli_exit_code(built, tmp_path, ca
     assert score == 0 < possible and any(m.startswith("hidden check: ") for m in messages)
     assert any("bradley_terry_prob from minidpo" in m for m in messages)
     assert report["total"] == report["possible"] - possible + score  # the other exercises are untouched
-    assert grade.main([str(cheat), "--pass-mark", "1.0"]) == 1
-    assert grade.main([str(built["01_bradley_terry"]["solution"])]) == 0
+    solution = next(r for r in class_grades[0] if r["notebook"] == "solution_01_bradley_terry.ipynb")
+    graded = {cheat: report, built["01_bradley_terry"]["solution"]: solution}
+    monkeypatch.setattr(grade, "grade", lambda notebook, **_: graded[notebook])
+    fraction = report["total"] / report["possible"]
+    assert grade.main([str(cheat), "--pass-mark", "1.0"]) == 1 and "not passed" in capsys.readouterr().out
+    assert grade.main([str(cheat), "--pass-mark", str(fraction)]) == 0  # the pass mark is what decides
+    assert grade.main([str(built["01_bradley_terry"]["solution"]), "--pass-mark", "1.0"]) == 0
     assert "passed" in capsys.readouterr().out
 
 

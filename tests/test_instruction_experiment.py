@@ -129,6 +129,7 @@ def test_interrupted_run_resumes_from_saved_stages(smoke_run, tmp_path):
 # The run of the test below, in a child process: its 355M-parameter model, optimizer states and checkpoints
 # (~6 GB) are freed with the process instead of staying in the test session's heap for the tests after it.
 GPU_PLAN_RUN = """
+import resource
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -147,6 +148,7 @@ plan = replace(gpu, n_test=2, n_validation=2, n_judge=8, n_dpo=4, betas=gpu.beta
 profile = get_profile("gpu", model="random-gpt2-medium", device="cpu")
 run_instruction(profile, run_dir=tmp / "run", results_dir=tmp / "results", figures_dir=tmp / "figures",
                 show_progress=False, plan=plan)
+(tmp / "peak_rss_bytes").write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
 """
 
 
@@ -165,3 +167,7 @@ def test_gpu_plan_code_path_with_a_random_gpt2_medium(tmp_path):
     assert all(math.isfinite(p[k]) for p in dpo for k in ("kl", "rude_rate", "logratio/chosen"))
     assert all(math.isfinite(r["kl"]["estimate"]) for r in results["arms"].values())
     assert results["plan"]["dpo"]["optimizer"] == gpu.dpo.optimizer
+    # 355M parameters: weights, gradients and AdamW's two moments are 5.7 GB while a policy trains; the model it
+    # started from (base or reference) is parked meanwhile (`models.parked`) and the run stays under 8 GB (mutation
+    # caught: the idle model kept in memory during training, 8.8 GB)
+    assert int((tmp_path / "peak_rss_bytes").read_text()) < 8e9

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from minidpo.models import GPT2_MEDIUM_SHAPE, load_model, tiny_gpt2, tiny_tokenizer
+from minidpo.models import GPT2_MEDIUM_SHAPE, load_model, parked, tiny_gpt2, tiny_tokenizer
 
 
 def test_tiny_gpt2_is_seeded_and_overridable():
@@ -59,3 +59,28 @@ def test_smollm2_offline_weights_load_and_score():
     with torch.no_grad():
         loss = model(input_ids=ids, labels=ids).loss.item()
     assert loss < 4.0
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+
+
+def test_a_parked_model_leaves_resident_memory_and_computes_the_same(tmp_path):
+    """Catches: parking that copies the weights instead of mapping them (memory kept), that breaks GPT-2's tied
+    embedding and LM head, that changes a value, or that leaves its file behind."""
+    model = tiny_gpt2(seed=0, n_layer=1, n_embd=512, vocab_size=50257).eval()  # a 103 MB embedding
+    ids = torch.randint(0, 50257, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(ids).logits
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    resident = _rss_bytes()
+    with parked(model, tmp_path):
+        released = resident - _rss_bytes()
+        assert list(tmp_path.iterdir()) == []  # the mapping keeps the deleted file's pages
+    assert released > 0.5 * weights, (released, weights)
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, before)
+    with parked(None, tmp_path):  # nothing to park
+        pass

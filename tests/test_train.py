@@ -46,7 +46,7 @@ def test_sft_fits_the_chosen_replies(tiny, tokenized, tmp_path):
     assert (tmp_path / "checkpoint.pt").exists() and json.loads((tmp_path / "history.json").read_text()) == history
 
 
-def _dpo_run(tiny, tokenized, out_dir, steps=6, precompute=True, **overrides):
+def _dpo_run(tiny, tokenized, out_dir, steps=6, precompute=True, final_checkpoint=True, **overrides):
     policy, tok = copy.deepcopy(tiny[0]), tiny[1]
     ref = copy.deepcopy(tiny[0]).eval()
     data = tokenized.select(range(8))
@@ -56,7 +56,8 @@ def _dpo_run(tiny, tokenized, out_dir, steps=6, precompute=True, **overrides):
                   eval_every=3, save_every=2, optimizer="adamw", show_progress=False)
     fields.update(overrides)
     cfg = DPOConfig(**fields)
-    history = train_dpo(policy, data, data.select(range(4)), cfg, tok.pad_token_id, ref_model=None if precompute else ref)
+    history = train_dpo(policy, data, data.select(range(4)), cfg, tok.pad_token_id, ref_model=None if precompute else ref,
+                        final_checkpoint=final_checkpoint)
     return policy, history
 
 
@@ -126,6 +127,16 @@ def test_resume_after_interruption_gives_identical_results(tiny, tokenized, tmp_
     assert torch.equal(_params(full), _params(resumed))  # bitwise
     strip = lambda h: [x for x in h if not any(k.startswith("eval_") for k in x)]  # noqa: E731
     assert strip(h_full) == strip(h_resumed)
+
+
+def test_without_the_final_checkpoint_only_the_last_step_is_not_saved(tiny, tokenized, tmp_path):
+    """Catches: `final_checkpoint=False` ignored (a write of 4x the weights that a phased run, which keeps the
+    weights itself, does not need), or the periodic checkpoints a crash resumes from skipped with it."""
+    full, h_full = _dpo_run(tiny, tokenized, tmp_path / "full", steps=5, eval_every=100)
+    assert load_checkpoint(tmp_path / "full" / "checkpoint.pt")["step"] == 5
+    lean, h_lean = _dpo_run(tiny, tokenized, tmp_path / "lean", steps=5, eval_every=100, final_checkpoint=False)
+    assert load_checkpoint(tmp_path / "lean" / "checkpoint.pt")["step"] == 4  # save_every=2: steps 2 and 4 only
+    assert torch.equal(_params(full), _params(lean)) and h_full == h_lean
 
 
 def test_non_finite_loss_stops_with_the_step_named(tiny, tokenized, tmp_path, monkeypatch):

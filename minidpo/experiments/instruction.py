@@ -37,7 +37,7 @@ from ..evaluate import sampled_log_ratios
 from ..generate import SAMPLER, generate_responses
 from ..logprobs import precompute_reference_logprobs, with_reference_logprobs
 from ..loop import optimizer_steps
-from ..models import load_model
+from ..models import load_model, parked
 from ..train import train_dpo, train_sft
 from ..utils import derive_seed
 from ..validity import flags
@@ -186,8 +186,12 @@ def _phased(exp: InstructionExperiment, name: str, key: dict, start, budgets: tu
     steps = lambda epochs: optimizer_steps(epochs, len(data[0]), config.batch_size)  # noqa: E731
 
     def train_to(epochs: float, folder) -> list[dict]:
-        # no validation pass inside training: `validation_point` reads the checkpoint (its pairs' log-probs too)
-        return train(model, data[0], None, _train_cfg(exp, config, folder, seed, max_steps=steps(epochs)), exp.pad)
+        # no validation pass inside training: `validation_point` reads the checkpoint (its pairs' log-probs too).
+        # `start` (the base model or the reference) is idle while its copy trains: parked, out of memory. After the
+        # last budget nothing continues the run and the phase keeps the weights: no resume checkpoint.
+        with parked(start, folder):
+            return train(model, data[0], None, _train_cfg(exp, config, folder, seed, max_steps=steps(epochs)),
+                         exp.pad, final_checkpoint=epochs != budgets[-1])
 
     def score(epochs: float, history: list[dict]) -> dict:
         return {"steps": steps(epochs), **(validation_point(exp, model, reference) if scored else {})}
