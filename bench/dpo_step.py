@@ -4,6 +4,7 @@
     python bench/dpo_step.py --quick            # 4 layers, width 256: under 3 minutes
     python bench/dpo_step.py --model gpt2       # one model only (gpt2 | smollm2 | all)
     python bench/dpo_step.py --device cuda --bf16 --shape gpt2-medium --pairs 16   # on a GPU
+    python bench/dpo_step.py --model gpt2 --profile   # where minidpo's step spends its time, by kind of op
 
 Every variant starts from the same weights, sees the same batch (random token ids; prompts 32-128 and
 responses 16-128 tokens, seeded) and updates with AdamW at the same learning rate:
@@ -12,7 +13,10 @@ responses 16-128 tokens, seeded) and updates with AdamW at the same learning rat
   trl_precompute       TRL's DPOTrainer with precompute_ref_log_probs=True (reference log-probs in the batch)
   minidpo_live_ref     minidpo's DPOStep, reference model run every step
   minidpo              minidpo's DPOStep with reference log-probs precomputed (the experiments' default): the
-                       LM head only at the positions that predict a response token
+                       LM head only at the positions that predict a response token, GPT-2's GELU as one fused
+                       kernel (`models.fused_gelu`, as `load_model` gives every GPT-2; TRL runs HF's module)
+  minidpo_compiled     the same with the policy under torch.compile (`TrainConfig.torch_compile`, the opt-in
+                       fast path); compiled in the warm-up round, whose loss is checked against `minidpo`'s
   ablation_full_logits minidpo, but the LM head and log-softmax over every position of the padded batch
 
 The runs alternate, the first round is a warm-up and is not counted; median, min and max of the rest are
@@ -44,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minidpo.data import collate_preferences  # noqa: E402
 from minidpo.logprobs import model_sequence_logprobs, sequence_logprobs  # noqa: E402
 from minidpo.losses import dpo_loss  # noqa: E402
-from minidpo.models import tiny_gpt2, tiny_tokenizer  # noqa: E402
+from minidpo.models import fused_gelu, tiny_gpt2, tiny_tokenizer  # noqa: E402
 from minidpo.loop import disable_dropout, make_optimizer  # noqa: E402
 from minidpo.train import DPOConfig, DPOStep  # noqa: E402
 
@@ -53,7 +57,7 @@ SHAPES = {
     "gpt2-small": dict(n_layer=12, n_embd=768, n_head=12),
     "gpt2-medium": dict(n_layer=24, n_embd=1024, n_head=16),
 }
-VARIANTS = ("trl", "trl_precompute", "minidpo_live_ref", "minidpo", "ablation_full_logits")
+VARIANTS = ("trl", "trl_precompute", "minidpo_live_ref", "minidpo", "minidpo_compiled", "ablation_full_logits")
 LR = 1e-6
 
 
@@ -136,26 +140,29 @@ class Setup:
         return step, trainer, batch
 
     def minidpo_step(self, variant: str):
-        policy = self.policy()
+        policy = fused_gelu(self.policy())  # as minidpo's `load_model` gives a GPT-2 (TRL's variants: HF's module)
         optimizer, _ = make_optimizer(policy, DPOConfig(optimizer="adamw", learning_rate=LR, warmup_steps=0))
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.args.bf16 else _null()
         if variant == "minidpo_live_ref":
-            objective, batch = DPOStep(DPOConfig(beta=0.1), ref_model=self.ref), self.batch
-        elif variant == "minidpo":
+            objective, batch = DPOStep(DPOConfig(beta=0.1), ref_model=fused_gelu(copy.deepcopy(self.ref))), self.batch
+        elif variant in ("minidpo", "minidpo_compiled"):
             objective, batch = DPOStep(DPOConfig(beta=0.1)), self.cached
         else:
             objective, batch = _full_logits_objective, self.cached
 
-        def step(timers: dict | None = None):
+        model = torch.compile(policy) if variant == "minidpo_compiled" else policy
+
+        def step(timers: dict | None = None) -> float:
             clock = _Clock(self.args.device, timers)
             with autocast:
-                loss, _ = objective(policy, batch)
+                loss, _ = objective(model, batch)
             clock("forward")
             loss.backward()
             clock("backward")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             clock("optimizer")
+            return loss.item()
 
         return step
 
@@ -233,6 +240,49 @@ def measure_memory(args, variant: str) -> float:
     return json.loads(out.strip().splitlines()[-1])["peak_gib"]
 
 
+# torch.profiler op names -> the kind of work they do (first match wins; the rest is "other")
+OP_KINDS = [
+    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")),
+    ("attention", ("aten::_scaled_dot_product", "aten::_flash_attention", "aten::scaled_dot_product")),
+    ("layer norm", ("aten::native_layer_norm",)),
+    ("GELU / tanh", ("aten::gelu", "aten::tanh", "aten::pow")),
+    ("softmax / logsumexp", ("aten::logsumexp", "aten::_softmax", "aten::_log_softmax", "aten::exp")),
+    ("optimizer", ("aten::_fused_adamw",)),
+    ("copies / layout", ("aten::copy_", "aten::clone", "aten::contiguous", "aten::cat", "aten::index", "aten::gather",
+                         "aten::scatter", "aten::index_put", "aten::nonzero", "aten::masked")),
+    ("allocation / fill", ("aten::empty", "aten::zero_", "aten::fill_", "aten::zeros", "aten::ones")),
+    ("element-wise", ("aten::add", "aten::mul", "aten::div", "aten::sub", "aten::where", "aten::sum", "aten::mean",
+                      "aten::neg", "aten::sigmoid", "aten::log", "aten::threshold", "aten::rsub")),
+]
+
+
+def profile_step(args) -> None:
+    """Two profiled `minidpo` steps (after a warm-up): the self time of every aten op, summed by kind (`OP_KINDS`)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    setup = Setup(args)
+    step = setup.runner("minidpo")
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t = time.perf_counter()
+        for _ in range(2):
+            step()
+        wall = (time.perf_counter() - t) / 2
+    kinds: dict[str, float] = {}
+    for event in prof.key_averages():
+        if not event.key.startswith("aten::"):
+            continue
+        kind = next((k for k, prefixes in OP_KINDS if event.key.startswith(prefixes)), "other aten")
+        kinds[kind] = kinds.get(kind, 0.0) + event.self_cpu_time_total / 1e6 / 2
+    ops = sum(kinds.values())
+    print(f"\n{setup.desc}; {args.pairs} pairs; one step {wall:.2f} s under the profiler, {ops:.2f} s in aten ops "
+          f"({wall - ops:.2f} s outside them: Python, autograd bookkeeping, the profiler itself)")
+    print("| kind | s per step | share of step |\n| --- | ---: | ---: |")
+    for kind, sec in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"| {kind} | {sec:.2f} | {sec / wall:.0%} |")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def bench_one(args) -> dict:
     import trl
 
@@ -252,15 +302,18 @@ def bench_one(args) -> dict:
     for v in VARIANTS[1:]:
         runners[v] = setup.runner(v)
     times: dict[str, list[float]] = {k: [] for k in runners}
+    first_loss: dict[str, float] = {}  # the warm-up step's loss: same weights and batch, so compiled = plain
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     for round_ in range(args.rounds + 1):
         for name, fn in runners.items():
             sync()
             t = time.perf_counter()
-            fn()
+            out = fn()
             sync()
             if round_:  # round 0 is the warm-up
                 times[name].append(time.perf_counter() - t)
+            else:
+                first_loss[name] = out
     timers: dict[str, float] = {}
     for _ in range(2):  # where the headline step's time goes (extra rounds, synchronised timers)
         runners["minidpo"](timers)
@@ -279,7 +332,9 @@ def bench_one(args) -> dict:
     print(f"\nmodel: {setup.desc}, {n_params / 1e6:.1f}M params; device {args.device}, {dtype}")
     print(f"batch: {args.pairs} pairs, {tokens} real tokens ({padded_tokens} when padded); "
           f"TRL optimizer: {type(trainer.optimizer).__name__}; matmul peak {peak:.0f} GFLOP/s")
-    print(f"agreement: max |log-prob diff| {logp_diff:.2e} nats, |loss diff| {abs(loss_ours - loss_trl):.2e}")
+    compiled_diff = abs(first_loss["minidpo_compiled"] - first_loss["minidpo"])
+    print(f"agreement: max |log-prob diff| {logp_diff:.2e} nats, |loss diff| {abs(loss_ours - loss_trl):.2e}; "
+          f"compiled vs plain first-step |loss diff| {compiled_diff:.2e}")
     print(f"{'step':<22}{'median s':>9}{'min s':>8}{'max s':>8}{'vs trl':>8}{'vs trl_pre':>11}{'MFU':>6}{'peak GiB':>9}")
     for k, v in times.items():
         mem = f"{memory[k]:>9.2f}" if k in memory else f"{'':>9}"
@@ -297,6 +352,9 @@ def bench_one(args) -> dict:
         "peak_gib_trl": memory.get("trl"),
         "peak_gib_trl_precompute": memory.get("trl_precompute"),
         "mfu": mfu["minidpo"],
+        "speedup_vs_trl_compiled": med["trl"] / med["minidpo_compiled"],
+        "mfu_compiled": mfu["minidpo_compiled"],
+        "compiled_loss_abs_diff": compiled_diff,
         "matmul_peak_gflops": peak,
         "median_s": med,
         "step_breakdown_s": timers,
@@ -319,12 +377,16 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs only)")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory children")
+    ap.add_argument("--profile", action="store_true", help="profile minidpo's step by kind of op instead of timing")
     ap.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.bf16 and args.device == "cpu":
         ap.error("--bf16 is for GPUs: on this CPU bf16 is ~100x slower than fp32")
     if args.memory_of:
         return memory_child(args)
+    if args.profile:
+        args.model = "smollm2" if args.model == "smollm2" else "gpt2"
+        return profile_step(args)
     models = ["gpt2"] if args.quick or args.model == "gpt2" else ["smollm2"] if args.model == "smollm2" else ["gpt2", "smollm2"]
     results = []
     for m in models:

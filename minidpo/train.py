@@ -40,6 +40,7 @@ class TrainConfig:
     length_bucketing: bool = True  # batch pairs of similar length together so less padding is computed
     disable_dropout: bool = True  # TRL's default: dropout makes the policy/reference log-ratio noisy
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    torch_compile: bool = False  # fast path: torch.compile the forward and backward (TRL's name; see loop.py)
     bf16: bool = False  # bf16 autocast, GPUs only (on CPUs without bf16 units it is ~100x slower than fp32)
     seed: int = 0
     show_progress: bool = True

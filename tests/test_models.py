@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from minidpo.models import GPT2_MEDIUM_SHAPE, load_model, parked, tiny_gpt2, tiny_tokenizer
+from minidpo.models import GPT2_MEDIUM_SHAPE, fused_gelu, load_model, parked, tiny_gpt2, tiny_tokenizer
 
 
 def test_tiny_gpt2_is_seeded_and_overridable():
@@ -84,3 +84,25 @@ def test_a_parked_model_leaves_resident_memory_and_computes_the_same(tmp_path):
         assert torch.equal(model(ids).logits, before)
     with parked(None, tmp_path):  # nothing to park
         pass
+
+
+def test_fused_gelu_is_gpt2s_formula_in_one_kernel():
+    """Catches: a fused GELU of another formula (the exact erf GELU differs from GPT-2's tanh one by up to ~1e-3),
+    modules left unreplaced, or `load_model` handing out the slow module."""
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    x = torch.linspace(-8, 8, 100_001)
+    exact = 0.5 * x.double() * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x.double() + 0.044715 * x.double() ** 3)))
+    assert torch.allclose(GELUTanh()(x).double(), exact, rtol=0, atol=8 * torch.finfo(torch.float32).eps)
+    assert not torch.allclose(torch.nn.functional.gelu(x).double(), exact, rtol=0, atol=1e-4)  # erf: not it
+    model = tiny_gpt2(seed=0).eval()
+    ids = torch.randint(0, 100, (2, 11), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(ids).logits
+        fused_gelu(model)
+        after = model(ids).logits
+    assert not any(isinstance(m, NewGELUActivation) for m in model.modules())
+    # two layers of rounding-level differences: a few float32 ulps of the logits' scale
+    assert torch.allclose(after, before, rtol=0, atol=64 * torch.finfo(torch.float32).eps * float(before.abs().max()))
+    loaded, _ = load_model("tiny-gpt2", tokenizer_texts=["a b c"] * 4)
+    assert all(type(block.mlp.act) is GELUTanh for block in loaded.transformer.h)

@@ -105,6 +105,19 @@ def test_precomputed_reference_equals_live_reference(tiny, tokenized, tmp_path):
     assert_same_adam_run(_params(a), _params(b), [h["learning_rate"] for h in ha if "loss" in h])
 
 
+def test_the_compiled_fast_path_trains_as_the_plain_one(tiny, tokenized, tmp_path):
+    """`torch_compile=True` (inductor's fused kernels) against the plain loop: the same losses to float32 rounding
+    and parameters within the Adam-rounding bound, through training and the validation pass. Catches a compiled
+    path that computes another objective, steps another set of parameters, or breaks on a batch of a new length
+    (the steps' batches differ in length, so the compiled graph meets more than one shape)."""
+    plain, hp = _dpo_run(tiny, tokenized, tmp_path / "plain", steps=1, eval_every=100)
+    fast, hf = _dpo_run(tiny, tokenized, tmp_path / "fast", steps=1, eval_every=100, torch_compile=True)
+    assert [set(h) for h in hp] == [set(h) for h in hf]
+    for a, b in zip(hp, hf):
+        assert {k: b[k] for k in a if "loss" in k} == pytest.approx({k: a[k] for k in a if "loss" in k}, abs=1e-5)
+    assert_same_adam_run(_params(plain), _params(fast), [h["learning_rate"] for h in hp if "loss" in h])
+
+
 def test_gradient_accumulation_matches_a_big_batch(tiny, tokenized, tmp_path):
     a, ha = _dpo_run(tiny, tokenized, tmp_path / "a", steps=2, batch_size=4, gradient_accumulation_steps=2, length_bucketing=False)
     b, hb = _dpo_run(tiny, tokenized, tmp_path / "b", steps=2, batch_size=8, gradient_accumulation_steps=1, length_bucketing=False)

@@ -25,6 +25,7 @@ from typing import Callable, TypeVar
 
 import torch
 
+from ..models import fused_gelu
 from ..plots import repository_root
 from ..utils import read_json, save_torch, write_json
 from .measure import MemoryMonitor
@@ -145,7 +146,8 @@ def model_codec(tokenizer, device: str, wrap: Callable | None = None) -> Codec:
             return model.to(device).eval(), record
         from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(folder / "model", dtype=torch.float32).to(device), record
+        model = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=torch.float32)
+        return fused_gelu(model).to(device), record  # as `load_model` gives it
 
     return Codec("model", save, load)
 
