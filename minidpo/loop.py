@@ -144,8 +144,8 @@ def train_loop(
     same weights and history as an uninterrupted run. A last batch smaller than `min_batch` joins the one before
     it (in training and evaluation). Stops with a FloatingPointError naming the step and
     batch if the loss or gradient norm is not finite (the last good checkpoint is kept). `final_checkpoint=False`
-    skips the checkpoint after the last step (model and optimizer state: 4x the weights) for a caller that saves the
-    weights itself and will not continue the run; a crash then resumes from the last periodic one.
+    skips the checkpoint after the last step (weights and AdamW's two moments: 3x the weights) for a caller that
+    saves the weights itself and will not continue the run; a crash then resumes from the last periodic one.
     """
     from accelerate import Accelerator
 
@@ -191,6 +191,8 @@ def train_loop(
     # the fast path (`torch_compile`): the same module and parameters, forward and backward compiled by inductor
     # (fused element-wise kernels). It pays only on long runs: tens of seconds of compiling at the start and again at
     # new batch shapes, then a GPT-2-small DPO step ~6% faster on 2 CPU cores (bench/RESULTS.md). Plain: `wrapped`
+    if config.torch_compile and world > 1:
+        raise ValueError("torch_compile is tested in one process only; run several processes without it")
     forward = torch.compile(wrapped) if config.torch_compile else wrapped
 
     def checkpoint(step: int) -> None:
@@ -273,6 +275,8 @@ def train_loop(
             history.append({"step": step + 1, **metrics})
         if (last and final_checkpoint) or (not last and (step + 1) % config.save_every == 0):
             checkpoint(step + 1)
+        elif last and accelerator.is_main_process:  # no checkpoint, but the history is the run's, not a stale one
+            write_json(out_dir / "history.json", history)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_disable()
     return history

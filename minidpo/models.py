@@ -143,7 +143,7 @@ def smollm2_path() -> Path:
 def fused_gelu(model: PreTrainedModel) -> PreTrainedModel:
     """`model` with GPT-2's GELU (`gelu_new`: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))) computed by one fused
     kernel, `F.gelu(approximate="tanh")`, the same formula: transformers writes it as ~8 element-wise ops forward and
-    more backward, which took ~1.4 s of a 7 s GPT-2-small DPO step on 2 CPU cores (`bench/dpo_step.py --profile`).
+    more backward, ~1.8 s of an 8.7 s GPT-2-small DPO step on 2 CPU cores (`bench/dpo_step.py --profile`).
     Values agree to float32 rounding (max |difference| ~5e-7 on activations); models without it are unchanged.
     `load_model` applies it; the saved config still says `gelu_new`, so a reloaded model computes the same."""
     from transformers.activations import GELUTanh, NewGELUActivation
@@ -204,8 +204,11 @@ def parked(model, folder: str | Path) -> Iterator[None]:
     of it trains on precomputed reference log-probs). On a GPU they wait in CPU memory and return after the block.
     On the CPU they are written to a file in `folder` (deleted at once: the mapping keeps it) and memory-mapped, so
     they leave the process's resident memory until the model is used again, and are then read back from the page
-    cache as needed: the same values, nothing copied back. `model=None` parks nothing."""
-    if model is None:
+    cache as needed: the same values, nothing copied back. What is saved is resident memory: the pages move to the
+    page cache, which the kernel can reclaim once they are on disk (so `folder` should not be a tmpfs), and the
+    file's disk space is held until the tensors are dropped or parked again. POSIX only (elsewhere, and for
+    `model=None`, nothing is parked); a model split over several GPUs returns to its first one."""
+    if model is None or os.name != "posix":
         yield
         return
     device = next(model.parameters()).device

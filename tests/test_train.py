@@ -1,6 +1,7 @@
 import copy
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -56,8 +57,8 @@ def _dpo_run(tiny, tokenized, out_dir, steps=6, precompute=True, final_checkpoin
                   eval_every=3, save_every=2, optimizer="adamw", show_progress=False)
     fields.update(overrides)
     cfg = DPOConfig(**fields)
-    history = train_dpo(policy, data, data.select(range(4)), cfg, tok.pad_token_id, ref_model=None if precompute else ref,
-                        final_checkpoint=final_checkpoint)
+    history = train_dpo(policy, data, data.select(range(4)), cfg, tok.pad_token_id,
+                        ref_model=None if precompute else ref, final_checkpoint=final_checkpoint)
     return policy, history
 
 
@@ -105,17 +106,27 @@ def test_precomputed_reference_equals_live_reference(tiny, tokenized, tmp_path):
     assert_same_adam_run(_params(a), _params(b), [h["learning_rate"] for h in ha if "loss" in h])
 
 
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on a CPU needs a C compiler")
 def test_the_compiled_fast_path_trains_as_the_plain_one(tiny, tokenized, tmp_path):
-    """`torch_compile=True` (inductor's fused kernels) against the plain loop: the same losses to float32 rounding
-    and parameters within the Adam-rounding bound, through training and the validation pass. Catches a compiled
-    path that computes another objective, steps another set of parameters, or breaks on a batch of a new length
-    (the steps' batches differ in length, so the compiled graph meets more than one shape)."""
+    """`torch_compile=True` (inductor's fused kernels) against the plain loop, one step (compiling costs ~30 s on 2
+    cores): the same loss and metrics to float32 rounding, in training and validation, and the same update: the two runs' parameters differ by
+    far less than either moved. Catches a compiled path that computes another objective, or that steps no
+    parameters or others (a run without the update would differ from the plain one by the whole step)."""
+    start = _params(tiny[0])
     plain, hp = _dpo_run(tiny, tokenized, tmp_path / "plain", steps=1, eval_every=100)
     fast, hf = _dpo_run(tiny, tokenized, tmp_path / "fast", steps=1, eval_every=100, torch_compile=True)
-    assert [set(h) for h in hp] == [set(h) for h in hf]
+    assert len(hp) == len(hf) == 2  # the step's metrics, then the validation pass (also through the compiled model)
+    # a batch-mean log-prob's rounding (tests/precision.py), times beta for the rewards; accuracies count margins > 0,
+    # and the first step's margins are 0 up to that rounding, so they are not compared
+    scale = max(abs(v) for h in hp for k, v in h.items() if "logps" in k)
+    tol = float(logprob_tol(torch.tensor(scale), 512, tiny[0].config.n_embd))
     for a, b in zip(hp, hf):
-        assert {k: b[k] for k in a if "loss" in k} == pytest.approx({k: a[k] for k in a if "loss" in k}, abs=1e-5)
-    assert_same_adam_run(_params(plain), _params(fast), [h["learning_rate"] for h in hp if "loss" in h])
+        assert set(a) == set(b)
+        for k in (k for k in a if "accuracies" not in k):
+            allowed = tol if "logps" in k else DPOConfig().beta * tol if "rewards" in k else 1e-5 * max(1, abs(a[k]))
+            assert abs(b[k] - a[k]) <= allowed, (k, a[k], b[k], allowed)
+    moved = (_params(plain) - start).abs().mean()
+    assert moved > 0 and (_params(fast) - _params(plain)).abs().mean() < 0.01 * moved
 
 
 def test_gradient_accumulation_matches_a_big_batch(tiny, tokenized, tmp_path):
@@ -143,12 +154,14 @@ def test_resume_after_interruption_gives_identical_results(tiny, tokenized, tmp_
 
 
 def test_without_the_final_checkpoint_only_the_last_step_is_not_saved(tiny, tokenized, tmp_path):
-    """Catches: `final_checkpoint=False` ignored (a write of 4x the weights that a phased run, which keeps the
-    weights itself, does not need), or the periodic checkpoints a crash resumes from skipped with it."""
+    """Catches: `final_checkpoint=False` ignored (a write of the weights and AdamW's two moments that a phased run,
+    which keeps the weights itself, does not need), or the periodic checkpoints a crash resumes from skipped with it;
+    the history file is the whole run's either way."""
     full, h_full = _dpo_run(tiny, tokenized, tmp_path / "full", steps=5, eval_every=100)
     assert load_checkpoint(tmp_path / "full" / "checkpoint.pt")["step"] == 5
     lean, h_lean = _dpo_run(tiny, tokenized, tmp_path / "lean", steps=5, eval_every=100, final_checkpoint=False)
     assert load_checkpoint(tmp_path / "lean" / "checkpoint.pt")["step"] == 4  # save_every=2: steps 2 and 4 only
+    assert json.loads((tmp_path / "lean" / "history.json").read_text()) == h_lean
     assert torch.equal(_params(full), _params(lean)) and h_full == h_lean
 
 
