@@ -151,8 +151,9 @@ def train_all(exp: InstructionExperiment, release_base_model: bool = False) -> d
     """The whole training side: {"reference": record, "trajectories": {run: points}, "second_validation": the
     matched-KL reading's replies (`second_readings`), "origin": the reference's validation point, "selection":
     {...}, "arms": {name: Arm}, "reference_model", "ref_data" (the DPO pairs with the reference's log-probs)}.
-    One policy and the reference are in memory at a time besides the base model; with `release_base_model` (the
-    command line's run) `exp.base_model` is dropped once its arm is sampled, so training does not hold it."""
+    One policy and the reference are in memory at a time besides the base model (the model a policy trains from is
+    parked meanwhile: `models.parked`); with `release_base_model` (the command line's run) `exp.base_model` is
+    dropped once its arm is sampled, so training does not hold it."""
     p, codec = exp.plan, exp.codec()
     reference, ref_record = reference_run(exp)
     ref_data = reference_logprobs(exp, reference)
