@@ -50,3 +50,14 @@ def tokenized(records, tiny):
 
     ds, _ = tokenize_preferences(records, tiny[1], max_length=512, max_prompt_length=384)
     return ds
+
+
+@pytest.fixture(scope="session")
+def built():
+    """Every master's student version, solution and autograder ({stem: paths}), built once for the grading tests
+    (two otter-assign processes at a time; cached by content under runs/grade/)."""
+    from minidpo import grade
+
+    built = grade.build_all(grade.masters())
+    assert not [e for e in built.values() if isinstance(e, Exception)]
+    return {m.stem: paths for m, paths in built.items()}

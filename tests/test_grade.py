@@ -38,13 +38,6 @@ def test_answer_digest_ignores_case_and_spaces():
     assert grade.answer_digest(" B ") == grade.answer_digest("b") != grade.answer_digest("c")
 
 
-@pytest.fixture(scope="module")
-def built():
-    built = grade.build_all(grade.masters())  # two otter-assign processes at a time
-    assert not [e for e in built.values() if isinstance(e, Exception)]
-    return {m.stem: paths for m, paths in built.items()}
-
-
 def test_committed_student_versions_are_what_otter_assign_makes(built):
     for name, paths in built.items():
         committed = grade.STUDENTS / f"{name}.ipynb"

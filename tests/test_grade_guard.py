@@ -116,13 +116,6 @@ def test_honest_code_is_not_a_finding():  # noqa: D103
     assert scan_source(honest) == []
 
 
-@pytest.fixture(scope="module")
-def built():
-    built = grade.build_all(grade.masters())  # two otter-assign processes at a time
-    assert not [e for e in built.values() if isinstance(e, Exception)]
-    return {m.stem: paths for m, paths in built.items()}
-
-
 def test_no_solution_and_no_blank_is_flagged(built):
     for name, paths in built.items():
         assert scan_submission(paths["solution"], paths["student"]) == [], name

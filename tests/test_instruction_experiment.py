@@ -129,12 +129,12 @@ def test_interrupted_run_resumes_from_saved_stages(smoke_run, tmp_path):
 # The run of the test below, in a child process: its 355M-parameter model, optimizer states and checkpoints
 # (~6 GB) are freed with the process instead of staying in the test session's heap for the tests after it.
 GPU_PLAN_RUN = """
-import resource
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from minidpo.experiments.instruction_results import run_instruction
+from minidpo.experiments.measure import peak_rss_gib
 from minidpo.experiments.profiles import get_profile
 
 tmp = Path(sys.argv[1])
@@ -148,7 +148,7 @@ plan = replace(gpu, n_test=2, n_validation=2, n_judge=8, n_dpo=4, betas=gpu.beta
 profile = get_profile("gpu", model="random-gpt2-medium", device="cpu")
 run_instruction(profile, run_dir=tmp / "run", results_dir=tmp / "results", figures_dir=tmp / "figures",
                 show_progress=False, plan=plan)
-(tmp / "peak_rss_bytes").write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+(tmp / "peak_rss_bytes").write_text(str(int(peak_rss_gib() * 2**30)))
 """
 
 

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from minidpo.experiments.measure import rss_bytes
 from minidpo.models import GPT2_MEDIUM_SHAPE, fused_gelu, load_model, parked, tiny_gpt2, tiny_tokenizer
 
 
@@ -61,11 +62,6 @@ def test_smollm2_offline_weights_load_and_score():
     assert loss < 4.0
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
-
-
 def test_a_parked_model_leaves_resident_memory_and_computes_the_same(tmp_path):
     """Catches: parking that copies the weights instead of mapping them (memory kept), that breaks GPT-2's tied
     embedding and LM head, that changes a value, or that leaves its file behind."""
@@ -74,9 +70,9 @@ def test_a_parked_model_leaves_resident_memory_and_computes_the_same(tmp_path):
     with torch.no_grad():
         before = model(ids).logits
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    resident = _rss_bytes()
+    resident = rss_bytes()
     with parked(model, tmp_path):
-        released = resident - _rss_bytes()
+        released = resident - rss_bytes()
         assert list(tmp_path.iterdir()) == []  # the mapping keeps the deleted file's pages
     assert released > 0.5 * weights, (released, weights)
     assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()

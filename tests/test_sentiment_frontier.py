@@ -11,7 +11,7 @@ import torch
 from minidpo.data import PreferenceDataError
 from minidpo.experiments.frontier_plots import frontier_points
 from minidpo.experiments.frontier_run import run_frontier
-from minidpo.experiments.measure import MemoryMonitor
+from minidpo.experiments.measure import MemoryMonitor, rss_bytes
 from minidpo.experiments.profiles import get_profile
 from minidpo.experiments.sentiment import join, load_review_prompts, parse_snippets, split_prefix, vader_reward
 
@@ -54,7 +54,7 @@ def test_memory_monitor_sees_an_allocation():
     with MemoryMonitor(interval=0.005) as mem:
         x = torch.ones(64 * 2**20)  # 256 MiB, touched
         x += 1
-        inside = MemoryMonitor._rss()
+        inside = rss_bytes()
         del x
     assert mem.seconds > 0
     if inside is not None:  # Linux: the peak is at least what the process held inside the block

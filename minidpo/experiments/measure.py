@@ -47,6 +47,15 @@ def environment() -> dict:
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
 
 
+def rss_bytes() -> int | None:
+    """This process's resident memory now, in bytes (Linux; elsewhere None)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
 def peak_rss_gib() -> float:
     """Peak resident memory of this process so far, in GiB (Linux reports kilobytes)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -61,22 +70,14 @@ class MemoryMonitor:
     def __init__(self, interval: float = 0.02):
         self.interval, self.peak_gib, self.rise_gib, self.seconds = interval, None, None, 0.0
 
-    @staticmethod
-    def _rss() -> int | None:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError):
-            return None
-
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
-            rss = self._rss()
+            rss = rss_bytes()
             if rss is not None:
                 self._peak = max(self._peak, rss)
 
     def __enter__(self):
-        self._start = self._rss()
+        self._start = rss_bytes()
         self._peak = self._start or 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -89,7 +90,7 @@ class MemoryMonitor:
         self._thread.join()
         self.seconds = time.time() - self._t0
         if self._start is not None:
-            self.peak_gib = max(self._peak, self._rss() or 0) / 2**30
+            self.peak_gib = max(self._peak, rss_bytes() or 0) / 2**30
             self.rise_gib = self.peak_gib - self._start / 2**30
         return False
 

@@ -25,7 +25,7 @@ from typing import Callable, TypeVar
 
 import torch
 
-from ..models import fused_gelu
+from ..models import load_model
 from ..plots import repository_root
 from ..utils import read_json, save_torch, write_json
 from .measure import MemoryMonitor
@@ -144,10 +144,7 @@ def model_codec(tokenizer, device: str, wrap: Callable | None = None) -> Codec:
             model = wrap()
             model.load_state_dict(torch.load(folder / "model" / "state.pt"))
             return model.to(device).eval(), record
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=torch.float32)
-        return fused_gelu(model).to(device), record  # as `load_model` gives it
+        return load_model(str(folder / "model"), device=device)[0], record  # the folder holds its tokenizer too
 
     return Codec("model", save, load)
 
