@@ -76,11 +76,19 @@ def _root(node: ast.AST) -> ast.AST:
 
 
 def _is_module(parent: str, name: str) -> bool:
-    """Whether `from parent import name` binds a module (allowed libraries only; imports the parent package)."""
+    """Whether `from parent import name` binds a module (allowed libraries only). Found on the import path without
+    importing anything: `find_spec` of a dotted name imports its parents (torch alone takes seconds)."""
     import importlib.util
+    from importlib.machinery import PathFinder
 
+    parts = f"{parent}.{name}".split(".")
     try:
-        return importlib.util.find_spec(f"{parent}.{name}") is not None
+        spec = importlib.util.find_spec(parts[0])  # a top-level name is found, not imported
+        for i in range(2, len(parts) + 1):
+            if spec is None or spec.submodule_search_locations is None:  # not a package: no submodules
+                return False
+            spec = PathFinder.find_spec(".".join(parts[:i]), spec.submodule_search_locations)
+        return spec is not None
     except (ImportError, ValueError, AttributeError):
         return False
 

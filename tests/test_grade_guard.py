@@ -213,3 +213,34 @@ def test_forbid_watches_threads_started_inside_it():
         with grade.forbid(preference.bradley_terry_prob):
             with ThreadPoolExecutor(1) as pool:
                 list(pool.map(lambda a: preference.bradley_terry_prob(a, torch.tensor(0.0)), [torch.tensor(1.0)]))
+
+
+def test_from_imports_of_modules_are_found_without_importing_them():
+    """`from parent import name` binds a module exactly when `importlib.util.find_spec` says so (the reference),
+    found without importing: a fresh interpreter classifies these without torch or transformers ending up in
+    sys.modules. Mutations caught: a plain `find_spec` of the dotted name (imports torch: seconds per submission),
+    a walk that stops at the top-level package (`torch.nn.functional` read as no module), a module (not a
+    package) treated as having submodules."""
+    import subprocess
+
+    pairs = [("torch", "nn"), ("torch.nn", "functional"), ("torch", "randn"), ("torch.optim", "lr_scheduler"),
+             ("collections", "abc"), ("typing", "List"), ("minidpo", "losses"), ("minidpo", "nosuch"),
+             ("minidpo.experiments", "instruction"), ("minidpo.losses", "dpo_loss"), ("transformers", "AutoModel"),
+             ("transformers", "modeling_utils"), ("matplotlib", "pyplot"), ("numpy", "random"), ("numpy", "array")]
+    code = ("import json, sys\nfrom minidpo.grade_scan import _is_module\n"
+            f"found = [_is_module(p, n) for p, n in {pairs!r}]\n"
+            "print(json.dumps([found, 'torch' in sys.modules or 'transformers' in sys.modules]))")
+    found, imported = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                check=True).stdout)
+    assert not imported
+
+    def reference(parent, name):
+        import importlib.util
+
+        try:
+            return importlib.util.find_spec(f"{parent}.{name}") is not None
+        except (ImportError, ValueError, AttributeError):
+            return False
+
+    assert found == [reference(p, n) for p, n in pairs]
+    assert found[:4] == [True, True, False, True]
