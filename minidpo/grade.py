@@ -59,8 +59,7 @@ def forbid(*functions: Callable, reason: str = "write it yourself") -> Iterator[
     wrappers are caught). Raises AssertionError naming the function after the block."""
     codes = {getattr(f, "__code__", None): f"{f.__module__}.{f.__qualname__}" for f in functions}
     codes.pop(None, None)
-    hits: list[str] = []
-
+    hits: list[str] = []  # forbidden functions entered
     watchdogs = {sys.setprofile: "sys.setprofile", sys.settrace: "sys.settrace"}  # what turns the check off
     tampered: list[str] = []
     watching = [True]
@@ -141,8 +140,6 @@ def _submissions(folder: Path) -> list[Path]:
 
 def _grade_here(notebook: Path, quiet: bool, debug: bool, masters_dir: Path | None = None) -> dict:
     """`grade` in this process, without a time limit."""
-    import otter.api
-
     master = master_for(notebook, masters_dir)
     if notebook == master and notebook.parent.resolve() != Path(masters_dir or MASTERS).resolve():
         raise ValueError(f"{notebook}: a master outside the masters folder is not graded (a submitted master would "
@@ -159,6 +156,7 @@ def _grade_here(notebook: Path, quiet: bool, debug: bool, masters_dir: Path | No
         return _zero(notebook.name, "refused, scored 0: " + "; ".join(str(f) for f in findings[:3])
                      + (f"; and {len(findings) - 3} more" if len(findings) > 3 else ""), assignment,
                      flagged=[str(f) for f in findings], manual=manual)
+    import otter.api  # after the scan: a refused submission does without otter's imports (seconds)
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / f"{assignment}.ipynb"  # otter runs the submission under the name it had when assigned
         shutil.copyfile(submission, copy)
@@ -282,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.notebook:
         parser.error("give a notebook, --folder or --make-students")
     if args.report_json:  # the child of `grade`: grade here, hand the report over as JSON
+        # jsonschema's optional IRI checker compiles a grammar on import (1.2 s of each grading); notebooks need none
+        sys.modules.setdefault("rfc3987_syntax", None)
         try:
             report = _grade_here(Path(args.notebook).resolve(), quiet=True, debug=args.debug, masters_dir=masters_dir)
         except ValueError as e:  # not an exercise notebook: the parent raises it as such

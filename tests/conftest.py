@@ -61,3 +61,39 @@ def built():
     built = grade.build_all(grade.masters())
     assert not [e for e in built.values() if isinstance(e, Exception)]
     return {m.stem: paths for m, paths in built.items()}
+
+
+HANG_LIMIT_S = 90  # every submission's time limit in the class folder below; a graded solution takes ~15 s alone
+
+
+@pytest.fixture(scope="session")
+def class_grades(built, tmp_path_factory):
+    """What a teacher does: a folder of submissions -> one CSV, graded once for every test that reads it (three at
+    a time: the submission that hangs sleeps, so the other two keep two cores busy; in otter's debug mode so that a
+    cell raising, e.g. a blank that crashes, fails a test instead of scoring zero). In it: every solution and every
+    blank, a notebook that is no exercise, a student's copy that never returns (in the student's own subfolder)
+    beside Jupyter's autosave copy of it, which is not a submission. (reports, the CSV's rows, the folder)"""
+    import csv
+    import json
+    import shutil
+
+    from minidpo import grade
+
+    tmp = tmp_path_factory.mktemp("class")
+    folder = tmp / "submissions"
+    folder.mkdir()
+    for name, paths in built.items():
+        shutil.copyfile(paths["solution"], folder / f"solution_{name}.ipynb")
+        shutil.copyfile(grade.STUDENTS / f"{name}.ipynb", folder / f"blank_{name}.ipynb")
+    (folder / "notes.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    nb = json.loads(built["01_bradley_terry"]["solution"].read_text())
+    first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
+    hang = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": ["import time\n", "time.sleep(10**6)\n"]}
+    nb["cells"].insert(first_code + 1, hang)
+    (folder / "ana" / ".ipynb_checkpoints").mkdir(parents=True)  # "ana/" sorts first: it hangs while the rest is graded
+    (folder / "ana" / "hangs.ipynb").write_text(json.dumps(nb))
+    autosave = folder / "ana" / ".ipynb_checkpoints" / "hangs-checkpoint.ipynb"
+    shutil.copyfile(built["01_bradley_terry"]["solution"], autosave)
+    reports = grade.grade_folder(folder, tmp / "grades.csv", debug=True, time_limit_s=HANG_LIMIT_S, jobs=3)
+    return reports, list(csv.DictReader(open(tmp / "grades.csv"))), folder

@@ -203,13 +203,19 @@ def test_the_rewritten_exercises_are_not_answered_by_their_main_notebook():
     assert {"q2_reward_scale", "q4_predict_two_groups"} <= names
 
 
-def test_the_grader_totals_the_autograded_points_and_names_the_written_questions():
+def test_the_grader_totals_the_autograded_points_and_names_the_written_questions(class_grades):
     """otter 7 writes no test file for a `manual: true` question, so it is not in otter's results: the grader's
-    total is the autograded points, and the report lists the written questions for the teacher. Mutations caught: a
-    written question counted into the total (the solution would then miss full marks), or a report that does not
-    say which questions are left to the teacher."""
-    master = grade.MASTERS / "01_bradley_terry.ipynb"
-    report = grade.grade(grade.build(master)["solution"], time_limit_s=None)
-    assert report["manual"] == [q["name"] for q in written_questions(master)] == ["q5_written_noise_scale"]
+    total is the autograded points, and the report lists the written questions for the teacher (read from the class
+    folder's graded solutions, `conftest.class_grades`). Mutations caught: a written question counted into the total
+    (the solution would then miss full marks), or a report that does not say which questions are left to the
+    teacher."""
+    reports = {r["notebook"]: r for r in class_grades[0]}
+    report = reports["solution_01_bradley_terry.ipynb"]
+    assert report["manual"] == [q["name"] for q in written_questions(grade.MASTERS / "01_bradley_terry.ipynb")] \
+        == ["q5_written_noise_scale"]
     assert "q5_written_noise_scale" not in report["scores"]
     assert report["total"] == report["possible"] == 8
+    for master in grade.masters():  # every notebook: its written questions named, none of them scored
+        solution = reports[f"solution_{master.stem}.ipynb"]
+        assert solution["manual"] == [q["name"] for q in written_questions(master)], master.stem
+        assert not set(solution["manual"]) & set(solution["scores"]) and solution["total"] == solution["possible"]

@@ -2,7 +2,6 @@
 without error), the committed student versions are what otter-assign makes from the masters, and calling
 minidpo's own implementation does not pass a check."""
 
-import csv
 import json
 import re
 import shutil
@@ -11,6 +10,8 @@ import pytest
 import torch
 
 from minidpo import grade, preference
+
+from conftest import HANG_LIMIT_S  # the class folder's time limit (the folder is graded in conftest.class_grades)
 
 MAIN_NOTEBOOKS = sorted(p.stem for p in (grade.ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -48,36 +49,6 @@ def test_committed_student_versions_are_what_otter_assign_makes(built):
         built_tests = {p.name: p.read_text() for p in paths["student_tests"].glob("*.py")}
         assert built_tests and {p.name: p.read_text() for p in tests.glob("*.py")} == built_tests, name
         assert not any("hidden=True" in t for t in built_tests.values()), f"{name}: a hidden test reached students"
-
-
-HANG_LIMIT_S = 90  # every submission's time limit in the class folder below; a graded solution takes ~20 s alone
-
-
-@pytest.fixture(scope="module")
-def class_grades(built, tmp_path_factory):
-    """What a teacher does: a folder of submissions -> one CSV, graded once for the tests below (three at a time:
-    the submission that hangs sleeps, so the other two keep two cores busy; in otter's debug mode so that a cell
-    raising, e.g. a blank that crashes, fails a test instead of scoring zero). In it: every solution and every
-    blank, a notebook that is no exercise, a student's copy that never returns (in the student's own subfolder)
-    beside Jupyter's autosave copy of it, which is not a submission."""
-    tmp = tmp_path_factory.mktemp("class")
-    folder = tmp / "submissions"
-    folder.mkdir()
-    for name, paths in built.items():
-        shutil.copyfile(paths["solution"], folder / f"solution_{name}.ipynb")
-        shutil.copyfile(grade.STUDENTS / f"{name}.ipynb", folder / f"blank_{name}.ipynb")
-    (folder / "notes.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    nb = json.loads(built["01_bradley_terry"]["solution"].read_text())
-    first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
-    hang = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-            "source": ["import time\n", "time.sleep(10**6)\n"]}
-    nb["cells"].insert(first_code + 1, hang)
-    (folder / "ana" / ".ipynb_checkpoints").mkdir(parents=True)  # "ana/" sorts first: it hangs while the rest is graded
-    (folder / "ana" / "hangs.ipynb").write_text(json.dumps(nb))
-    autosave = folder / "ana" / ".ipynb_checkpoints" / "hangs-checkpoint.ipynb"
-    shutil.copyfile(built["01_bradley_terry"]["solution"], autosave)
-    reports = grade.grade_folder(folder, tmp / "grades.csv", debug=True, time_limit_s=HANG_LIMIT_S, jobs=3)
-    return reports, list(csv.DictReader(open(tmp / "grades.csv"))), folder
 
 
 def test_solutions_full_marks_blanks_zero_in_one_csv(built, class_grades):
