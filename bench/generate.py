@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers.pytorch_utils import Conv1D
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,6 +59,11 @@ def forwards(prompt_ids: list[list[int]], reply_ids: list[list[int]], batch_size
             yield rows, rows, padded + t
 
 
+def _in_size(layer) -> int:
+    """A linear layer's input width: `nn.Linear`, or GPT-2's `Conv1D` (the same product, weight transposed)."""
+    return layer.in_features if isinstance(layer, torch.nn.Linear) else layer.nx
+
+
 class Bounds:
     """The two bounds of the module docstring for a model: FLOPs at the square-matmul peak, and the model's linear
     layers timed at each forward's rows (memoised: decode forwards repeat row counts)."""
@@ -69,20 +75,20 @@ class Bounds:
         self.head = model.get_output_embeddings()
         self.n_head = self.head.weight.numel()
         self.n_body = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
-        self.body = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not self.head]
+        self.body = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, Conv1D)) and m is not self.head]
         self.timed: dict[tuple[int, int], float] = {}
 
     @torch.inference_mode()
     def linear_seconds(self, body_rows: int, head_rows: int) -> float:
         """Seconds of the model's linear layers alone at these rows (the faster of two passes)."""
         if (body_rows, head_rows) not in self.timed:
-            inputs = {n: torch.randn(body_rows, n) for n in {m.in_features for m in self.body}}
+            inputs = {n: torch.randn(body_rows, n) for n in {_in_size(m) for m in self.body}}
             head_input = torch.randn(head_rows, self.head.in_features)
             best = float("inf")
             for _ in range(2):
                 t = time.perf_counter()
                 for m in self.body:
-                    torch.nn.functional.linear(inputs[m.in_features], m.weight, m.bias)
+                    m(inputs[_in_size(m)])
                 self.head(head_input)
                 best = min(best, time.perf_counter() - t)
             self.timed[body_rows, head_rows] = best

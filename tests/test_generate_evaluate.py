@@ -49,6 +49,8 @@ def test_draw_inverts_the_cdf_on_planted_rows():
     assert draw(impossible_first, torch.tensor([0.0])).tolist() == [1]
     # a uniform that rounds onto the CDF's end takes the last token of positive probability, never an excluded one
     assert draw(torch.tensor([[0.0, 0.0, -float("inf")]]), torch.tensor([1.0])).tolist() == [1]
+    # ... also inside a top-p nucleus: (0.5, 0.3) kept, 0.2 cut; the end of the CDF takes 0.3's token, never 0.2's
+    assert draw(logits[:1], torch.tensor([1.0]), top_p=0.6).tolist() == [2]
 
 
 def test_draw_frequencies_follow_the_softmax():
@@ -229,13 +231,26 @@ def test_reward_at_kl_interpolates_between_bracketing_points():
 
 
 
-def _previous_sampler(model, tok, prompts, max_new_tokens, seed, batch_size):
-    """The decode loop as it was before the reserved KV cache (minidpo 0.2.0, commit cf8d2e3), kept as the
-    reference: transformers' DynamicCache (concatenation), finished rows dropped at every step, and the draw with
-    the last-positive-token clamp computed at every step."""
+def _previous_draw(logits, uniforms, temperature, top_p):
+    """`generate.draw` before the reserved KV cache (commit cf8d2e3): the end-of-CDF clamp at every step."""
+    probs = (logits.double() / temperature).softmax(-1)
+    order = None
+    if top_p < 1:
+        probs, order = probs.sort(dim=-1, descending=True, stable=True)
+        probs = probs * ((probs.cumsum(-1) - probs) < top_p)
+    cdf = probs.cumsum(-1)
+    token = torch.searchsorted(cdf, (uniforms.double() * cdf[:, -1]).unsqueeze(-1), right=True)
+    token = torch.minimum(token, (probs > 0).cumsum(-1).argmax(-1, keepdim=True))
+    return (order.gather(-1, token) if order is not None else token).squeeze(-1)
+
+
+def _previous_sampler(model, tok, prompts, max_new_tokens, seed, batch_size, temperature, top_p):
+    """The decode loop before the reserved KV cache (commit cf8d2e3), kept as the reference: transformers'
+    DynamicCache (concatenation), finished rows dropped at every step, `_previous_draw`."""
     from transformers import DynamicCache
 
     from minidpo.batching import tokenize_prompts
+    from minidpo.generate import _cache_argument
     from minidpo.utils import prompt_seed
 
     encoded = tokenize_prompts(tok, prompts)
@@ -254,15 +269,12 @@ def _previous_sampler(model, tok, prompts, max_new_tokens, seed, batch_size):
                 ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
                 mask[row, width - len(encoded[i]) :] = 1
             position = (mask.cumsum(-1) - 1).clamp(min=0)
-            kv = DynamicCache()
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=position, logits_to_keep=1, cache=kv,
-                           use_cache=True).logits[:, -1].float()
+            cache = {_cache_argument(model): DynamicCache(), "use_cache": True}
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=position, logits_to_keep=1,
+                           **cache).logits[:, -1].float()
             live, position = torch.arange(len(index)), position[:, -1]
             for step in range(max_new_tokens):
-                probs = logits.double().softmax(-1)
-                cdf = probs.cumsum(-1)
-                token = torch.searchsorted(cdf, (uniforms[live, step] * cdf[:, -1]).unsqueeze(-1), right=True)
-                token = torch.minimum(token, (probs > 0).cumsum(-1).argmax(-1, keepdim=True)).squeeze(-1)
+                token = _previous_draw(logits, uniforms[live, step], temperature, top_p)
                 token_logp = logits.log_softmax(-1).gather(-1, token[:, None]).squeeze(-1).double()
                 for row, t, lp in zip(live.tolist(), token.tolist(), token_logp.tolist()):
                     out[index[row]].append(t)
@@ -272,22 +284,26 @@ def _previous_sampler(model, tok, prompts, max_new_tokens, seed, batch_size):
                     break
                 if not going.all():
                     keep = going.nonzero().squeeze(-1)
-                    kv.batch_select_indices(keep)
+                    next(iter(cache.values())).batch_select_indices(keep)
                     live, token, mask, position = live[keep], token[keep], mask[keep], position[keep]
                 mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
                 position = position + 1
-                logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None], cache=kv,
-                               use_cache=True).logits[:, -1].float()
+                logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
+                               **cache).logits[:, -1].float()
     return out, logps.float()
 
 
-@pytest.mark.parametrize("which", ["tiny", "smollm2"])
-def test_reserved_cache_draws_the_same_replies_as_before(which, tiny, records):
-    """Same seed, same replies, bit for bit, as the loop before the reserved KV cache (`_previous_sampler`), with
-    rows ending at different steps so the cache drops rows. Mutations caught: a step's key written at the wrong
-    position (or not at all), a dropped row's cache kept or another's dropped, positions written so far not all
-    copied when rows are dropped, the reply's log-probability summed from another row."""
+@pytest.mark.parametrize("which, temperature, top_p", [("tiny", 1.0, 1.0), ("tiny", 0.7, 0.9),
+                                                       ("smollm2", 1.0, 1.0)])
+def test_reserved_cache_draws_the_same_replies_as_before(which, temperature, top_p, tiny, records, monkeypatch):
+    """Same seed, same replies and log-probabilities, bit for bit (on this CPU), as the loop before the reserved
+    KV cache (`_previous_sampler`), with EOS made likely so that rows end at different steps and leave the batch
+    and its cache. Mutations caught: a step's key or value written at the wrong position (or not at all), a dropped
+    row's cache kept or another's dropped, positions written so far not all copied when rows are dropped, a
+    reply's log-probability summed from another row. (The end-of-CDF clamp: `test_draw_inverts_the_cdf...`.)"""
     import copy
+
+    from minidpo.generate import ReservedLayer
 
     if which == "smollm2":
         import importlib.util
@@ -299,21 +315,23 @@ def test_reserved_cache_draws_the_same_replies_as_before(which, tiny, records):
 
         model, tok = load_model("smollm2-135m-instruct")
         prompts = [format_prompt(tok, r["instruction"], r["input"]) for r in records.select(range(12))]
-        new_tokens, batch_size = 20, 12
+        new_tokens, batch_size, bias = 20, 12, 6.0
     else:
-        model, tok = tiny
-        model = copy.deepcopy(model)
-        eos_bias = torch.zeros(len(tok))
-        eos_bias[tok.eos_token_id] = 3.0  # rows end early and at different steps
-        model.lm_head.register_forward_hook(lambda module, inputs, logits: logits + eos_bias)
-        prompts, new_tokens, batch_size = list(records["prompt"][:10]), 9, 4
+        model, tok = copy.deepcopy(tiny[0]), tiny[1]
+        prompts, new_tokens, batch_size, bias = list(records["prompt"][:10]), 9, 4, 3.0
+    eos_bias = torch.zeros(model.config.vocab_size)
+    eos_bias[tok.eos_token_id] = bias
+    model.get_output_embeddings().register_forward_hook(lambda module, inputs, logits: logits + eos_bias)
     model.eval()
-    before, before_logps = _previous_sampler(model, tok, prompts, new_tokens, seed=11, batch_size=batch_size)
+    before, before_logps = _previous_sampler(model, tok, prompts, new_tokens, 11, batch_size, temperature, top_p)
+    drops = []
+    select = ReservedLayer.batch_select_indices
+    monkeypatch.setattr(ReservedLayer, "batch_select_indices", lambda self, i: (drops.append(len(i)), select(self, i)))
     _, now, now_logps = generate_responses(model, tok, prompts, max_new_tokens=new_tokens, seed=11,
-                                           batch_size=batch_size, show_progress=False, return_logps=True)
+                                           batch_size=batch_size, temperature=temperature, top_p=top_p,
+                                           show_progress=False, return_logps=True)
     assert now == before and torch.equal(now_logps, before_logps)
-    if which == "tiny":
-        assert len({len(i) for i in now}) > 2 and any(i[-1] == tok.eos_token_id for i in now)
+    assert drops and len({len(i) for i in now}) > 2  # rows ended at different steps and left the batch
 
 
 def test_reserved_layer_holds_what_a_dynamic_layer_holds():
@@ -341,3 +359,9 @@ def test_reserved_layer_holds_what_a_dynamic_layer_holds():
     assert reserved.get_seq_length() == dynamic.get_seq_length() == 9
     with pytest.raises(RuntimeError, match="KV cache full: 10 positions, 9 reserved"):
         step(3, 1)
+    with pytest.raises(NotImplementedError):  # operations the decode loop never uses raise, not desynchronise
+        reserved.crop(5)
+    reserved.reset()  # a reset layer starts over at position 0, with new buffers
+    dynamic = DynamicLayer()
+    step(2, 4)
+    assert reserved.get_seq_length() == 4 and reserved.key_buffer.shape == (2, 2, 7, 4)
