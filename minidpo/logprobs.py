@@ -11,6 +11,8 @@ are masked out; the EOS appended to each response counts (it is what teaches the
    (transformers' boolean `logits_to_keep`). On a 50k-token vocabulary the head and its log-softmax are a
    large share of the compute and memory, and prompts are often longer than replies: bench/dpo_step.py
    measures 1.5x per DPO step on CPU. (Packing sequences without padding was tried and did not pay on CPU.)
+   Rows of very different lengths (a pair's chosen and rejected replies) run as two forwards of similar-length
+   rows, each cut to its longest (`length_groups`): 20% off a GPT-2-small step in bench/dpo_step.py's batch.
 3. The reference cache: log pi_ref of every pair, computed once per (reference, data), stored on disk and
    attached to the dataset as TRL's `ref_chosen_logps` / `ref_rejected_logps` columns.
 """
@@ -54,26 +56,51 @@ def _device(model) -> torch.device:
     return next(getattr(model, "module", model).parameters()).device  # through a DDP / accelerate wrapper
 
 
-def model_token_logprobs(model, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Log-prob of every reply token of the batch, flattened: (token_logps (N,), row_index (N,)).
+def length_groups(attention_mask: Tensor, min_saving: float = 0.1) -> list[Tensor]:
+    """The rows of a right-padded batch as one group, or as two groups of similar length (each at least two rows)
+    when that cuts the token positions a forward computes by `min_saving` or more. One forward pads every row
+    to the longest; a DPO batch's chosen and rejected replies differ in length, so its rows often differ a lot."""
+    ends = attention_mask.shape[1] - attention_mask.flip(1).int().argmax(1)  # one past each row's last real token
+    n, order = len(ends), torch.argsort(ends, stable=True)
+    ends = ends[order].tolist()
+    padded = [k * ends[k - 1] + (n - k) * ends[-1] for k in range(2, n - 1)]  # first group: the k shortest
+    if not padded or min(padded) > (1 - min_saving) * n * ends[-1]:
+        return [torch.arange(n, device=attention_mask.device)]
+    k = 2 + padded.index(min(padded))
+    return [order[:k].sort().values, order[k:].sort().values]
 
-    One forward of the (possibly DDP-wrapped) transformers causal LM; `logits_to_keep` is the boolean mask of
+
+def model_token_logprobs(model, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Log-prob of every reply token of the batch, flattened: (token_logps (N,), row_index (N,)), row by row.
+
+    A forward of the (possibly DDP-wrapped) transformers causal LM; `logits_to_keep` is the boolean mask of
     the positions that predict a reply token, so the head computes z = lm_head(h_{t-1}) there only, and
-    log p(y_t | x, y_<t) = z[y_t] - logsumexp(z). The batch is moved to the model's device.
+    log p(y_t | x, y_<t) = z[y_t] - logsumexp(z). The batch is moved to the model's device. Fast path beside it:
+    rows of very different lengths run as two forwards, each cut to its own longest row (`length_groups`; not
+    under DDP, whose gradient sync expects one forward per backward); the same numbers up to float rounding.
     """
     device = _device(model)
-    input_ids = batch["input_ids"].to(device)
+    input_ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     scored = batch["response_mask"][:, 1:].to(device).bool()  # position t-1 predicts token t
-    keep = F.pad(scored, (0, 1), value=False)  # the last position predicts nothing
-    logits = model(input_ids=input_ids, attention_mask=batch["attention_mask"].to(device), logits_to_keep=keep,
-                   use_cache=False).logits
-    if logits.dim() != 2:
-        raise RuntimeError("model_token_logprobs needs transformers >= 5.23 (boolean logits_to_keep); "
-                           "use sequence_logprobs(model(...).logits, ...) with older versions")
-    logits = logits.float()
-    targets = input_ids[:, 1:][scored]
-    token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    return token_logps, scored.nonzero(as_tuple=True)[0]
+    groups = [torch.arange(len(mask), device=device)] if hasattr(model, "module") else length_groups(mask)
+    logps, rows = [], []
+    for group in groups:
+        width = int((mask[group].shape[1] - mask[group].flip(1).int().argmax(1)).max())  # right padding cut off
+        ids, kept = input_ids[group, :width], scored[group, : width - 1]
+        keep = F.pad(kept, (0, 1), value=False)  # the last position predicts nothing
+        logits = model(input_ids=ids, attention_mask=mask[group, :width], logits_to_keep=keep, use_cache=False).logits
+        if logits.dim() != 2:
+            raise RuntimeError("model_token_logprobs needs transformers >= 5.23 (boolean logits_to_keep); "
+                               "use sequence_logprobs(model(...).logits, ...) with older versions")
+        logits = logits.float()
+        targets = ids[:, 1:][kept]
+        logps.append(logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1))
+        rows.append(group[kept.nonzero(as_tuple=True)[0]])
+    if len(groups) == 1:
+        return logps[0], rows[0]
+    rows = torch.cat(rows)
+    order = torch.sort(rows, stable=True).indices  # row by row again; within a row, positions stay in order
+    return torch.cat(logps)[order], rows[order]
 
 
 def model_sequence_logprobs(model, batch: dict[str, Tensor]) -> Tensor:

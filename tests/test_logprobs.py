@@ -136,3 +136,57 @@ def test_the_tolerance_check_rejects_nan_and_excess():
     for bad in (torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.1])):
         with pytest.raises(AssertionError):
             assert_close_tol(bad, torch.tensor([1.0, 2.0]), 1e-6)
+
+
+def test_length_groups_split_where_padding_is_least():
+    """Planted right-padded batches (the mask's row lengths) whose best split is known. Mutations caught: the
+    split point off by one, the groups not sorted by length, a split that saves under 10% taken, a group of one
+    row, a left-padded batch cut (its rows all end at the last column)."""
+    from minidpo.logprobs import length_groups
+
+    def mask(lengths, width=None):
+        width = width or max(lengths)
+        return torch.tensor([[1] * n + [0] * (width - n) for n in lengths])
+
+    # sorted lengths 10 10 10 50 50 50: the 3 shortest apart, 3 * 10 + 3 * 50 = 180 positions instead of 300
+    assert [g.tolist() for g in length_groups(mask([50, 10, 50, 10, 10, 50]))] == [[1, 3, 4], [0, 2, 5]]
+    # 4 rows of 10 and one of 100: groups of at least two rows, so the longest goes with a row of 10 (the last: ties
+    # keep their order)
+    assert [g.tolist() for g in length_groups(mask([10, 100, 10, 10, 10]))] == [[0, 2, 3], [1, 4]]
+    assert [g.tolist() for g in length_groups(mask([40, 44, 42, 45]))] == [[0, 1, 2, 3]]  # saves under 10%
+    assert [g.tolist() for g in length_groups(mask([5, 100, 7]))] == [[0, 1, 2]]  # too few rows to split
+    left = mask([10, 10, 50, 50, 10, 50]).flip(1)  # left padding: every row ends at the last column
+    assert [g.tolist() for g in length_groups(left)] == [[0, 1, 2, 3, 4, 5]]
+
+
+def test_two_length_groups_give_the_one_forward_numbers(tiny, tokenized):
+    """A batch whose rows differ a lot in length runs as two forwards (`length_groups`): each row's token
+    log-probs, in the same order, and their sums equal one forward's to float32 rounding, and so do the
+    gradients. Mutations caught: a group's rows scattered back to the wrong rows, positions of another width
+    (the right padding cut wrongly), the token order within a row changed."""
+    import minidpo.logprobs as lp
+    from minidpo.logprobs import model_token_logprobs
+
+    model = tiny[0]
+    examples = sorted((tokenized[i] for i in range(12)), key=lambda e: len(e["chosen_ids"]) + len(e["prompt_ids"]))
+    batch = collate_preferences(examples[:3] + examples[-3:], tiny[1].pad_token_id)
+    assert len(lp.length_groups(batch["attention_mask"])) == 2  # the grouped path runs
+    grouped_tokens, grouped_rows = model_token_logprobs(model, batch)
+    grouped = model_sequence_logprobs(model, batch)
+    grouped.sum().backward()
+    grouped_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    one = lambda mask, **kwargs: [torch.arange(len(mask))]  # noqa: E731
+    real, lp.length_groups = lp.length_groups, one
+    try:
+        tokens, rows = model_token_logprobs(model, batch)
+        single = model_sequence_logprobs(model, batch)
+        single.sum().backward()
+    finally:
+        lp.length_groups = real
+    assert torch.equal(grouped_rows, rows)
+    assert_close_tol(grouped_tokens, tokens, logprob_tol(tokens, 1, model.config.n_embd))
+    assert_close_tol(grouped, single, _tol(model, batch, single))
+    for g, p in zip(grouped_grads, model.parameters()):
+        assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-5 * float(p.grad.abs().max()) + 1e-7)
+    model.zero_grad()
