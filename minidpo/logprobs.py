@@ -77,12 +77,14 @@ def model_token_logprobs(model, batch: dict[str, Tensor]) -> tuple[Tensor, Tenso
     the positions that predict a reply token, so the head computes z = lm_head(h_{t-1}) there only, and
     log p(y_t | x, y_<t) = z[y_t] - logsumexp(z). The batch is moved to the model's device. Fast path beside it:
     rows of very different lengths run as two forwards, each cut to its own longest row (`length_groups`; not
-    under DDP, whose gradient sync expects one forward per backward); the same numbers up to float rounding.
+    under DDP, whose gradient sync expects one forward per backward, nor for a `torch.compile`d model, which
+    would compile each new shape); the same numbers up to float rounding.
     """
     device = _device(model)
     input_ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     scored = batch["response_mask"][:, 1:].to(device).bool()  # position t-1 predicts token t
-    groups = [torch.arange(len(mask), device=device)] if hasattr(model, "module") else length_groups(mask)
+    one_forward = hasattr(model, "module") or hasattr(model, "_orig_mod")  # DDP, torch.compile
+    groups = [torch.arange(len(mask), device=device)] if one_forward else length_groups(mask)
     logps, rows = [], []
     for group in groups:
         width = int((mask[group].shape[1] - mask[group].flip(1).int().argmax(1)).max())  # right padding cut off
