@@ -12,7 +12,7 @@ are masked out; the EOS appended to each response counts (it is what teaches the
    large share of the compute and memory, and prompts are often longer than replies: bench/dpo_step.py
    measures 1.5x per DPO step on CPU. (Packing sequences without padding was tried and did not pay on CPU.)
    Rows of very different lengths (a pair's chosen and rejected replies) run as two forwards of similar-length
-   rows, each cut to its longest (`length_groups`): 20% off a GPT-2-small step in bench/dpo_step.py's batch.
+   rows, each cut to its longest (`length_groups`): a GPT-2-small step of bench/dpo_step.py 6.44 -> 6.04-6.09 s.
 3. The reference cache: log pi_ref of every pair, computed once per (reference, data), stored on disk and
    attached to the dataset as TRL's `ref_chosen_logps` / `ref_rejected_logps` columns.
 """
