@@ -42,7 +42,7 @@ from dpo_step import matmul_peak_gflops  # noqa: E402
 
 from minidpo.batching import tokenize_prompts  # noqa: E402
 from minidpo.data import format_prompt, load_instruction_preferences  # noqa: E402
-from minidpo.generate import generate_responses  # noqa: E402
+from minidpo.generate import generate_responses, left_padded  # noqa: E402
 from minidpo.models import SMOLLM2_NAME, load_model  # noqa: E402
 
 
@@ -111,12 +111,8 @@ def hf_generate(model, tokenizer, prompts: list[str], new_tokens: int, batch_siz
     out: dict[int, list[int]] = {}
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in index)
-        ids = torch.full((len(index), width), tokenizer.pad_token_id)
-        mask = torch.zeros((len(index), width), dtype=torch.long)
-        for row, i in enumerate(index):
-            ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]) :] = 1
+        ids, mask = left_padded([encoded[i] for i in index], tokenizer.pad_token_id)
+        width = ids.shape[1]
         with torch.inference_mode():
             gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=True,
                                  temperature=1.0, top_k=0, top_p=1.0, pad_token_id=tokenizer.pad_token_id,

@@ -112,6 +112,17 @@ def reserved_cache(room: int) -> Cache:
     return Cache(layer_class_to_replicate=lambda: ReservedLayer(room))
 
 
+def left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of token-id rows padded on the left: every row ends where generation starts."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r) :] = 1
+    return ids, mask
+
+
 def _cache_argument(model) -> str:
     """The name of the forward's KV-cache argument: `cache` from transformers 5.25 on, `past_key_values` before."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -160,13 +171,7 @@ def generate_responses(
             uniforms = torch.stack([torch.rand(max_new_tokens, dtype=torch.float64,
                                                generator=torch.Generator().manual_seed(prompt_seed(seed, i)))
                                     for i in index])
-            width = max(len(encoded[i]) for i in index)
-            ids = torch.full((len(index), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(index), width), dtype=torch.long)
-            for row, i in enumerate(index):  # left padding: every prompt ends where generation starts
-                ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-                mask[row, width - len(encoded[i]) :] = 1
-            ids, mask = ids.to(device), mask.to(device)
+            ids, mask = (t.to(device) for t in left_padded([encoded[i] for i in index], pad))
             position = (mask.cumsum(-1) - 1).clamp(min=0)  # positions count real tokens only
             kv = reserved_cache(max(max_new_tokens - 1, 0))  # a forward per token drawn, but the last
             cache = {_cache_argument(model): kv, "use_cache": True}

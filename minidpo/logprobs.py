@@ -56,11 +56,16 @@ def _device(model) -> torch.device:
     return next(getattr(model, "module", model).parameters()).device  # through a DDP / accelerate wrapper
 
 
+def _row_ends(attention_mask: Tensor) -> Tensor:
+    """One past each row's last real token: its length when the batch is right-padded."""
+    return attention_mask.shape[1] - attention_mask.flip(1).int().argmax(1)
+
+
 def length_groups(attention_mask: Tensor, min_saving: float = 0.1) -> list[Tensor]:
     """The rows of a right-padded batch as one group, or as two groups of similar length (each at least two rows)
     when that cuts the token positions a forward computes by `min_saving` or more. One forward pads every row
     to the longest; a DPO batch's chosen and rejected replies differ in length, so its rows often differ a lot."""
-    ends = attention_mask.shape[1] - attention_mask.flip(1).int().argmax(1)  # one past each row's last real token
+    ends = _row_ends(attention_mask)
     n, order = len(ends), torch.argsort(ends, stable=True)
     ends = ends[order].tolist()
     padded = [k * ends[k - 1] + (n - k) * ends[-1] for k in range(2, n - 1)]  # first group: the k shortest
@@ -85,9 +90,9 @@ def model_token_logprobs(model, batch: dict[str, Tensor]) -> tuple[Tensor, Tenso
     scored = batch["response_mask"][:, 1:].to(device).bool()  # position t-1 predicts token t
     one_forward = hasattr(model, "module") or hasattr(model, "_orig_mod")  # DDP, torch.compile
     groups = [torch.arange(len(mask), device=device)] if one_forward else length_groups(mask)
-    logps, rows = [], []
+    ends, logps, rows = _row_ends(mask), [], []
     for group in groups:
-        width = int((mask[group].shape[1] - mask[group].flip(1).int().argmax(1)).max())  # right padding cut off
+        width = int(ends[group].max())  # the group's right padding cut off
         ids, kept = input_ids[group, :width], scored[group, : width - 1]
         keep = F.pad(kept, (0, 1), value=False)  # the last position predicts nothing
         logits = model(input_ids=ids, attention_mask=mask[group, :width], logits_to_keep=keep, use_cache=False).logits
