@@ -69,16 +69,32 @@ def make_examples(n_pairs: int, vocab: int, seed: int) -> list[dict]:
             for _ in range(n_pairs)]
 
 
-def matmul_peak_gflops(device: str, dtype: torch.dtype, n: int = 1024, reps: int = 20) -> float:
+def machine(device: str) -> str:
+    """The hardware a table was measured on: the GPU's name, or the CPU model with torch's SIMD kernels (its CPU
+    capability: AVX2 and AVX-512 machines round and run otherwise) and thread count."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    from minidpo.experiments.measure import cpu_model
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{cpu_model()}, torch CPU capability {capability}, {torch.get_num_threads()} threads"
+
+
+def matmul_peak_gflops(device: str, dtype: torch.dtype, n: int = 1024, reps: int = 10, trials: int = 5) -> float:
+    """GFLOP/s of an n^3 matmul: the best of `trials` timings of `reps` products. The best, because a bound is what
+    the machine can do (one timing of 20 products read 160 GFLOP/s where runs minutes before and after read 194-203)."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     a @ b
-    sync()
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync()
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+    best = float("inf")
+    for _ in range(trials):
+        sync()
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        sync()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 * reps / best / 1e9
 
 
 def build_model(args):
@@ -275,7 +291,8 @@ def profile_step(args) -> None:
         kind = next((k for k, prefixes in OP_KINDS if event.key.startswith(prefixes)), "other aten")
         kinds[kind] = kinds.get(kind, 0.0) + event.self_cpu_time_total / 1e6 / 2
     ops = sum(kinds.values())
-    print(f"\n{setup.desc}; {args.pairs} pairs; one step {wall:.2f} s under the profiler, {ops:.2f} s in aten ops "
+    print(f"\n{setup.desc}; {machine(args.device)}; {args.pairs} pairs")
+    print(f"one step {wall:.2f} s under the profiler, {ops:.2f} s in aten ops "
           f"({wall - ops:.2f} s outside them: Python, autograd bookkeeping, the profiler itself)")
     print("| kind | s per step | share of step |\n| --- | ---: | ---: |")
     for kind, sec in sorted(kinds.items(), key=lambda kv: -kv[1]):
@@ -329,7 +346,7 @@ def bench_one(args) -> dict:
     mfu = {k: (6 * n_params * tokens + 2 * n_params * ref_tokens.get(k, 0)) / med[k] / (peak * 1e9) for k in med}
     memory = {} if args.no_memory else {v: measure_memory(args, v) for v in VARIANTS[:4]}
 
-    print(f"\nmodel: {setup.desc}, {n_params / 1e6:.1f}M params; device {args.device}, {dtype}")
+    print(f"\nmodel: {setup.desc}, {n_params / 1e6:.1f}M params; {dtype} on {args.device}: {machine(args.device)}")
     print(f"batch: {args.pairs} pairs, {tokens} real tokens ({padded_tokens} when padded); "
           f"TRL optimizer: {type(trainer.optimizer).__name__}; matmul peak {peak:.0f} GFLOP/s")
     compiled_diff = abs(first_loss["minidpo_compiled"] - first_loss["minidpo"])
@@ -358,6 +375,7 @@ def bench_one(args) -> dict:
         "mfu_compiled": mfu["minidpo_compiled"],
         "compiled_loss_abs_diff": compiled_diff,
         "matmul_peak_gflops": peak,
+        "machine": machine(args.device),
         "median_s": med,
         "step_breakdown_s": timers,
         "logp_max_abs_diff": logp_diff,

@@ -38,7 +38,7 @@ from transformers.pytorch_utils import Conv1D
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dpo_step import matmul_peak_gflops  # noqa: E402
+from dpo_step import machine, matmul_peak_gflops  # noqa: E402
 
 from minidpo.batching import tokenize_prompts  # noqa: E402
 from minidpo.data import format_prompt, load_instruction_preferences  # noqa: E402
@@ -140,8 +140,8 @@ def main() -> None:
     prompts = [format_prompt(tokenizer, r["instruction"], r["input"]) for r in records.select(range(args.prompts))]
     prompt_ids = tokenize_prompts(tokenizer, prompts)
     peak = matmul_peak_gflops("cpu", torch.float32)
-    print(f"{args.model}: {len(prompts)} prompts, up to {args.new_tokens} new tokens, matmul peak {peak:.0f} GFLOP/s,"
-          f" {torch.get_num_threads()} threads")
+    print(f"{args.model}: {len(prompts)} prompts, up to {args.new_tokens} new tokens, matmul peak {peak:.0f} GFLOP/s;"
+          f" {machine('cpu')}")
     print("| sampler | batch | median s | reply tokens | tokens/s | peak bound s | ratio | at-batch bound s | ratio |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     generate_responses(model, tokenizer, prompts[:8], max_new_tokens=8, batch_size=8, show_progress=False)  # warm-up
@@ -167,7 +167,7 @@ def main() -> None:
             print(f"| {name} | {bs} | {seconds:.1f} | {tokens} | {tokens / seconds:.0f} | {peak_s:.1f} | "
                   f"{seconds / peak_s:.2f} | {batch_s:.1f} | {seconds / batch_s:.2f} |", flush=True)
     print(json.dumps({"model": args.model, "prompts": len(prompts), "new_tokens": args.new_tokens,
-                      "matmul_peak_gflops": peak, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                      "matmul_peak_gflops": peak, "machine": machine("cpu"), "torch": torch.__version__,
                       "rows": rows}))
 
 
