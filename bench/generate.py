@@ -21,6 +21,11 @@ are against the bounds of its own replies, so the two compare.
 
     python bench/generate.py                       # SmolLM2-135M-Instruct (offline), batch sizes 16 32 64 128
     python bench/generate.py --batch-sizes 64 --prompts 64
+    python bench/generate.py --batch-sizes 64 --no-hf --compile regional   # does a compiled decode pay?
+
+`--compile regional` compiles each decoder layer's MLP and RMSNorms (`torch.compile(dynamic=True)`), `layers`
+each whole decoder layer, after the plain runs; the compiled loop is timed after a compiling round and its replies
+are compared with the plain loop's (compiled kernels round float32 otherwise, so some replies change).
 """
 
 from __future__ import annotations
@@ -123,6 +128,33 @@ def hf_generate(model, tokenizer, prompts: list[str], new_tokens: int, batch_siz
     return [out[i] for i in range(len(prompts))]
 
 
+def timed_row(name: str, run, bs: int, rounds: int, bounds: Bounds, prompt_ids) -> dict:
+    """Time `run` (median of `rounds`), print its table row and return it, with the last round's replies."""
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        replies = run()
+        times.append(time.perf_counter() - t)
+    seconds = statistics.median(times)
+    tokens = sum(len(r) for r in replies)
+    peak_s, batch_s = bounds.of(prompt_ids, replies, bs)
+    print(f"| {name} | {bs} | {seconds:.1f} | {tokens} | {tokens / seconds:.0f} | {peak_s:.1f} | "
+          f"{seconds / peak_s:.2f} | {batch_s:.1f} | {seconds / batch_s:.2f} |", flush=True)
+    return {"sampler": name, "batch_size": bs, "seconds": seconds, "reply_tokens": tokens,
+            "tokens_per_s": tokens / seconds, "peak_bound_s": peak_s, "peak_ratio": seconds / peak_s,
+            "at_batch_bound_s": batch_s, "at_batch_ratio": seconds / batch_s, "replies": replies}
+
+
+def compile_decode(model, how: str) -> None:
+    """`torch.compile(dynamic=True)` in place: each decoder layer's MLP and RMSNorms (`regional`) or each whole
+    decoder layer (`layers`), and the final norm."""
+    for layer in model.model.layers:
+        parts = [layer] if how == "layers" else [layer.mlp, layer.input_layernorm, layer.post_attention_layernorm]
+        for part in parts:
+            part.compile(dynamic=True)
+    model.model.norm.compile(dynamic=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=SMOLLM2_NAME)
@@ -131,6 +163,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64, 128])
     ap.add_argument("--rounds", type=int, default=2, help="timed rounds per variant (median), after one warm-up")
     ap.add_argument("--no-hf", action="store_true", help="skip HF generate")
+    ap.add_argument("--compile", choices=["regional", "layers"], help="then time a compiled decode (docstring)")
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -146,26 +179,30 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     generate_responses(model, tokenizer, prompts[:8], max_new_tokens=8, batch_size=8, show_progress=False)  # warm-up
     bounds = Bounds(model, peak)
-    rows = []
+    rows, plain = [], {}  # plain: minidpo's replies per batch size, to compare a compiled loop's with
     for bs in args.batch_sizes:
         variants = {"minidpo": lambda: generate_responses(model, tokenizer, prompts, max_new_tokens=args.new_tokens,
                                                           batch_size=bs, show_progress=False)[1]}
         if not args.no_hf:
             variants["hf_generate"] = lambda: hf_generate(model, tokenizer, prompts, args.new_tokens, bs)
         for name, run in variants.items():
-            times = []
-            for _ in range(args.rounds):
-                t = time.perf_counter()
-                replies = run()
-                times.append(time.perf_counter() - t)
-            seconds = statistics.median(times)
-            tokens = sum(len(r) for r in replies)
-            peak_s, batch_s = bounds.of(prompt_ids, replies, bs)
-            rows.append({"sampler": name, "batch_size": bs, "seconds": seconds, "reply_tokens": tokens,
-                         "tokens_per_s": tokens / seconds, "peak_bound_s": peak_s, "peak_ratio": seconds / peak_s,
-                         "at_batch_bound_s": batch_s, "at_batch_ratio": seconds / batch_s})
-            print(f"| {name} | {bs} | {seconds:.1f} | {tokens} | {tokens / seconds:.0f} | {peak_s:.1f} | "
-                  f"{seconds / peak_s:.2f} | {batch_s:.1f} | {seconds / batch_s:.2f} |", flush=True)
+            rows.append(timed_row(name, run, bs, args.rounds, bounds, prompt_ids))
+            replies = rows[-1].pop("replies")
+            if name == "minidpo":
+                plain[bs] = replies
+    if args.compile:
+        t = time.perf_counter()
+        compile_decode(model, args.compile)
+        for bs in args.batch_sizes:
+            run = lambda: generate_responses(model, tokenizer, prompts, max_new_tokens=args.new_tokens,  # noqa: E731
+                                             batch_size=bs, show_progress=False)[1]
+            run()  # compiles (each new shape may compile again)
+            print(f"compiled ({args.compile}), batch {bs}: compiling round {time.perf_counter() - t:.1f} s", flush=True)
+            rows.append(timed_row(f"minidpo_compiled_{args.compile}", run, bs, args.rounds, bounds, prompt_ids))
+            changed = sum(a != b for a, b in zip(plain[bs], rows[-1].pop("replies")))
+            rows[-1]["replies_changed"] = changed
+            print(f"compiled ({args.compile}), batch {bs}: {changed} of {len(prompts)} replies not the plain loop's")
+            t = time.perf_counter()
     print(json.dumps({"model": args.model, "prompts": len(prompts), "new_tokens": args.new_tokens,
                       "matmul_peak_gflops": peak, "machine": machine("cpu"), "torch": torch.__version__,
                       "rows": rows}))
