@@ -70,14 +70,24 @@ def make_examples(n_pairs: int, vocab: int, seed: int) -> list[dict]:
 
 
 def machine(device: str) -> str:
-    """The hardware a table was measured on: the GPU's name, or the CPU model with torch's SIMD kernels (its CPU
+    """The hardware a table was measured on: the GPU's name, or the CPU model (with its family and model numbers,
+    which tell e.g. AMD's Zen 3 from Zen 4 where the name is only "AMD EPYC"), torch's SIMD kernels (its CPU
     capability: AVX2 and AVX-512 machines round and run otherwise) and thread count."""
     if device == "cuda":
         return torch.cuda.get_device_name()
     from minidpo.experiments.measure import cpu_model
 
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    family = f" (family {fields['cpu family']}, model {fields['model']})" if "cpu family" in fields else ""
     capability = torch.backends.cpu.get_cpu_capability()
-    return f"{cpu_model()}, torch CPU capability {capability}, {torch.get_num_threads()} threads"
+    return f"{cpu_model()}{family}, torch CPU capability {capability}, {torch.get_num_threads()} threads"
 
 
 def matmul_peak_gflops(device: str, dtype: torch.dtype, n: int = 1024, reps: int = 10, trials: int = 5) -> float:
@@ -394,7 +404,7 @@ def main() -> None:
     ap.add_argument("--shape", choices=tuple(SHAPES), default="gpt2-small", help="GPT-2 shape (random init)")
     ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up round")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs only)")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory children")
     ap.add_argument("--profile", action="store_true", help="profile minidpo's step by kind of op instead of timing")

@@ -165,6 +165,8 @@ def main() -> None:
     ap.add_argument("--no-hf", action="store_true", help="skip HF generate")
     ap.add_argument("--compile", choices=["regional", "layers"], help="then time a compiled decode (docstring)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
 
     torch.manual_seed(0)
     model, tokenizer = load_model(args.model)
@@ -181,10 +183,10 @@ def main() -> None:
     bounds = Bounds(model, peak)
     rows, plain = [], {}  # plain: minidpo's replies per batch size, to compare a compiled loop's with
     for bs in args.batch_sizes:
-        variants = {"minidpo": lambda: generate_responses(model, tokenizer, prompts, max_new_tokens=args.new_tokens,
-                                                          batch_size=bs, show_progress=False)[1]}
+        variants = {"minidpo": lambda bs=bs: generate_responses(model, tokenizer, prompts, batch_size=bs,
+                                                                max_new_tokens=args.new_tokens, show_progress=False)[1]}
         if not args.no_hf:
-            variants["hf_generate"] = lambda: hf_generate(model, tokenizer, prompts, args.new_tokens, bs)
+            variants["hf_generate"] = lambda bs=bs: hf_generate(model, tokenizer, prompts, args.new_tokens, bs)
         for name, run in variants.items():
             rows.append(timed_row(name, run, bs, args.rounds, bounds, prompt_ids))
             replies = rows[-1].pop("replies")
@@ -194,12 +196,16 @@ def main() -> None:
         t = time.perf_counter()
         compile_decode(model, args.compile)
         for bs in args.batch_sizes:
-            run = lambda: generate_responses(model, tokenizer, prompts, max_new_tokens=args.new_tokens,  # noqa: E731
-                                             batch_size=bs, show_progress=False)[1]
+            def run(bs=bs):
+                return generate_responses(model, tokenizer, prompts, max_new_tokens=args.new_tokens, batch_size=bs,
+                                          show_progress=False)[1]
             run()  # compiles (each new shape may compile again)
-            print(f"compiled ({args.compile}), batch {bs}: compiling round {time.perf_counter() - t:.1f} s", flush=True)
+            compiling = time.perf_counter() - t
             rows.append(timed_row(f"minidpo_compiled_{args.compile}", run, bs, args.rounds, bounds, prompt_ids))
-            changed = sum(a != b for a, b in zip(plain[bs], rows[-1].pop("replies")))
+            rows[-1]["compiling_round_s"] = compiling
+            print(f"compiled ({args.compile}), batch {bs}: compiling round {compiling:.1f} s, "
+                  f"{compiling - rows[-1]['seconds']:.1f} s more than a compiled round", flush=True)
+            changed = sum(a != b for a, b in zip(plain[bs], rows[-1].pop("replies"), strict=True))
             rows[-1]["replies_changed"] = changed
             print(f"compiled ({args.compile}), batch {bs}: {changed} of {len(prompts)} replies not the plain loop's")
             t = time.perf_counter()
