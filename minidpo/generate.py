@@ -11,8 +11,8 @@ Why not `model.generate`? Three things it cannot give us, measured on SmolLM2-13
 - **Finished rows leave the batch.** A row that has sampled EOS is dropped from the batch and the KV cache, so a
   batch costs its replies' tokens, not its longest reply times its rows (SmolLM2's replies to the bench's 128
   prompts end after 39 of 64 tokens on average). Dropping copies the cache of the rows that go on; carrying
-  finished rows to the end and dropping them only in bulk was measured slower (each costs a full row of compute
-  per step). The cache is reserved once per batch (`ReservedLayer`), so a step writes its keys and values in
+  finished rows and dropping them only in bulk showed no gain when measured (each costs a full row of compute per
+  step). The cache is reserved once per batch (`ReservedLayer`), so a step writes its keys and values in
   place instead of concatenating them onto a new copy of the cache.
 - **The model's log-probability of each reply comes with it.** At temperature 1 and top-p 1 that is the
   policy's half of the Monte-Carlo KL estimate (`evaluate.sampled_log_ratios(..., policy_logps=...)`), with no
@@ -188,8 +188,8 @@ def generate_responses(
                 going = token != eos
                 if step == max_new_tokens - 1 or not going.any():
                     break
-                if not going.all():  # drop finished rows from the batch and the cache (measured: cheaper than
-                    keep = going.nonzero().squeeze(-1)  # carrying them to the end)
+                if not going.all():  # drop finished rows from the batch and the cache (carrying them to drop
+                    keep = going.nonzero().squeeze(-1)  # in bulk showed no gain)
                     kv.batch_select_indices(keep)
                     live, token, mask, position = live[keep.cpu()], token[keep], mask[keep], position[keep]
                 mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
